@@ -1,0 +1,22 @@
+"""streamrec: real-time face recognition for video streams."""
+
+from .analyzer import FaceAnalyzer, read_image
+from .config import Config, load_config
+from .errors import StreamrecError
+from .gallery import Gallery, Matcher
+from .records import Detections, Event, Face, Frame
+
+__all__ = [
+    "Config",
+    "Detections",
+    "Event",
+    "Face",
+    "FaceAnalyzer",
+    "Frame",
+    "Gallery",
+    "Matcher",
+    "StreamrecError",
+    "load_config",
+    "read_image",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,97 @@
+"""FaceAnalyzer: detection, alignment and embedding of faces in still images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .alignment import align
+from .config import Config, load_config
+from .errors import MediaError
+from .gallery import Gallery, Matcher, Recognizer
+from .models.detector import ScrfdDetector
+from .models.embedder import ArcFaceEmbedder
+from .models.registry import ResolvedModel, recognizer_threshold, resolve
+from .records import Detections, Face
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """BGR image from a file; MediaError with a clear message when it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise MediaError(f"image not found: {p}")
+    data = np.fromfile(str(p), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise MediaError(f"cannot read image {p}: not an image or corrupt")
+    return image
+
+
+class FaceAnalyzer:
+    """Finds faces in BGR images and computes their L2-normalised embeddings."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        detector_model: ResolvedModel,
+        recognizer_model: ResolvedModel,
+    ) -> None:
+        self.cfg = cfg
+        self.detector_model = detector_model
+        self.recognizer_model = recognizer_model
+        self.detector = ScrfdDetector(detector_model.path, cfg.detector, cfg.runtime)
+        self.embedder = ArcFaceEmbedder(recognizer_model.path, cfg.embedder, cfg.runtime)
+        self.threshold = (
+            cfg.recognition.threshold
+            if cfg.recognition.threshold is not None
+            else recognizer_threshold(recognizer_model)
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Config | None = None) -> FaceAnalyzer:
+        cfg = cfg if cfg is not None else load_config()
+        m = cfg.models
+        det = resolve(m.detector, "detector", m.dir, m.download)
+        rec = resolve(m.recognizer, "recognizer", m.dir, m.download)
+        return cls(cfg, det, rec)
+
+    @property
+    def recognizer(self) -> Recognizer:
+        return Recognizer(
+            self.recognizer_model.name, self.recognizer_model.sha256, self.embedder.dim
+        )
+
+    def open_gallery(self, path: str | Path) -> Gallery:
+        return Gallery(path, self.recognizer)
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return self.detector.detect(image)
+
+    def embed(self, image: np.ndarray, dets: Detections) -> np.ndarray:
+        """Embeddings [N, D] of the detected faces (aligned on their landmarks)."""
+        crops = [align(image, k, self.embedder.input_size) for k in dets.kps]
+        return self.embedder.embed(crops)
+
+    def analyze(self, image: np.ndarray, matcher: Matcher | None = None) -> list[Face]:
+        """Every face in a BGR image; named from ``matcher`` when one is given."""
+        dets = self.detect(image)
+        embeddings = self.embed(image, dets)
+        matches: list[tuple[str | None, float | None]] = (
+            matcher.match(embeddings, self.threshold) if matcher is not None else []
+        )
+        faces = []
+        for i in range(len(dets)):
+            name, score = matches[i] if matches else (None, None)
+            faces.append(
+                Face(
+                    bbox=dets.boxes[i],
+                    kps=dets.kps[i],
+                    det_score=float(dets.scores[i]),
+                    embedding=embeddings[i],
+                    name=name,
+                    score=score,
+                )
+            )
+        return faces

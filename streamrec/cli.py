@@ -1,0 +1,236 @@
+"""Command-line interface: ``streamrec`` (and ``python run.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import __version__
+from .config import Config, load_config
+from .errors import StreamrecError
+
+if TYPE_CHECKING:
+    from .analyzer import FaceAnalyzer
+
+log = logging.getLogger("streamrec")
+
+
+def _common(p: argparse.ArgumentParser, gallery: bool = True) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML config (default: configs/default.yaml)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a config key, e.g. --set detector.interval=5 (repeatable)",
+    )
+    if gallery:
+        p.add_argument("--gallery", metavar="FILE", help="gallery file (SQLite)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamrec", description="Real-time face recognition for video streams."
+    )
+    parser.add_argument("--version", action="version", version=f"streamrec {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list known models and where they are")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    p = msub.add_parser("list", help="each known model, where it was found, its verified sha256")
+    _common(p, gallery=False)
+
+    p = sub.add_parser("gallery", help="manage the gallery of enrolled people")
+    gsub = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+    p = gsub.add_parser("import", help="enrol every sub-folder of DIR as one person")
+    p.add_argument("dir", metavar="DIR")
+    _common(p)
+    p = gsub.add_parser("add", help="enrol NAME from photos")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    _common(p)
+    p = gsub.add_parser("list", help="list enrolled people")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p = gsub.add_parser("remove", help="remove a person")
+    p.add_argument("name", metavar="NAME")
+    _common(p)
+
+    p = sub.add_parser("recognize", help="find and name the faces in images")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--output", metavar="DIR", help="write annotated copies into DIR")
+    _common(p)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config, list(args.overrides))
+    if getattr(args, "gallery", None):
+        cfg.gallery = args.gallery
+    return cfg
+
+
+def _gallery_path(cfg: Config) -> str:
+    if not cfg.gallery:
+        raise StreamrecError(
+            "no gallery given: use --gallery FILE (or set 'gallery' in the config)"
+        )
+    return cfg.gallery
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from .models.registry import PACKS, list_models
+
+    cfg = _config(args)
+    print(f"{'model':28} {'kind':10} {'packs':30} {'status':9} location / sha256")
+    for st in list_models(cfg.models.dir):
+        packs = ",".join(st.packs) or "-"
+        if st.path is None:
+            status, where = "missing", "-"
+        else:
+            status = "ok" if st.verified else "MISMATCH"
+            where = f"{st.path}  sha256 {st.sha256}"
+        print(f"{st.info.file:28} {st.info.kind:10} {packs:30} {status:9} {where}")
+    print(
+        "packs: " + "; ".join(f"{p.name} = {p.detector} + {p.recognizer}" for p in PACKS.values())
+    )
+    return 0
+
+
+def _analyzer(cfg: Config) -> FaceAnalyzer:
+    from .analyzer import FaceAnalyzer
+
+    return FaceAnalyzer.from_config(cfg)
+
+
+def _print_reports(reports: Sequence[Any]) -> int:
+    enrolled = 0
+    for r in reports:
+        for file, reason in r.skipped:
+            print(f"skipped {file}: {reason}")
+        if r.added:
+            enrolled += 1
+            print(f"{r.name}: enrolled {len(r.added)} photo(s), {r.total} embedding(s) in total")
+        else:
+            print(f"{r.name}: nothing enrolled (no usable photo)")
+    return 0 if enrolled else 1
+
+
+def cmd_gallery(args: argparse.Namespace) -> int:
+    from .enroll import enroll_images, import_folder
+
+    cfg = _config(args)
+    path = _gallery_path(cfg)
+    action = args.gallery_command
+    if action in ("list", "remove"):
+        from .gallery import open_existing
+
+        with open_existing(path) as gallery:
+            if action == "remove":
+                gallery.remove(args.name)
+                print(f"removed {args.name}")
+                return 0
+            people = gallery.people()
+            if args.json:
+                print(json.dumps([p.__dict__ for p in people], indent=2))
+            else:
+                for person in people:
+                    print(f"{person.name}\t{person.embeddings} embedding(s)")
+                print(f"{len(people)} people in {path}")
+            return 0
+    analyzer = _analyzer(cfg)
+    with analyzer.open_gallery(path) as gallery:
+        if action == "import":
+            return _print_reports(import_folder(analyzer, gallery, Path(args.dir)))
+        return _print_reports([enroll_images(analyzer, gallery, args.name, map(Path, args.images))])
+
+
+def cmd_recognize(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .analyzer import read_image
+    from .annotate import draw_face
+
+    cfg = _config(args)
+    analyzer = _analyzer(cfg)
+    matcher = None
+    if cfg.gallery:
+        with analyzer.open_gallery(cfg.gallery) as gallery:
+            matcher = gallery.matcher()
+    out_dir = Path(args.output) if args.output else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    results, failed = [], 0
+    for name in args.images:
+        try:
+            image = read_image(name)
+        except StreamrecError as exc:
+            failed += 1
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        faces = analyzer.analyze(image, matcher)
+        results.append(
+            {
+                "image": name,
+                "faces": [
+                    {
+                        "bbox": [round(float(v), 1) for v in f.bbox],
+                        "kps": [[round(float(v), 1) for v in p] for p in f.kps],
+                        "det_score": round(f.det_score, 4),
+                        "name": f.name,
+                        "score": None if f.score is None else round(f.score, 4),
+                    }
+                    for f in faces
+                ],
+            }
+        )
+        if not args.json:
+            print(f"{name}: {len(faces)} face(s)")
+            for f in faces:
+                box = ",".join(f"{v:.0f}" for v in f.bbox)
+                score = "-" if f.score is None else f"{f.score:.3f}"
+                print(f"  [{box}] {f.name or 'unknown'} {score}")
+        if out_dir is not None:
+            for f in faces:
+                draw_face(image, f.bbox, f.name, f.score)
+            target = out_dir / (Path(name).stem + ".jpg")
+            cv2.imwrite(str(target), image)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+COMMANDS = {
+    "models": cmd_models_list,
+    "gallery": cmd_gallery,
+    "recognize": cmd_recognize,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except StreamrecError as exc:
+        print(f"streamrec: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("streamrec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Enrolment of people into the gallery from photos."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .analyzer import FaceAnalyzer, read_image
+from .errors import GalleryError, MediaError
+from .gallery import Gallery
+
+log = logging.getLogger("streamrec.enroll")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@dataclass
+class EnrollReport:
+    name: str
+    added: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    total: int = 0  # embeddings the person holds afterwards
+
+
+def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> np.ndarray:
+    """Embedding of the one face in an image; MediaError saying why otherwise."""
+    image = read_image(path)
+    dets = analyzer.detect(image)
+    if len(dets) == 0:
+        raise MediaError("no face found")
+    if len(dets) > 1:
+        raise MediaError(f"{len(dets)} faces found, expected one")
+    return analyzer.embed(image, dets)[0]
+
+
+def enroll_images(
+    analyzer: FaceAnalyzer, gallery: Gallery, name: str, paths: Iterable[Path]
+) -> EnrollReport:
+    """Add every usable photo of ``name``; files without exactly one face are skipped."""
+    report = EnrollReport(name)
+    embeddings, sources = [], []
+    for path in paths:
+        try:
+            embeddings.append(embed_single_face(analyzer, path))
+            sources.append(str(path))
+            report.added.append(str(path))
+        except MediaError as exc:
+            reason = str(exc).replace(f"cannot read image {path}: ", "")
+            report.skipped.append((str(path), reason))
+            log.debug("%s: skipped: %s", path, reason)
+    if embeddings:
+        report.total = gallery.add(name, np.stack(embeddings), sources)
+    return report
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def import_folder(analyzer: FaceAnalyzer, gallery: Gallery, root: Path) -> list[EnrollReport]:
+    """Enrol every sub-folder of ``root`` as one person named after the folder."""
+    if not root.is_dir():
+        raise GalleryError(f"not a folder: {root} (expected one sub-folder per person)")
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    if not people:
+        raise GalleryError(f"{root} has no sub-folders (expected one sub-folder per person)")
+    return [enroll_images(analyzer, gallery, d.name, image_files(d)) for d in people]

@@ -1,0 +1,1 @@
+"""Model files (registry, resolution, download) and their ONNX Runtime wrappers."""

@@ -1,0 +1,145 @@
+"""SCRFD face detector (any SCRFD ONNX export with 5 keypoints).
+
+The output layout is found from the graph, not the file name: outputs are grouped by their last
+dimension (1 = scores, 4 = box distances, 10 = keypoint offsets); within a group, the feature map
+with the most anchors has the smallest stride. Exports with or without a batch dimension and with
+dynamic or fixed input size are handled alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..config import DetectorConfig, RuntimeConfig
+from ..errors import ModelError
+from ..records import Detections
+from .runtime import create_session
+
+log = logging.getLogger("streamrec.detector")
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Greedy non-maximum suppression (InsightFace's convention, +1 pixel areas)."""
+    x1, y1, x2, y2 = boxes.T
+    areas = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = scores.argsort()[::-1]
+    keep = []
+    while order.size > 0:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[iou <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+class ScrfdDetector:
+    """Detects faces and their 5 landmarks; returns them in original image coordinates."""
+
+    def __init__(self, path: str | Path, cfg: DetectorConfig, runtime: RuntimeConfig) -> None:
+        self.path = Path(path)
+        self.cfg = cfg
+        self.session = create_session(path, runtime)
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise ModelError(f"{self.path.name}: not an SCRFD detector (expects one NCHW input)")
+        self.input_name = inputs[0].name
+        h, w = inputs[0].shape[2:]
+        if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0:
+            if (w, h) != (cfg.input_size, cfg.input_size):
+                log.info("%s has a fixed %dx%d input; using it", self.path.name, w, h)
+            self.input_size = (int(w), int(h))
+        else:
+            self.input_size = (cfg.input_size, cfg.input_size)
+        groups: dict[int, list[int]] = {1: [], 4: [], 10: []}
+        for i, out in enumerate(self.session.get_outputs()):
+            last = out.shape[-1] if out.shape else None
+            if last in groups:
+                groups[last].append(i)
+        n = len(groups[1])
+        if n == 0 or len(groups[4]) != n or len(groups[10]) != n:
+            raise ModelError(
+                f"{self.path.name}: not an SCRFD detector with keypoints (needs score, box and "
+                f"keypoint outputs per stride; found {len(self.session.get_outputs())} outputs)"
+            )
+        self._groups = groups
+        self._anchor_cache: dict[tuple[int, int, int], np.ndarray] = {}
+
+    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """Resize keeping the aspect ratio into the top-left of the input; return blob, scale."""
+        in_w, in_h = self.input_size
+        h, w = image.shape[:2]
+        if h / w > in_h / in_w:
+            new_h, new_w = in_h, int(in_h * w / h)
+        else:
+            new_w, new_h = in_w, int(in_w * h / w)
+        scale = new_h / h
+        canvas = np.zeros((in_h, in_w, 3), dtype=np.uint8)
+        canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
+        blob = cv2.dnn.blobFromImage(
+            canvas, 1.0 / 128.0, (in_w, in_h), (127.5, 127.5, 127.5), swapRB=True
+        )
+        return blob, scale
+
+    def _anchors(self, fh: int, fw: int, stride: int, per_cell: int) -> np.ndarray:
+        key = (fh, fw, per_cell)
+        centers = self._anchor_cache.get(key)
+        if centers is None:
+            ys, xs = np.mgrid[:fh, :fw]
+            grid = np.stack([xs, ys], axis=-1).astype(np.float32)
+            centers = (grid * stride).reshape(-1, 2)
+            if per_cell > 1:
+                centers = np.repeat(centers, per_cell, axis=0)
+            self._anchor_cache[key] = centers
+        return centers
+
+    def detect(self, image: np.ndarray) -> Detections:
+        """Faces in a BGR image, sorted by score (or by size when ``max_faces`` cuts them)."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError("expected an HxWx3 BGR image")
+        blob, scale = self._letterbox(image)
+        outs = self.session.run(None, {self.input_name: blob})
+        outs = [o[0] if o.ndim == 3 else o for o in outs]
+        in_w, in_h = self.input_size
+        by_size = sorted(self._groups[1], key=lambda i: -outs[i].shape[0])
+        first = outs[by_size[0]].shape[0]
+        per_cell = max(1, round(first / ((in_h // 8) * (in_w // 8))))
+        order = {k: sorted(v, key=lambda i: -outs[i].shape[0]) for k, v in self._groups.items()}
+        thr = self.cfg.threshold
+        all_scores, all_boxes, all_kps = [], [], []
+        for level in range(len(by_size)):
+            scores = outs[order[1][level]].reshape(-1)
+            count = scores.shape[0]
+            stride = round(math.sqrt(in_h * in_w * per_cell / count)))
+            keep = np.nonzero(scores >= thr)[0]
+            if keep.size == 0:
+                continue
+            centers = self._anchors(in_h // stride, in_w // stride, stride, per_cell)[keep]
+            dist = outs[order[4][level]][keep] * stride
+            kps = outs[order[10][level]][keep] * stride
+            boxes = np.concatenate([centers - dist[:, :2], centers + dist[:, 2:]], axis=1)
+            kps = kps.reshape(-1, 5, 2) + centers[:, None, :]
+            all_scores.append(scores[keep])
+            all_boxes.append(boxes)
+            all_kps.append(kps)
+        if not all_scores:
+            return Detections.empty()
+        scores = np.concatenate(all_scores).astype(np.float32)
+        boxes = (np.concatenate(all_boxes) / scale).astype(np.float32)
+        kps = (np.concatenate(all_kps) / scale).astype(np.float32)
+        order_idx = scores.argsort()[::-1]
+        scores, boxes, kps = scores[order_idx], boxes[order_idx], kps[order_idx]
+        keep = nms(boxes, scores, self.cfg.nms_threshold)
+        dets = Detections(boxes[keep], scores[keep], kps[keep])
+        if self.cfg.max_faces and len(dets) > self.cfg.max_faces:
+            area = (dets.boxes[:, 2] - dets.boxes[:, 0]) * (dets.boxes[:, 3] - dets.boxes[:, 1])
+            dets = dets[np.sort(np.argsort(-area)[: self.cfg.max_faces])]
+        return dets

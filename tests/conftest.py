@@ -1,0 +1,48 @@
+"""Shared fixtures: real models and media from ../shared (via STREAMREC_MODELS/STREAMREC_MEDIA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SMALL_MODELS = {"models.detector": "det_500m.onnx", "models.recognizer": "mobilefacenet_128d.onnx"}
+
+
+def _env_dir(var: str) -> Path | None:
+    value = os.environ.get(var)
+    if value and Path(value).is_dir():
+        return Path(value).resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    d = _env_dir("STREAMREC_MODELS")
+    if d is None:
+        pytest.skip("real models not available: set STREAMREC_MODELS to ../shared/models")
+    return d
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    d = _env_dir("STREAMREC_MEDIA")
+    if d is None:
+        pytest.skip("real media not available: set STREAMREC_MEDIA to ../shared/media")
+    return d
+
+
+@pytest.fixture(scope="session")
+def small_config(models_dir: Path):
+    """Config with the small real models (det_500m + MobileFaceNet)."""
+    from streamrec import load_config
+
+    return load_config(None, {**SMALL_MODELS, "models.download": False})
+
+
+@pytest.fixture(scope="session")
+def analyzer(small_config):
+    from streamrec import FaceAnalyzer
+
+    return FaceAnalyzer.from_config(small_config)
