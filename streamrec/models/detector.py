@@ -118,7 +118,7 @@ class ScrfdDetector:
         for level in range(len(by_size)):
             scores = outs[order[1][level]].reshape(-1)
             count = scores.shape[0]
-            stride = round(math.sqrt(in_h * in_w * per_cell / count)))
+            stride = round(math.sqrt(in_h * in_w * per_cell / count))
             keep = np.nonzero(scores >= thr)[0]
             if keep.size == 0:
                 continue
