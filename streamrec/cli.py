@@ -68,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--output", metavar="DIR", help="write annotated copies into DIR")
     _common(p)
+
+    p = sub.add_parser("run", help="recognize people in a video file, URL or camera")
+    p.add_argument("--source", required=True, metavar="URI", help="file, http(s)/rtsp URL, webcam")
+    p.add_argument("--output", metavar="FILE", help="write the annotated video (H.264)")
+    p.add_argument("--events", metavar="FILE", help="append events as JSON lines")
+    p.add_argument("--display", action="store_true", help="show the annotated video in a window")
+    p.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _common(p)
     return parser
 
 
@@ -208,7 +217,26 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .app import run_video
+
+    cfg = _config(args)
+    summary = run_video(
+        cfg,
+        args.source,
+        output=args.output,
+        events=args.events,
+        display=args.display,
+        progress=not args.no_progress,
+    )
+    print(summary.format())
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2))
+    return 130 if summary.interrupted else 0
+
+
 COMMANDS = {
+    "run": cmd_run,
     "models": cmd_models_list,
     "gallery": cmd_gallery,
     "recognize": cmd_recognize,

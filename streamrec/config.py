@@ -64,10 +64,16 @@ class RecognitionConfig:
     batch_size: int = Field(default=16, ge=1, le=256)
     #: frames between embeddings of a track until its identity is confident
     refresh_interval: int = Field(default=10, ge=1)
+    #: embeddings a track needs before it is given a name
+    min_embeddings: int = Field(default=2, ge=1)
     #: embeddings of a track after which its identity is considered settled
     confident_after: int = Field(default=3, ge=1)
     #: minimum face height in pixels to be embedded
     min_face_size: int = Field(default=20, ge=0)
+    #: faces whose quality (size x pose x detector score, 0..1) is below this are not embedded
+    min_quality: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: a track that is still unknown is re-embedded this many frames apart
+    unknown_refresh_interval: int = Field(default=15, ge=1)
 
 
 @dataclass(config=_STRICT)
@@ -75,6 +81,8 @@ class TrackerConfig:
     iou_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
     #: detection rounds a track may miss before it ends
     max_missed: int = Field(default=2, ge=0)
+    #: mean grey-level change between frames that counts as a scene cut (ends all tracks; 0 = off)
+    scene_cut: float = Field(default=24.0, ge=0.0)
 
 
 @dataclass(config=_STRICT)

@@ -1,0 +1,245 @@
+"""Architecture-equivalent stand-in for InsightFace ``w600k_r50.onnx`` (random weights).
+
+The production recognizer (ArcFace IResNet-50, ``buffalo_l``) is too large to ship with the
+project, but its compute cost does not depend on its weight values. This module writes an ONNX
+graph of exactly the same architecture, laid out the way ``torch.onnx.export`` (opset 11) lays out
+arcface_torch's ``iresnet50``: every BatchNorm that follows a convolution is folded into that
+convolution's weight and bias, while the pre-activation BatchNorms (``bn1`` of each block, ``bn2``
+before the FC layer, and ``features`` after it) stay ``BatchNormalization`` nodes. That gives
+43,590,976 float32 parameters, the size of the real file. Timings measured with it must be
+labelled "architecture-equivalent, random weights".
+
+Weights are He-scaled and the BatchNorm running statistics follow the expected activation variance
+(tracked analytically through the residual stream), so outputs stay finite and near unit scale.
+
+Run ``python -m benchmarks.iresnet50 OUT.onnx`` to build the file and time it on the OpenVINO and
+CPU execution providers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+INPUT_NAME = "input.1"
+OUTPUT_NAME = "683"
+INPUT_SIZE = 112
+EMBEDDING_DIM = 512
+# (planes, blocks) of iresnet50 = IResNet(IBasicBlock, [3, 4, 14, 3]); stages start at stride 2.
+STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))
+OPSET = 11  # what arcface_torch's torch2onnx.py exports with
+GENERATOR_VERSION = 1  # bump when the generated graph or weights change
+_BN_EPS = 1e-5
+_FC_SCALE = 7 * 7  # 112 / 2**4 = 7
+_KEY_PROP = "streamrec.generator_key"
+
+
+class _Builder:
+    """Accumulates nodes and initializers; each method returns its output tensor name."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[onnx.TensorProto] = []
+        self._count = 0
+
+    def _name(self, prefix: str) -> str:
+        self._count += 1
+        return f"{prefix}_{self._count}"
+
+    def init(self, prefix: str, array: np.ndarray) -> str:
+        name = self._name(prefix)
+        self.initializers.append(numpy_helper.from_array(array.astype(np.float32), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], **attrs: Any) -> str:
+        out = self._name(op.lower())
+        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def _uniform(self, low: float, high: float, n: int) -> np.ndarray:
+        return self.rng.uniform(low, high, n).astype(np.float32)
+
+    def conv(
+        self, x: str, cin: int, cout: int, k: int, stride: int, gain: float, out_std: float
+    ) -> str:
+        """Conv with a folded BatchNorm: unit-variance input (times ``gain``) -> ``out_std``."""
+        fan_in = cin * k * k
+        std = np.sqrt(gain / fan_in) * out_std * self._uniform(0.8, 1.2, cout)
+        w = self.rng.standard_normal((cout, cin, k, k), dtype=np.float32)
+        w *= std.reshape(-1, 1, 1, 1).astype(np.float32)
+        bias = self.rng.normal(0.0, 0.05 * out_std, cout)
+        inputs = [x, self.init("conv.weight", w), self.init("conv.bias", bias)]
+        pad = k // 2
+        return self.node(
+            "Conv", inputs, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4
+        )
+
+    def prelu(self, x: str, channels: int) -> str:
+        slope = self._uniform(0.05, 0.3, channels).reshape(channels, 1, 1)
+        return self.node("PRelu", [x, self.init("prelu.weight", slope)])
+
+    def batchnorm(
+        self, x: str, channels: int, variance: float, gamma: np.ndarray | None = None
+    ) -> str:
+        """Inference BatchNorm whose running stats match an input of the given variance."""
+        std = np.sqrt(variance)
+        scale = self._uniform(0.8, 1.2, channels) if gamma is None else gamma
+        params = [
+            scale,
+            self.rng.normal(0.0, 0.1, channels),  # beta
+            self.rng.normal(0.0, 0.1 * std, channels),  # running mean
+            variance * self._uniform(0.6, 1.4, channels),  # running var
+        ]
+        names = [
+            self.init(f"bn.{p}", a) for p, a in zip(("w", "b", "mean", "var"), params, strict=True)
+        ]
+        return self.node("BatchNormalization", [x, *names], epsilon=_BN_EPS)
+
+    def block(
+        self, x: str, variance: float, cin: int, planes: int, stride: int
+    ) -> tuple[str, float]:
+        """IBasicBlock: BN -> conv3x3 -> (BN) -> PReLU -> conv3x3/s -> (BN), + identity/downsample.
+
+        Returns the output and its expected variance: the residual branch adds ``g**2``.
+        """
+        g = float(self.rng.uniform(0.2, 0.4))
+        out = self.batchnorm(x, cin, variance)
+        out = self.conv(out, cin, planes, 3, 1, gain=1.0, out_std=1.0)
+        out = self.prelu(out, planes)
+        out = self.conv(out, planes, planes, 3, stride, gain=2.0, out_std=g)
+        if stride != 1 or cin != planes:
+            x = self.conv(x, cin, planes, 1, stride, gain=1.0 / variance, out_std=1.0)
+            variance = 1.0
+        return self.node("Add", [out, x]), variance + g * g
+
+
+def _generator_key(seed: int) -> str:
+    spec = {"arch": "iresnet50", "stages": STAGES, "opset": OPSET, "version": GENERATOR_VERSION}
+    return hashlib.sha256(json.dumps({**spec, "seed": seed}, sort_keys=True).encode()).hexdigest()
+
+
+def make_model(seed: int = 0) -> onnx.ModelProto:
+    """Build the IResNet-50 model in memory (about 175 MB of weights)."""
+    b = _Builder(seed)
+    x = b.conv(INPUT_NAME, 3, 64, 3, 1, gain=1.0, out_std=1.0)
+    x = b.prelu(x, 64)
+    variance, cin = 1.0, 64
+    for planes, blocks in STAGES:
+        for i in range(blocks):
+            x, variance = b.block(x, variance, cin, planes, stride=2 if i == 0 else 1)
+            cin = planes
+    x = b.batchnorm(x, cin, variance)
+    x = b.node("Flatten", [x], axis=1)
+    fc_in = cin * _FC_SCALE
+    fc_w = b.rng.standard_normal((EMBEDDING_DIM, fc_in), dtype=np.float32) / np.sqrt(fc_in)
+    fc_b = b.rng.normal(0.0, 0.01, EMBEDDING_DIM)
+    x = b.node("Gemm", [x, b.init("fc.weight", fc_w), b.init("fc.bias", fc_b)], transB=1)
+    # arcface_torch freezes features.weight at 1.0.
+    x = b.batchnorm(x, EMBEDDING_DIM, 1.0, gamma=np.ones(EMBEDDING_DIM, np.float32))
+    b.nodes[-1].output[0] = OUTPUT_NAME
+
+    graph = helper.make_graph(
+        b.nodes,
+        "iresnet50_random",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["None", 3, 112, 112])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["None", EMBEDDING_DIM])],
+        initializer=b.initializers,
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="streamrec.benchmarks.iresnet50",
+        doc_string="IResNet-50 (w600k_r50 architecture), architecture-equivalent, random weights",
+    )
+    model.ir_version = 7  # opset 11 era; loadable by any onnxruntime >= 1.6
+    helper.set_model_props(model, {_KEY_PROP: _generator_key(seed)})
+    return model
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    return sum(int(np.prod(t.dims)) for t in model.graph.initializer)
+
+
+def _is_current(path: Path, seed: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    except Exception:  # unreadable or truncated: rebuild
+        return False
+    return props.get(_KEY_PROP) == _generator_key(seed)
+
+
+def build_iresnet50(path: str | Path, seed: int = 0) -> Path:
+    """Write the model to ``path`` (atomically) unless an identical build is already there."""
+    path = Path(path)
+    if _is_current(path, seed):
+        return path
+    model = make_model(seed)
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _time_provider(path: Path, provider: str, batch: int, runs: int) -> float:
+    """Median seconds per inference of one batch (after a warm-up run)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=[provider])
+    x = np.random.default_rng(0).standard_normal((batch, 3, INPUT_SIZE, INPUT_SIZE), np.float32)
+    session.run(None, {INPUT_NAME: x})
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, {INPUT_NAME: x})
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="where to write the .onnx file")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=int, default=10, help="timed runs per configuration")
+    args = parser.parse_args(argv)
+
+    start = time.perf_counter()
+    path = build_iresnet50(args.out, args.seed)
+    params = parameter_count(onnx.load(str(path)))
+    print(
+        f"{path}: {path.stat().st_size:,} bytes, {params:,} parameters "
+        f"(ready in {time.perf_counter() - start:.1f} s)"
+    )
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(
+        f"IResNet-50 timings, architecture-equivalent, random weights (median per batch; "
+        f"{os.cpu_count()} CPUs, load average {load}):"
+    )
+    for provider in ("OpenVINOExecutionProvider", "CPUExecutionProvider"):
+        for batch in (1, 8):
+            seconds = _time_provider(path, provider, batch, args.runs)
+            print(
+                f"  {provider:26s} batch {batch}: {seconds * 1e3:8.1f} ms "
+                f"({seconds * 1e3 / batch:6.1f} ms/face)"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Prometheus metrics of the daemon, in a registry owned by one :class:`Metrics` object.
+
+The pipeline calls small typed methods; the web server serves :meth:`Metrics.text` on
+``/metrics``. Every instance has its own ``CollectorRegistry`` (no global state), so tests and
+embedded uses can create several.
+
+API (``camera`` is the configured camera name):
+
+====================================  =========================================================
+``add_camera(camera)``                create the camera's series at 0 (so they show before use)
+``frame(camera, n=1)``                ``streamrec_frames_total{camera}`` frames read
+``dropped(camera, n=1)``              ``streamrec_dropped_frames_total{camera}`` frames skipped
+``reconnect(camera)``                 ``streamrec_reconnects_total{camera}``
+``stall(camera)``                     ``streamrec_stalls_total{camera}`` source stopped delivering
+``faces(camera, n)``                  ``streamrec_faces_total{camera}`` detections
+``track(camera, n=1)``                ``streamrec_tracks_total{camera}`` tracks started
+``identity(camera, name)``            ``streamrec_identities_total{camera,name}`` identifications
+``observe_detect(seconds, batch=1)``  ``streamrec_detect_seconds`` per detector call, and
+                                      ``streamrec_batch_size{stage="detect"}``
+``observe_embed(seconds, batch)``     ``streamrec_embed_seconds`` per embedder call, and
+                                      ``streamrec_batch_size{stage="embed"}``
+``observe_latency(camera, seconds)``  ``streamrec_event_latency_seconds{camera}`` capture→event
+``set_camera_up(camera, up)``         ``streamrec_camera_up{camera}`` 1 or 0
+``set_camera_fps(camera, fps)``       ``streamrec_camera_fps{camera}``
+``set_gallery_people(n)``             ``streamrec_gallery_people``
+``text()``                            exposition text; content type in ``CONTENT_TYPE``
+====================================  =========================================================
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_INFERENCE_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
+
+
+class Metrics:
+    """The daemon's counters, histograms and gauges (see the module docstring for the API)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        reg = self.registry
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name, doc, ["camera"], registry=reg)
+
+        self._frames = counter("streamrec_frames_total", "Frames read from the source.")
+        self._dropped = counter(
+            "streamrec_dropped_frames_total", "Frames dropped because processing fell behind."
+        )
+        self._reconnects = counter("streamrec_reconnects_total", "Source reconnections.")
+        self._stalls = counter("streamrec_stalls_total", "Times a source stopped delivering.")
+        self._faces = counter("streamrec_faces_total", "Faces detected.")
+        self._tracks = counter("streamrec_tracks_total", "Face tracks started.")
+        self._identities = Counter(
+            "streamrec_identities_total",
+            "Tracks identified as a gallery person.",
+            ["camera", "name"],
+            registry=reg,
+        )
+        self._detect = Histogram(
+            "streamrec_detect_seconds",
+            "Face detector time per call (one batch).",
+            buckets=_INFERENCE_BUCKETS,
+            registry=reg,
+        )
+        self._embed = Histogram(
+            "streamrec_embed_seconds",
+            "Embedder time per call (one batch).",
+            buckets=_INFERENCE_BUCKETS,
+            registry=reg,
+        )
+        self._batch = Histogram(
+            "streamrec_batch_size",
+            "Images per inference call.",
+            ["stage"],
+            buckets=_BATCH_BUCKETS,
+            registry=reg,
+        )
+        self._latency = Histogram(
+            "streamrec_event_latency_seconds",
+            "Wall time from frame capture to the event being emitted.",
+            ["camera"],
+            buckets=_LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self._up = Gauge(
+            "streamrec_camera_up", "1 while the source delivers frames.", ["camera"], registry=reg
+        )
+        self._fps = Gauge(
+            "streamrec_camera_fps", "Frames read per second.", ["camera"], registry=reg
+        )
+        self._people = Gauge("streamrec_gallery_people", "People in the gallery.", registry=reg)
+
+    def add_camera(self, camera: str) -> None:
+        per_camera = (self._frames, self._dropped, self._reconnects, self._stalls, self._faces)
+        for metric in (*per_camera, self._tracks, self._latency, self._up, self._fps):
+            metric.labels(camera)
+
+    def frame(self, camera: str, n: int = 1) -> None:
+        self._frames.labels(camera).inc(n)
+
+    def dropped(self, camera: str, n: int = 1) -> None:
+        self._dropped.labels(camera).inc(n)
+
+    def reconnect(self, camera: str) -> None:
+        self._reconnects.labels(camera).inc()
+
+    def stall(self, camera: str) -> None:
+        self._stalls.labels(camera).inc()
+
+    def faces(self, camera: str, n: int) -> None:
+        self._faces.labels(camera).inc(n)
+
+    def track(self, camera: str, n: int = 1) -> None:
+        self._tracks.labels(camera).inc(n)
+
+    def identity(self, camera: str, name: str) -> None:
+        self._identities.labels(camera, name).inc()
+
+    def observe_detect(self, seconds: float, batch: int = 1) -> None:
+        self._detect.observe(seconds)
+        self._batch.labels("detect").observe(batch)
+
+    def observe_embed(self, seconds: float, batch: int) -> None:
+        self._embed.observe(seconds)
+        self._batch.labels("embed").observe(batch)
+
+    def observe_latency(self, camera: str, seconds: float) -> None:
+        self._latency.labels(camera).observe(seconds)
+
+    def set_camera_up(self, camera: str, up: bool) -> None:
+        self._up.labels(camera).set(1 if up else 0)
+
+    def set_camera_fps(self, camera: str, fps: float) -> None:
+        self._fps.labels(camera).set(fps)
+
+    def set_gallery_people(self, n: int) -> None:
+        self._people.set(n)
+
+    def text(self) -> bytes:
+        """The Prometheus text exposition of this registry."""
+        return generate_latest(self.registry)

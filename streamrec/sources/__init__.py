@@ -1,0 +1,76 @@
+"""Video sources: files, http(s) URLs, RTSP cameras and webcams, all iterated the same way.
+
+``open_source(uri)`` picks the kind from the URI and opens it at once, so mistakes surface at
+start as SourceError (except RTSP cameras, which are retried in the background). Iterating a
+source yields ``Frame`` records, and ``Gap`` records on live sources when the stream was lost.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote, urlsplit
+
+from ..errors import SourceError
+from .base import Gap, Source, SourceOptions, SourceStats, redact
+from .live import LiveSource
+from .pyav import FileSource, RtspSource
+from .webcam import WebcamSource
+
+__all__ = [
+    "FileSource",
+    "Gap",
+    "LiveSource",
+    "RtspSource",
+    "Source",
+    "SourceOptions",
+    "SourceStats",
+    "WebcamSource",
+    "open_source",
+    "redact",
+]
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_WEBCAM_INDEX = re.compile(r"^(?:webcam:)?(\d+)$")
+_KINDS = "a file path, http(s)://, rtsp(s)://, a webcam index (0, webcam:0) or /dev/video*"
+
+
+def open_source(uri: str, options: SourceOptions | None = None, name: str | None = None) -> Source:
+    """Open a video source; ``name`` is its display name (default: the URI, credentials hidden).
+
+    - ``0``, ``webcam:0``, ``/dev/video0``, ``webcam:/dev/video0``: webcam (live)
+    - ``rtsp://``, ``rtsps://``: RTSP camera (live, retried in the background, never raises)
+    - ``http://``, ``https://``, ``file://`` and plain paths: every frame, in order
+    """
+    options = options or SourceOptions()
+    uri = uri.strip()
+    if not uri:
+        raise SourceError(f"empty video source: give {_KINDS}")
+    shown = redact(uri)
+    webcam = _WEBCAM_INDEX.match(uri)
+    if webcam:
+        index = int(webcam.group(1))
+        return WebcamSource(index, name or f"webcam:{index}", options)
+    device = uri.removeprefix("webcam:")
+    if device.startswith("/dev/"):
+        return WebcamSource(device, name or device, options)
+    if device != uri:
+        raise SourceError(f"bad webcam {uri!r}: use webcam:<index> or webcam:/dev/video<N>")
+    scheme = _SCHEME.match(uri)
+    if scheme is None:
+        return FileSource(uri, name or uri, options)
+    kind = scheme.group(1).lower()
+    if kind == "file":
+        path = unquote(urlsplit(uri).path)
+        return FileSource(path, name or path, options)
+    if kind not in ("http", "https", "rtsp", "rtsps"):
+        raise SourceError(f"unsupported video source {shown}: '{kind}://' is not {_KINDS}")
+    try:
+        host = urlsplit(uri).hostname
+        urlsplit(uri).port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError as exc:
+        raise SourceError(f"bad URL {shown}: {exc}") from None
+    if not host:
+        raise SourceError(f"bad URL {shown}: no host")
+    if kind.startswith("rtsp"):
+        return RtspSource(uri, name or shown, options)
+    return FileSource(uri, name or shown, options)

@@ -1,0 +1,274 @@
+"""Sources decoded by FFmpeg through PyAV: files and http(s) URLs, and live RTSP cameras."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from functools import partial
+from pathlib import Path
+
+import av
+import av.container
+import av.error
+import av.video
+import numpy as np
+
+from ..errors import SourceError
+from ..records import Frame
+from .base import LOG, Gap, ItemBuffer, Source, SourceOptions, describe_error, redact
+from .live import Grab, LiveSource, StallError
+
+Opened = tuple[av.container.InputContainer, av.video.stream.VideoStream]
+
+#: demuxer errors in a row after which a damaged file is given up
+MAX_READ_ERRORS = 32
+#: FFmpeg renders text files (.txt, .nfo ...) as ANSI-art "video" with these; not camera footage
+TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+
+
+def open_video(
+    uri: str, ffmpeg_options: dict[str, str], timeout: tuple[float, float] | None, threads: int
+) -> Opened:
+    """Open ``uri`` and its first video stream with threaded decoding.
+
+    Raises the FFmpeg error as is (callers word it), or SourceError when there is no video.
+    """
+    container = av.open(uri, options=ffmpeg_options, timeout=timeout)
+    try:
+        if not container.streams.video:
+            raise SourceError(f"no video stream in {redact(uri)}")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise SourceError(f"no decoder for the video codec of {redact(uri)}")
+        if stream.codec_context.name in TEXT_CODECS:
+            raise SourceError(f"not a readable video (a text file): {redact(uri)}")
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        return container, stream
+    except BaseException:
+        container.close()
+        raise
+
+
+def _reason(exc: av.error.FFmpegError) -> str:
+    if isinstance(exc, av.error.InvalidDataError):
+        return "invalid data"
+    return describe_error(exc).lower()
+
+
+def decode_video(
+    opened: Opened, damage: Callable[[str], None], stall_timeout: float | None = None
+) -> Generator[av.VideoFrame, None, None]:
+    """Decode the stream, skipping damaged packets (each one reported to ``damage``).
+
+    Files (``stall_timeout`` None): unreadable data is reported and reading goes on after it
+    (gives up after ``MAX_READ_ERRORS`` in a row); a read timeout ends the file. Live streams:
+    read errors propagate (the caller reconnects) and ``StallError`` is raised when no frame was
+    decoded for ``stall_timeout`` seconds, even if packets keep coming.
+    """
+    container, stream = opened
+    codec = stream.codec_context
+    last_frame = time.monotonic()
+    read_errors = 0
+    while True:
+        try:
+            for packet in container.demux(stream):
+                read_errors = 0
+                try:
+                    frames = codec.decode(packet)
+                except av.error.FFmpegError as exc:
+                    damage(f"{_reason(exc)}, skipped")
+                    frames = []
+                for frame in frames:
+                    if frame.is_corrupt:
+                        damage("decoded with errors (concealed)")
+                    last_frame = time.monotonic()
+                    yield frame
+                if stall_timeout is not None and time.monotonic() - last_frame > stall_timeout:
+                    raise StallError(f"no frame for {stall_timeout:g} s")
+            return
+        except (av.error.TimeoutError, av.error.ExitError) as exc:
+            if stall_timeout is not None:
+                raise StallError(f"no data for {stall_timeout:g} s") from exc
+            damage(f"read timed out ({_reason(exc)}), stopped")
+            return
+        except av.error.FFmpegError as exc:
+            if stall_timeout is not None:
+                raise
+            read_errors += 1
+            if not isinstance(exc, av.error.InvalidDataError) or read_errors > MAX_READ_ERRORS:
+                damage(f"read error ({_reason(exc)}), stopped")
+                return
+            damage(f"unreadable data ({_reason(exc)}), skipped")
+
+
+def to_bgr(frame: av.VideoFrame, autorotate: bool) -> np.ndarray:
+    """HxWx3 uint8 BGR, C-contiguous, upright if ``autorotate`` (conversion runs in C)."""
+    image = frame.to_ndarray(format="bgr24")
+    turns = round(frame.rotation / 90) % 4 if autorotate else 0
+    if turns:
+        image = np.rot90(image, turns)  # rotation is counter-clockwise, as np.rot90
+    return np.ascontiguousarray(image)
+
+
+def display_size(frame: av.VideoFrame, autorotate: bool) -> tuple[int, int]:
+    """(width, height) of the frame as ``to_bgr`` returns it."""
+    if autorotate and round(frame.rotation / 90) % 2:
+        return frame.height, frame.width
+    return frame.width, frame.height
+
+
+def _open_error(exc: BaseException, shown: str) -> SourceError:
+    if isinstance(exc, SourceError):
+        return exc
+    if isinstance(exc, av.error.FileNotFoundError):
+        return SourceError(f"video file not found: {shown}")
+    if isinstance(exc, (av.error.InvalidDataError, av.error.EOFError)):
+        return SourceError(f"not a readable video (not a video file, or damaged): {shown}")
+    return SourceError(f"cannot open video {shown}: {describe_error(exc)}")
+
+
+class FileSource(Source):
+    """A video file or http(s) URL: every frame, in order, decoded ahead by a reader thread.
+
+    Damaged packets are skipped and recorded in ``stats.damage``; a file that ends early
+    (truncated) is reported there too.
+    """
+
+    def __init__(self, uri: str, name: str, options: SourceOptions) -> None:
+        super().__init__(name, options)
+        shown = redact(uri)
+        network = "://" in uri
+        if not network:
+            path = Path(uri)
+            if not path.exists():
+                raise SourceError(f"video file not found: {shown}")
+            if path.is_dir():
+                raise SourceError(f"is a directory, not a video file: {shown}")
+        ffmpeg_options = {"reconnect": "1"} if network else {}
+        ffmpeg_options.update(options.ffmpeg_options)
+        timeout = (options.open_timeout, options.stall_timeout) if network else None
+        try:
+            self._opened = open_video(uri, ffmpeg_options, timeout, options.decoder_threads)
+        except (av.error.FFmpegError, OSError, SourceError) as exc:
+            raise _open_error(exc, shown) from None
+        container, stream = self._opened
+        rate = stream.average_rate or stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self._start_time = (container.start_time or 0) / 1e6
+        self._exact_total = bool(stream.frames)
+        self.total_frames = stream.frames or self._estimate_frames()
+        self._buffer: ItemBuffer[Frame] = ItemBuffer(options.prefetch, newest_wins=False)
+        self._frames = decode_video(self._opened, self._damage)
+        try:
+            first = self._read_frame()  # decoded now, so an undecodable file fails at open
+        except BaseException:
+            container.close()
+            raise
+        if first is None:
+            container.close()
+            detail = f" ({self.stats.damage[0]})" if self.stats.damage else ""
+            raise SourceError(f"no video frame could be decoded from {shown}{detail}")
+        self.width, self.height = first.width, first.height
+        self._buffer.put(first)
+        self.stats.state = "streaming"
+        self._start(self._run)
+
+    def _estimate_frames(self) -> int | None:
+        """Frame count from the duration, for containers that do not store it (mkv, wmv)."""
+        container, stream = self._opened
+        if self.fps is None:
+            return None
+        if stream.duration and stream.time_base:
+            seconds = float(stream.duration * stream.time_base)
+        elif container.duration:
+            seconds = container.duration / 1e6
+        else:
+            return None
+        return round(seconds * self.fps) or None
+
+    def _read_frame(self) -> Frame | None:
+        frame = next(self._frames, None)
+        if frame is None:
+            return None
+        wall = time.time()
+        index = self._counted(wall)
+        if frame.time is not None:
+            t = frame.time - self._start_time
+        else:
+            t = index / self.fps if self.fps else 0.0
+        return Frame(self.name, index, t, to_bgr(frame, self.options.autorotate), wall)
+
+    def _run(self) -> None:
+        error: BaseException | None = None
+        try:
+            while not self._closed.is_set():
+                frame = self._read_frame()
+                if frame is None:
+                    self._check_complete()
+                    if not self._closed.is_set():
+                        self.stats.state = "ended"
+                    break
+                if not self._buffer.put(frame):
+                    break
+        except BaseException as exc:  # a bug: re-raised in the consumer
+            LOG.exception("%s: reader thread failed", self.name)
+            error = exc
+        finally:
+            self._frames.close()
+            self._opened[0].close()
+            self._buffer.finish(error)
+
+    def _check_complete(self) -> None:
+        expected = self.total_frames
+        if expected and self._index < expected * 0.98 - 1:
+            approx = "" if self._exact_total else "~"
+            self._damage(
+                f"end of stream, {self._index} of {approx}{expected} frames decoded"
+                " (truncated or damaged)"
+            )
+
+    def _next_item(self) -> Frame | Gap | None:
+        return self._buffer.get()
+
+    def _wake(self) -> None:
+        self._buffer.close()
+
+
+class RtspSource(LiveSource[Opened]):
+    """An RTSP camera. Never fails at start: an unreachable camera is retried in the background
+    (``stats.state`` "connecting", ``stats.last_error`` says why)."""
+
+    def __init__(self, uri: str, name: str, options: SourceOptions) -> None:
+        super().__init__(name, options)
+        self._uri = uri
+        self._start_capture()
+
+    def _connect(self) -> Opened:
+        o = self.options
+        ffmpeg_options = {
+            "rtsp_transport": o.rtsp_transport,
+            "timeout": str(int(o.stall_timeout * 1e6)),  # socket I/O timeout, microseconds
+            "allowed_media_types": "video",
+            **o.ffmpeg_options,
+        }
+        # PyAV's own timeouts interrupt a blocked open or read as a second line of defence
+        timeout = (o.open_timeout, o.stall_timeout + 1.0)
+        return open_video(self._uri, ffmpeg_options, timeout, o.decoder_threads)
+
+    def _read(self, conn: Opened) -> Generator[Grab, None, None]:
+        autorotate = self.options.autorotate
+        sized = False
+        for frame in decode_video(conn, self._damage, self.options.stall_timeout):
+            if not sized:
+                self.width, self.height = display_size(frame, autorotate)
+                rate = conn[1].average_rate or conn[1].guessed_rate
+                self.fps = float(rate) if rate else None
+                sized = True
+            yield partial(to_bgr, frame, autorotate), frame.time
+
+    def _disconnect(self, conn: Opened) -> None:
+        try:
+            conn[0].close()
+        except Exception as exc:
+            LOG.debug("%s: closing the stream failed: %s", self.name, describe_error(exc))

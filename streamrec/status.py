@@ -1,0 +1,208 @@
+"""Thread-safe live-state hub: the pipeline writes, the web server reads.
+
+Per camera it keeps a state string, a rolling frame rate, the wall time of the last frame,
+free-form counters and the latest annotated frame as JPEG bytes; globally a ring buffer of
+recent recognitions.
+
+JPEG encoding is paid only when someone watches: :meth:`LiveStatus.publish_frame` encodes
+(at most ``max_fps`` times a second) while a viewer is attached to the camera, and otherwise
+at most once every ``idle_interval`` seconds so that a new viewer gets a picture at once. The
+pipeline can call :meth:`LiveStatus.wants_frame` first to skip drawing annotations as well.
+MJPEG streamers register with :meth:`LiveStatus.viewer` and block in
+:meth:`LiveStatus.wait_frame` until a newer JPEG version exists.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+HEALTHY_STATES = frozenset({"starting", "running", "finished"})
+"""Camera states that count as healthy in :meth:`LiveStatus.snapshot` (others: ``reconnecting``,
+``stalled``, ``error`` ...)."""
+
+
+@dataclass
+class _Camera:
+    state: str = "starting"
+    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    last_frame: float | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    viewers: int = 0
+    jpeg: bytes | None = None
+    version: int = 0  # bumped on every new JPEG
+    last_encode: float = float("-inf")
+
+
+class LiveStatus:
+    """Live per-camera state, latest annotated JPEG per camera, and recent recognitions."""
+
+    def __init__(
+        self,
+        *,
+        max_width: int = 960,
+        jpeg_quality: int = 75,
+        max_fps: float = 10.0,
+        idle_interval: float | None = 5.0,
+        fps_window: float = 3.0,
+        recent_size: int = 100,
+    ) -> None:
+        self.max_width = max_width
+        self.jpeg_quality = jpeg_quality
+        self.max_fps = max_fps
+        self.idle_interval = idle_interval
+        self.fps_window = fps_window
+        self._cameras: dict[str, _Camera] = {}
+        self._recent: deque[dict[str, Any]] = deque(maxlen=recent_size)
+        self._cond = threading.Condition()
+
+    def _camera(self, camera: str) -> _Camera:
+        """The camera's record, created on first use; call with the lock held."""
+        cam = self._cameras.get(camera)
+        if cam is None:
+            cam = self._cameras[camera] = _Camera()
+        return cam
+
+    # -- pipeline side -------------------------------------------------------------------
+
+    def set_state(self, camera: str, state: str) -> None:
+        with self._cond:
+            self._camera(camera).state = state
+
+    def frame(self, camera: str, now: float | None = None) -> None:
+        """Record that a frame was read (updates fps, last frame time and ``frames``)."""
+        now = time.time() if now is None else now
+        with self._cond:
+            cam = self._camera(camera)
+            cam.frame_times.append(now)
+            cam.last_frame = now
+            cam.counters["frames"] = cam.counters.get("frames", 0) + 1
+
+    def incr(self, camera: str, counter: str, n: int = 1) -> None:
+        """Add ``n`` to a named per-camera counter (``dropped``, ``reconnects``, ``faces`` ...)."""
+        with self._cond:
+            counters = self._camera(camera).counters
+            counters[counter] = counters.get(counter, 0) + n
+
+    def wants_frame(self, camera: str, now: float | None = None) -> bool:
+        """Whether :meth:`publish_frame` would encode now (lets the caller skip drawing)."""
+        now = time.monotonic() if now is None else now
+        with self._cond:
+            return self._due(self._camera(camera), now)
+
+    def _due(self, cam: _Camera, now: float) -> bool:
+        if cam.viewers > 0:
+            return now - cam.last_encode >= 1.0 / self.max_fps
+        return self.idle_interval is not None and now - cam.last_encode >= self.idle_interval
+
+    def publish_frame(self, camera: str, image: np.ndarray) -> bool:
+        """Offer the latest annotated BGR frame; returns True if it was encoded and published."""
+        now = time.monotonic()
+        with self._cond:
+            cam = self._camera(camera)
+            if not self._due(cam, now):
+                return False
+            cam.last_encode = now  # claimed before encoding, outside the lock
+        height, width = image.shape[:2]
+        if width > self.max_width:
+            size = (self.max_width, max(1, round(height * self.max_width / width)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            return False
+        with self._cond:
+            cam.jpeg = buf.tobytes()
+            cam.version += 1
+            self._cond.notify_all()
+        return True
+
+    def add_recognition(
+        self,
+        camera: str,
+        name: str,
+        score: float,
+        track_id: int,
+        time_: float | None = None,
+    ) -> None:
+        """Remember an identification (``time_`` is wall-clock seconds, default now)."""
+        item = {
+            "camera": camera,
+            "name": name,
+            "score": round(float(score), 4),
+            "track_id": int(track_id),
+            "time": time.time() if time_ is None else float(time_),
+        }
+        with self._cond:
+            self._recent.append(item)
+
+    # -- reader side ---------------------------------------------------------------------
+
+    def recent(self, n: int = 20) -> list[dict[str, Any]]:
+        """The ``n`` most recent recognitions, newest first."""
+        with self._cond:
+            items = list(self._recent)
+        return items[::-1][: max(0, n)]
+
+    def cameras(self) -> list[str]:
+        with self._cond:
+            return sorted(self._cameras)
+
+    def snapshot(self, now: float | None = None) -> dict[str, dict[str, Any]]:
+        """Per camera: ``state``, ``ok``, ``fps``, ``last_frame_age`` (s or None), ``counters``."""
+        now = time.time() if now is None else now
+        with self._cond:
+            return {
+                name: {
+                    "state": cam.state,
+                    "ok": cam.state in HEALTHY_STATES,
+                    "fps": round(self._fps(cam, now), 2),
+                    "last_frame_age": (
+                        None if cam.last_frame is None else round(max(0.0, now - cam.last_frame), 3)
+                    ),
+                    "counters": dict(cam.counters),
+                }
+                for name, cam in sorted(self._cameras.items())
+            }
+
+    def _fps(self, cam: _Camera, now: float) -> float:
+        times = [t for t in cam.frame_times if t >= now - self.fps_window]
+        if len(times) < 2 or times[-1] <= times[0]:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+    @contextmanager
+    def viewer(self, camera: str) -> Iterator[None]:
+        """Count a viewer of ``camera`` for the duration of the block (enables encoding)."""
+        with self._cond:
+            self._camera(camera).viewers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._camera(camera).viewers -= 1
+
+    def wait_frame(self, camera: str, after: int, timeout: float) -> tuple[int, bytes] | None:
+        """Block until the camera has a JPEG newer than version ``after``.
+
+        Returns ``(version, jpeg)``, or None on timeout or :meth:`wake`.
+        """
+        with self._cond:
+            cam = self._camera(camera)
+            if cam.version <= after or cam.jpeg is None:
+                self._cond.wait(timeout)
+            if cam.version <= after or cam.jpeg is None:
+                return None
+            return cam.version, cam.jpeg
+
+    def wake(self) -> None:
+        """Wake every :meth:`wait_frame` caller (used at shutdown)."""
+        with self._cond:
+            self._cond.notify_all()

@@ -1,0 +1,409 @@
+"""Video sources on real clips made here, a local HTTP server and a real RTSP server."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from rtsp_server import RtspStream, unavailable
+
+from streamrec.errors import ConfigError, SourceError
+from streamrec.records import Frame
+from streamrec.sources import Gap, Source, SourceOptions, WebcamSource, open_source, redact
+from streamrec.sources.base import ItemBuffer
+
+W, H, FPS, N = 320, 240, 25, 64
+
+
+def make_clip(
+    path: Path,
+    codec: str = "libx264",
+    n: int = N,
+    gop: int | None = None,
+    faststart: bool = False,
+) -> Path:
+    """``n`` frames of a moving box; frame i shows i in binary as 8 white/grey blocks on top."""
+    options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as out:
+        stream = out.add_stream(codec, rate=FPS, options={"g": str(gop)} if gop else {})
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height = W, H
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        for i in range(n):
+            image = np.full((H, W, 3), 40, np.uint8)
+            x = (i * 4) % (W - 40)
+            image[100:140, x : x + 40] = (0, 200, 255)
+            for bit in range(8):
+                if i >> bit & 1:
+                    image[0:30, bit * 40 : (bit + 1) * 40] = 255
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        out.mux(stream.encode())
+    return path
+
+
+def shown_index(image: np.ndarray) -> int:
+    """The frame number drawn by ``make_clip``."""
+    blocks = [image[5:25, b * 40 + 5 : b * 40 + 35].mean() > 128 for b in range(8)]
+    return sum(1 << b for b, on in enumerate(blocks) if on)
+
+
+def frames_of(source: Source) -> list[Frame]:
+    items = list(source)
+    assert all(isinstance(i, Frame) for i in items), "files never yield Gap"
+    return [i for i in items if isinstance(i, Frame)]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clips") / "clip.mp4")
+
+
+def test_file_yields_every_frame_in_order_with_timestamps(clip: Path) -> None:
+    with open_source(str(clip)) as source:
+        assert not source.live
+        assert (source.width, source.height, source.fps, source.total_frames) == (W, H, FPS, N)
+        assert source.name == str(clip)
+        frames = frames_of(source)
+        assert source.stats.state == "ended"
+    assert [f.index for f in frames] == list(range(N))
+    assert [shown_index(f.image) for f in frames] == list(range(N))
+    assert [f.time for f in frames] == pytest.approx([i / FPS for i in range(N)], abs=1e-3)
+    for f in frames:
+        assert f.source == str(clip)
+        assert f.image.shape == (H, W, 3) and f.image.dtype == np.uint8
+        assert f.image.flags["C_CONTIGUOUS"]
+        assert f.captured > 0
+    # BGR: the box is drawn orange (0, 200, 255) in BGR order
+    assert frames[0].image[120, 20].tolist() == pytest.approx([0, 200, 255], abs=12)
+    stats = source.stats
+    assert (stats.frames, stats.dropped, stats.decode_errors, stats.damage) == (N, 0, 0, [])
+    assert stats.state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec"), [("mkv", "libx264"), ("avi", "mpeg4"), ("avi", "mjpeg")]
+)
+def test_other_containers_and_codecs(tmp_path: Path, suffix: str, codec: str) -> None:
+    path = make_clip(tmp_path / f"clip.{suffix}", codec)
+    with open_source(str(path)) as source:
+        assert source.fps == FPS and source.total_frames == N
+        frames = frames_of(source)
+    assert [shown_index(f.image) for f in frames] == list(range(N))
+    assert frames[-1].time == pytest.approx((N - 1) / FPS, abs=1e-3)
+    assert source.stats.damage == []
+
+
+def test_file_url_and_custom_name(clip: Path) -> None:
+    with open_source(clip.as_uri(), name="lobby") as source:
+        frames = frames_of(source)
+    assert len(frames) == N and {f.source for f in frames} == {"lobby"}
+
+
+def test_truncated_file_yields_decodable_frames_and_reports_damage(tmp_path: Path) -> None:
+    data = make_clip(tmp_path / "full.mp4", faststart=True).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    with open_source(str(cut)) as source:
+        frames = frames_of(source)
+    assert 0 < len(frames) < N
+    assert [shown_index(f.image) for f in frames] == list(range(len(frames)))
+    assert source.stats.decode_errors >= 1
+    assert any("truncated" in d for d in source.stats.damage), source.stats.damage
+
+    # without its index (moov at the end, cut off) nothing is decodable: an error at open
+    plain = make_clip(tmp_path / "plain.mp4").read_bytes()
+    cut.write_bytes(plain[: len(plain) * 6 // 10])
+    with pytest.raises(SourceError, match="not a readable video"):
+        open_source(str(cut))
+
+
+def test_garbage_in_the_middle_is_skipped_and_reported(tmp_path: Path) -> None:
+    data = bytearray(make_clip(tmp_path / "clip.mp4", gop=8).read_bytes())
+    middle, rng = len(data) // 2, random.Random(7)
+    data[middle : middle + 800] = bytes(rng.randrange(256) for _ in range(800))
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(data)
+    with open_source(str(damaged)) as source:
+        frames = frames_of(source)
+    shown = [shown_index(f.image) for f in frames]
+    assert shown[:8] == list(range(8))  # before the damage: intact
+    assert shown[-8:] == list(range(N - 8, N))  # decoding resumed after it, to the end
+    assert len(frames) < N
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert source.stats.decode_errors >= 1
+    assert any(d.startswith("frame ~") and "skipped" in d for d in source.stats.damage)
+
+
+def test_rotated_video_is_turned_upright(tmp_path: Path, clip: Path) -> None:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg CLI not installed")
+    rotated = tmp_path / "rotated.mp4"
+    run = partial(subprocess.run, check=True, capture_output=True)
+    run([ffmpeg, "-v", "error", "-i", clip, "-c", "copy", "-metadata:s:v", "rotate=90", rotated])
+    reference = tmp_path / "frame5.png"  # ffmpeg's own auto-rotation as the reference
+    pick = r"select=eq(n\,5)"
+    run([ffmpeg, "-v", "error", "-i", rotated, "-vf", pick, "-frames:v", "1", reference])
+    with open_source(str(rotated)) as source:
+        assert (source.width, source.height) == (H, W)
+        frames = frames_of(source)
+    assert frames[5].image.shape == (W, H, 3)
+    assert np.abs(frames[5].image.astype(int) - cv2.imread(str(reference))).mean() < 1.0
+    with open_source(str(rotated), SourceOptions(autorotate=False)) as source:
+        assert frames_of(source)[5].image.shape == (H, W, 3)
+
+
+def _one_line_error(uri: str) -> str:
+    with pytest.raises(SourceError) as info:
+        open_source(uri)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_unreadable_sources_raise_one_clear_line(tmp_path: Path) -> None:
+    assert "not found" in _one_line_error(str(tmp_path / "missing.mp4"))
+    assert str(tmp_path / "missing.mp4") in _one_line_error(str(tmp_path / "missing.mp4"))
+    text = tmp_path / "notes.txt"
+    text.write_text("this is not a video\n" * 50)
+    message = _one_line_error(str(text))
+    assert "not a readable video" in message and str(text) in message
+    assert "directory" in _one_line_error(str(tmp_path))
+    for uri in ("ftp://x", "foo://", "ftp://user:pw@host/x.mp4"):
+        message = _one_line_error(uri)
+        assert "unsupported" in message and "rtsp" in message
+        assert "pw@" not in message
+    assert "no host" in _one_line_error("rtsp://")
+    assert "bad webcam" in _one_line_error("webcam:front")
+    assert "empty" in _one_line_error("  ")
+
+
+def test_still_image_is_a_one_frame_video(tmp_path: Path) -> None:
+    image = np.zeros((48, 64, 3), np.uint8)
+    image[:, :32] = (255, 0, 0)
+    path = tmp_path / "still.png"
+    cv2.imwrite(str(path), image)
+    with open_source(str(path)) as source:
+        frames = frames_of(source)
+    assert len(frames) == 1 and np.array_equal(frames[0].image, image)
+
+
+@pytest.mark.parametrize("uri", ["webcam:57", "57", "/dev/video57"])
+def test_missing_webcam_raises(uri: str) -> None:
+    message = _one_line_error(uri)
+    assert "cannot open webcam" in message and "57" in message
+
+
+def test_close_stops_the_reader_early_and_is_idempotent(clip: Path) -> None:
+    source = open_source(str(clip), SourceOptions(prefetch=2))
+    items = iter(source)
+    assert [getattr(next(items), "index", None) for _ in range(3)] == [0, 1, 2]
+    source.close()
+    source.close()
+    assert source.stats.state == "closed"
+    assert source._thread is not None and not source._thread.is_alive()
+    assert list(items) == []
+    assert source.stats.frames < N  # the reader stopped, it did not decode everything
+
+
+def test_item_buffer_newest_wins_but_keeps_gaps() -> None:
+    drops: list[int] = []
+    buffer: ItemBuffer[int] = ItemBuffer(1, newest_wins=True, on_drop=lambda: drops.append(1))
+    gap = Gap("cam", "end of stream", 0.0)
+    for item in (1, 2, gap, 3):
+        buffer.put(item)
+    assert len(drops) == 2  # 1 replaced by 2, 2 predates the gap
+    assert [buffer.get(), buffer.get()] == [gap, 3]
+    buffer.close()
+    assert buffer.get() is None
+    assert buffer.put(4) is False
+
+
+@pytest.fixture
+def http_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(tmp_path)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield tmp_path, f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_http_url(http_dir: tuple[Path, str], clip: Path) -> None:
+    root, host = http_dir
+    shutil.copy(clip, root / "clip.mp4")
+    url = f"http://viewer:s3cret@{host}/clip.mp4"
+    with open_source(url, SourceOptions(open_timeout=5, stall_timeout=5)) as source:
+        assert not source.live
+        assert source.name == f"http://***:***@{host}/clip.mp4"
+        frames = frames_of(source)
+    assert [shown_index(f.image) for f in frames] == list(range(N))
+    message = _one_line_error(f"http://viewer:s3cret@{host}/missing.mp4")
+    assert "404" in message and "s3cret" not in message and "***:***@" in message
+
+
+def test_redact() -> None:
+    assert redact("rtsp://admin:secret@10.0.0.5:554/live") == "rtsp://***:***@10.0.0.5:554/live"
+    assert redact("rtsp://admin@cam/live") == "rtsp://***@cam/live"
+    assert redact("rtsp://u:p@ss@cam/x?y=1") == "rtsp://***:***@cam/x?y=1"
+    assert redact("http://cam/stream?user=a&password=hunter2") == (
+        "http://cam/stream?user=a&password=***"
+    )
+    assert redact("rtsp://cam:554/live") == "rtsp://cam:554/live"
+    assert redact("/videos/a@b.mp4") == "/videos/a@b.mp4"
+    message = "cannot open rtsp://a:b@x/1 and http://c:d@y/2"
+    assert redact(message) == "cannot open rtsp://***:***@x/1 and http://***:***@y/2"
+
+
+def test_options_are_validated() -> None:
+    with pytest.raises(ConfigError, match="rtsp_transport"):
+        SourceOptions(rtsp_transport="quic")
+    with pytest.raises(ConfigError, match="stall_timeout"):
+        SourceOptions(stall_timeout=0)
+    with pytest.raises(ConfigError, match="reconnect_max"):
+        SourceOptions(reconnect_initial=5, reconnect_max=1)
+
+
+def next_matching(
+    source: Source, items: Iterator[Frame | Gap], wanted: Callable[[Frame | Gap], bool]
+) -> tuple[Frame | Gap, list[Frame | Gap]]:
+    """Pull items until one is ``wanted``; returns it and the ones skipped (a watchdog closes
+    the source after 60 s so a broken source fails the test instead of hanging it)."""
+    watchdog = threading.Timer(60.0, source.close)
+    watchdog.start()
+    skipped: list[Frame | Gap] = []
+    try:
+        for item in items:
+            if wanted(item):
+                return item, skipped
+            skipped.append(item)
+    finally:
+        watchdog.cancel()
+    raise AssertionError(f"source ended first: state {source.stats.state}, {source.stats}")
+
+
+def is_frame(item: Frame | Gap) -> bool:
+    return isinstance(item, Frame)
+
+
+def is_gap(item: Frame | Gap) -> bool:
+    return isinstance(item, Gap)
+
+
+def test_webcam_reader_reopens_a_device_that_stops(clip: Path) -> None:
+    """The webcam code path on a real OpenCV capture; a file stands in for the camera (there is
+    no camera here) and its end plays the camera going away."""
+    options = SourceOptions(reconnect_initial=0.05, reconnect_max=0.1)
+    source = WebcamSource(str(clip), "cam", options, api=cv2.CAP_FFMPEG)
+    with source:
+        assert source.live and (source.width, source.height) == (W, H)
+        items = iter(source)
+        first, _ = next_matching(source, items, is_frame)
+        gap, _ = next_matching(source, items, is_gap)
+        after, _ = next_matching(source, items, is_frame)
+        assert isinstance(first, Frame) and isinstance(gap, Gap) and isinstance(after, Frame)
+        assert gap.source == "cam" and "stopped delivering" in gap.reason
+        assert after.index > first.index and after.time >= first.time
+        assert after.image.shape == (H, W, 3) and after.image.flags["C_CONTIGUOUS"]
+        assert source.stats.disconnects >= 1 and source.stats.reconnects >= 1
+    assert source.stats.state == "closed"
+
+
+@pytest.fixture(scope="module")
+def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    return make_clip(tmp_path_factory.mktemp("rtsp") / "cam.mp4", n=100, gop=25)
+
+
+def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="streamrec.sources")
+    camera = RtspStream(rtsp_clip)
+    url = camera.url.replace("rtsp://", "rtsp://admin:hunter2@")
+    options = SourceOptions(
+        rtsp_transport="udp",
+        open_timeout=5,
+        stall_timeout=2,
+        reconnect_initial=0.2,
+        reconnect_max=1,
+    )
+    try:
+        source = open_source(url, options)  # the camera is not up yet: no error, retried
+        with source:
+            assert source.live
+            assert source.name == f"rtsp://***:***@127.0.0.1:{camera.client_port}/stream"
+            deadline = time.monotonic() + 30
+            while source.stats.last_error is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert source.stats.state == "connecting"
+            assert "refused" in (source.stats.last_error or "").lower()
+
+            camera.start()
+            items = iter(source)
+            first, skipped = next_matching(source, items, is_frame)
+            assert skipped == []  # no Gap for a camera that was never streaming
+            assert isinstance(first, Frame) and first.image.shape == (H, W, 3)
+            assert (source.width, source.height) == (W, H)
+            assert source.stats.state == "streaming"
+
+            # a slow consumer always gets the newest frame, older ones are dropped and counted
+            for _ in range(3):
+                before, slept_from = source.stats.frames, time.time()
+                deadline = time.monotonic() + 30
+                while source.stats.frames < before + 3 and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                frame, skipped = next_matching(source, items, is_frame)
+                assert skipped == [] and isinstance(frame, Frame)
+                assert frame.index >= before + 2 and frame.captured >= slept_from
+            assert source.stats.dropped >= 6
+            last = source.stats.frames - 1
+
+            camera.stop()  # server and publisher killed
+            gap, skipped = next_matching(source, items, is_gap)
+            assert isinstance(gap, Gap) and gap.source == source.name
+            assert all(isinstance(i, Frame) for i in skipped)
+            assert source.stats.state == "reconnecting"
+            assert source.stats.disconnects == 1
+
+            camera.start()  # the same Source object picks the camera up again
+            frame, skipped = next_matching(source, items, is_frame)
+            assert skipped == [] and isinstance(frame, Frame) and frame.index > last
+            assert source.stats.reconnects == 1 and source.stats.state == "streaming"
+
+            camera.pause_publisher()  # a hung camera: the session stays, no packet flows
+            gap, _ = next_matching(source, items, is_gap)
+            assert isinstance(gap, Gap) and gap.reason.startswith("stalled")
+            assert source.stats.stalls >= 1 and source.stats.disconnects == 2
+
+            camera.resume_publisher()
+            frame, _ = next_matching(source, items, is_frame)
+            assert source.stats.reconnects == 2
+        assert source.stats.state == "closed"
+        assert source._thread is not None and not source._thread.is_alive()
+        assert list(items) == []
+    finally:
+        camera.close()
+    logged = caplog.text
+    assert "hunter2" not in logged
+    assert "stream lost: end of stream" in logged and "stream lost: stalled" in logged
+    assert "reconnected" in logged
