@@ -77,6 +77,48 @@ class RecognitionConfig:
 
 
 @dataclass(config=_STRICT)
+class EnrollmentConfig:
+    #: most templates (sub-centers) a person keeps; their embeddings are clustered into them
+    subcenters: int = Field(default=3, ge=1, le=32)
+    #: photos whose embedding is further than this angle (degrees) from the dominant
+    #: sub-center are dropped as strays
+    outlier_angle: float = Field(default=75.0, gt=0.0, le=180.0)
+    #: faces picked from a video by ``gallery add NAME --from-video``
+    video_faces: int = Field(default=8, ge=1, le=100)
+
+
+@dataclass(config=_STRICT)
+class UnknownsConfig:
+    #: group unknown tracks into stable ``unknown-N`` identities
+    enabled: bool = True
+    #: cosine similarity for an unknown track to join an existing unknown-N; null = the
+    #: recognition threshold
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+    #: keep unknown people in the gallery file across runs (as unconfirmed people)
+    persist: bool = False
+    #: folder for the best crops of unknown people (null = no crops)
+    crops_dir: str | None = None
+    #: best crops kept per unknown person
+    max_crops: int = Field(default=5, ge=1, le=100)
+    #: crops and unconfirmed people older than this many days are purged (0 = keep forever)
+    retention_days: float = Field(default=30.0, ge=0.0)
+
+
+@dataclass(config=_STRICT)
+class ClusterConfig:
+    #: Ray cluster address: "auto", "ray://host:port", "host:port"; null = single process
+    address: str | None = None
+    #: CPUs requested by each camera actor
+    cpus_per_camera: float = Field(default=1.0, gt=0.0)
+    #: how often Ray restarts a camera actor that died (-1 = forever)
+    max_restarts: int = Field(default=-1, ge=-1)
+    #: Ray namespace of the actors
+    namespace: str = "streamrec"
+    #: seconds between checks of the shared gallery's revision
+    gallery_poll: float = Field(default=2.0, gt=0.0)
+
+
+@dataclass(config=_STRICT)
 class TrackerConfig:
     iou_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
     #: detection rounds a track may miss before it ends
@@ -172,6 +214,8 @@ class Config:
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
     embedder: EmbedderConfig = dataclasses.field(default_factory=EmbedderConfig)
     recognition: RecognitionConfig = dataclasses.field(default_factory=RecognitionConfig)
+    enrollment: EnrollmentConfig = dataclasses.field(default_factory=EnrollmentConfig)
+    unknowns: UnknownsConfig = dataclasses.field(default_factory=UnknownsConfig)
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
@@ -181,6 +225,7 @@ class Config:
     cameras: list[CameraConfig] = dataclasses.field(default_factory=list)
     events: EventsConfig = dataclasses.field(default_factory=EventsConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
     #: file the config was loaded from (set by load_config, not a YAML key)
     source_file: str | None = Field(default=None, exclude=True)
 
