@@ -10,7 +10,7 @@ import numpy as np
 from .alignment import align
 from .config import Config, load_config
 from .errors import MediaError
-from .gallery import Gallery, Matcher, Recognizer
+from .gallery import Gallery, GalleryPolicy, Matcher, Recognizer
 from .models.detector import ScrfdDetector
 from .models.embedder import ArcFaceEmbedder
 from .models.registry import ResolvedModel, recognizer_threshold, resolve
@@ -64,7 +64,7 @@ class FaceAnalyzer:
         )
 
     def open_gallery(self, path: str | Path) -> Gallery:
-        return Gallery(path, self.recognizer)
+        return Gallery(path, self.recognizer, GalleryPolicy.from_config(self.cfg))
 
     def detect(self, image: np.ndarray) -> Detections:
         return self.detector.detect(image)

@@ -6,11 +6,14 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .analyzer import FaceAnalyzer
 from .config import Config
@@ -18,6 +21,7 @@ from .errors import StreamrecError
 from .gallery import Matcher
 from .models.runtime import default_threads
 from .pipeline import Camera, Pipeline
+from .pipeline.unknowns import save_crops
 from .records import Frame
 from .sinks import FanoutSink, JsonlEventSink, VideoWriter
 from .sinks.events import EventSink
@@ -163,8 +167,12 @@ def run_video(
         camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
         fan = FanoutSink(sinks)
         pipeline = Pipeline(cfg, analyzer, [camera], fan, matcher)
-        with stop_on_sigterm(pipeline), _progress(pipeline, source, progress):
-            summary = pipeline.run()
+        seed_unknowns(pipeline, cfg)
+        try:
+            with stop_on_sigterm(pipeline), _progress(pipeline, source, progress):
+                summary = pipeline.run()
+        finally:
+            save_unknowns(pipeline, cfg)
     finally:
         source.close()
         for sink in sinks:
@@ -196,3 +204,39 @@ def _progress(pipeline: Pipeline, source: Source, enabled: bool) -> Iterator[Non
         done.set()
         t.join(2)
         bar.close()
+
+
+def seed_unknowns(pipeline: Pipeline, cfg: Config) -> None:
+    """Continue the unknown-N identities of earlier runs (``unknowns.persist``)."""
+    book = pipeline.unknowns
+    if book is None or not cfg.unknowns.persist or not cfg.gallery:
+        return
+    with pipeline.analyzer.open_gallery(cfg.gallery) as gallery:
+        if cfg.unknowns.retention_days:
+            purged = gallery.purge(cfg.unknowns.retention_days)
+            if purged:
+                log.info("purged %d unconfirmed people past retention", purged)
+        known = gallery.unknown_matcher()
+        book.next_index = gallery.next_unknown_index()
+    for label in known.names:
+        rows = known.templates[known.owners == known.names.index(label)]
+        book.seed(label, rows.sum(axis=0))
+
+
+def save_unknowns(pipeline: Pipeline, cfg: Config) -> None:
+    """Write the best crops of this run's unknown people and keep them in the gallery."""
+    book = pipeline.unknowns
+    if book is None:
+        return
+    crops: dict[str, list[str]] = {}
+    if cfg.unknowns.crops_dir:
+        crops = save_crops(book, cfg.unknowns.crops_dir, time.strftime("%Y%m%d-%H%M%S"))
+    if not cfg.unknowns.persist or not cfg.gallery:
+        return
+    with pipeline.analyzer.open_gallery(cfg.gallery) as gallery:
+        for label, ident in book.identities.items():
+            if ident.means:
+                qualities = [q for _, q in ident.crops][: len(crops.get(label, []))]
+                gallery.add_unknown(
+                    label, np.stack(ident.means), crops.get(label, []), qualities or None
+                )

@@ -52,15 +52,35 @@ def build_parser() -> argparse.ArgumentParser:
     p = gsub.add_parser("import", help="enrol every sub-folder of DIR as one person")
     p.add_argument("dir", metavar="DIR")
     _common(p)
-    p = gsub.add_parser("add", help="enrol NAME from photos")
+    p = gsub.add_parser("add", help="enrol NAME from photos or from a video clip")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("images", metavar="IMAGE", nargs="*")
+    p.add_argument(
+        "--from-video",
+        metavar="FILE",
+        help="enrol the main person of a clip (enrollment.video_faces best, varied faces)",
+    )
     _common(p)
     p = gsub.add_parser("list", help="list enrolled people")
     p.add_argument("--json", action="store_true")
     _common(p)
     p = gsub.add_parser("remove", help="remove a person")
     p.add_argument("name", metavar="NAME")
+    _common(p)
+
+    p = sub.add_parser("unknowns", help="review unknown people saved by runs (unknowns.persist)")
+    usub = p.add_subparsers(dest="unknowns_command", required=True, metavar="ACTION")
+    p = usub.add_parser("list", help="unconfirmed people: embeddings, crops, first/last seen")
+    p.add_argument("--json", action="store_true")
+    _common(p)
+    p = usub.add_parser("name", help="confirm LABEL as NAME (merged if NAME is enrolled)")
+    p.add_argument("label", metavar="LABEL", help="e.g. unknown-3")
+    p.add_argument("name", metavar="NAME")
+    _common(p)
+    p = usub.add_parser("purge", help="delete unconfirmed people not seen for N days")
+    p.add_argument(
+        "--days", type=float, metavar="N", help="default: unknowns.retention_days (0 = never)"
+    )
     _common(p)
 
     p = sub.add_parser("recognize", help="find and name the faces in images")
@@ -77,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p)
+
+    p = sub.add_parser("serve", help="run the configured cameras as a daemon (until SIGTERM)")
+    _common(p)
+    p = sub.add_parser("eval", help="verification accuracy, ROC and thresholds on photo pairs")
+    p.add_argument("dir", metavar="DIR", help="one sub-folder per person, or the --pairs images")
+    p.add_argument("--pairs", metavar="FILE", help="LFW pairs.txt or CSV (path, path, yes/no)")
+    p.add_argument("--negatives", type=int, metavar="N", help="different-person pairs to draw")
+    p.add_argument("--seed", type=int, default=0, help="seed for drawing different pairs")
+    p.add_argument("--report", metavar="FILE", help="write the JSON report")
+    p.add_argument("--plot", metavar="FILE", help="write the ROC curve as PNG (needs matplotlib)")
+    _common(p, gallery=False)
     return parser
 
 
@@ -125,6 +156,8 @@ def _print_reports(reports: Sequence[Any]) -> int:
     for r in reports:
         for file, reason in r.skipped:
             print(f"skipped {file}: {reason}")
+        for stray in r.dropped:
+            print(stray.describe())
         if r.added:
             enrolled += 1
             print(f"{r.name}: enrolled {len(r.added)} photo(s), {r.total} embedding(s) in total")
@@ -135,14 +168,16 @@ def _print_reports(reports: Sequence[Any]) -> int:
 
 def cmd_gallery(args: argparse.Namespace) -> int:
     from .enroll import enroll_images, import_folder
+    from .gallery import Gallery, GalleryPolicy, open_existing
 
     cfg = _config(args)
     path = _gallery_path(cfg)
     action = args.gallery_command
+    policy = GalleryPolicy.from_config(cfg)
+    if action == "add" and bool(args.images) == bool(args.from_video):
+        raise StreamrecError("gallery add: give IMAGE files or --from-video FILE (not both)")
     if action in ("list", "remove"):
-        from .gallery import open_existing
-
-        with open_existing(path) as gallery:
+        with open_existing(path, policy) as gallery:
             if action == "remove":
                 gallery.remove(args.name)
                 print(f"removed {args.name}")
@@ -152,14 +187,62 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 print(json.dumps([p.__dict__ for p in people], indent=2))
             else:
                 for person in people:
-                    print(f"{person.name}\t{person.embeddings} embedding(s)")
+                    print(
+                        f"{person.name}\t{person.embeddings} sample(s), "
+                        f"{person.subcenters} sub-center(s)"
+                    )
                 print(f"{len(people)} people in {path}")
             return 0
     analyzer = _analyzer(cfg)
-    with analyzer.open_gallery(path) as gallery:
+    with Gallery(path, analyzer.recognizer, policy) as gallery:
         if action == "import":
             return _print_reports(import_folder(analyzer, gallery, Path(args.dir)))
+        if args.from_video:
+            from .enroll_video import enroll_video
+
+            report, pick = enroll_video(analyzer, gallery, args.name, args.from_video)
+            print(pick.describe(args.name))
+            return _print_reports([report])
         return _print_reports([enroll_images(analyzer, gallery, args.name, map(Path, args.images))])
+
+
+def cmd_unknowns(args: argparse.Namespace) -> int:
+    import time
+
+    from .gallery import GalleryPolicy, open_existing
+
+    cfg = _config(args)
+    path = _gallery_path(cfg)
+    action = args.unknowns_command
+    with open_existing(path, GalleryPolicy.from_config(cfg)) as gallery:
+        if action == "name":
+            result = gallery.promote(args.label, args.name)
+            for stray in result.strays:
+                print(stray.describe())
+            print(f"{args.label} is now {args.name} ({result.total} embedding(s))")
+            return 0
+        if action == "purge":
+            days = args.days if args.days is not None else cfg.unknowns.retention_days
+            purged = gallery.purge(days)
+            print(f"purged {purged} unconfirmed people not seen for {days:g} day(s)")
+            return 0
+        unknowns = gallery.unknowns()
+        if args.json:
+            print(json.dumps([u.__dict__ for u in unknowns], indent=2))
+            return 0
+
+        def when(t: float) -> str:
+            return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+        for u in unknowns:
+            print(
+                f"{u.label}\t{u.embeddings} embedding(s)\t{len(u.crops)} crop(s)\t"
+                f"first seen {when(u.first_seen)}\tlast seen {when(u.last_seen)}"
+            )
+            for crop in u.crops:
+                print(f"  {crop}")
+        print(f"{len(unknowns)} unconfirmed people in {path}")
+        return 0
 
 
 def cmd_recognize(args: argparse.Namespace) -> int:
@@ -235,11 +318,46 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 130 if summary.interrupted else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if cfg.cluster.address:
+        from .cluster import run_cluster
+
+        return run_cluster(cfg)
+    from .daemon import serve
+
+    return serve(cfg)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, plot_roc
+
+    analyzer = _analyzer(_config(args))
+    result = evaluate(
+        analyzer,
+        Path(args.dir),
+        Path(args.pairs) if args.pairs else None,
+        negatives=args.negatives,
+        seed=args.seed,
+    )
+    for image, reason in sorted(result.report["images"]["problems"].items()):
+        print(f"skipped {image}: {reason}")
+    print(result.format_table())
+    if args.report:
+        Path(args.report).write_text(json.dumps(result.report, indent=2))
+    if args.plot:
+        plot_roc(result, Path(args.plot))
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
+    "serve": cmd_serve,
     "models": cmd_models_list,
     "gallery": cmd_gallery,
+    "unknowns": cmd_unknowns,
     "recognize": cmd_recognize,
+    "eval": cmd_eval,
 }
 
 

@@ -68,6 +68,9 @@ class RecognitionConfig:
     min_embeddings: int = Field(default=2, ge=1)
     #: embeddings of a track after which its identity is considered settled
     confident_after: int = Field(default=3, ge=1)
+    #: galleries with at least this many templates are searched with an approximate faiss
+    #: index (the ``index`` extra); null = always exact
+    index_min_size: int | None = Field(default=None, ge=1)
     #: minimum face height in pixels to be embedded
     min_face_size: int = Field(default=20, ge=0)
     #: faces whose quality (size x pose x detector score, 0..1) is below this are not embedded

@@ -11,7 +11,7 @@ import numpy as np
 
 from .analyzer import FaceAnalyzer, read_image
 from .errors import GalleryError, MediaError
-from .gallery import Gallery
+from .gallery import AddResult, Gallery, Stray
 
 log = logging.getLogger("streamrec.enroll")
 
@@ -23,7 +23,16 @@ class EnrollReport:
     name: str
     added: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    #: samples dropped as strays (too far from the dominant sub-center), new or enrolled before
+    dropped: list[Stray] = field(default_factory=list)
     total: int = 0  # embeddings the person holds afterwards
+
+    def record(self, result: AddResult) -> None:
+        """Take in the gallery's answer: the total, and strays no longer counted as added."""
+        self.total = result.total
+        self.dropped.extend(result.strays)
+        gone = {s.source for s in result.strays}
+        self.added = [a for a in self.added if a not in gone]
 
 
 def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> np.ndarray:
@@ -40,7 +49,10 @@ def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> np.ndarray:
 def enroll_images(
     analyzer: FaceAnalyzer, gallery: Gallery, name: str, paths: Iterable[Path]
 ) -> EnrollReport:
-    """Add every usable photo of ``name``; files without exactly one face are skipped."""
+    """Add every usable photo of ``name``; files without exactly one face are skipped.
+
+    Photos far from the person's dominant look are dropped as strays (see ``report.dropped``).
+    """
     report = EnrollReport(name)
     embeddings, sources = [], []
     for path in paths:
@@ -53,7 +65,7 @@ def enroll_images(
             report.skipped.append((str(path), reason))
             log.debug("%s: skipped: %s", path, reason)
     if embeddings:
-        report.total = gallery.add(name, np.stack(embeddings), sources)
+        report.record(gallery.add(name, np.stack(embeddings), sources))
     return report
 
 

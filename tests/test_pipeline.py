@@ -142,6 +142,16 @@ def test_hamilton_lin_is_named_and_nobody_is_misnamed(hamilton, lin_similarity) 
     assert LIN in summary["cameras"][next(iter(summary["cameras"]))]["people"]
 
 
+def test_names_do_not_flicker(hamilton) -> None:
+    """Within a track the name is decided once: no renames, at most one naming per track."""
+    _, _, events, _ = hamilton
+    ends = [e for e in events if e["event"] == "track_end"]
+    assert ends
+    renames = sum(max(0, e["name_changes"] - 1) for e in ends)
+    assert renames == 0
+    assert not [e for e in events if e["event"] == "renamed"]
+
+
 def test_annotated_video_matches_input(hamilton) -> None:
     clip, out, _, _ = hamilton
     with av.open(str(clip)) as c:
@@ -223,6 +233,16 @@ def test_pedestrians_get_no_gallery_name(media_dir: Path, tmp_path: Path) -> Non
     assert sum(e["event"] == "track_start" for e in events) >= 5
     assert [e for e in events if e["event"] == "identified"] == []
     assert all(e["name"] is None for e in events if e["event"] == "track_end")
+    # unknown pedestrians are grouped into unknown-N identities; a track keeps its label
+    labels: dict[int, str] = {}
+    for e in events:
+        if e["event"] == "unknown":
+            assert e["track_id"] not in labels, "a track is labelled once"
+            labels[e["track_id"]] = e["label"]
+    assert len(labels) >= 5 and len(set(labels.values())) >= 4
+    for e in events:
+        if e["event"] == "track_end":
+            assert e["unknown"] == labels.get(e["track_id"])
     assert next(iter(summary["cameras"].values()))["frames"] == 105
 
 
@@ -327,3 +347,32 @@ def test_sigint_leaves_playable_video_and_complete_events(media_dir: Path, tmp_p
     with av.open(str(out)) as c:
         n = sum(1 for _ in c.decode(video=0))
     assert 0 < n < 6 * 275
+
+
+def test_unknown_people_persist_and_can_be_named(
+    media_dir: Path, hamilton_gallery: Path, tmp_path: Path
+) -> None:
+    """Unknowns are kept across runs with their crops, and naming one makes it recognised."""
+    import shutil
+
+    gallery = tmp_path / "g.db"
+    shutil.copy(hamilton_gallery, gallery)
+    crops = tmp_path / "crops"
+    clip = media_dir / "face_recognition/short_hamilton_clip.mp4"
+    persist = ("--set", "unknowns.persist=true", "--set", f"unknowns.crops_dir={crops}")
+    first, _ = run_clip(clip, gallery, tmp_path / "r1", *persist)
+    labels = {e["label"] for e in first if e["event"] == "unknown"}
+    assert labels
+    listed = json.loads(streamrec("unknowns", "list", "--gallery", str(gallery), "--json").stdout)
+    assert {u["label"] for u in listed} == labels
+    best = max(listed, key=lambda u: u["embeddings"])
+    assert best["crops"] and all(Path(c).is_file() for c in best["crops"])
+
+    second, _ = run_clip(clip, gallery, tmp_path / "r2", *persist)
+    again = {e["label"] for e in second if e["event"] == "unknown"}
+    assert again & labels, "the same unknown people keep their labels across runs"
+
+    streamrec("unknowns", "name", best["label"], "Somebody", "--gallery", str(gallery))
+    assert not any(Path(c).exists() for c in best["crops"])
+    third, _ = run_clip(clip, gallery, tmp_path / "r3")
+    assert any(e["event"] == "identified" and e["name"] == "Somebody" for e in third)

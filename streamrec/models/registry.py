@@ -107,14 +107,14 @@ MODELS: dict[str, ModelInfo] = {
             "mobilefacenet_128d.onnx",
             "recognizer",
             "0c9ad2a83969fc82155706f7020e6926b4a1a90a5476fff4a5588dfe207f64a4",
-            threshold=0.36,
+            threshold=0.40,
             description="MobileFaceNet ArcFace-loss, 128-d, dynamic batch",
         ),
         ModelInfo(
             "mobilefacenet_128d_b1.onnx",
             "recognizer",
             "b7120c095d60094f28a4a54ba6a8bf51b297a6273fb40ef6350dfec1f63d9507",
-            threshold=0.36,
+            threshold=0.40,
             description="MobileFaceNet ArcFace-loss, 128-d, batch 1",
         ),
     )

@@ -65,5 +65,16 @@ def create_session(path: str | Path, cfg: RuntimeConfig) -> ort.InferenceSession
     try:
         return ort.InferenceSession(str(path), so, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModelError(f"cannot load model {path}: {msg}") from None
+        first = exc
+    if "OpenVINO" in str(first) and isinstance(providers[0], tuple) and cfg.cache_dir:
+        # Another process writing the same compiled-model cache entry can make OpenVINO fail
+        # to load it; the model itself may be fine, so try once more without the cache.
+        log.warning("loading %s with the OpenVINO model cache failed; retrying without it", path)
+        options = dict(providers[0][1])
+        options.pop("cache_dir", None)
+        try:
+            return ort.InferenceSession(str(path), so, providers=[(OPENVINO, options), CPU])
+        except Exception as exc:
+            first = exc
+    msg = str(first).strip().splitlines()[-1] if str(first).strip() else type(first).__name__
+    raise ModelError(f"cannot load model {path}: {msg[:300]}") from None

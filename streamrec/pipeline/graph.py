@@ -37,6 +37,7 @@ from .stages import (
     Work,
 )
 from .summary import CameraSummary, Summary
+from .unknowns import UnknownBook
 
 log = logging.getLogger("streamrec.pipeline")
 
@@ -108,6 +109,16 @@ class Pipeline:
             unknown_refresh_interval=cfg.recognition.unknown_refresh_interval,
         )
         self.identities: dict[str, dict[int, TrackIdentity]] = {c.name: {} for c in cameras}
+        unk = cfg.unknowns
+        self.unknowns = (
+            UnknownBook(
+                unk.threshold if unk.threshold is not None else analyzer.threshold,
+                max_crops=unk.max_crops,
+            )
+            if unk.enabled
+            else None
+        )
+        self.keep_crops = unk.enabled and (unk.crops_dir is not None or unk.persist)
         self._lock = threading.Lock()
         self._stop = threading.Event()  # finish reading; drain what is in flight
         self._abort = threading.Event()  # give up on in-flight work
@@ -134,8 +145,16 @@ class Pipeline:
 
     # -- control ---------------------------------------------------------------------------
     def stop(self) -> None:
-        """Stop reading; in-flight frames are finished and every track is ended."""
+        """Stop reading; in-flight frames are finished and every track is ended.
+
+        Safe from a signal handler. The sources are closed, each in its own thread: a camera
+        that is down blocks its reader until closed, and close() may wait for a connect attempt.
+        """
+        if self._stop.is_set():
+            return
         self._stop.set()
+        for cam in self.cameras.values():
+            threading.Thread(target=cam.source.close, name=f"close {cam.name}", daemon=True).start()
 
     @property
     def stopping(self) -> bool:

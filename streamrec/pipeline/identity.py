@@ -32,6 +32,9 @@ class TrackIdentity:
     last_request: int = -(10**9)  # frame of the last embedding request (detect stage)
     name_changes: int = 0
     names: list[str] = field(default_factory=list)  # every name this track was given, in order
+    unknown: str | None = None  # unknown-N label of an unknown track
+    best_crop: np.ndarray | None = None  # best-quality aligned crop (kept for unknowns)
+    best_quality: float = 0.0
 
     @property
     def mean(self) -> np.ndarray | None:

@@ -45,8 +45,10 @@ class Work:
     ended: list[Track] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)  # indices into tracks to embed
     weights: list[float] = field(default_factory=list)  # quality of each requested face
+    crops: list[np.ndarray] = field(default_factory=list)  # aligned crops (when kept)
     embeddings: np.ndarray | None = None  # [len(requests), D]
-    labels: dict[int, tuple[str | None, float | None]] = field(default_factory=dict)
+    #: per track id: (label to draw, score, known person?)
+    labels: dict[int, tuple[str | None, float | None, bool]] = field(default_factory=dict)
     image: np.ndarray | None = None  # annotated frame
     end: bool = False  # the camera's stream is over
     gap: str | None = None  # the camera dropped (live): tracks were ended
@@ -217,6 +219,8 @@ class EmbedStage:
                 crop = align(w.frame.image, w.tracks[i].kps, self.size)
                 w.weights[k] *= sharpness_factor(crop)
                 crops.append(crop)
+                if self.g.keep_crops:
+                    w.crops.append(crop)
         if not crops:
             return
         parts = []
@@ -302,6 +306,8 @@ class MatchStage:
                         continue
                     summary.embeddings += 1
                     weight = max(work.weights[k], 1e-3)
+                    if work.crops and weight > ident.best_quality:
+                        ident.best_crop, ident.best_quality = work.crops[k], weight
                     if g.policy.update(ident, work.embeddings[k], weight, g.matcher):
                         kind = "identified" if ident.name_changes == 1 else "renamed"
                         g.emit(
@@ -320,19 +326,47 @@ class MatchStage:
                             g.metrics.identity(camera, ident.name)
                         if g.status is not None:
                             g.status.add_recognition(
-                                camera, ident.name, ident.score, frame.time, ident.track_id
+                                camera, ident.name, ident.score or 0.0, ident.track_id
                             )
                         if g.metrics is not None and frame.captured:
                             g.metrics.observe_latency(camera, time.time() - frame.captured)
+                    self.label_unknown(camera, ident, frame)
             for t in work.tracks:
                 ident = idents.get(t.track_id)
                 if ident is None:
                     continue
                 ident.frames += 1
                 ident.last_frame, ident.last_time = frame.index, frame.time
-                work.labels[t.track_id] = (ident.name, ident.score)
+                known = ident.name is not None
+                work.labels[t.track_id] = (ident.name or ident.unknown, ident.score, known)
         for t in work.ended:
             self.end_track(camera, t.track_id)
+
+    def label_unknown(self, camera: str, ident: TrackIdentity, frame: Frame) -> None:
+        """Give a track whose evidence says "not in the gallery" a stable unknown-N label."""
+        book = self.g.unknowns
+        if (
+            book is None
+            or ident.name is not None
+            or ident.unknown is not None
+            or ident.embeddings < self.g.policy.min_embeddings
+            or (ident.score is not None and ident.score >= self.g.policy.threshold)
+        ):
+            return
+        mean = ident.mean
+        assert mean is not None
+        ident.unknown = book.assign(mean)
+        self.g.emit(
+            self._event(
+                "unknown",
+                camera,
+                ident.track_id,
+                frame.index,
+                frame.time,
+                frame.captured,
+                label=ident.unknown,
+            )
+        )
 
     def end_track(self, camera: str, track_id: int) -> None:
         ident = self.g.identities[camera].pop(track_id, None)
@@ -340,6 +374,10 @@ class MatchStage:
             return
         if ident.name is not None:
             self.g.summary.cameras[camera].saw(ident.name, ident.first_time, ident.last_time)
+        elif ident.unknown is not None and self.g.unknowns is not None:
+            mean = ident.mean
+            assert mean is not None
+            self.g.unknowns.learn(ident.unknown, mean, ident.best_crop, ident.best_quality)
         self.g.emit(
             self._event(
                 "track_end",
@@ -354,6 +392,8 @@ class MatchStage:
                 last_frame=max(ident.last_frame, ident.first_frame),
                 frames=ident.frames,
                 embeddings=ident.embeddings,
+                name_changes=ident.name_changes,
+                unknown=ident.unknown,
             )
         )
 
@@ -390,8 +430,8 @@ class AnnotateStage:
             return
         image = work.frame.image.copy()
         for t in work.tracks:
-            name, score = work.labels.get(t.track_id, (None, None))
-            draw_face(image, t.box, name, score)
+            label, score, known = work.labels.get(t.track_id, (None, None, False))
+            draw_face(image, t.box, label, score if known else None, known)
         work.image = image
 
 
