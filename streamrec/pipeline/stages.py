@@ -22,6 +22,7 @@ from ..records import Detections, Event, Frame
 from ..sources import Gap
 from ..tracking import IoUTracker, Track
 from .identity import TrackIdentity
+from .summary import timed
 
 if TYPE_CHECKING:
     from .graph import FrameOutput, Pipeline
@@ -132,17 +133,21 @@ class DetectTrackStage:
         summary = g.summary.cameras[camera]
         summary.frames += 1
         cut_tracks: list[Track] = []
-        if self.is_cut(camera, frame.image):
-            cut_tracks = tracker.end_all()
-            self.last_detect.pop(camera, None)
+        clock = g.summary.stage_seconds
+        with timed(clock, "track"):
+            if self.is_cut(camera, frame.image):
+                cut_tracks = tracker.end_all()
+                self.last_detect.pop(camera, None)
         last = self.last_detect.get(camera)
         detect = last is None or frame.index - last >= g.cameras[camera].interval
         dets: Detections | None = None
         if detect:
             t0 = time.perf_counter()
             dets = g.analyzer.detect(frame.image)
+            took = time.perf_counter() - t0
+            clock["detect"] = clock.get("detect", 0.0) + took
             if g.metrics is not None:
-                g.metrics.observe_detect(time.perf_counter() - t0)
+                g.metrics.observe_detect(took)
                 g.metrics.faces(camera, len(dets))
             if len(dets) and self.zones[camera]:
                 centers = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
@@ -150,8 +155,9 @@ class DetectTrackStage:
             summary.detector_runs += 1
             self.last_detect[camera] = frame.index
             summary.faces += len(dets)
-        update = tracker.update(frame.index, dets)
-        tracks = [copy.copy(t) for t in update.active]
+        with timed(clock, "track"):
+            update = tracker.update(frame.index, dets)
+            tracks = [copy.copy(t) for t in update.active]
         work = Work(
             camera,
             frame,
@@ -212,15 +218,17 @@ class EmbedStage:
 
     def process(self, works: list[Work]) -> None:
         crops = []
-        for w in works:
-            if w.frame is None:
-                continue
-            for k, i in enumerate(w.requests):
-                crop = align(w.frame.image, w.tracks[i].kps, self.size)
-                w.weights[k] *= sharpness_factor(crop)
-                crops.append(crop)
-                if self.g.keep_crops:
-                    w.crops.append(crop)
+        clock = self.g.summary.stage_seconds
+        with timed(clock, "align"):
+            for w in works:
+                if w.frame is None:
+                    continue
+                for k, i in enumerate(w.requests):
+                    crop = align(w.frame.image, w.tracks[i].kps, self.size)
+                    w.weights[k] *= sharpness_factor(crop)
+                    crops.append(crop)
+                    if self.g.keep_crops:
+                        w.crops.append(crop)
         if not crops:
             return
         parts = []
@@ -228,8 +236,10 @@ class EmbedStage:
             batch = crops[i : i + self.batch_size]
             t0 = time.perf_counter()
             parts.append(self.g.analyzer.embedder.embed(batch))
+            took = time.perf_counter() - t0
+            clock["embed"] = clock.get("embed", 0.0) + took
             if self.g.metrics is not None:
-                self.g.metrics.observe_embed(time.perf_counter() - t0, len(batch))
+                self.g.metrics.observe_embed(took, len(batch))
             self.g.summary.embed_calls += 1
         embeddings = np.concatenate(parts)
         start = 0
@@ -252,7 +262,8 @@ class MatchStage:
             work = self.g.get(TO_MATCH)
             if work is None:
                 continue
-            self.process(work)
+            with timed(self.g.summary.stage_seconds, "match"):
+                self.process(work)
             self.g.put(TO_ANNOTATE, work)
             ended += work.end
 
@@ -428,11 +439,18 @@ class AnnotateStage:
     def process(self, work: Work) -> None:
         if not self.enabled or work.frame is None:
             return
-        image = work.frame.image.copy()
-        for t in work.tracks:
-            label, score, known = work.labels.get(t.track_id, (None, None, False))
-            draw_face(image, t.box, label, score if known else None, known)
-        work.image = image
+        g = self.g
+        # draw only for a consumer: the camera's outputs, or a live-view watcher
+        if not g.cameras[work.camera].outputs and not (
+            g.status is not None and g.status.wants_frame(work.camera)
+        ):
+            return
+        with timed(g.summary.stage_seconds, "annotate"):
+            image = work.frame.image.copy()
+            for t in work.tracks:
+                label, score, known = work.labels.get(t.track_id, (None, None, False))
+                draw_face(image, t.box, label, score if known else None, known)
+            work.image = image
 
 
 class OutputStage:
@@ -464,16 +482,17 @@ class OutputStage:
             g.metrics.frame(camera)
         if g.status is not None:
             g.status.frame(camera)
-            if work.image is not None and g.status.wants_frame(camera):
+            if work.image is not None:
                 g.status.publish_frame(camera, work.image)
         if work.image is None:
             return
-        outs = self.outputs.get(camera)
-        if outs is None:
-            factories: list[Callable[[Any], FrameOutput]] = g.cameras[camera].outputs
-            outs = self.outputs[camera] = [make(work.frame) for make in factories]
-        for out in outs:
-            out.write(work.image)
+        with timed(g.summary.stage_seconds, "encode"):
+            outs = self.outputs.get(camera)
+            if outs is None:
+                factories: list[Callable[[Any], FrameOutput]] = g.cameras[camera].outputs
+                outs = self.outputs[camera] = [make(work.frame) for make in factories]
+            for out in outs:
+                out.write(work.image)
 
     def close(self, camera: str) -> None:
         for out in self.outputs.pop(camera, []):

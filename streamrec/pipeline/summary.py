@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +42,8 @@ class Summary:
     cameras: dict[str, CameraSummary] = field(default_factory=dict)
     wall_time: float = 0.0
     embed_calls: int = 0
+    #: busy seconds per stage step (read, detect, track, align, embed, match, annotate, encode)
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     error: str | None = None
 
@@ -56,6 +61,7 @@ class Summary:
             "wall_time": round(self.wall_time, 3),
             "fps": round(self.fps, 2),
             "embed_calls": self.embed_calls,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "interrupted": self.interrupted,
             "error": self.error,
             "cameras": {
@@ -104,3 +110,13 @@ class Summary:
             f"{self.embed_calls} embedder calls{state}"
         )
         return "\n".join(lines)
+
+
+@contextmanager
+def timed(totals: dict[str, float], step: str) -> Iterator[None]:
+    """Add the wall time of the block to ``totals[step]`` (each step is timed by one thread)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        totals[step] = totals.get(step, 0.0) + time.perf_counter() - t0
