@@ -18,16 +18,8 @@ from typing import Any
 import pytest
 import rtsp_server
 import yaml
+from cli_helpers import ALEX, LIN, ROOT, SMALL, assert_one_clear_line, streamrec
 
-ROOT = Path(__file__).resolve().parent.parent
-SMALL = [
-    "--set",
-    "models.detector=det_500m.onnx",
-    "--set",
-    "models.recognizer=mobilefacenet_128d.onnx",
-]
-LIN = "Lin-Manuel Miranda"
-ALEX = "Alex Lacamoire"
 # a live source is retried quickly so that the test sees reconnects within seconds
 FAST_LIVE = {
     "rtsp_transport": "udp",
@@ -36,15 +28,6 @@ FAST_LIVE = {
     "reconnect_initial": 0.2,
     "reconnect_max": 1.0,
 }
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def free_port() -> int:
@@ -154,8 +137,7 @@ def lin_gallery(
 ) -> Path:
     gallery = tmp_path_factory.mktemp("gallery") / "people.db"
     photo = media_dir / "face_recognition/lin-manuel-miranda.png"
-    proc = cli("gallery", "add", LIN, str(photo), "--gallery", str(gallery), *SMALL)
-    assert proc.returncode == 0, proc.stderr
+    streamrec("gallery", "add", LIN, str(photo), "--gallery", str(gallery), *SMALL)
     return gallery
 
 
@@ -247,8 +229,7 @@ def test_sighup_reloads_gallery(
     wait_for("/metrics", lambda: d.metric("streamrec_gallery_people") == 1, 120, d)
 
     photo = media_dir / "face_recognition/alex-lacamoire.png"
-    proc = cli("gallery", "add", ALEX, str(photo), "--gallery", str(gallery), *SMALL)
-    assert proc.returncode == 0, proc.stderr
+    streamrec("gallery", "add", ALEX, str(photo), "--gallery", str(gallery), *SMALL)
     assert d.metric("streamrec_gallery_people") == 1  # not before the SIGHUP
 
     d.proc.send_signal(signal.SIGHUP)
@@ -278,13 +259,8 @@ def test_bad_config_is_one_clear_line(
 ) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = cli("serve", "--config", str(path), *SMALL)
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1, proc.stderr
-    for needle in needles:
-        assert needle in errors[0], errors[0]
+    proc = streamrec("serve", "--config", str(path), *SMALL, check=False)
+    assert_one_clear_line(proc, *needles)
 
 
 def test_live_latency_stays_bounded_when_the_pipeline_is_slower(

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_cli import SMALL, streamrec
+from cli_helpers import SMALL, streamrec
 
 from streamrec.analyzer import read_image
 from streamrec.enroll import IMAGE_SUFFIXES

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import SMALL, assert_one_clear_line, streamrec
+from cli_helpers import SMALL, assert_one_clear_line, streamrec
 
 from streamrec.analyzer import read_image
 from streamrec.enroll import embed_single_face, enroll_images

@@ -13,28 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-SMALL = [
-    "--set",
-    "models.detector=det_500m.onnx",
-    "--set",
-    "models.recognizer=mobilefacenet_128d.onnx",
-]
-LIN = "Lin-Manuel Miranda"
-
-
-def streamrec(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args], capture_output=True, text=True, timeout=600
-    )
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
-
-
-def read_events(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+from cli_helpers import LIN, ROOT, SMALL, assert_one_clear_line, read_events, streamrec
 
 
 def run_clip(clip: Path, gallery: Path | None, out: Path, *extra: str) -> tuple[list[dict], dict]:
@@ -291,10 +270,7 @@ def test_not_a_video_gives_one_clear_line(models_dir: Path, tmp_path: Path, kind
     proc = streamrec(
         "run", "--source", target, "--events", str(tmp_path / "e.jsonl"), *SMALL, check=False
     )
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1, proc.stderr
+    assert_one_clear_line(proc)
 
 
 def test_sigint_leaves_playable_video_and_complete_events(media_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,50 @@
+"""Helpers shared by the tests that drive the streamrec command line as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+#: the small real models (det_500m + MobileFaceNet) as --set overrides
+SMALL = [
+    "--set",
+    "models.detector=det_500m.onnx",
+    "--set",
+    "models.recognizer=mobilefacenet_128d.onnx",
+]
+LIN = "Lin-Manuel Miranda"
+ALEX = "Alex Lacamoire"
+
+
+def streamrec(
+    *args: str, env: dict | None = None, check: bool = True, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """Run ``python run.py ARGS``; with ``check``, assert it succeeded."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def assert_one_clear_line(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """A user mistake: non-zero exit, no traceback, one error line naming the problem."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
