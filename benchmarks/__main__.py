@@ -1,7 +1,7 @@
-"""``python -m benchmarks``: the end-to-end video throughput benchmark (benchmarks/README.md)."""
+"""``python -m benchmarks``: the benchmark suite of issue 6 (benchmarks/README.md)."""
 
 import sys
 
-from .video_fps import main
+from .suite import main
 
 sys.exit(main())

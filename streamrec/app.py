@@ -26,6 +26,7 @@ from .records import Frame
 from .sinks import FanoutSink, JsonlEventSink, VideoWriter
 from .sinks.events import EventSink
 from .sources import Source, SourceOptions, open_source
+from .tracking import preload_solver
 
 log = logging.getLogger("streamrec")
 
@@ -153,6 +154,7 @@ def run_video(
     progress: bool = True,
 ) -> Any:
     """Process one video source; returns the run's Summary."""
+    preload_solver()
     analyzer = FaceAnalyzer.from_config(cfg)
     matcher = load_matcher(analyzer, cfg.gallery)
     source = open_source(uri, source_options(cfg))

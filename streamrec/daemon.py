@@ -29,6 +29,7 @@ from .sinks import FanoutSink
 from .sinks.events import EventSink
 from .sources import Source, open_source
 from .status import LiveStatus
+from .tracking import preload_solver
 
 log = logging.getLogger("streamrec.daemon")
 
@@ -225,6 +226,7 @@ class Daemon:
 
             h = cfg.http
             self.web = WebServer(self.status, self.metrics, h.host, h.port, h.token)
+        preload_solver()
         self.analyzer = FaceAnalyzer.from_config(cfg)
         matcher = load_matcher(self.analyzer, cfg.gallery)
         self.metrics.set_gallery_people(_gallery_people(self.analyzer, cfg.gallery))

@@ -17,6 +17,8 @@ mutated, so a box taken from an earlier frame keeps its value).
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -265,3 +267,14 @@ def _present(
     track.last_frame = frame_index
     track.frames += 1
     track.det_index = det_index
+
+
+def preload_solver() -> None:
+    """Import the assignment solver in a background thread.
+
+    scipy.optimize takes about a second to import; started while the models load, it is ready
+    by the first detection round instead of stalling it.
+    """
+    threading.Thread(
+        target=importlib.import_module, args=("scipy.optimize",), name="preload", daemon=True
+    ).start()

@@ -57,8 +57,10 @@ class ScrfdDetector:
             if (w, h) != (cfg.input_size, cfg.input_size):
                 log.info("%s has a fixed %dx%d input; using it", self.path.name, w, h)
             self.input_size = (int(w), int(h))
+            self.dynamic = False
         else:
             self.input_size = (cfg.input_size, cfg.input_size)
+            self.dynamic = True
         groups: dict[int, list[int]] = {1: [], 4: [], 10: []}
         for i, out in enumerate(self.session.get_outputs()):
             last = out.shape[-1] if out.shape else None
@@ -73,9 +75,18 @@ class ScrfdDetector:
         self._groups = groups
         self._anchor_cache: dict[tuple[int, int, int], np.ndarray] = {}
 
-    def _letterbox(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+    def input_for(self, width: int, height: int) -> tuple[int, int]:
+        """Detector input (w, h) for an image: a dynamic model gets the image's aspect ratio
+        (long side ``input_size``, short side rounded up to a multiple of 32), so a 16:9 frame
+        costs 640x384 rather than 640x640 of mostly padding; a fixed model gets its size."""
+        if not self.dynamic:
+            return self.input_size
+        size = self.cfg.input_size
+        short = min(size, -(-round(size * min(width, height) / max(width, height)) // 32) * 32)
+        return (size, short) if width >= height else (short, size)
+
+    def _letterbox(self, image: np.ndarray, in_w: int, in_h: int) -> tuple[np.ndarray, float]:
         """Resize keeping the aspect ratio into the top-left of the input; return blob, scale."""
-        in_w, in_h = self.input_size
         h, w = image.shape[:2]
         if h / w > in_h / in_w:
             new_h, new_w = in_h, int(in_h * w / h)
@@ -105,10 +116,10 @@ class ScrfdDetector:
         """Faces in a BGR image, sorted by score (or by size when ``max_faces`` cuts them)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError("expected an HxWx3 BGR image")
-        blob, scale = self._letterbox(image)
+        in_w, in_h = self.input_for(image.shape[1], image.shape[0])
+        blob, scale = self._letterbox(image, in_w, in_h)
         outs = self.session.run(None, {self.input_name: blob})
         outs = [o[0] if o.ndim == 3 else o for o in outs]
-        in_w, in_h = self.input_size
         by_size = sorted(self._groups[1], key=lambda i: -outs[i].shape[0])
         first = outs[by_size[0]].shape[0]
         per_cell = max(1, round(first / ((in_h // 8) * (in_w // 8))))

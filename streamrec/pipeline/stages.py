@@ -88,7 +88,9 @@ class DetectTrackStage:
             for name, cam in graph.cameras.items()
         }
         self.min_size = cfg.recognition.min_face_size
-        self.last_detect: dict[str, int] = {}
+        #: frames processed since the camera's last detection (counted in processed frames,
+        #: not source indices: a live camera that drops frames still detects every N)
+        self.since_detect: dict[str, int] = {}
         self.thumbs: dict[str, np.ndarray] = {}
         self.scene_cut = cfg.tracker.scene_cut
         self.min_quality = cfg.recognition.min_quality
@@ -127,7 +129,7 @@ class DetectTrackStage:
             item.ended = tracker.end_all()
             return item
         if isinstance(item, Gap):
-            self.last_detect.pop(camera, None)
+            self.since_detect.pop(camera, None)
             return Work(camera, None, ended=tracker.end_all(), gap=item.reason)
         frame = item
         summary = g.summary.cameras[camera]
@@ -137,9 +139,10 @@ class DetectTrackStage:
         with timed(clock, "track"):
             if self.is_cut(camera, frame.image):
                 cut_tracks = tracker.end_all()
-                self.last_detect.pop(camera, None)
-        last = self.last_detect.get(camera)
-        detect = last is None or frame.index - last >= g.cameras[camera].interval
+                self.since_detect.pop(camera, None)
+        since = self.since_detect.get(camera)
+        detect = since is None or since + 1 >= g.cameras[camera].interval
+        self.since_detect[camera] = 0 if since is None or detect else since + 1
         dets: Detections | None = None
         if detect:
             t0 = time.perf_counter()
@@ -153,7 +156,6 @@ class DetectTrackStage:
                 centers = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
                 dets = dets[~in_zones(centers, self.zones[camera])]
             summary.detector_runs += 1
-            self.last_detect[camera] = frame.index
             summary.faces += len(dets)
         with timed(clock, "track"):
             update = tracker.update(frame.index, dets)
