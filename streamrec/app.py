@@ -33,7 +33,7 @@ log = logging.getLogger("streamrec")
 
 def source_options(cfg: Config, transport: str | None = None) -> SourceOptions:
     live = cfg.live
-    threads = cfg.pipeline.decoder_threads or max(1, default_threads() // 2)
+    threads = cfg.pipeline.decoder_threads or default_threads()
     return SourceOptions(
         rtsp_transport=transport or live.rtsp_transport,
         open_timeout=live.open_timeout,

@@ -75,7 +75,11 @@ class RecognitionConfig:
     min_face_size: int = Field(default=20, ge=0)
     #: faces whose quality (size x pose x detector score, 0..1) is below this are not embedded
     min_quality: float = Field(default=0.05, ge=0.0, le=1.0)
-    #: a track that is still unknown is re-embedded this many frames apart
+    #: a confidently named track is re-checked when a face this many times better than the
+    #: best one embedded so far arrives (0 = never)
+    recheck_gain: float = Field(default=1.5, ge=0.0)
+    #: a track that is still unknown after confident_after embeddings is re-checked (on a
+    #: better face) at most this many frames apart
     unknown_refresh_interval: int = Field(default=15, ge=1)
 
 
@@ -140,7 +144,7 @@ class RuntimeConfig:
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
     #: compiled-model cache (speeds up start-up); null disables it
     cache_dir: str | None = "~/.cache/streamrec/ov_cache"
-    #: inference threads per model; 0 = derived from the cores
+    #: inference threads per model; 0 = half the cores (detector and recognizer run concurrently)
     threads: int = Field(default=0, ge=0)
 
 

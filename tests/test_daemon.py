@@ -213,7 +213,8 @@ def test_serve_rtsp_reconnect_and_sigterm(
         code, seconds = d.terminate()
         print(f"serve stopped {seconds:.2f} s after SIGTERM")
     assert code == 0, d.log()[-3000:]
-    assert seconds < 10, f"took {seconds:.1f} s to stop"
+    # the requirement: stop within 5 s of SIGTERM (a bound on shutdown, not a speed figure)
+    assert seconds < 5, f"took {seconds:.1f} s to stop"
     assert "Traceback" not in d.log()
     events = d.events()
     assert not open_tracks(events, "stage")

@@ -107,6 +107,7 @@ class Pipeline:
             confident_after=cfg.recognition.confident_after,
             refresh_interval=cfg.recognition.refresh_interval,
             unknown_refresh_interval=cfg.recognition.unknown_refresh_interval,
+            recheck_gain=cfg.recognition.recheck_gain,
         )
         self.identities: dict[str, dict[int, TrackIdentity]] = {c.name: {} for c in cameras}
         unk = cfg.unknowns

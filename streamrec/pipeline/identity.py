@@ -35,6 +35,7 @@ class TrackIdentity:
     unknown: str | None = None  # unknown-N label of an unknown track
     best_crop: np.ndarray | None = None  # best-quality aligned crop (kept for unknowns)
     best_quality: float = 0.0
+    best_request: float = 0.0  # best pre-alignment quality requested so far (detect stage)
 
     @property
     def mean(self) -> np.ndarray | None:
@@ -52,14 +53,25 @@ class IdentityPolicy:
     refresh_interval: int = 10
     unknown_refresh_interval: int = 15
     margin: float = 0.05
+    recheck_gain: float = 1.5
 
-    def needs_embedding(self, ident: TrackIdentity, frame_index: int) -> bool:
-        """Embed new tracks, then refresh until named with confidence; unknowns keep checking."""
-        if ident.confident:
+    def needs_embedding(self, ident: TrackIdentity, frame_index: int, quality: float) -> bool:
+        """Embed new tracks, then refresh every ``refresh_interval`` frames until settled.
+
+        A track is settled when it is named with confidence, or when ``confident_after``
+        embeddings still say "unknown". A settled track is re-checked only when a clearly better
+        face (``recheck_gain`` times the best quality embedded so far) comes along; unknown ones
+        at most every ``unknown_refresh_interval`` frames. This keeps embeddings per track few.
+        """
+        waited = frame_index - ident.last_request
+        if waited < self.refresh_interval:
             return False
         settled_unknown = ident.name is None and ident.embeddings >= self.confident_after
-        every = self.unknown_refresh_interval if settled_unknown else self.refresh_interval
-        return frame_index - ident.last_request >= every
+        if not (ident.confident or settled_unknown):
+            return True
+        if settled_unknown and waited < self.unknown_refresh_interval:
+            return False
+        return bool(self.recheck_gain) and quality > ident.best_request * self.recheck_gain
 
     def update(
         self, ident: TrackIdentity, embedding: np.ndarray, weight: float, matcher: Matcher

@@ -182,8 +182,9 @@ class DetectTrackStage:
                 quality = geometric_quality(t.box, t.kps, t.det_score)
                 if quality < self.min_quality:
                     continue
-                if g.policy.needs_embedding(ident, frame.index):
+                if g.policy.needs_embedding(ident, frame.index, quality):
                     ident.last_request = frame.index
+                    ident.best_request = max(ident.best_request, quality)
                     work.requests.append(i)
                     work.weights.append(quality)
         return work
