@@ -55,16 +55,17 @@ def streamrec_config(spec: Spec) -> Any:
 
 
 def decode_frames(clip: str) -> Iterator[Any]:
-    """Every frame of ``clip`` as a BGR ndarray, decoded the way streamrec's file source does."""
+    """Every frame of ``clip`` as a BGR ndarray, read by streamrec's own file source (its reader
+    thread and decoder settings): the ceiling of file processing."""
     from streamrec import load_config
     from streamrec.app import source_options
-    from streamrec.sources.pyav import open_video
+    from streamrec.records import Frame
+    from streamrec.sources import open_source
 
-    threads = source_options(load_config(None)).decoder_threads
-    container, stream = open_video(clip, {}, None, threads)
-    with container:
-        for frame in container.decode(stream):
-            yield frame.to_ndarray(format="bgr24")
+    with open_source(clip, source_options(load_config(None))) as source:
+        for item in source:
+            if isinstance(item, Frame):
+                yield item.image
 
 
 def decode(spec: Spec) -> Measured:

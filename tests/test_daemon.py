@@ -181,9 +181,15 @@ def test_serve_rtsp_reconnect_and_sigterm(
             }
         )
         wait_for("identified event", lambda: identified(d.events()), 120, d)
-        health = d.health()
-        assert health is not None and health["ok"] is False
-        assert health["cameras"]["stage"]["state"] == "running"
+
+        def stage_running() -> dict[str, Any] | None:
+            # the stream may still be settling (a publisher's first seconds can end and be
+            # reopened), so wait for the state rather than read it once
+            h = d.health()
+            return h if h is not None and h["cameras"]["stage"]["state"] == "running" else None
+
+        health = wait_for("camera stage running", stage_running, 60, d)
+        assert health["ok"] is False
         assert health["cameras"]["stage"]["ok"] is True
         assert health["cameras"]["ghost"]["ok"] is False
         assert health["cameras"]["ghost"]["state"] == "connecting"
