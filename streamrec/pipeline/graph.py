@@ -157,10 +157,6 @@ class Pipeline:
         for cam in self.cameras.values():
             threading.Thread(target=cam.source.close, name=f"close {cam.name}", daemon=True).start()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def abort(self, error: BaseException | None = None, stage: str = "") -> None:
         with self._lock:
             if error is not None and self._error is None:

@@ -19,13 +19,13 @@ T = TypeVar("T")
 class _Lane(Generic[T]):
     live: bool
     capacity: int
-    items: deque[T] = field(default_factory=deque)
+    items: deque[tuple[T, bool]] = field(default_factory=deque)  # (item, droppable)
     closed: bool = False
     dropped: int = 0
 
 
 class FrameMux(Generic[T]):
-    """Per-camera bounded queues with round-robin ``get``; ``droppable`` marks frames."""
+    """Per-camera bounded queues with round-robin ``get``; only droppable items are dropped."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -45,9 +45,7 @@ class FrameMux(Generic[T]):
             lane = self._lanes[camera]
             while len(lane.items) >= lane.capacity and not self._stopped:
                 if lane.live and droppable:
-                    victim = next(
-                        (i for i, it in enumerate(lane.items) if self._droppable(it)), None
-                    )
+                    victim = next((i for i, (_, d) in enumerate(lane.items) if d), None)
                     if victim is not None:
                         del lane.items[victim]
                         lane.dropped += 1
@@ -55,13 +53,9 @@ class FrameMux(Generic[T]):
                 self._cond.wait(0.5)
             if self._stopped:
                 return False
-            lane.items.append(item)
+            lane.items.append((item, droppable))
             self._cond.notify_all()
             return True
-
-    @staticmethod
-    def _droppable(item: object) -> bool:
-        return getattr(item, "droppable", True)
 
     def close(self, camera: str) -> None:
         """No more items from ``camera``."""
@@ -89,7 +83,7 @@ class FrameMux(Generic[T]):
                     lane = self._lanes[camera]
                     if lane.items:
                         self._next = (self._next + k + 1) % n
-                        item = lane.items.popleft()
+                        item, _ = lane.items.popleft()
                         self._cond.notify_all()
                         return camera, item
                 if self.finished_locked() or not self._cond.wait(timeout):
@@ -97,7 +91,3 @@ class FrameMux(Generic[T]):
 
     def finished_locked(self) -> bool:
         return all(lane.closed and not lane.items for lane in self._lanes.values())
-
-    def finished(self) -> bool:
-        with self._cond:
-            return self.finished_locked()

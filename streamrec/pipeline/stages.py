@@ -40,8 +40,6 @@ class Work:
     camera: str
     frame: Frame | None
     tracks: list[Track] = field(default_factory=list)  # snapshots, present in this frame
-    detected: bool = False  # the detector ran on this frame
-    faces: int = 0
     started: list[Track] = field(default_factory=list)
     ended: list[Track] = field(default_factory=list)
     requests: list[int] = field(default_factory=list)  # indices into tracks to embed
@@ -57,10 +55,6 @@ class Work:
     @classmethod
     def end_of_stream(cls, camera: str) -> Work:
         return cls(camera, None, end=True)
-
-    @property
-    def droppable(self) -> bool:
-        return not self.end and self.gap is None
 
 
 def in_zones(points: np.ndarray, zones: list[np.ndarray]) -> np.ndarray:
@@ -164,8 +158,6 @@ class DetectTrackStage:
             camera,
             frame,
             tracks=tracks,
-            detected=detect,
-            faces=len(dets) if dets is not None else 0,
             started=[copy.copy(t) for t in update.started],
             ended=cut_tracks + [copy.copy(t) for t in update.ended],
         )
