@@ -213,8 +213,13 @@ def test_serve_rtsp_reconnect_and_sigterm(
             "identified event after the restart", lambda: identified(d.events(), before), 120, d
         )
         assert d.proc.poll() is None
-        reconnects = d.metric('streamrec_reconnects_total{camera="stage"}')
-        assert reconnects is not None and reconnects >= 1
+        # the daemon copies source counters into the metrics on its own poll: wait for it
+        wait_for(
+            "reconnect counted in /metrics",
+            lambda: (d.metric('streamrec_reconnects_total{camera="stage"}') or 0) >= 1,
+            30,
+            d,
+        )
 
         code, seconds = d.terminate()
         print(f"serve stopped {seconds:.2f} s after SIGTERM")
