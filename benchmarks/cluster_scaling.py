@@ -70,7 +70,7 @@ def local_cluster(cpus_per_node: int = 1) -> Iterator[str]:
 def measure(address: str, clip: Path, cameras: int, seconds: float, tmp: Path) -> dict[str, Any]:
     """Steady-state fps of ``cameras`` cameras of ``clip`` on the cluster at ``address``."""
     from streamrec import load_config
-    from streamrec.cluster import ClusterRunner, connect
+    from streamrec.cluster.driver import ClusterRunner, connect
 
     cfg = load_config(
         None,

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.gallery import Matcher
-from streamrec.index import TemplateIndex
+from streamrec.gallery.index import TemplateIndex
+from streamrec.gallery.store import Matcher
 
 DIM = 512
 BATCHES = (1, 32)

@@ -1,9 +1,10 @@
 """streamrec: real-time face recognition for video streams."""
 
+from streamrec.gallery.store import Gallery, Matcher
+
 from .analyzer import FaceAnalyzer, read_image
 from .config import Config, load_config
 from .errors import StreamrecError
-from .gallery import Gallery, Matcher
 from .records import Detections, Event, Face, Frame
 
 __all__ = [

@@ -7,10 +7,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .alignment import align
+from streamrec.gallery.store import Gallery, GalleryPolicy, Matcher, Recognizer
+from streamrec.models.alignment import align
+
 from .config import Config, load_config
 from .errors import MediaError
-from .gallery import Gallery, GalleryPolicy, Matcher, Recognizer
 from .models.detector import ScrfdDetector
 from .models.embedder import ArcFaceEmbedder
 from .models.registry import ResolvedModel, recognizer_threshold, resolve

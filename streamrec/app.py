@@ -15,18 +15,19 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.gallery.store import Matcher
+from streamrec.gallery.unknowns import save_crops
+from streamrec.pipeline.tracking import preload_solver
+
 from .analyzer import FaceAnalyzer
 from .config import Config
 from .errors import StreamrecError
-from .gallery import Matcher
 from .models.runtime import default_threads
 from .pipeline import Camera, Pipeline
-from .pipeline.unknowns import save_crops
 from .records import Frame
 from .sinks import FanoutSink, JsonlEventSink, VideoWriter
 from .sinks.events import EventSink
 from .sources import Source, SourceOptions, open_source
-from .tracking import preload_solver
 
 log = logging.getLogger("streamrec")
 

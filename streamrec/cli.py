@@ -167,8 +167,8 @@ def _print_reports(reports: Sequence[Any]) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from .enroll import enroll_images, import_folder
-    from .gallery import Gallery, GalleryPolicy, open_existing
+    from streamrec.gallery.enroll import enroll_images, import_folder
+    from streamrec.gallery.store import Gallery, GalleryPolicy, open_existing
 
     cfg = _config(args)
     path = _gallery_path(cfg)
@@ -198,7 +198,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
         if action == "import":
             return _print_reports(import_folder(analyzer, gallery, Path(args.dir)))
         if args.from_video:
-            from .enroll_video import enroll_video
+            from streamrec.gallery.enroll_video import enroll_video
 
             report, pick = enroll_video(analyzer, gallery, args.name, args.from_video)
             print(pick.describe(args.name))
@@ -209,7 +209,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def cmd_unknowns(args: argparse.Namespace) -> int:
     import time
 
-    from .gallery import GalleryPolicy, open_existing
+    from streamrec.gallery.store import GalleryPolicy, open_existing
 
     cfg = _config(args)
     path = _gallery_path(cfg)
@@ -248,8 +248,9 @@ def cmd_unknowns(args: argparse.Namespace) -> int:
 def cmd_recognize(args: argparse.Namespace) -> int:
     import cv2
 
+    from streamrec.sinks.draw import draw_face
+
     from .analyzer import read_image
-    from .annotate import draw_face
 
     cfg = _config(args)
     analyzer = _analyzer(cfg)
@@ -321,10 +322,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if cfg.cluster.address:
-        from .cluster import run_cluster
+        from streamrec.cluster.driver import run_cluster
 
         return run_cluster(cfg)
-    from .daemon import serve
+    from streamrec.service.daemon import serve
 
     return serve(cfg)
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from streamrec.gallery.enroll import image_files
+
 from .analyzer import FaceAnalyzer, read_image
-from .enroll import image_files
 from .errors import StreamrecError
 
 #: false accept rates reported with their true accept rate

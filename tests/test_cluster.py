@@ -26,7 +26,7 @@ import ray
 
 from benchmarks.cluster_scaling import local_cluster
 from streamrec import load_config
-from streamrec.cluster import ClusterRunner, connect, ray_get
+from streamrec.cluster.driver import ClusterRunner, connect, ray_get
 
 SMALL = {"models.detector": "det_500m.onnx", "models.recognizer": "mobilefacenet_128d.onnx"}
 #: the clips' faces are large: a smaller detector input keeps the suite fast on 2 cores

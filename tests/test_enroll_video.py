@@ -10,7 +10,7 @@ import pytest
 from cli_helpers import SMALL, streamrec
 
 from streamrec.analyzer import read_image
-from streamrec.enroll import IMAGE_SUFFIXES
+from streamrec.gallery.enroll import IMAGE_SUFFIXES
 from streamrec.records import Frame
 from streamrec.sources import open_source
 

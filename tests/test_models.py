@@ -18,7 +18,7 @@ from streamrec.errors import ModelError
 from streamrec.models import registry
 from streamrec.models.detector import ScrfdDetector
 from streamrec.models.registry import MODELS, PACKS, resolve
-from streamrec.tracking import iou_matrix
+from streamrec.pipeline.tracking import iou_matrix
 
 
 def test_openvino_execution_provider_available() -> None:
@@ -144,7 +144,7 @@ def test_fixed_and_dynamic_batch_recognizers_agree(analyzer, models_dir: Path, m
     assert b1.fixed_batch == 1 and b1.dim == 128 and analyzer.embedder.fixed_batch is None
     image = read_image(media_dir / "insightface/t1.jpg")
     dets = analyzer.detect(image)
-    from streamrec.alignment import align
+    from streamrec.models.alignment import align
 
     crops = [align(image, k) for k in dets.kps]
     a, b = analyzer.embedder.embed(crops), b1.embed(crops)

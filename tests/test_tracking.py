@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from streamrec.pipeline.tracking import IoUTracker, Track, TrackUpdate, iou_matrix
 from streamrec.records import Detections
-from streamrec.tracking import IoUTracker, Track, TrackUpdate, iou_matrix
 
 SIZE = 80.0
 # Landmarks relative to the box (x, y in box units): eyes, nose, mouth corners.

@@ -21,9 +21,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec.errors import ConfigError
-from streamrec.metrics import CONTENT_TYPE, Metrics
-from streamrec.status import LiveStatus
-from streamrec.webserver import WebServer
+from streamrec.service.http import WebServer
+from streamrec.service.metrics import CONTENT_TYPE, Metrics
+from streamrec.service.status import LiveStatus
 
 CAMERA = "cam1"
 TOKEN = "s3cret-token"

@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from streamrec.gallery.store import Matcher
+from streamrec.gallery.unknowns import UnknownBook
+
 from ..analyzer import FaceAnalyzer
 from ..config import Config
 from ..errors import StreamrecError
-from ..gallery import Matcher
 from ..records import Event
 from ..sources import Gap, Source
 from .identity import IdentityPolicy, TrackIdentity
@@ -37,7 +39,6 @@ from .stages import (
     Work,
 )
 from .summary import CameraSummary, Summary
-from .unknowns import UnknownBook
 
 log = logging.getLogger("streamrec.pipeline")
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..gallery import Matcher
+from streamrec.gallery.store import Matcher
 
 
 @dataclass

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from ..alignment import align
-from ..annotate import draw_face
-from ..quality import geometric_quality, sharpness_factor
+from streamrec.models.alignment import align
+from streamrec.models.quality import geometric_quality, sharpness_factor
+from streamrec.pipeline.tracking import IoUTracker, Track
+from streamrec.sinks.draw import draw_face
+
 from ..records import Detections, Event, Frame
 from ..sources import Gap
-from ..tracking import IoUTracker, Track
 from .identity import TrackIdentity
 from .summary import timed
 

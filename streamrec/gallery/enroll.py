@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .analyzer import FaceAnalyzer, read_image
-from .errors import GalleryError, MediaError
-from .gallery import AddResult, Gallery, Stray
+from streamrec.analyzer import FaceAnalyzer, read_image
+from streamrec.errors import GalleryError, MediaError
+from streamrec.gallery.store import AddResult, Gallery, Stray
 
 log = logging.getLogger("streamrec.enroll")
 

@@ -18,18 +18,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .analyzer import FaceAnalyzer
-from .app import event_sinks, load_matcher, save_unknowns, seed_unknowns, source_options
-from .config import CameraConfig, Config
-from .errors import ConfigError, StreamrecError
-from .gallery import Matcher
-from .metrics import Metrics
-from .pipeline import Camera, Pipeline
-from .sinks import FanoutSink
-from .sinks.events import EventSink
-from .sources import Source, open_source
-from .status import LiveStatus
-from .tracking import preload_solver
+from streamrec.analyzer import FaceAnalyzer
+from streamrec.app import event_sinks, load_matcher, save_unknowns, seed_unknowns, source_options
+from streamrec.config import CameraConfig, Config
+from streamrec.errors import ConfigError, StreamrecError
+from streamrec.gallery.store import Matcher
+from streamrec.pipeline import Camera, Pipeline
+from streamrec.pipeline.tracking import preload_solver
+from streamrec.service.metrics import Metrics
+from streamrec.service.status import LiveStatus
+from streamrec.sinks import FanoutSink
+from streamrec.sinks.events import EventSink
+from streamrec.sources import Source, open_source
 
 log = logging.getLogger("streamrec.daemon")
 
@@ -222,7 +222,7 @@ class Daemon:
         self.status = LiveStatus()
         self.web: Any = None
         if cfg.http.enabled:  # validated before the models load: a refusal is immediate
-            from .webserver import WebServer
+            from streamrec.service.http import WebServer
 
             h = cfg.http
             self.web = WebServer(self.status, self.metrics, h.host, h.port, h.token)

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .alignment import align
-from .analyzer import FaceAnalyzer
-from .enroll import EnrollReport
-from .errors import MediaError
-from .gallery import Gallery
-from .quality import geometric_quality, sharpness_factor
-from .records import Frame
-from .sources import open_source
-from .tracking import IoUTracker
+from streamrec.analyzer import FaceAnalyzer
+from streamrec.errors import MediaError
+from streamrec.gallery.enroll import EnrollReport
+from streamrec.gallery.store import Gallery
+from streamrec.models.alignment import align
+from streamrec.models.quality import geometric_quality, sharpness_factor
+from streamrec.pipeline.tracking import IoUTracker
+from streamrec.records import Frame
+from streamrec.sources import open_source
 
 #: aligned crops kept per track while reading (the best by quality; bounds memory on long clips)
 _KEEP_PER_TRACK = 300

@@ -39,15 +39,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .analyzer import FaceAnalyzer
-from .app import event_sinks, load_matcher, source_options
-from .config import CameraConfig, Config
-from .daemon import enabled_cameras
-from .errors import ConfigError, StreamrecError
-from .pipeline import Camera, Pipeline
-from .records import Event, Frame
-from .sinks import FanoutSink
-from .sources import Gap, Source, open_source
+from streamrec.analyzer import FaceAnalyzer
+from streamrec.app import event_sinks, load_matcher, source_options
+from streamrec.config import CameraConfig, Config
+from streamrec.errors import ConfigError, StreamrecError
+from streamrec.pipeline import Camera, Pipeline
+from streamrec.records import Event, Frame
+from streamrec.service.daemon import enabled_cameras
+from streamrec.sinks import FanoutSink
+from streamrec.sources import Gap, Source, open_source
 
 log = logging.getLogger("streamrec.cluster")
 

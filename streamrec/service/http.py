@@ -38,9 +38,9 @@ import cv2
 import numpy as np
 
 from streamrec.errors import ConfigError
-from streamrec.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from streamrec.metrics import Metrics
-from streamrec.status import LiveStatus
+from streamrec.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from streamrec.service.metrics import Metrics
+from streamrec.service.status import LiveStatus
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ class WebServer:
         self.host = host
         self._port = port
         self._token = token.encode() if token else None
-        self._page = (resources.files("streamrec") / "web" / "index.html").read_bytes()
+        self._page = (resources.files("streamrec.service") / "web" / "index.html").read_bytes()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()

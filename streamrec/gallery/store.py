@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import GalleryError
-from .index import TemplateIndex
-from .subcenters import cluster_person
+from streamrec.errors import GalleryError
+from streamrec.gallery.index import TemplateIndex
+from streamrec.gallery.subcenters import cluster_person
 
 if TYPE_CHECKING:
-    from .config import Config
+    from streamrec.config import Config
 
 log = logging.getLogger("streamrec.gallery")
 
