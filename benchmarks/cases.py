@@ -58,7 +58,7 @@ def decode_frames(clip: str) -> Iterator[Any]:
     """Every frame of ``clip`` as a BGR ndarray, read by streamrec's own file source (its reader
     thread and decoder settings): the ceiling of file processing."""
     from streamrec import load_config
-    from streamrec.app import source_options
+    from streamrec.pipeline.build import source_options
     from streamrec.records import Frame
     from streamrec.sources import open_source
 
@@ -93,8 +93,8 @@ def summary_measured(summary: Any, load_s: float | None = None) -> Measured:
 
 
 def streamrec(spec: Spec) -> Measured:
-    """``streamrec.app.run_video``: events only (no video output, no gallery)."""
-    from streamrec.app import run_video
+    """``streamrec.runner.run_video``: events only (no video output, no gallery)."""
+    from streamrec.runner import run_video
 
     cfg = streamrec_config(spec)
     start = time.perf_counter()
@@ -107,8 +107,8 @@ def startup(spec: Spec) -> Measured:
     process) to the first frame leaving the pipeline: imports, config, model loading (from the
     OpenVINO cache when warm), opening the source and one frame through every stage."""
     from streamrec.analyzer import FaceAnalyzer
-    from streamrec.app import source_options
-    from streamrec.pipeline import Camera, Pipeline
+    from streamrec.pipeline import Camera, build_pipeline
+    from streamrec.pipeline.build import source_options
     from streamrec.sources import open_source
 
     imported = time.time()
@@ -118,7 +118,8 @@ def startup(spec: Spec) -> Measured:
     source = open_source(spec["clip"], source_options(cfg))
     first: list[float] = []
     try:
-        pipeline = Pipeline(cfg, analyzer, [Camera("clip", source, cfg.detector.interval)], _Null())
+        camera = Camera("clip", source, cfg.detector.interval)
+        pipeline = build_pipeline(cfg, [camera], _Null(), analyzer)
 
         def watch() -> None:
             while pipeline.progress == 0 and not pipeline.stopping:

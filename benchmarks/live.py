@@ -90,8 +90,8 @@ def latency_stats(samples: list[tuple[float, float]]) -> dict[str, Any]:
 def live(spec: Spec) -> Measured:
     """One Pipeline over ``spec["urls"]`` (UDP RTSP) for ``spec["seconds"]`` seconds."""
     from streamrec.analyzer import FaceAnalyzer
-    from streamrec.app import source_options
-    from streamrec.pipeline import Camera, Pipeline
+    from streamrec.pipeline import Camera, build_pipeline
+    from streamrec.pipeline.build import source_options
     from streamrec.sources import open_source
 
     cfg = streamrec_config(spec)
@@ -102,7 +102,7 @@ def live(spec: Spec) -> Measured:
     writer = LatencyWriter()
     try:
         cameras = [Camera(f"cam{i}", src, cfg.detector.interval) for i, src in enumerate(sources)]
-        pipeline = Pipeline(cfg, analyzer, cameras, writer)
+        pipeline = build_pipeline(cfg, cameras, writer, analyzer)
         load = time.perf_counter() - start
         timer = threading.Timer(spec["seconds"], pipeline.stop)
         timer.start()

@@ -302,7 +302,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .app import run_video
+    from streamrec.runner import run_video
 
     cfg = _config(args)
     summary = run_video(

@@ -1,7 +1,11 @@
 """Typed records that flow one way through the pipeline.
 
-Every stage consumes and produces these dataclasses; numpy arrays are the fields so that
-records can be batched without copies.
+Sources yield :class:`Frame`; the detector yields :class:`Detections`; the tracker keeps a
+:class:`Track` per face. Through the graph of stages flows one :data:`Work` item per frame
+(:class:`FrameWork`) or per control signal (:class:`StreamGap`, :class:`EndOfStream`): each
+stage fills in its part (tracks, one :class:`FaceJob` per face to embed, labels, the annotated
+image) and passes it on. The match stage turns evidence into :class:`Event` records for the
+sinks. Numpy arrays are the fields so that records can be batched without copies.
 """
 
 from __future__ import annotations
@@ -75,6 +79,82 @@ class Face:
 
 
 @dataclass
+class Track:
+    """A tracked face; the tracker updates its live tracks in place, stages get snapshots.
+
+    Arrays are replaced, never mutated, so a snapshot taken with ``copy.copy`` keeps its values.
+    """
+
+    track_id: int  # stable, unique per tracker, starting at 1
+    box: np.ndarray  # float32[4] x1,y1,x2,y2 current (detected or predicted)
+    kps: np.ndarray  # float32[5,2] current landmarks (moved with the box when predicted)
+    det_score: float  # score of the last matched detection
+    first_frame: int
+    last_frame: int  # last frame in which the track was present
+    last_detected: int  # frame index of the last matched detection
+    frames: int = 1  # frames passed to the tracker in which the track was present
+    hits: int = 1  # number of matched detections
+    missed: int = 0  # consecutive detection rounds without a match
+    det_index: int = -1  # index into this update's Detections, -1 if not matched this update
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # per frame
+
+
+@dataclass
+class FaceJob:
+    """One face of one frame to embed: asked for by the detect stage, filled by the embed stage."""
+
+    track_id: int
+    kps: np.ndarray  # float32[5, 2] landmarks the crop is aligned on
+    quality: float  # weight of the evidence: geometric quality, times sharpness once aligned
+    crop: np.ndarray | None = None  # aligned BGR crop (embed stage)
+    embedding: np.ndarray | None = None  # float32[D], L2-normalised (embed stage)
+
+
+@dataclass(frozen=True)
+class Label:
+    """What to draw on a track: its name or unknown-N label, and the score when known."""
+
+    text: str | None
+    score: float | None
+    known: bool
+
+
+@dataclass
+class FrameWork:
+    """One frame's journey through the graph."""
+
+    camera: str
+    frame: Frame
+    tracks: list[Track] = field(default_factory=list)  # snapshots of the tracks present
+    started: list[Track] = field(default_factory=list)
+    ended: list[Track] = field(default_factory=list)  # ended before or at this frame
+    jobs: list[FaceJob] = field(default_factory=list)
+    labels: dict[int, Label] = field(default_factory=dict)  # per track id
+    image: np.ndarray | None = None  # annotated copy (only drawn for a consumer)
+
+
+@dataclass
+class StreamGap:
+    """A live camera dropped: its tracks end now (``ended``); frames resume after a reconnect."""
+
+    camera: str
+    reason: str
+    ended: list[Track] = field(default_factory=list)
+
+
+@dataclass
+class EndOfStream:
+    """A camera's stream is over: its tracks end (``ended``) and nothing follows."""
+
+    camera: str
+    ended: list[Track] = field(default_factory=list)
+
+
+#: what flows between the stages of the graph
+Work = FrameWork | StreamGap | EndOfStream
+
+
+@dataclass
 class Event:
     """A pipeline event, written one JSON object per line by the event sinks.
 
@@ -89,6 +169,8 @@ class Event:
     captured: float | None = None  # wall-clock capture time of the frame (live sources)
     camera: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
+    #: the best aligned face crop of an identification (BGR), for snapshot sinks; not in JSON
+    snapshot: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -23,6 +23,7 @@ from streamrec.errors import ConfigError, SourceError
 from streamrec.records import Frame
 from streamrec.sources import Gap, Source, SourceOptions, WebcamSource, open_source, redact
 from streamrec.sources.base import ItemBuffer
+from streamrec.telemetry import CameraState
 
 W, H, FPS, N = 320, 240, 25, 64
 
@@ -76,7 +77,7 @@ def test_file_yields_every_frame_in_order_with_timestamps(clip: Path) -> None:
         assert (source.width, source.height, source.fps, source.total_frames) == (W, H, FPS, N)
         assert source.name == str(clip)
         frames = frames_of(source)
-        assert source.stats.state == "ended"
+        assert source.stats.state == CameraState.FINISHED
     assert [f.index for f in frames] == list(range(N))
     assert [shown_index(f.image) for f in frames] == list(range(N))
     assert [f.time for f in frames] == pytest.approx([i / FPS for i in range(N)], abs=1e-3)
@@ -89,7 +90,7 @@ def test_file_yields_every_frame_in_order_with_timestamps(clip: Path) -> None:
     assert frames[0].image[120, 20].tolist() == pytest.approx([0, 200, 255], abs=12)
     stats = source.stats
     assert (stats.frames, stats.dropped, stats.decode_errors, stats.damage) == (N, 0, 0, [])
-    assert stats.state == "closed"
+    assert stats.state == CameraState.STOPPED
 
 
 @pytest.mark.parametrize(
@@ -212,7 +213,7 @@ def test_close_stops_the_reader_early_and_is_idempotent(clip: Path) -> None:
     assert [getattr(next(items), "index", None) for _ in range(3)] == [0, 1, 2]
     source.close()
     source.close()
-    assert source.stats.state == "closed"
+    assert source.stats.state == CameraState.STOPPED
     assert source._thread is not None and not source._thread.is_alive()
     assert list(items) == []
     assert source.stats.frames < N  # the reader stopped, it did not decode everything
@@ -325,7 +326,7 @@ def test_webcam_reader_reopens_a_device_that_stops(clip: Path) -> None:
         assert after.index > first.index and after.time >= first.time
         assert after.image.shape == (H, W, 3) and after.image.flags["C_CONTIGUOUS"]
         assert source.stats.disconnects >= 1 and source.stats.reconnects >= 1
-    assert source.stats.state == "closed"
+    assert source.stats.state == CameraState.STOPPED
 
 
 @pytest.fixture(scope="module")
@@ -355,7 +356,7 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
             deadline = time.monotonic() + 30
             while source.stats.last_error is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert source.stats.state == "connecting"
+            assert source.stats.state == CameraState.CONNECTING
             assert "refused" in (source.stats.last_error or "").lower()
 
             camera.start()
@@ -364,7 +365,7 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
             assert skipped == []  # no Gap for a camera that was never streaming
             assert isinstance(first, Frame) and first.image.shape == (H, W, 3)
             assert (source.width, source.height) == (W, H)
-            assert source.stats.state == "streaming"
+            assert source.stats.state == CameraState.RUNNING
 
             # a slow consumer always gets the newest frame, older ones are dropped and counted
             for _ in range(3):
@@ -382,13 +383,13 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
             gap, skipped = next_matching(source, items, is_gap)
             assert isinstance(gap, Gap) and gap.source == source.name
             assert all(isinstance(i, Frame) for i in skipped)
-            assert source.stats.state == "reconnecting"
+            assert source.stats.state == CameraState.RECONNECTING
             assert source.stats.disconnects == 1
 
             camera.start()  # the same Source object picks the camera up again
             frame, skipped = next_matching(source, items, is_frame)
             assert skipped == [] and isinstance(frame, Frame) and frame.index > last
-            assert source.stats.reconnects == 1 and source.stats.state == "streaming"
+            assert source.stats.reconnects == 1 and source.stats.state == CameraState.RUNNING
 
             camera.pause_publisher()  # a hung camera: the session stays, no packet flows
             gap, _ = next_matching(source, items, is_gap)
@@ -398,7 +399,7 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
             camera.resume_publisher()
             frame, _ = next_matching(source, items, is_frame)
             assert source.stats.reconnects == 2
-        assert source.stats.state == "closed"
+        assert source.stats.state == CameraState.STOPPED
         assert source._thread is not None and not source._thread.is_alive()
         assert list(items) == []
     finally:

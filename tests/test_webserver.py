@@ -24,6 +24,7 @@ from streamrec.errors import ConfigError
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import CONTENT_TYPE, Metrics
 from streamrec.service.status import LiveStatus
+from streamrec.telemetry import CameraState
 
 CAMERA = "cam1"
 TOKEN = "s3cret-token"
@@ -50,7 +51,7 @@ def live() -> Iterator[tuple[LiveStatus, Metrics]]:
     stop = threading.Event()
 
     def publish() -> None:
-        status.set_state(CAMERA, "running")
+        status.set_state(CAMERA, CameraState.RUNNING)
         i = 0
         while not stop.is_set():
             status.frame(CAMERA)
@@ -133,7 +134,7 @@ def test_health_reports_camera_state_fps_and_age(live):
         assert cam["last_frame_age"] >= 0
         assert cam["counters"]["frames"] > 0
 
-        status.set_state("cam2", "stalled")
+        status.set_state("cam2", CameraState.RECONNECTING)
         code, _, body = get(server, "/health")
         assert code == 503
         health = json.loads(body)
@@ -155,7 +156,7 @@ def test_metrics_exposition_has_fed_values(live):
     metrics.observe_detect(0.03, batch=2)
     metrics.observe_embed(0.01, batch=4)
     metrics.observe_latency(CAMERA, 0.2)
-    metrics.set_camera_up(CAMERA, True)
+    metrics.set_camera_state(CAMERA, CameraState.RUNNING)
     metrics.set_camera_fps(CAMERA, 12.5)
     metrics.set_gallery_people(7)
     with serving(live) as server:
@@ -253,7 +254,7 @@ def test_mjpeg_stream_serves_decodable_jpegs(live):
         # the server notices the disconnect and ends the streamer thread, whether frames
         # keep coming (write fails) or the camera is silent (idle socket polled)
         wait_until(lambda: server.active_streams == 0, "the streamer to end after disconnect")
-        live[0].set_state("silent", "stalled")
+        live[0].set_state("silent", CameraState.RECONNECTING)
         conn, resp = open_stream(server, "/stream/silent.mjpg")
         boundary = resp.getheader("Content-Type", "").split("boundary=")[1]
         assert green_pixels(read_part(resp, boundary)) == 0  # the placeholder
@@ -283,7 +284,7 @@ def test_stop_ends_open_streams(live):
 
 def test_only_viewers_pay_for_jpeg_encoding():
     status = LiveStatus(idle_interval=None)
-    status.set_state(CAMERA, "running")
+    status.set_state(CAMERA, CameraState.RUNNING)
     assert not status.wants_frame(CAMERA)
     assert not status.publish_frame(CAMERA, synthetic_frame(0))
     assert status.wait_frame(CAMERA, 0, timeout=0) is None
@@ -298,7 +299,7 @@ def test_only_viewers_pay_for_jpeg_encoding():
 def test_browser_renders_live_view(live, tmp_path: Path):
     """Headless Chromium loads the page with ?token=, which must reach the MJPEG <img>."""
     shot = tmp_path / "live.png"
-    live[0].set_state("garage", "reconnecting")  # a camera without frames shows a placeholder
+    live[0].set_state("garage", CameraState.RECONNECTING)  # a camera without frames shows a placeholder
     with serving(live, token=TOKEN) as server:
         cmd = [
             shutil.which(CHROMIUM) or CHROMIUM,

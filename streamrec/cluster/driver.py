@@ -19,8 +19,9 @@ Exactly once per camera, also across actor restarts (Ray recreates a killed acto
   before, so ``(camera, event, track_id)`` never repeats.
 
 The gallery is one SQLite file on storage every node sees at the same path (NFS or similar);
-each actor checks its revision every ``cluster.gallery_poll`` seconds and swaps in the new
-matcher, so a person enrolled anywhere is recognised on every node within seconds.
+each actor (:mod:`streamrec.cluster.actor`) checks its revision every ``cluster.gallery_poll``
+seconds and swaps in the new matcher, so a person enrolled anywhere is recognised on every node
+within seconds.
 """
 
 from __future__ import annotations
@@ -32,22 +33,19 @@ import os
 import signal
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from streamrec.analyzer import FaceAnalyzer
-from streamrec.app import event_sinks, load_matcher, source_options
-from streamrec.config import CameraConfig, Config
+from streamrec.cluster.actor import CameraActor
+from streamrec.config import Config
 from streamrec.errors import ConfigError, StreamrecError
-from streamrec.pipeline import Camera, Pipeline
-from streamrec.records import Event, Frame
-from streamrec.service.daemon import enabled_cameras
-from streamrec.sinks import FanoutSink
-from streamrec.sources import Gap, Source, open_source
+from streamrec.pipeline.build import enabled_cameras
+from streamrec.records import Event
+from streamrec.sinks import FanoutSink, event_sinks
+from streamrec.telemetry import CameraState
 
 log = logging.getLogger("streamrec.cluster")
 
@@ -59,194 +57,15 @@ STATUS_PERIOD = 10.0
 STOP_TIMEOUT = 60.0
 #: consecutive "actor died" answers after which a camera counts as failed for good
 DEATHS_TO_FAIL = 3
-TERMINAL = ("finished", "stopped", "failed")
 #: environment variables shipped to the workers (models and media are resolved on the node)
 ENV_PREFIX = "STREAMREC_"
 
 
-class ResumedSource(Source):
-    """A file source that decodes but skips the frames before ``start`` (resume after restart)."""
-
-    def __init__(self, inner: Source, start: int) -> None:
-        super().__init__(inner.name, inner.options)
-        self.inner, self.start = inner, start
-        self.live = inner.live
-        self.fps, self.total_frames = inner.fps, inner.total_frames
-        self.width, self.height = inner.width, inner.height
-        self.stats = inner.stats
-        self._items = iter(inner)
-
-    def _next_item(self) -> Frame | Gap | None:
-        for item in self._items:
-            if isinstance(item, Frame) and item.index < self.start:
-                continue
-            return item
-        return None
-
-    def _wake(self) -> None:
-        self.inner.close()
-
-
-class CameraActor:
-    """One camera's pipeline inside a Ray actor (made remote by :func:`run_cluster`).
-
-    ``start(resume)`` loads the models and runs the pipeline in a thread; ``drain(after)`` hands
-    the events after sequence number ``after`` to the driver. A new process (after a restart)
-    has a new ``epoch``, which tells the driver to start it again and renumber.
-    """
-
-    def __init__(self, cfg: Config, camera: CameraConfig) -> None:
-        self.cfg, self.camera = cfg, camera
-        self.epoch = uuid.uuid4().hex
-        self.state = "idle"  # idle | starting | running | finished | stopped | failed
-        self.error: str | None = None
-        self.start_frame = 0
-        self.started_at = 0.0
-        self.live = False
-        self._events: list[tuple[int, Event]] = []
-        self._seq = 0
-        self._lock = threading.Lock()
-        self._pipeline: Pipeline | None = None
-        self._source: Source | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def start(self, resume: int = 0) -> str:
-        """Start processing (file cameras from frame ``resume``); idempotent."""
-        with self._lock:
-            if self._thread is None and not self._stop.is_set():
-                self.start_frame, self.state = resume, "starting"
-                self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
-                self._thread.start()
-        return self.epoch
-
-    def stop(self) -> None:
-        """Finish the frames in flight and end every track (``drain`` then reports the end)."""
-        with self._lock:
-            self._stop.set()
-            pipeline, source = self._pipeline, self._source
-            if self._thread is None:
-                self.state = "stopped"
-        if pipeline is not None:
-            pipeline.stop()
-        if source is not None:  # a camera that is down blocks its reader until closed
-            threading.Thread(target=source.close, daemon=True).start()
-
-    def write(self, event: Event) -> None:
-        """The pipeline's event writer: buffer with the next sequence number."""
-        with self._lock:
-            self._seq += 1
-            self._events.append((self._seq, event))
-
-    def drain(self, epoch: str | None, after: int) -> dict[str, Any]:
-        """Events after sequence ``after`` whose frames are done, and the camera's state.
-
-        ``after`` acknowledges (drops) the events up to it, unless ``epoch`` is not this
-        incarnation's (a driver that has not seen the restart yet).
-        """
-        after = after if epoch == self.epoch else 0
-        state, pipeline = self.state, self._pipeline
-        frames = pipeline.progress if pipeline is not None else 0  # read before the events
-        done = self.start_frame + frames - 1
-        with self._lock:
-            self._events = [(s, e) for s, e in self._events if s > after]
-            # the match stage runs ahead of the last stage: hold back newer frames' events
-            hold = state not in TERMINAL and not self.live
-            events = []
-            for s, e in self._events:
-                if hold and e.event != "track_end" and e.frame > done:
-                    break
-                events.append((s, e))
-        elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
-        return {
-            "epoch": self.epoch,
-            "state": state,
-            "error": self.error,
-            "events": events,
-            "frames": frames,
-            "fps": frames / elapsed if elapsed > 0 else 0.0,
-            "done_frame": None if self.live else done,
-        }
-
-    def _run(self) -> None:
-        cfg, cam = self.cfg, self.camera
-        watcher: threading.Thread | None = None
-        done = threading.Event()
-        try:
-            analyzer = FaceAnalyzer.from_config(cfg)
-            matcher = load_matcher(analyzer, cfg.gallery)
-            revision = _revision(analyzer, cfg.gallery)
-            source = open_source(cam.source, source_options(cfg, cam.rtsp_transport))
-            self.live = source.live
-            if not source.live and self.start_frame > 0:
-                source = ResumedSource(source, self.start_frame)
-            interval = cam.interval or cfg.detector.interval
-            camera = Camera(cam.name, source, interval, ignore_zones=cam.ignore_zones)
-            pipeline = Pipeline(cfg, analyzer, [camera], self, matcher)
-            with self._lock:
-                self._pipeline, self._source = pipeline, source
-                self.started_at, self.state = time.monotonic(), "running"
-            if self._stop.is_set():
-                pipeline.stop()
-            if cfg.gallery:
-                watcher = threading.Thread(
-                    target=self._watch_gallery,
-                    args=(analyzer, pipeline, cfg.gallery, revision, done),
-                    name="gallery watch",
-                    daemon=True,
-                )
-                watcher.start()
-            try:
-                pipeline.run()
-            finally:
-                source.close()
-            self.state = "stopped" if self._stop.is_set() else "finished"
-        except Exception as exc:
-            if not isinstance(exc, StreamrecError):
-                log.exception("camera %s failed", cam.name)
-            self.error, self.state = f"{type(exc).__name__}: {exc}", "failed"
-        finally:
-            done.set()
-            if watcher is not None:
-                watcher.join(5.0)
-
-    def _watch_gallery(
-        self,
-        analyzer: FaceAnalyzer,
-        pipeline: Pipeline,
-        path: str,
-        revision: int,
-        done: threading.Event,
-    ) -> None:
-        """Swap in the gallery's matcher whenever its revision changes."""
-        while not done.wait(self.cfg.cluster.gallery_poll):
-            try:
-                with analyzer.open_gallery(path) as g:
-                    if g.revision == revision:
-                        continue
-                    revision, matcher = g.revision, g.matcher()
-            except Exception as exc:  # a file being replaced on NFS: try again next time
-                log.warning("camera %s: gallery check failed: %s", self.camera.name, exc)
-                continue
-            pipeline.set_matcher(matcher)
-            log.info("camera %s: gallery revision %d loaded", self.camera.name, revision)
-
-
-def _revision(analyzer: FaceAnalyzer, path: str | None) -> int:
-    if not path:
-        return 0
-    with analyzer.open_gallery(path) as g:
-        return g.revision
-
-
 @dataclass
-class CameraState:
+class CameraStatus:
     """What the driver knows about one camera (``ClusterRunner.status()``)."""
 
-    state: str = "starting"  # starting | running | restarting | finished | stopped | failed
+    state: CameraState = CameraState.STARTING
     frames: int = 0  # frames processed, over every incarnation of the actor
     fps: float = 0.0  # of the current incarnation
     restarts: int = 0
@@ -278,7 +97,7 @@ class _Link:
     deaths: int = 0  # consecutive "actor died" answers
     pending: Any = None  # the drain call in flight
     open: dict[int, _OpenTrack] = field(default_factory=dict)
-    status: CameraState = field(default_factory=CameraState)
+    status: CameraStatus = field(default_factory=CameraStatus)
 
 
 def cluster_config(cfg: Config) -> Config:
@@ -323,7 +142,7 @@ class ClusterRunner:
         self.sink = FanoutSink(event_sinks(cfg))
         self._stopping = False
 
-    def status(self) -> dict[str, CameraState]:
+    def status(self) -> dict[str, CameraStatus]:
         return {link.name: dataclasses.replace(link.status) for link in self.links}
 
     def run(self) -> int:
@@ -337,7 +156,7 @@ class ClusterRunner:
                     self._close_open(link, "stopped" if self._stopping else "actor failed")
             self.sink.close()
             self._log_status()
-        failed = [link.name for link in self.links if link.status.state == "failed"]
+        failed = [link.name for link in self.links if link.status.state is CameraState.FAILED]
         for name in failed:
             log.error("camera %s failed: %s", name, self.status()[name].error)
         return 1 if failed else 0
@@ -386,7 +205,7 @@ class ClusterRunner:
                 log.info("stopping: the cameras finish their frames in flight")
                 for link in self.links:
                     link.actor.stop.remote()
-            active = [link for link in self.links if link.status.state not in TERMINAL]
+            active = [link for link in self.links if not link.status.state.final]
             if not active:
                 return
             if deadline is not None and time.monotonic() > deadline:
@@ -413,15 +232,15 @@ class ClusterRunner:
         try:
             reply: dict[str, Any] = ray_get(ref)
         except rex.ActorUnavailableError:
-            link.status.state = "restarting"
+            link.status.state = CameraState.RESTARTING
             return
         except rex.RayError as exc:
             link.deaths += 1
             if link.deaths >= DEATHS_TO_FAIL:
-                link.status.state, link.status.error = "failed", str(exc).splitlines()[0]
+                link.status.state, link.status.error = CameraState.FAILED, str(exc).splitlines()[0]
                 self._close_open(link, "actor failed")
             else:
-                link.status.state = "restarting"
+                link.status.state = CameraState.RESTARTING
             return
         link.deaths = 0
         if reply["epoch"] != link.epoch:
@@ -432,18 +251,18 @@ class ClusterRunner:
             self._emit(link, event)
             link.acked = seq
         state, status = reply["state"], link.status
-        if state == "idle" and not self._stopping:
+        if state is None and not self._stopping:
             link.actor.start.remote(link.resume)
-        elif reply["done_frame"] is not None and state != "idle":
+        elif reply["done_frame"] is not None and state is not None:
             link.resume = reply["done_frame"] + 1
         status.frames = link.frames_before + reply["frames"]
         status.fps, status.error = reply["fps"], reply["error"]
-        if state == "idle" and self._stopping:
-            state = "stopped"
-        elif state in ("idle", "starting"):
-            state = "restarting" if status.restarts else "starting"
-        if state in TERMINAL and status.state not in TERMINAL:
-            log.info("camera %s: %s after %d frames", link.name, state, status.frames)
+        if state is None and self._stopping:
+            state = CameraState.STOPPED
+        elif state in (None, CameraState.STARTING):
+            state = CameraState.RESTARTING if status.restarts else CameraState.STARTING
+        if state.final and not status.state.final:
+            log.info("camera %s: %s after %d frames", link.name, state.value, status.frames)
         status.state = state
 
     def _restarted(self, link: _Link) -> None:
@@ -495,7 +314,7 @@ class ClusterRunner:
             log.info(
                 "cluster: %s",
                 "; ".join(
-                    f"{name} {s.state}, {s.frames} frames, {s.fps:.1f} fps"
+                    f"{name} {s.state.value}, {s.frames} frames, {s.fps:.1f} fps"
                     + (f", {s.restarts} restart(s)" if s.restarts else "")
                     for name, s in self.status().items()
                 ),

@@ -4,15 +4,22 @@ A track's identity is the gallery match of the (weighted) mean of its embeddings
 frame. An unknown track is named only once at least ``min_embeddings`` embeddings agree above the
 threshold; a named track changes name only when another person clearly wins (above threshold plus
 ``margin``) while the current one has fallen below the threshold.
+
+:class:`CameraIdentities` owns the identity records of one camera's tracks: the detect stage
+starts tracks and asks which faces to embed, the match stage adds evidence and ends tracks, both
+through its small interface (one lock), never by touching the records.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from streamrec.gallery.store import Matcher
+from streamrec.gallery.unknowns import UnknownBook
+from streamrec.records import Label
 
 
 @dataclass
@@ -33,7 +40,7 @@ class TrackIdentity:
     name_changes: int = 0
     names: list[str] = field(default_factory=list)  # every name this track was given, in order
     unknown: str | None = None  # unknown-N label of an unknown track
-    best_crop: np.ndarray | None = None  # best-quality aligned crop (kept for unknowns)
+    best_crop: np.ndarray | None = None  # best-quality aligned crop (unknowns, snapshots)
     best_quality: float = 0.0
     best_request: float = 0.0  # best pre-alignment quality requested so far (detect stage)
 
@@ -116,3 +123,97 @@ class IdentityPolicy:
             and ident.score >= self.threshold + self.margin
         )
         return changed
+
+
+@dataclass(frozen=True)
+class Naming:
+    """A track was named or renamed by new evidence."""
+
+    name: str
+    score: float
+    renamed: bool  # False: the track's first name
+    crop: np.ndarray | None  # the track's best face so far
+
+
+class CameraIdentities:
+    """The identity records of one camera's tracks, behind one lock (see the module docstring)."""
+
+    def __init__(self, policy: IdentityPolicy) -> None:
+        self.policy = policy
+        self._tracks: dict[int, TrackIdentity] = {}
+        self._lock = threading.Lock()
+
+    def start(self, track_id: int, frame_index: int, time: float) -> None:
+        with self._lock:
+            self._tracks[track_id] = TrackIdentity(track_id, frame_index, time)
+
+    def wants_embedding(self, track_id: int, frame_index: int, quality: float) -> bool:
+        """Whether to embed this face of the track now; a yes is recorded as a request."""
+        with self._lock:
+            ident = self._tracks.get(track_id)
+            if ident is None or not self.policy.needs_embedding(ident, frame_index, quality):
+                return False
+            ident.last_request = frame_index
+            ident.best_request = max(ident.best_request, quality)
+            return True
+
+    def __contains__(self, track_id: int) -> bool:
+        with self._lock:
+            return track_id in self._tracks
+
+    def add(
+        self,
+        track_id: int,
+        embedding: np.ndarray,
+        weight: float,
+        crop: np.ndarray | None,
+        matcher: Matcher,
+    ) -> Naming | None:
+        """Add one embedding to a started track; a :class:`Naming` when its name changed."""
+        with self._lock:
+            ident = self._tracks[track_id]
+            weight = max(weight, 1e-3)
+            if crop is not None and weight > ident.best_quality:
+                ident.best_crop, ident.best_quality = crop, weight
+            if not self.policy.update(ident, embedding, weight, matcher):
+                return None
+            assert ident.name is not None
+            return Naming(ident.name, ident.score or 0.0, ident.name_changes > 1, ident.best_crop)
+
+    def label_unknown(self, track_id: int, book: UnknownBook) -> str | None:
+        """Give a track whose evidence says "not in the gallery" its stable unknown-N label
+        (once); returns the new label, or None when nothing changed."""
+        policy = self.policy
+        with self._lock:
+            ident = self._tracks.get(track_id)
+            if (
+                ident is None
+                or ident.name is not None
+                or ident.unknown is not None
+                or ident.embeddings < policy.min_embeddings
+                or (ident.score is not None and ident.score >= policy.threshold)
+            ):
+                return None
+            mean = ident.mean
+            assert mean is not None
+            ident.unknown = book.assign(mean)
+            return ident.unknown
+
+    def present(self, track_id: int, frame_index: int, time: float) -> Label | None:
+        """The track is in this frame: count it and return what to draw on it."""
+        with self._lock:
+            ident = self._tracks.get(track_id)
+            if ident is None:
+                return None
+            ident.frames += 1
+            ident.last_frame, ident.last_time = frame_index, time
+            return Label(ident.name or ident.unknown, ident.score, ident.name is not None)
+
+    def end(self, track_id: int) -> TrackIdentity | None:
+        """Forget the track; its final record (None if it was never started)."""
+        with self._lock:
+            return self._tracks.pop(track_id, None)
+
+    def open_tracks(self) -> list[int]:
+        with self._lock:
+            return sorted(self._tracks)

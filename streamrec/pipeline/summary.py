@@ -1,12 +1,11 @@
-"""Run summary: counts, people seen, speed."""
+"""Run summary: counts, people seen, speed — an observer of the pipeline's stages."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+from streamrec.telemetry import Observer
 
 
 @dataclass
@@ -37,8 +36,10 @@ class CameraSummary:
             seen.tracks += 1
 
 
-@dataclass
-class Summary:
+@dataclass(eq=False)
+class Summary(Observer):
+    """What a run did; filled in by the stages (each count by one stage thread) and the graph."""
+
     cameras: dict[str, CameraSummary] = field(default_factory=dict)
     wall_time: float = 0.0
     embed_calls: int = 0
@@ -46,6 +47,30 @@ class Summary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     error: str | None = None
+
+    def frame_read(self, camera: str) -> None:
+        self.cameras[camera].frames += 1
+
+    def detected(self, camera: str, faces: int, seconds: float) -> None:
+        c = self.cameras[camera]
+        c.detector_runs += 1
+        c.faces += faces
+
+    def embedded(self, faces: int, seconds: float) -> None:
+        self.embed_calls += 1
+
+    def evidence(self, camera: str) -> None:
+        self.cameras[camera].embeddings += 1
+
+    def track_started(self, camera: str) -> None:
+        self.cameras[camera].tracks += 1
+
+    def track_ended(self, camera: str, name: str | None, first: float, last: float) -> None:
+        if name is not None:
+            self.cameras[camera].saw(name, first, last)
+
+    def busy(self, step: str, seconds: float) -> None:
+        self.stage_seconds[step] = self.stage_seconds.get(step, 0.0) + seconds
 
     @property
     def frames(self) -> int:
@@ -110,13 +135,3 @@ class Summary:
             f"{self.embed_calls} embedder calls{state}"
         )
         return "\n".join(lines)
-
-
-@contextmanager
-def timed(totals: dict[str, float], step: str) -> Iterator[None]:
-    """Add the wall time of the block to ``totals[step]`` (each step is timed by one thread)."""
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        totals[step] = totals.get(step, 0.0) + time.perf_counter() - t0

@@ -11,8 +11,8 @@ still, so a face the detector keeps missing (stopped, occluded, turned away) dri
 amount instead of sliding off until it ends. A face that stops while detected snaps back to each
 detection and its velocity estimate decays through the EMA.
 
-``Track`` objects are live: the tracker updates them in place (arrays are replaced, never
-mutated, so a box taken from an earlier frame keeps its value).
+``Track`` records (``streamrec.records``) are live: the tracker updates them in place (arrays
+are replaced, never mutated, so a box taken from an earlier frame keeps its value).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from streamrec.records import Detections
+from streamrec.records import Detections, Track
 
 DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``distance(track_boxes [T, 4], det_boxes [D, 4]) -> cost [T, D]``; lower is closer."""
@@ -52,22 +52,6 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def iou_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Default matching cost: ``1 - IoU``."""
     return 1.0 - iou_matrix(a, b)
-
-
-@dataclass
-class Track:
-    track_id: int  # stable, unique per tracker, starting at 1
-    box: np.ndarray  # float32[4] x1,y1,x2,y2 current (detected or predicted)
-    kps: np.ndarray  # float32[5,2] current landmarks (moved with the box when predicted)
-    det_score: float  # score of the last matched detection
-    first_frame: int
-    last_frame: int  # last frame in which the track was present
-    last_detected: int  # frame index of the last matched detection
-    frames: int = 1  # frames passed to the tracker in which the track was present
-    hits: int = 1  # number of matched detections
-    missed: int = 0  # consecutive detection rounds without a match
-    det_index: int = -1  # index into this update's Detections, -1 if not matched this update
-    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4, np.float32))  # per frame
 
 
 @dataclass

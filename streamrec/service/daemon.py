@@ -1,11 +1,12 @@
 """``streamrec serve``: every configured camera, headless, until SIGTERM/SIGINT.
 
-One FaceAnalyzer and one Pipeline serve all enabled ``cameras:``; events go to the sinks of
-``events:``; Metrics and LiveStatus are always kept and served over HTTP when ``http.enabled``.
-A monitor thread copies each source's counters and state into them (and into MQTT camera
-status) once a second. SIGHUP reloads the gallery without touching the streams. Stopping
-closes the sources at once (a camera that is down would otherwise block its reader), so frames
-in flight finish, every track gets its ``track_end`` and the sinks are flushed and closed.
+One FaceAnalyzer and one pipeline serve all enabled ``cameras:``; events go to the sinks of
+``events:``; Metrics and LiveStatus observe the pipeline and are served over HTTP when
+``http.enabled``. A monitor thread copies each source's counters and state into them (and into
+MQTT camera status) once a second. SIGHUP reloads the gallery without touching the streams.
+Stopping closes the sources at once (a camera that is down would otherwise block its reader),
+so frames in flight finish, every track gets its ``track_end`` and the sinks are flushed and
+closed.
 """
 
 from __future__ import annotations
@@ -13,78 +14,42 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from streamrec.analyzer import FaceAnalyzer
-from streamrec.app import event_sinks, load_matcher, save_unknowns, seed_unknowns, source_options
-from streamrec.config import CameraConfig, Config
-from streamrec.errors import ConfigError, StreamrecError
-from streamrec.gallery.store import Matcher
-from streamrec.pipeline import Camera, Pipeline
+from streamrec.config import Config
+from streamrec.errors import StreamrecError
+from streamrec.gallery.session import GallerySession
+from streamrec.pipeline import Pipeline, build_pipeline
+from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
-from streamrec.sinks import FanoutSink
+from streamrec.sinks import FanoutSink, event_sinks
 from streamrec.sinks.events import EventSink
-from streamrec.sources import Source, open_source
+from streamrec.telemetry import CameraState
+
+if TYPE_CHECKING:
+    from streamrec.service.http import WebServer
 
 log = logging.getLogger("streamrec.daemon")
 
-#: source state -> (LiveStatus state, MQTT camera status)
-_STATES = {
-    "connecting": ("connecting", "reconnecting"),
-    "streaming": ("running", "online"),
-    "reconnecting": ("reconnecting", "reconnecting"),
-    "ended": ("finished", "offline"),
-    "closed": ("stopped", "offline"),
-}
 
+@runtime_checkable
+class StatusSink(Protocol):
+    """An event sink that also publishes camera status (MQTT)."""
 
-def enabled_cameras(cfg: Config) -> list[CameraConfig]:
-    """The enabled ``cameras:`` entries; ConfigError when there are none or names repeat."""
-    cams = [c for c in cfg.cameras if c.enabled]
-    where = cfg.source_file or "the config"
-    if not cams:
-        raise ConfigError(
-            f"no cameras configured in {where}: add a 'cameras:' list with name and source "
-            "(see configs/example-cameras.yaml)"
-        )
-    seen: set[str] = set()
-    for c in cams:
-        if not c.name.strip():
-            raise ConfigError(f"{where}: a camera has an empty name")
-        if c.name in seen:
-            raise ConfigError(f"{where}: camera name '{c.name}' is used twice")
-        seen.add(c.name)
-    return cams
-
-
-def open_cameras(cfg: Config, cams: list[CameraConfig]) -> list[Camera]:
-    """Open every camera's source; a bad one closes the others and raises naming the camera."""
-    opened: list[Camera] = []
-    try:
-        for c in cams:
-            try:
-                source = open_source(c.source, source_options(cfg, c.rtsp_transport))
-            except StreamrecError as exc:
-                raise type(exc)(f"camera '{c.name}': {exc}") from None
-            interval = c.interval or cfg.detector.interval
-            opened.append(Camera(c.name, source, interval, ignore_zones=c.ignore_zones))
-    except BaseException:
-        for cam in opened:
-            cam.source.close()
-        raise
-    return opened
+    def set_status(self, camera: str, status: str) -> None: ...
 
 
 @dataclass
 class _Seen:
     """What the monitor last copied from one source (to turn totals into deltas)."""
 
-    state: str = ""
+    state: CameraState | None = None
     dropped: int = 0
     reconnects: int = 0
     stalls: int = 0
@@ -98,13 +63,13 @@ class CameraMonitor:
         pipeline: Pipeline,
         status: LiveStatus,
         metrics: Metrics,
-        notify: Callable[[str, str], None] | None,
+        status_sinks: Sequence[StatusSink],
         period: float = 1.0,
     ) -> None:
         self.pipeline = pipeline
         self.status = status
         self.metrics = metrics
-        self.notify = notify
+        self.status_sinks = status_sinks
         self.period = period
         self._seen = {name: _Seen() for name in pipeline.cameras}
         self._done = threading.Event()
@@ -116,8 +81,8 @@ class CameraMonitor:
     def start(self) -> None:
         for name in self.pipeline.cameras:
             self.metrics.add_camera(name)
-            self.metrics.set_camera_up(name, False)
-            self.status.set_state(name, "starting")
+            self.metrics.set_camera_state(name, CameraState.STARTING)
+            self.status.set_state(name, CameraState.STARTING)
         self._thread.start()
 
     def submit(self, job: Callable[[], None]) -> None:
@@ -149,12 +114,12 @@ class CameraMonitor:
             self._wake.clear()
 
     def poll(self) -> None:
-        for name, cam in self.pipeline.cameras.items():
-            self._update(name, cam.source)
+        for name in self.pipeline.cameras:
+            self._update(name)
 
-    def _update(self, name: str, source: Source) -> None:
-        stats, seen = source.stats, self._seen[name]
-        dropped = stats.dropped + self.pipeline.mux.dropped(name)
+    def _update(self, name: str) -> None:
+        stats, seen = self.pipeline.cameras[name].source.stats, self._seen[name]
+        dropped = self.pipeline.dropped(name)
         if dropped > seen.dropped:
             self.metrics.dropped(name, dropped - seen.dropped)
             self.status.incr(name, "dropped", dropped - seen.dropped)
@@ -167,39 +132,19 @@ class CameraMonitor:
         seen.dropped, seen.reconnects, seen.stalls = dropped, stats.reconnects, stats.stalls
         fps = self.status.snapshot().get(name, {}).get("fps", 0.0)
         self.metrics.set_camera_fps(name, fps)
-        if stats.state == seen.state:
+        state = stats.state
+        if state == seen.state:
             return
-        state, mqtt_status = _STATES.get(stats.state, (stats.state, stats.state))
-        seen.state = stats.state
+        seen.state = state
         self.status.set_state(name, state)
-        self.metrics.set_camera_up(name, stats.state == "streaming")
-        if stats.state in ("connecting", "reconnecting"):
+        self.metrics.set_camera_state(name, state)
+        if state in (CameraState.CONNECTING, CameraState.RECONNECTING):
             reason = f" ({stats.last_error})" if stats.last_error else ""
-            log.warning("camera %s: %s%s", name, state, reason)
+            log.warning("camera %s: %s%s", name, state.value, reason)
         else:
-            log.info("camera %s: %s", name, state)
-        if self.notify is not None:
-            self.notify(name, mqtt_status)
-
-
-def _status_notifier(sinks: list[EventSink]) -> Callable[[str, str], None] | None:
-    """``set_status`` of every sink that has one (MQTT), as one callable."""
-    targets = [s for s in sinks if hasattr(s, "set_status")]
-    if not targets:
-        return None
-
-    def notify(camera: str, status: str) -> None:
-        for sink in targets:
-            sink.set_status(camera, status)
-
-    return notify
-
-
-def _gallery_people(analyzer: FaceAnalyzer, gallery: str | None) -> int:
-    if not gallery:
-        return 0
-    with analyzer.open_gallery(gallery) as g:
-        return len(g.people())
+            log.info("camera %s: %s", name, state.value)
+        for sink in self.status_sinks:
+            sink.set_status(name, state.mqtt)
 
 
 @contextmanager
@@ -220,36 +165,34 @@ class Daemon:
         cams = enabled_cameras(cfg)
         self.metrics = Metrics()
         self.status = LiveStatus()
-        self.web: Any = None
+        self.web: WebServer | None = None
         if cfg.http.enabled:  # validated before the models load: a refusal is immediate
             from streamrec.service.http import WebServer
 
             h = cfg.http
             self.web = WebServer(self.status, self.metrics, h.host, h.port, h.token)
         preload_solver()
-        self.analyzer = FaceAnalyzer.from_config(cfg)
-        matcher = load_matcher(self.analyzer, cfg.gallery)
-        self.metrics.set_gallery_people(_gallery_people(self.analyzer, cfg.gallery))
-        self.cameras = open_cameras(cfg, cams)
+        analyzer = FaceAnalyzer.from_config(cfg)
+        self.gallery = GallerySession(cfg, analyzer.recognizer)
+        self.metrics.set_gallery_people(self.gallery.people())
+        cameras = open_cameras(cfg, cams)
         self.sinks: list[EventSink] = []
         try:
             self.sinks = event_sinks(cfg)
         except BaseException:
-            self._close_sources()
+            for cam in cameras:
+                cam.source.close()
             raise
-        self.pipeline = Pipeline(
+        self.pipeline = build_pipeline(
             cfg,
-            self.analyzer,
-            self.cameras,
+            cameras,
             FanoutSink(self.sinks),
-            matcher,
-            metrics=self.metrics,
-            status=self.status,
+            analyzer,
+            self.gallery,
+            [self.metrics, self.status],
         )
-        seed_unknowns(self.pipeline, cfg)
-        self.monitor = CameraMonitor(
-            self.pipeline, self.status, self.metrics, _status_notifier(self.sinks)
-        )
+        status_sinks = [s for s in self.sinks if isinstance(s, StatusSink)]
+        self.monitor = CameraMonitor(self.pipeline, self.status, self.metrics, status_sinks)
         self._stopping = threading.Event()
 
     def stop(self) -> None:
@@ -263,13 +206,11 @@ class Daemon:
     def reload(self) -> None:
         """Re-read the gallery and swap it in; streams and tracks are kept."""
         try:
-            matcher: Matcher | None = load_matcher(self.analyzer, self.cfg.gallery)
-            people = _gallery_people(self.analyzer, self.cfg.gallery)
+            matcher, people = self.gallery.matcher(), self.gallery.people()
         except StreamrecError as exc:
             log.error("gallery reload failed, keeping the old one: %s", exc)
             return
-        if matcher is not None:
-            self.pipeline.set_matcher(matcher)
+        self.pipeline.set_matcher(matcher)
         self.metrics.set_gallery_people(people)
         log.info("gallery reloaded: %d people", people)
 
@@ -284,13 +225,12 @@ class Daemon:
             if self.web is not None:
                 self.web.start()
             self.monitor.start()
-            names = ", ".join(c.name for c in self.cameras)
-            log.info("serving %d camera(s): %s", len(self.cameras), names)
+            names = ", ".join(self.pipeline.cameras)
+            log.info("serving %d camera(s): %s", len(self.pipeline.cameras), names)
             with _signals(handlers):
                 summary = self.pipeline.run()
         finally:
             self.monitor.stop()
-            save_unknowns(self.pipeline, self.cfg)
             for sink in self.sinks:
                 try:
                     sink.close()
@@ -298,12 +238,9 @@ class Daemon:
                     log.exception("closing an event sink failed")
             if self.web is not None:
                 self.web.stop()
+            self.gallery.close()
         log.info("stopped after %.0f s", summary.wall_time)
         return 0
-
-    def _close_sources(self) -> None:
-        for cam in self.cameras:
-            cam.source.close()
 
 
 def serve(cfg: Config) -> int:

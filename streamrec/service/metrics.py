@@ -1,8 +1,10 @@
 """Prometheus metrics of the daemon, in a registry owned by one :class:`Metrics` object.
 
-The pipeline calls small typed methods; the web server serves :meth:`Metrics.text` on
-``/metrics``. Every instance has its own ``CollectorRegistry`` (no global state), so tests and
-embedded uses can create several.
+It observes the pipeline (:class:`~streamrec.telemetry.Observer`: frames done, detections,
+embedder calls, tracks, identifications and their latency); the daemon's camera monitor adds
+the source counters and states through the small typed methods below; the web server serves
+:meth:`Metrics.text` on ``/metrics``. Every instance has its own ``CollectorRegistry`` (no
+global state), so tests and embedded uses can create several.
 
 API (``camera`` is the configured camera name):
 
@@ -20,7 +22,7 @@ API (``camera`` is the configured camera name):
 ``observe_embed(seconds, batch)``     ``streamrec_embed_seconds`` per embedder call, and
                                       ``streamrec_batch_size{stage="embed"}``
 ``observe_latency(camera, seconds)``  ``streamrec_event_latency_seconds{camera}`` capture→event
-``set_camera_up(camera, up)``         ``streamrec_camera_up{camera}`` 1 or 0
+``set_camera_state(camera, state)``   ``streamrec_camera_up{camera}`` 1 while running, else 0
 ``set_camera_fps(camera, fps)``       ``streamrec_camera_fps{camera}``
 ``set_gallery_people(n)``             ``streamrec_gallery_people``
 ``text()``                            exposition text; content type in ``CONTENT_TYPE``
@@ -29,6 +31,9 @@ API (``camera`` is the configured camera name):
 
 from __future__ import annotations
 
+import time
+
+import numpy as np
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -38,6 +43,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from streamrec.telemetry import CameraState, Observer
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _INFERENCE_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
@@ -45,7 +52,7 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
-class Metrics:
+class Metrics(Observer):
     """The daemon's counters, histograms and gauges (see the module docstring for the API)."""
 
     def __init__(self) -> None:
@@ -103,6 +110,30 @@ class Metrics:
         )
         self._people = Gauge("streamrec_gallery_people", "People in the gallery.", registry=reg)
 
+    # -- the pipeline's observer -----------------------------------------------------------
+
+    def frame_done(self, camera: str, image: np.ndarray | None) -> None:
+        self.frame(camera)
+
+    def detected(self, camera: str, faces: int, seconds: float) -> None:
+        self.observe_detect(seconds)
+        self.faces(camera, faces)
+
+    def embedded(self, faces: int, seconds: float) -> None:
+        self.observe_embed(seconds, faces)
+
+    def track_started(self, camera: str) -> None:
+        self.track(camera)
+
+    def identified(
+        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+    ) -> None:
+        self.identity(camera, name)
+        if captured:
+            self.observe_latency(camera, time.time() - captured)
+
+    # -- typed updates ---------------------------------------------------------------------
+
     def add_camera(self, camera: str) -> None:
         per_camera = (self._frames, self._dropped, self._reconnects, self._stalls, self._faces)
         for metric in (*per_camera, self._tracks, self._latency, self._up, self._fps):
@@ -140,8 +171,8 @@ class Metrics:
     def observe_latency(self, camera: str, seconds: float) -> None:
         self._latency.labels(camera).observe(seconds)
 
-    def set_camera_up(self, camera: str, up: bool) -> None:
-        self._up.labels(camera).set(1 if up else 0)
+    def set_camera_state(self, camera: str, state: CameraState) -> None:
+        self._up.labels(camera).set(1 if state.up else 0)
 
     def set_camera_fps(self, camera: str, fps: float) -> None:
         self._fps.labels(camera).set(fps)

@@ -2,7 +2,8 @@
 
 Per camera it keeps a state string, a rolling frame rate, the wall time of the last frame,
 free-form counters and the latest annotated frame as JPEG bytes; globally a ring buffer of
-recent recognitions.
+recent recognitions. It observes the pipeline (:class:`~streamrec.telemetry.Observer`): frames
+done, identifications, and whether a camera's next annotated frame is wanted.
 
 JPEG encoding is paid only when someone watches: :meth:`LiveStatus.publish_frame` encodes
 (at most ``max_fps`` times a second) while a viewer is attached to the camera, and otherwise
@@ -25,14 +26,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-HEALTHY_STATES = frozenset({"starting", "running", "finished"})
-"""Camera states that count as healthy in :meth:`LiveStatus.snapshot` (others: ``reconnecting``,
-``stalled``, ``error`` ...)."""
+from streamrec.telemetry import CameraState, Observer
 
 
 @dataclass
 class _Camera:
-    state: str = "starting"
+    state: CameraState = CameraState.STARTING
     frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     last_frame: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
@@ -42,7 +41,7 @@ class _Camera:
     last_encode: float = float("-inf")
 
 
-class LiveStatus:
+class LiveStatus(Observer):
     """Live per-camera state, latest annotated JPEG per camera, and recent recognitions."""
 
     def __init__(
@@ -71,9 +70,22 @@ class LiveStatus:
             cam = self._cameras[camera] = _Camera()
         return cam
 
-    # -- pipeline side -------------------------------------------------------------------
+    # -- pipeline side: the observer -------------------------------------------------------
 
-    def set_state(self, camera: str, state: str) -> None:
+    def frame_done(self, camera: str, image: np.ndarray | None) -> None:
+        self.frame(camera)
+        if image is not None:
+            self.publish_frame(camera, image)
+
+    def identified(
+        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+    ) -> None:
+        self.add_recognition(camera, name, score, track_id)
+
+    def frame_wanted(self, camera: str) -> bool:
+        return self.wants_frame(camera)
+
+    def set_state(self, camera: str, state: CameraState) -> None:
         with self._cond:
             self._camera(camera).state = state
 
@@ -161,8 +173,8 @@ class LiveStatus:
         with self._cond:
             return {
                 name: {
-                    "state": cam.state,
-                    "ok": cam.state in HEALTHY_STATES,
+                    "state": cam.state.value,
+                    "ok": cam.state.healthy,
                     "fps": round(self._fps(cam, now), 2),
                     "last_frame_age": (
                         None if cam.last_frame is None else round(max(0.0, now - cam.last_frame), 3)

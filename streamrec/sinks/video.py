@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from streamrec.records import Frame
 from streamrec.sinks.events import SinkError
 
 log = logging.getLogger(__name__)
@@ -174,3 +176,15 @@ class VideoWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+
+def video_output(path: str, fps: float | None) -> Callable[[Frame], VideoWriter]:
+    """Factory of the annotated-video writer, opened at the first frame (size known then)."""
+    # the source's rate as the container states it (e.g. 2997/100 stays 2997/100)
+    rate = Fraction(fps or 25.0).limit_denominator(1001)
+
+    def make(frame: Frame) -> VideoWriter:
+        return VideoWriter(path, frame.width, frame.height, rate, threads=1)
+
+    return make

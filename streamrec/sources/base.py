@@ -14,6 +14,7 @@ from typing import Generic, TypeVar
 
 from ..errors import ConfigError
 from ..records import Frame
+from ..telemetry import CameraState
 
 LOG = logging.getLogger("streamrec.sources")
 
@@ -90,7 +91,7 @@ class SourceStats:
     disconnects: int = 0
     reconnects: int = 0
     stalls: int = 0
-    state: str = "connecting"  # connecting | streaming | reconnecting | ended | closed
+    state: CameraState = CameraState.CONNECTING
     last_frame_wall: float | None = None
     #: why the last connection attempt or stream failed (credentials redacted)
     last_error: str | None = None
@@ -232,7 +233,7 @@ class Source(ABC):
             thread.join(max(self.options.open_timeout, self.options.stall_timeout) + 2.0)
             if thread.is_alive():
                 LOG.warning("%s: reader thread still blocked after close()", self.name)
-        self.stats.state = "closed"
+        self.stats.state = CameraState.STOPPED
 
     def __enter__(self) -> Source:
         return self

@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from ..records import Frame
+from ..telemetry import CameraState
 from .base import LOG, Gap, ItemBuffer, Source, SourceOptions, describe_error
 
 C = TypeVar("C")  # an open connection (container, capture device)
@@ -72,7 +73,7 @@ class LiveSource(Source, Generic[C]):
     def _drop(self) -> None:
         self.stats.dropped += 1
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: CameraState) -> None:
         if not self._closed.is_set():
             self.stats.state = state
 
@@ -81,7 +82,9 @@ class LiveSource(Source, Generic[C]):
         try:
             while not self._closed.is_set():
                 if conn is None:
-                    self._set_state("reconnecting" if self._lost else "connecting")
+                    self._set_state(
+                        CameraState.RECONNECTING if self._lost else CameraState.CONNECTING
+                    )
                     try:
                         conn = self._connect()
                     except Exception as exc:
@@ -100,7 +103,7 @@ class LiveSource(Source, Generic[C]):
                 if got:
                     failures = 0
                     self._lost = True
-                    self._set_state("reconnecting")  # before the Gap, so its reader sees it
+                    self._set_state(CameraState.RECONNECTING)  # before the Gap: its reader sees it
                     self.stats.disconnects += 1
                     self._buffer.put(Gap(self.name, reason, time.time()))
                 self._retry_later(f"stream lost: {reason}" if got else reason, failures)
@@ -135,7 +138,7 @@ class LiveSource(Source, Generic[C]):
         if self._lost:
             self.stats.reconnects += 1
             LOG.warning("%s: reconnected, frames resume", self.name)
-        self._set_state("streaming")
+        self._set_state(CameraState.RUNNING)
         if media is not None:
             self._offset = (time.monotonic() - self._t0) - media
 
@@ -147,7 +150,7 @@ class LiveSource(Source, Generic[C]):
     def _retry_later(self, reason: str, failures: int) -> None:
         """Record ``reason`` and sleep: uniform(0, min(max, initial * 2**failures))."""
         self.stats.last_error = reason
-        self._set_state("reconnecting" if self._lost else "connecting")
+        self._set_state(CameraState.RECONNECTING if self._lost else CameraState.CONNECTING)
         cap = min(
             self.options.reconnect_max, self.options.reconnect_initial * 2 ** min(failures, 30)
         )

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import SourceError
 from ..records import Frame
+from ..telemetry import CameraState
 from .base import LOG, Gap, ItemBuffer, Source, SourceOptions, describe_error, redact
 from .live import Grab, LiveSource, StallError
 
@@ -171,7 +172,7 @@ class FileSource(Source):
             raise SourceError(f"no video frame could be decoded from {shown}{detail}")
         self.width, self.height = first.width, first.height
         self._buffer.put(first)
-        self.stats.state = "streaming"
+        self.stats.state = CameraState.RUNNING
         self._start(self._run)
 
     def _estimate_frames(self) -> int | None:
@@ -207,7 +208,7 @@ class FileSource(Source):
                 if frame is None:
                     self._check_complete()
                     if not self._closed.is_set():
-                        self.stats.state = "ended"
+                        self.stats.state = CameraState.FINISHED
                     break
                 if not self._buffer.put(frame):
                     break
@@ -237,7 +238,7 @@ class FileSource(Source):
 
 class RtspSource(LiveSource[Opened]):
     """An RTSP camera. Never fails at start: an unreachable camera is retried in the background
-    (``stats.state`` "connecting", ``stats.last_error`` says why)."""
+    (``stats.state`` ``CONNECTING``, ``stats.last_error`` says why)."""
 
     def __init__(self, uri: str, name: str, options: SourceOptions) -> None:
         super().__init__(name, options)

@@ -1,0 +1,193 @@
+"""One camera's pipeline inside a Ray actor (made remote by the driver).
+
+The actor buffers the events its pipeline emits, numbered per incarnation, and hands the
+driver only the events of frames that have left its pipeline (plus track ends); a recreated
+actor of a file camera resumes right after the last frame whose events were written. It checks
+the shared gallery's revision every ``cluster.gallery_poll`` seconds and swaps in the new matcher.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from typing import Any
+
+from streamrec.analyzer import FaceAnalyzer
+from streamrec.config import CameraConfig, Config
+from streamrec.errors import StreamrecError
+from streamrec.gallery.session import GallerySession
+from streamrec.pipeline import Pipeline, build_pipeline
+from streamrec.pipeline.build import open_camera, source_options
+from streamrec.records import Event, Frame
+from streamrec.sources import Gap, Source, open_source
+from streamrec.telemetry import CameraState
+
+log = logging.getLogger("streamrec.cluster")
+
+class ResumedSource(Source):
+    """A file source that decodes but skips the frames before ``start`` (resume after restart)."""
+
+    def __init__(self, inner: Source, start: int) -> None:
+        super().__init__(inner.name, inner.options)
+        self.inner, self.start = inner, start
+        self.live = inner.live
+        self.fps, self.total_frames = inner.fps, inner.total_frames
+        self.width, self.height = inner.width, inner.height
+        self.stats = inner.stats
+        self._items = iter(inner)
+
+    def _next_item(self) -> Frame | Gap | None:
+        for item in self._items:
+            if isinstance(item, Frame) and item.index < self.start:
+                continue
+            return item
+        return None
+
+    def _wake(self) -> None:
+        self.inner.close()
+
+
+class CameraActor:
+    """One camera's pipeline inside a Ray actor (made remote by :func:`run_cluster`).
+
+    ``start(resume)`` loads the models and runs the pipeline in a thread; ``drain(after)`` hands
+    the events after sequence number ``after`` to the driver. A new process (after a restart)
+    has a new ``epoch``, which tells the driver to start it again and renumber.
+    """
+
+    def __init__(self, cfg: Config, camera: CameraConfig) -> None:
+        self.cfg, self.camera = cfg, camera
+        self.epoch = uuid.uuid4().hex
+        self.state: CameraState | None = None  # None until start()
+        self.error: str | None = None
+        self.start_frame = 0
+        self.started_at = 0.0
+        self.live = False
+        self._events: list[tuple[int, Event]] = []
+        self._seq = 0
+        self._lock = threading.Lock()
+        self._pipeline: Pipeline | None = None
+        self._source: Source | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def start(self, resume: int = 0) -> str:
+        """Start processing (file cameras from frame ``resume``); idempotent."""
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self.start_frame, self.state = resume, CameraState.STARTING
+                self._thread = threading.Thread(target=self._run, name="camera", daemon=True)
+                self._thread.start()
+        return self.epoch
+
+    def stop(self) -> None:
+        """Finish the frames in flight and end every track (``drain`` then reports the end)."""
+        with self._lock:
+            self._stop.set()
+            pipeline, source = self._pipeline, self._source
+            if self._thread is None:
+                self.state = CameraState.STOPPED
+        if pipeline is not None:
+            pipeline.stop()
+        if source is not None:  # a camera that is down blocks its reader until closed
+            threading.Thread(target=source.close, daemon=True).start()
+
+    def write(self, event: Event) -> None:
+        """The pipeline's event writer: buffer with the next sequence number."""
+        with self._lock:
+            self._seq += 1
+            self._events.append((self._seq, event))
+
+    def drain(self, epoch: str | None, after: int) -> dict[str, Any]:
+        """Events after sequence ``after`` whose frames are done, and the camera's state.
+
+        ``after`` acknowledges (drops) the events up to it, unless ``epoch`` is not this
+        incarnation's (a driver that has not seen the restart yet).
+        """
+        after = after if epoch == self.epoch else 0
+        state, pipeline = self.state, self._pipeline
+        frames = pipeline.progress if pipeline is not None else 0  # read before the events
+        done = self.start_frame + frames - 1
+        with self._lock:
+            self._events = [(s, e) for s, e in self._events if s > after]
+            # the match stage runs ahead of the last stage: hold back newer frames' events
+            hold = not (state is not None and state.final) and not self.live
+            events = []
+            for s, e in self._events:
+                if hold and e.event != "track_end" and e.frame > done:
+                    break
+                events.append((s, e))
+        elapsed = time.monotonic() - self.started_at if self.started_at else 0.0
+        return {
+            "epoch": self.epoch,
+            "state": state,
+            "error": self.error,
+            "events": events,
+            "frames": frames,
+            "fps": frames / elapsed if elapsed > 0 else 0.0,
+            "done_frame": None if self.live else done,
+        }
+
+    def _run(self) -> None:
+        cfg, cam = self.cfg, self.camera
+        watcher: threading.Thread | None = None
+        done = threading.Event()
+        gallery: GallerySession | None = None
+        try:
+            analyzer = FaceAnalyzer.from_config(cfg)
+            gallery = GallerySession(cfg, analyzer.recognizer)
+            source = open_source(cam.source, source_options(cfg, cam.rtsp_transport))
+            self.live = source.live
+            if not source.live and self.start_frame > 0:
+                source = ResumedSource(source, self.start_frame)
+            pipeline = build_pipeline(cfg, [open_camera(cfg, cam, source)], self, analyzer, gallery)
+            with self._lock:
+                self._pipeline, self._source = pipeline, source
+                self.started_at, self.state = time.monotonic(), CameraState.RUNNING
+            if self._stop.is_set():
+                pipeline.stop()
+            if cfg.gallery:
+                watcher = threading.Thread(
+                    target=self._watch_gallery,
+                    args=(gallery, pipeline, done),
+                    name="gallery watch",
+                    daemon=True,
+                )
+                watcher.start()
+            try:
+                pipeline.run()
+            finally:
+                source.close()
+            self.state = CameraState.STOPPED if self._stop.is_set() else CameraState.FINISHED
+        except Exception as exc:
+            if not isinstance(exc, StreamrecError):
+                log.exception("camera %s failed", cam.name)
+            self.error, self.state = f"{type(exc).__name__}: {exc}", CameraState.FAILED
+        finally:
+            done.set()
+            if watcher is not None:
+                watcher.join(5.0)
+            if gallery is not None:
+                gallery.close()
+
+    def _watch_gallery(
+        self, gallery: GallerySession, pipeline: Pipeline, done: threading.Event
+    ) -> None:
+        """Swap in the gallery's matcher whenever its revision changes."""
+        revision = gallery.revision
+        while not done.wait(self.cfg.cluster.gallery_poll):
+            try:
+                if gallery.revision == revision:
+                    continue
+                revision, matcher = gallery.revision, gallery.matcher()
+            except Exception as exc:  # the file briefly unreadable (shared storage): next time
+                log.warning("camera %s: gallery check failed: %s", self.camera.name, exc)
+                continue
+            pipeline.set_matcher(matcher)
+            log.info("camera %s: gallery revision %d loaded", self.camera.name, revision)

@@ -1,0 +1,39 @@
+"""What the pipeline needs of its models; real ONNX models and test fakes both provide it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from streamrec.records import Detections
+
+
+class Detector(Protocol):
+    def detect(self, image: np.ndarray) -> Detections:
+        """Faces (boxes, scores, 5 landmarks) in a BGR image, in image coordinates."""
+        ...
+
+
+class Embedder(Protocol):
+    #: embedding dimension
+    dim: int
+    #: side of the square aligned crop the recognizer takes
+    input_size: int
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        """L2-normalised float32 embeddings [N, dim] of aligned BGR crops."""
+        ...
+
+
+class FaceModels(Protocol):
+    """A detector, a recognizer and the recognizer's cosine threshold (``FaceAnalyzer``)."""
+
+    @property
+    def detector(self) -> Detector: ...
+
+    @property
+    def embedder(self) -> Embedder: ...
+
+    @property
+    def threshold(self) -> float: ...

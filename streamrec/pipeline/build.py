@@ -1,0 +1,211 @@
+"""The composition root: the one place where a pipeline is wired from a config.
+
+``build_pipeline`` builds the stages (detect/track -> align+embed -> match -> annotate -> output),
+each with only what it needs, and joins them in a :class:`~streamrec.pipeline.graph.Graph`. The
+``run`` command, the daemon, the cluster's camera actors and the benchmarks all call it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from streamrec.config import CameraConfig, Config
+from streamrec.errors import ConfigError, StreamrecError
+from streamrec.gallery.session import GallerySession
+from streamrec.gallery.store import Matcher, Recognizer
+from streamrec.gallery.unknowns import UnknownBook
+from streamrec.models.protocols import FaceModels
+from streamrec.models.runtime import default_threads
+from streamrec.pipeline.annotate import AnnotateStage
+from streamrec.pipeline.detect import DetectStage, FaceGate, TrackerSettings
+from streamrec.pipeline.embed import EmbedStage
+from streamrec.pipeline.graph import Camera, Graph
+from streamrec.pipeline.identity import CameraIdentities, IdentityPolicy
+from streamrec.pipeline.match import EventWriter, MatchStage
+from streamrec.pipeline.output import OutputStage
+from streamrec.pipeline.summary import CameraSummary, Summary
+from streamrec.sources import Source, SourceOptions, open_source
+from streamrec.telemetry import Observer, Observers
+
+log = logging.getLogger("streamrec.pipeline")
+
+
+class Pipeline:
+    """A wired pipeline: run it, stop it, count its progress, swap its gallery snapshot."""
+
+    def __init__(
+        self,
+        graph: Graph,
+        match: MatchStage,
+        output: OutputStage,
+        summary: Summary,
+        gallery: GallerySession,
+        unknowns: UnknownBook | None,
+    ) -> None:
+        self.graph = graph
+        self.summary = summary
+        self.gallery = gallery
+        self.unknowns = unknowns
+        self._match = match
+        self._output = output
+
+    @property
+    def cameras(self) -> dict[str, Camera]:
+        return self.graph.cameras
+
+    @property
+    def progress(self) -> int:
+        """Frames that have left the pipeline."""
+        return self._output.done
+
+    @property
+    def stopping(self) -> bool:
+        return self.graph.stopping
+
+    def stop(self) -> None:
+        """Finish the frames in flight, end every track, return from ``run()`` (signal-safe)."""
+        self.graph.stop()
+
+    def set_matcher(self, matcher: Matcher) -> None:
+        """Swap the gallery snapshot (SIGHUP, a new revision); tracks re-match on new evidence."""
+        self._match.set_matcher(matcher)
+
+    def dropped(self, camera: str) -> int:
+        """Frames of a camera dropped anywhere (by its source or in the pipeline)."""
+        return self.graph.cameras[camera].source.stats.dropped + self.graph.dropped(camera)
+
+    def run(self) -> Summary:
+        """Process every camera until its stream ends, ``stop()`` or an error.
+
+        The unknown people of the run are saved (crops, and the gallery with ``persist``) on
+        every way out; an error that stopped the graph is raised after that.
+        """
+        start = time.monotonic()
+        graph, summary = self.graph, self.summary
+        try:
+            graph.run()
+        finally:
+            for name, cam in graph.cameras.items():
+                summary.cameras[name].damage = list(cam.source.stats.damage)
+                summary.cameras[name].dropped = self.dropped(name)
+            summary.wall_time = time.monotonic() - start
+            summary.interrupted = graph.interrupted or (graph.stopping and graph.error is None)
+            if graph.error is not None:
+                summary.error = f"{graph.error_where}: {graph.error}"
+            if self.unknowns is not None:
+                self.gallery.save_unknowns(self.unknowns)
+        return summary
+
+
+def build_pipeline(
+    cfg: Config,
+    cameras: list[Camera],
+    events: EventWriter,
+    models: FaceModels,
+    gallery: GallerySession | None = None,
+    observers: Sequence[Observer] = (),
+) -> Pipeline:
+    """Wire ``cameras`` through the stages; events go to ``events``, telemetry to ``observers``.
+
+    ``gallery``: the run's gallery session (default: none, everyone is unknown).
+    """
+    rec = cfg.recognition
+    embedder = models.embedder
+    if gallery is None:
+        gallery = GallerySession(cfg, Recognizer("", "", embedder.dim))
+    summary = Summary(cameras={c.name: CameraSummary() for c in cameras})
+    observer = Observers([summary, *observers])
+    policy = IdentityPolicy(
+        threshold=models.threshold,
+        min_embeddings=rec.min_embeddings,
+        confident_after=rec.confident_after,
+        refresh_interval=rec.refresh_interval,
+        unknown_refresh_interval=rec.unknown_refresh_interval,
+        recheck_gain=rec.recheck_gain,
+    )
+    identities = {c.name: CameraIdentities(policy) for c in cameras}
+    unknowns = gallery.unknown_book(models.threshold)
+    t = cfg.tracker
+    detect = DetectStage(
+        models.detector,
+        {c.name: (c.interval, c.ignore_zones) for c in cameras},
+        identities,
+        observer,
+        TrackerSettings(t.iou_threshold, t.max_missed, t.scene_cut),
+        FaceGate(rec.min_face_size, rec.min_quality),
+    )
+    match = MatchStage(
+        identities,
+        gallery.matcher(),
+        events,
+        {c.name: c.source.name for c in cameras},
+        observer,
+        unknowns,
+    )
+    output = OutputStage({c.name: list(c.outputs) for c in cameras}, observer)
+    stages = [
+        detect,
+        EmbedStage(embedder, rec.batch_size, observer),
+        match,
+        AnnotateStage({c.name for c in cameras if c.outputs}, observer),
+        output,
+    ]
+    graph = Graph(cameras, stages, cfg.pipeline.queue_size)
+    return Pipeline(graph, match, output, summary, gallery, unknowns)
+
+
+def source_options(cfg: Config, transport: str | None = None) -> SourceOptions:
+    """How sources are opened and kept alive: the ``live`` section (and a camera's transport)."""
+    live = cfg.live
+    return SourceOptions(
+        rtsp_transport=transport or live.rtsp_transport,
+        open_timeout=live.open_timeout,
+        stall_timeout=live.stall_timeout,
+        reconnect_initial=live.reconnect_initial,
+        reconnect_max=live.reconnect_max,
+        decoder_threads=cfg.pipeline.decoder_threads or default_threads(),
+    )
+
+
+def enabled_cameras(cfg: Config) -> list[CameraConfig]:
+    """The enabled ``cameras:`` entries; ConfigError when there are none or names repeat."""
+    cams = [c for c in cfg.cameras if c.enabled]
+    where = cfg.source_file or "the config"
+    if not cams:
+        raise ConfigError(
+            f"no cameras configured in {where}: add a 'cameras:' list with name and source "
+            "(see configs/example-cameras.yaml)"
+        )
+    seen: set[str] = set()
+    for c in cams:
+        if not c.name.strip():
+            raise ConfigError(f"{where}: a camera has an empty name")
+        if c.name in seen:
+            raise ConfigError(f"{where}: camera name '{c.name}' is used twice")
+        seen.add(c.name)
+    return cams
+
+
+def open_camera(cfg: Config, cam: CameraConfig, source: Source | None = None) -> Camera:
+    """A configured camera with its source opened (or ``source``, already opened)."""
+    if source is None:
+        try:
+            source = open_source(cam.source, source_options(cfg, cam.rtsp_transport))
+        except StreamrecError as exc:
+            raise type(exc)(f"camera '{cam.name}': {exc}") from None
+    return Camera(cam.name, source, cam.interval or cfg.detector.interval, cam.ignore_zones)
+
+
+def open_cameras(cfg: Config, cams: list[CameraConfig]) -> list[Camera]:
+    """Open every camera's source; a bad one closes the others and raises naming the camera."""
+    opened: list[Camera] = []
+    try:
+        for c in cams:
+            opened.append(open_camera(cfg, c))
+    except BaseException:
+        for cam in opened:
+            cam.source.close()
+        raise
+    return opened

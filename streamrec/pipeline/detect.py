@@ -1,0 +1,150 @@
+"""Detect and track: the detector every N frames per camera, the tracker on every frame.
+
+It also decides which faces are worth embedding now (size and quality gates, then the track's
+identity policy) and asks for them as :class:`~streamrec.records.FaceJob` records.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from streamrec.models.protocols import Detector
+from streamrec.models.quality import geometric_quality
+from streamrec.pipeline.identity import CameraIdentities
+from streamrec.pipeline.stage import Stage
+from streamrec.pipeline.tracking import IoUTracker, Track
+from streamrec.records import Detections, FaceJob, FrameWork, Work
+from streamrec.telemetry import Observer
+
+
+def in_zones(points: np.ndarray, zones: list[np.ndarray]) -> np.ndarray:
+    """Boolean mask: which points lie inside any of the polygons."""
+    mask = np.zeros(len(points), bool)
+    for zone in zones:
+        for i, (x, y) in enumerate(points):
+            if not mask[i] and cv2.pointPolygonTest(zone, (float(x), float(y)), False) >= 0:
+                mask[i] = True
+    return mask
+
+
+@dataclass
+class TrackerSettings:
+    iou_threshold: float = 0.3
+    max_missed: int = 2
+    #: mean grey-level change between frames that counts as a scene cut (0 = off)
+    scene_cut: float = 24.0
+
+
+@dataclass
+class FaceGate:
+    """Which detected faces may be embedded at all."""
+
+    min_size: float = 20.0  # face height in pixels
+    min_quality: float = 0.05  # geometric quality (detector score x size x pose)
+
+
+@dataclass
+class _Camera:
+    interval: int
+    identities: CameraIdentities
+    tracker: IoUTracker
+    zones: list[np.ndarray] = field(default_factory=list)
+    #: frames processed since the last detection (counted in processed frames, not source
+    #: indices: a live camera that drops frames still detects every N); None = detect next
+    since_detect: int | None = None
+    thumb: np.ndarray | None = None  # small grey copy of the last frame (scene cuts)
+
+
+class DetectStage(Stage):
+    name = "detect"
+
+    def __init__(
+        self,
+        detector: Detector,
+        cameras: dict[str, tuple[int, list[list[list[float]]]]],
+        identities: dict[str, CameraIdentities],
+        observer: Observer,
+        tracker: TrackerSettings | None = None,
+        gate: FaceGate | None = None,
+    ) -> None:
+        """``cameras``: per camera name, its detection interval and ignore zones (polygons)."""
+        self.detector = detector
+        self.observer = observer
+        self.settings = tracker or TrackerSettings()
+        self.gate = gate or FaceGate()
+        self.cameras = {
+            name: _Camera(
+                interval,
+                identities[name],
+                IoUTracker(self.settings.iou_threshold, self.settings.max_missed),
+                [np.asarray(z, np.float32).reshape(-1, 1, 2) for z in zones],
+            )
+            for name, (interval, zones) in cameras.items()
+        }
+
+    def is_cut(self, cam: _Camera, image: np.ndarray) -> bool:
+        """A scene cut in edited video: the whole frame changes at once (tracks must not jump)."""
+        if not self.settings.scene_cut:
+            return False
+        step = max(1, image.shape[1] // 80)
+        thumb = image[::step, ::step].astype(np.int16)
+        prev, cam.thumb = cam.thumb, thumb
+        return (
+            prev is not None
+            and prev.shape == thumb.shape
+            and float(np.abs(thumb - prev).mean()) > self.settings.scene_cut
+        )
+
+    def process(self, work: Work) -> None:
+        cam = self.cameras[work.camera]
+        if not isinstance(work, FrameWork):  # end of stream, or the camera dropped
+            work.ended = cam.tracker.end_all()
+            cam.since_detect = None
+            return
+        frame = work.frame
+        self.observer.frame_read(work.camera)
+        t0 = time.perf_counter()
+        cut: list[Track] = []
+        if self.is_cut(cam, frame.image):
+            cut = cam.tracker.end_all()
+            cam.since_detect = None
+        detect = cam.since_detect is None or cam.since_detect + 1 >= cam.interval
+        cam.since_detect = 0 if detect else (cam.since_detect or 0) + 1
+        dets: Detections | None = None
+        took = 0.0
+        if detect:
+            t1 = time.perf_counter()
+            dets = self.detector.detect(frame.image)
+            took = time.perf_counter() - t1
+            if len(dets) and cam.zones:
+                centers = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
+                dets = dets[~in_zones(centers, cam.zones)]
+            self.observer.detected(work.camera, len(dets), took)
+            self.observer.busy("detect", took)
+        update = cam.tracker.update(frame.index, dets)
+        work.tracks = [copy.copy(t) for t in update.active]
+        work.started = [copy.copy(t) for t in update.started]
+        work.ended = cut + [copy.copy(t) for t in update.ended]
+        if detect:
+            self._ask_for_faces(cam, work)
+        self.observer.busy("track", time.perf_counter() - t0 - took)
+
+    def _ask_for_faces(self, cam: _Camera, work: FrameWork) -> None:
+        """Start the new tracks' identities and ask for the embeddings their policy wants."""
+        frame = work.frame
+        for t in work.started:
+            cam.identities.start(t.track_id, frame.index, frame.time)
+        for t in work.tracks:
+            if t.det_index < 0 or t.box[3] - t.box[1] < self.gate.min_size:
+                continue
+            quality = geometric_quality(t.box, t.kps, t.det_score)
+            if quality < self.gate.min_quality:
+                continue
+            if cam.identities.wants_embedding(t.track_id, frame.index, quality):
+                work.jobs.append(FaceJob(t.track_id, t.kps, quality))
+

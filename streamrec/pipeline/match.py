@@ -1,0 +1,146 @@
+"""Match: embeddings become track identities, and identities become events."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from streamrec.gallery.store import Matcher
+from streamrec.gallery.unknowns import UnknownBook
+from streamrec.pipeline.identity import CameraIdentities
+from streamrec.pipeline.stage import Stage
+from streamrec.records import Event, Frame, FrameWork, Work
+from streamrec.telemetry import Observer
+
+
+class EventWriter(Protocol):
+    def write(self, event: Event) -> None: ...
+
+
+class MatchStage(Stage):
+    name = "match"
+
+    def __init__(
+        self,
+        identities: dict[str, CameraIdentities],
+        matcher: Matcher,
+        events: EventWriter,
+        sources: dict[str, str],
+        observer: Observer,
+        unknowns: UnknownBook | None = None,
+    ) -> None:
+        """``sources``: each camera's source name (the events' ``source``)."""
+        self.identities = identities
+        self.matcher = matcher
+        self.events = events
+        self.sources = sources
+        self.observer = observer
+        self.unknowns = unknowns
+
+    def set_matcher(self, matcher: Matcher) -> None:
+        """Swap the gallery snapshot; running tracks re-match on their next evidence."""
+        self.matcher = matcher
+
+    def _emit(
+        self,
+        kind: str,
+        camera: str,
+        track_id: int,
+        frame: int,
+        t: float,
+        captured: float | None,
+        snapshot: np.ndarray | None = None,
+        **fields: Any,
+    ) -> None:
+        source = self.sources[camera]
+        event = Event(kind, source, track_id, frame, t, captured, camera, fields, snapshot)
+        self.events.write(event)
+
+    def process(self, work: Work) -> None:
+        t0 = time.perf_counter()
+        if isinstance(work, FrameWork):
+            self._frame(work)
+        for t in work.ended:
+            self.end_track(work.camera, t.track_id)
+        self.observer.busy("match", time.perf_counter() - t0)
+
+    def _frame(self, work: FrameWork) -> None:
+        camera, frame = work.camera, work.frame
+        idents = self.identities[camera]
+        for t in work.started:
+            self.observer.track_started(camera)
+            box = [round(float(v), 1) for v in t.box]
+            self._emit(
+                "track_start", camera, t.track_id, frame.index, frame.time, frame.captured, box=box
+            )
+        matcher = self.matcher
+        for job in work.jobs:
+            if job.embedding is None or job.track_id not in idents:
+                continue
+            self.observer.evidence(camera)
+            naming = idents.add(job.track_id, job.embedding, job.quality, job.crop, matcher)
+            if naming is not None:
+                self._emit(
+                    "renamed" if naming.renamed else "identified",
+                    camera,
+                    job.track_id,
+                    frame.index,
+                    frame.time,
+                    frame.captured,
+                    naming.crop,
+                    name=naming.name,
+                    score=round(naming.score, 4),
+                )
+                self.observer.identified(
+                    camera, job.track_id, naming.name, naming.score, frame.captured
+                )
+            self._label_unknown(camera, job.track_id, frame)
+        for t in work.tracks:
+            label = idents.present(t.track_id, frame.index, frame.time)
+            if label is not None:
+                work.labels[t.track_id] = label
+
+    def _label_unknown(self, camera: str, track_id: int, frame: Frame) -> None:
+        if self.unknowns is None:
+            return
+        label = self.identities[camera].label_unknown(track_id, self.unknowns)
+        if label is not None:
+            self._emit(
+                "unknown", camera, track_id, frame.index, frame.time, frame.captured, label=label
+            )
+
+    def end_track(self, camera: str, track_id: int) -> None:
+        ident = self.identities[camera].end(track_id)
+        if ident is None:
+            return
+        last_time = ident.last_time if ident.frames else ident.first_time
+        self.observer.track_ended(camera, ident.name, ident.first_time, last_time)
+        if ident.name is None and ident.unknown is not None and self.unknowns is not None:
+            mean = ident.mean
+            assert mean is not None
+            self.unknowns.learn(ident.unknown, mean, ident.best_crop, ident.best_quality)
+        last_frame = max(ident.last_frame, ident.first_frame)
+        self._emit(
+            "track_end",
+            camera,
+            track_id,
+            last_frame,
+            last_time,
+            None,
+            name=ident.name,
+            score=None if ident.score is None else round(float(ident.score), 4),
+            first_frame=ident.first_frame,
+            last_frame=last_frame,
+            frames=ident.frames,
+            embeddings=ident.embeddings,
+            name_changes=ident.name_changes,
+            unknown=ident.unknown,
+        )
+
+    def finish(self) -> None:
+        """End every track still open (after an abort, or a stream that never ended)."""
+        for camera, idents in self.identities.items():
+            for track_id in idents.open_tracks():
+                self.end_track(camera, track_id)
