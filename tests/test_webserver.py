@@ -299,7 +299,7 @@ def test_only_viewers_pay_for_jpeg_encoding():
 def test_browser_renders_live_view(live, tmp_path: Path):
     """Headless Chromium loads the page with ?token=, which must reach the MJPEG <img>."""
     shot = tmp_path / "live.png"
-    live[0].set_state("garage", CameraState.RECONNECTING)  # a camera without frames shows a placeholder
+    live[0].set_state("garage", CameraState.RECONNECTING)  # no frames yet: a placeholder
     with serving(live, token=TOKEN) as server:
         cmd = [
             shutil.which(CHROMIUM) or CHROMIUM,

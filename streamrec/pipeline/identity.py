@@ -43,6 +43,7 @@ class TrackIdentity:
     best_crop: np.ndarray | None = None  # best-quality aligned crop (unknowns, snapshots)
     best_quality: float = 0.0
     best_request: float = 0.0  # best pre-alignment quality requested so far (detect stage)
+    announced: bool = False  # its track_start was emitted (else it never reached the match stage)
 
     @property
     def mean(self) -> np.ndarray | None:
@@ -156,6 +157,11 @@ class CameraIdentities:
             ident.last_request = frame_index
             ident.best_request = max(ident.best_request, quality)
             return True
+
+    def announce(self, track_id: int) -> None:
+        """The track's start was emitted: its end must be too."""
+        with self._lock:
+            self._tracks[track_id].announced = True
 
     def __contains__(self, track_id: int) -> bool:
         with self._lock:

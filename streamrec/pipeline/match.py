@@ -70,6 +70,7 @@ class MatchStage(Stage):
         camera, frame = work.camera, work.frame
         idents = self.identities[camera]
         for t in work.started:
+            idents.announce(t.track_id)
             self.observer.track_started(camera)
             box = [round(float(v), 1) for v in t.box]
             self._emit(
@@ -113,7 +114,7 @@ class MatchStage(Stage):
 
     def end_track(self, camera: str, track_id: int) -> None:
         ident = self.identities[camera].end(track_id)
-        if ident is None:
+        if ident is None or not ident.announced:  # never reached this stage: never existed
             return
         last_time = ident.last_time if ident.frames else ident.first_time
         self.observer.track_ended(camera, ident.name, ident.first_time, last_time)

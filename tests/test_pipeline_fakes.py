@@ -1,0 +1,186 @@
+"""The pipeline's logic on fake models and synthetic frames (milliseconds, no model files)."""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+import numpy as np
+import pytest
+from fakes import BLUE, GREEN, RED, Face, FakeEmbedder, FakeModels, FakeSource, ListWriter, matcher
+
+from streamrec import load_config
+from streamrec.errors import StreamrecError
+from streamrec.pipeline import Camera, Pipeline, build_pipeline
+from streamrec.telemetry import Observer
+
+SCENE = [Face(RED, 20, 60, dx=1.0), Face(GREEN, 200, 60, frames=range(10, 50))]
+
+
+class Recorder(Observer):
+    def __init__(self) -> None:
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.names: list[str] = []
+        self.images: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.calls[what] += 1
+
+    def frame_read(self, camera: str) -> None:
+        self._count("frame_read")
+
+    def detected(self, camera: str, faces: int, seconds: float) -> None:
+        self._count("detected")
+
+    def track_started(self, camera: str) -> None:
+        self._count("track_started")
+
+    def track_ended(self, camera: str, name: str | None, first: float, last: float) -> None:
+        self._count("track_ended")
+
+    def identified(
+        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+    ) -> None:
+        self.names.append(name)
+
+    def frame_wanted(self, camera: str) -> bool:
+        return camera == "watched"
+
+    def frame_done(self, camera: str, image: np.ndarray | None) -> None:
+        self._count("frame_done")
+        if image is not None:
+            with self._lock:
+                self.images[camera] += 1
+
+
+def build(
+    cameras: list[Camera],
+    models: FakeModels | None = None,
+    people: dict | None = None,
+    observers: list[Observer] | None = None,
+    **overrides: object,
+) -> tuple[Pipeline, ListWriter]:
+    cfg = load_config(None, {"gallery": None, **overrides})
+    writer = ListWriter()
+    pipeline = build_pipeline(cfg, cameras, writer, models or FakeModels(), None, observers or [])
+    if people:
+        pipeline.set_matcher(matcher(people))
+    return pipeline, writer
+
+
+def camera(name: str, faces: list[Face] = SCENE, frames: int = 60, **kw: object) -> Camera:
+    return Camera(name, FakeSource(name, faces, frames, **kw), interval=5)  # type: ignore[arg-type]
+
+
+def check_tracks_closed(events: list) -> None:
+    def count(kind: str) -> collections.Counter:
+        return collections.Counter((e.camera, e.track_id) for e in events if e.event == kind)
+
+    started, ended = count("track_start"), count("track_end")
+    assert started == ended and max(started.values(), default=1) == 1
+
+
+def test_known_face_named_unknown_face_labelled() -> None:
+    recorder = Recorder()
+    pipeline, writer = build([camera("cam")], people={"alice": RED}, observers=[recorder])
+    summary = pipeline.run()
+    events = writer.events
+    check_tracks_closed(events)
+    ends = {e.track_id: e.fields for e in events if e.event == "track_end"}
+    assert {(f["name"], f["unknown"]) for f in ends.values()} == {
+        (None, "unknown-1"),
+        ("alice", None),
+    }
+    identified = [e for e in events if e.event == "identified"]
+    assert [e.fields["name"] for e in identified] == ["alice"]
+    assert identified[0].snapshot is not None and identified[0].snapshot.shape == (112, 112, 3)
+    assert "snapshot" not in identified[0].to_dict()
+    assert summary.frames == 60 and summary.cameras["cam"].detector_runs == 12
+    assert summary.cameras["cam"].people["alice"].tracks == 1
+    assert recorder.calls["frame_read"] == recorder.calls["frame_done"] == 60
+    assert recorder.calls["detected"] == 12
+    assert recorder.calls["track_started"] == recorder.calls["track_ended"] == 2
+    assert recorder.names == ["alice"]
+    assert not recorder.images  # nobody watched, no output: nothing drawn
+    assert pipeline.progress == 60
+
+
+def test_frames_drawn_only_for_a_consumer() -> None:
+    written: list[np.ndarray] = []
+
+    class Out:
+        def write(self, image: np.ndarray) -> None:
+            written.append(image)
+
+        def close(self) -> None:
+            written.append(np.zeros(0))
+
+    recorder = Recorder()
+    cams = [camera("file"), camera("watched"), camera("idle")]
+    cams[0].outputs = [lambda frame: Out()]
+    pipeline, _ = build(cams, people={"alice": RED}, observers=[recorder])
+    pipeline.run()
+    assert len(written) == 61 and written[-1].size == 0  # every frame, then closed once
+    known = [bool((img == (60, 200, 60)).all(axis=2).any()) for img in written[:-1]]
+    assert not known[0] and known[-1]  # orange until named, then a green box
+    assert recorder.images == {"file": 60, "watched": 60}  # nothing drawn for "idle"
+
+
+def test_cameras_are_independent() -> None:
+    cams = [camera("a"), camera("b", [Face(BLUE, 100, 100)], frames=40)]
+    pipeline, writer = build(cams, people={"alice": RED, "bob": BLUE})
+    summary = pipeline.run()
+    check_tracks_closed(writer.events)
+    named = {(e.camera, e.fields["name"]) for e in writer.events if e.event == "identified"}
+    assert named == {("a", "alice"), ("b", "bob")}
+    assert summary.cameras["a"].frames == 60 and summary.cameras["b"].frames == 40
+
+
+def test_a_gap_ends_the_tracks_of_that_camera() -> None:
+    cam = camera("live", [Face(RED, 50, 50)], frames=40, gaps=[20])
+    pipeline, writer = build([cam], people={"alice": RED})
+    pipeline.run()
+    check_tracks_closed(writer.events)
+    kinds = writer.kinds()
+    assert [k for k, _ in kinds if k in ("track_start", "track_end")] == [
+        "track_start",
+        "track_end",
+        "track_start",
+        "track_end",
+    ]
+    end = next(e for e in writer.events if e.event == "track_end")
+    assert end.fields["last_frame"] == 19
+
+
+def test_a_failing_stage_aborts_and_still_ends_every_track() -> None:
+    models = FakeModels(embedder=FakeEmbedder(fail_after=1))
+    pipeline, writer = build([camera("cam", frames=200)], models)
+    with pytest.raises(StreamrecError, match="embed"):
+        pipeline.run()
+    assert pipeline.summary.error and "embed" in pipeline.summary.error
+    check_tracks_closed(writer.events)
+    assert any(e.event == "track_start" for e in writer.events)
+
+
+def test_stop_finishes_in_flight_frames_and_ends_tracks() -> None:
+    class StopAt(Observer):
+        def frame_done(self, camera: str, image: np.ndarray | None) -> None:
+            if pipeline.progress >= 30:
+                pipeline.stop()
+
+    pipeline, writer = build([camera("cam", frames=10_000)], observers=[StopAt()])
+    summary = pipeline.run()
+    assert summary.interrupted and 30 <= summary.frames < 10_000
+    check_tracks_closed(writer.events)
+
+
+def test_detector_interval_and_embedding_budget() -> None:
+    models = FakeModels()
+    pipeline, _ = build([camera("cam", [Face(RED, 50, 50)], frames=100)], models)
+    summary = pipeline.run()
+    assert models.detector.calls == 20  # every 5th frame
+    # one track, embedded until settled (confident_after), not on every detection
+    cfg = load_config(None)
+    assert summary.cameras["cam"].embeddings == cfg.recognition.confident_after
