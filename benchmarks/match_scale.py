@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from streamrec.gallery.index import TemplateIndex
-from streamrec.gallery.store import Matcher
+from streamrec.gallery.matcher import Matcher
 
 DIM = 512
 BATCHES = (1, 32)

@@ -1,6 +1,7 @@
 """streamrec: real-time face recognition for video streams."""
 
-from streamrec.gallery.store import Gallery, Matcher
+from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.store import Gallery
 
 from .analyzer import FaceAnalyzer, read_image
 from .config import Config, load_config

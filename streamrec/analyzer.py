@@ -7,7 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from streamrec.gallery.store import Gallery, GalleryPolicy, Matcher, Recognizer
+from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer
 from streamrec.models.alignment import align
 
 from .config import Config, load_config

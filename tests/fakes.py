@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from streamrec.gallery.store import Matcher
+from streamrec.gallery.matcher import Matcher
 from streamrec.records import Detections, Frame
 from streamrec.sources import Gap, Source, SourceOptions
 

@@ -210,7 +210,7 @@ def _write(path: Path, text: str) -> Path:
 
 def test_template_index_exact_and_faiss() -> None:
     from streamrec.gallery.index import TemplateIndex
-    from streamrec.gallery.store import Matcher
+    from streamrec.gallery.matcher import Matcher
 
     rng = np.random.default_rng(0)
     templates = rng.standard_normal((3000, 64)).astype(np.float32)

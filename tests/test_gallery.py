@@ -15,7 +15,8 @@ from cli_helpers import SMALL, assert_one_clear_line, streamrec
 from streamrec.analyzer import read_image
 from streamrec.errors import GalleryError
 from streamrec.gallery.enroll import embed_single_face, enroll_images
-from streamrec.gallery.store import SCHEMA_VERSION, Gallery, GalleryPolicy, Matcher, Recognizer
+from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.store import SCHEMA_VERSION, Gallery, GalleryPolicy, Recognizer
 
 FAKE = Recognizer("fake.onnx", "f" * 64, 8)
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamrec.gallery.store import Matcher
+from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.subcenters import cluster_person, normalise
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.models.quality import pose_factor, sharpness_factor, size_factor

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from streamrec.errors import StreamrecError
-from streamrec.gallery.store import Gallery, GalleryPolicy, Matcher, Recognizer
+from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer
 from streamrec.gallery.unknowns import UnknownBook, save_crops
 
 if TYPE_CHECKING:

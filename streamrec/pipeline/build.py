@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import ConfigError, StreamrecError
+from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.session import GallerySession
-from streamrec.gallery.store import Matcher, Recognizer
+from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.models.protocols import FaceModels
 from streamrec.models.runtime import default_threads

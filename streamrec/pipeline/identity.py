@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamrec.gallery.store import Matcher
+from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.records import Label
 

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from streamrec.gallery.store import Matcher
+from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.pipeline.identity import CameraIdentities
 from streamrec.pipeline.stage import Stage
