@@ -152,18 +152,21 @@ def _analyzer(cfg: Config) -> FaceAnalyzer:
 
 
 def _print_reports(reports: Sequence[Any]) -> int:
-    enrolled = 0
+    """Print what enrolment did; 1 when some person got nothing usable (0 if all was there)."""
+    ok = 0
     for r in reports:
         for file, reason in r.skipped:
             print(f"skipped {file}: {reason}")
         for stray in r.dropped:
             print(stray.describe())
+        if r.duplicates:
+            print(f"{r.name}: {len(r.duplicates)} photo(s) already enrolled")
         if r.added:
-            enrolled += 1
             print(f"{r.name}: enrolled {len(r.added)} photo(s), {r.total} embedding(s) in total")
-        else:
+        elif not r.duplicates:
             print(f"{r.name}: nothing enrolled (no usable photo)")
-    return 0 if enrolled else 1
+        ok += bool(r.added or r.duplicates)
+    return 0 if ok else 1
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
@@ -236,11 +239,9 @@ def cmd_unknowns(args: argparse.Namespace) -> int:
 
         for u in unknowns:
             print(
-                f"{u.label}\t{u.embeddings} embedding(s)\t{len(u.crops)} crop(s)\t"
+                f"{u.label}\t{u.embeddings} embedding(s)\t{u.faces} face(s)\t"
                 f"first seen {when(u.first_seen)}\tlast seen {when(u.last_seen)}"
             )
-            for crop in u.crops:
-                print(f"  {crop}")
         print(f"{len(unknowns)} unconfirmed people in {path}")
         return 0
 

@@ -101,14 +101,17 @@ class UnknownsConfig:
     #: cosine similarity for an unknown track to join an existing unknown-N; null = the
     #: recognition threshold
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
-    #: keep unknown people in the gallery file across runs (as unconfirmed people)
-    persist: bool = False
+    #: keep unknown people in the gallery file (as unconfirmed people with their best faces,
+    #: written as they are seen) for review, naming and recognition across runs
+    persist: bool = True
     #: folder for the best crops of unknown people (null = no crops)
     crops_dir: str | None = None
     #: best crops kept per unknown person
     max_crops: int = Field(default=5, ge=1, le=100)
     #: crops and unconfirmed people older than this many days are purged (0 = keep forever)
     retention_days: float = Field(default=30.0, ge=0.0)
+    #: most unknown identities kept (the least recently seen are forgotten first)
+    max_identities: int = Field(default=1000, ge=1, le=1_000_000)
 
 
 @dataclass(config=_STRICT)

@@ -77,9 +77,22 @@ class Observer:
         """A track ended: its identity (None: unknown) and its first/last media time."""
 
     def identified(
-        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+        self,
+        camera: str,
+        track_id: int,
+        name: str,
+        score: float,
+        captured: float | None,
+        crop: np.ndarray | None,
     ) -> None:
-        """A track was named (or renamed); ``captured`` is the frame's wall-clock capture time."""
+        """A track was named (or renamed); ``captured`` is the frame's wall-clock capture time,
+        ``crop`` the track's best aligned face."""
+
+    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
+        """A track that matches nobody in the gallery was labelled ``unknown-N``."""
+
+    def gallery_loaded(self, people: int) -> None:
+        """The running pipeline took in the gallery (at start or after a change)."""
 
     def frame_wanted(self, camera: str) -> bool:
         """Whether someone wants this camera's next annotated frame (drawing costs)."""
@@ -123,10 +136,24 @@ class Observers(Observer):
             o.track_ended(camera, name, first, last)
 
     def identified(
-        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+        self,
+        camera: str,
+        track_id: int,
+        name: str,
+        score: float,
+        captured: float | None,
+        crop: np.ndarray | None,
     ) -> None:
         for o in self.observers:
-            o.identified(camera, track_id, name, score, captured)
+            o.identified(camera, track_id, name, score, captured, crop)
+
+    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
+        for o in self.observers:
+            o.unknown(camera, track_id, label, crop)
+
+    def gallery_loaded(self, people: int) -> None:
+        for o in self.observers:
+            o.gallery_loaded(people)
 
     def frame_wanted(self, camera: str) -> bool:
         return any(o.frame_wanted(camera) for o in self.observers)

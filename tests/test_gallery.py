@@ -8,6 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from cli_helpers import SMALL, assert_one_clear_line, streamrec
@@ -35,7 +36,7 @@ def unit(*angles_deg: float) -> np.ndarray:
 def photos(analyzer, media_dir: Path) -> dict[str, np.ndarray]:
     """Real embeddings of Obama's photos and Biden's."""
     folder = media_dir / "face_recognition"
-    return {f: embed_single_face(analyzer, folder / f) for f in [*OBAMA, "biden.jpg"]}
+    return {f: embed_single_face(analyzer, folder / f)[0] for f in [*OBAMA, "biden.jpg"]}
 
 
 def test_stray_photo_is_dropped_and_reported(analyzer, media_dir: Path, tmp_path: Path) -> None:
@@ -85,9 +86,9 @@ def test_small_counts_and_older_strays(analyzer, photos, media_dir: Path, tmp_pa
         assert result.total == 4 and [s.source for s in result.strays] == ["biden.jpg"]
         assert not result.strays[0].ambiguous
 
-        # the same face twice is consistent: both kept, one sub-center
+        # the same photo under two names is one sample (imports are idempotent)
         result = gallery.add("c", np.stack([photos["obama.jpg"]] * 2), ["x", "y"])
-        assert result.total == 2 and result.strays == []
+        assert result.total == 1 and result.strays == [] and result.duplicates == ["y"]
         people = {p.name: p for p in gallery.people()}
         assert people["c"].subcenters == 1
         assert 1 <= people["b"].subcenters <= GalleryPolicy().subcenters
@@ -168,10 +169,10 @@ def test_migration_from_schema_1(tmp_path: Path) -> None:
         assert gallery.revision > 3 and gallery.unknowns() == []
         assert gallery.matcher().match(unit(65), 0.5)[0][0] == "A"
     with sqlite3.connect(path) as db:
-        assert dict(db.execute("SELECT key, value FROM meta"))["schema_version"] == "2"
+        assert dict(db.execute("SELECT key, value FROM meta"))["schema_version"] == "3"
     with Gallery(path, FAKE) as gallery:  # opens again without migrating twice
         assert gallery.add("A", unit(5)).strays[0].source == "a4"
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
 
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
@@ -179,70 +180,126 @@ def test_migration_from_schema_1(tmp_path: Path) -> None:
         Gallery(path, FAKE)
 
 
-def crops(folder: Path, label: str, n: int) -> list[str]:
-    folder.mkdir(exist_ok=True)
-    paths = [folder / f"{label}-{i}.jpg" for i in range(n)]
-    for p in paths:
-        p.write_bytes(b"jpeg")
-    return [str(p) for p in paths]
+def faces(n: int, start: int = 0) -> list[np.ndarray]:
+    """Distinct small BGR images standing in for aligned face crops."""
+    return [np.full((16, 16, 3), 10 * (start + i), np.uint8) for i in range(n)]
+
+
+def shade(face) -> int:  # type: ignore[no-untyped-def]
+    """The grey level a stored face image was made with (undoes ``faces``)."""
+    return round(float(cv2.imdecode(np.frombuffer(face.jpeg, np.uint8), 0).mean()) / 10)
 
 
 def test_unknowns_storage(tmp_path: Path) -> None:
-    d = tmp_path / "crops"
     with Gallery(tmp_path / "g.db", FAKE, GalleryPolicy(max_crops=3)) as gallery:
         gallery.add("Known", unit(40))
         assert gallery.next_unknown_index() == 1
-        first = crops(d, "u1", 2)
-        gallery.add_unknown("unknown-1", unit(0, 3), first)
-        gallery.add_unknown("unknown-2", unit(180), crops(d, "u2", 1))
+        assert gallery.add_unknown("unknown-1", unit(0, 3), faces(2))
+        assert gallery.add_unknown("unknown-2", unit(180), faces(1, 5))
         assert gallery.matcher().names == ["Known"]  # unconfirmed people are never matched
         assert gallery.unknown_matcher().names == ["unknown-1", "unknown-2"]
         assert [p.name for p in gallery.people()] == ["Known"]
         assert gallery.next_unknown_index() == 3
 
-        # upsert: more embeddings, crops ranked by quality, the worst files deleted
-        more = crops(d, "u1b", 3)
-        gallery.add_unknown("unknown-1", unit(6), more, qualities=[0.9, 0.1, 0.5])
-        (u1, u2) = gallery.unknowns()
-        assert u1.label == "unknown-1" and u1.embeddings == 3
-        assert u1.crops == [more[0], more[2], more[1]] and u1.first_seen <= u1.last_seen
-        assert not any(Path(p).exists() for p in first)  # no quality given: ranked last
+        # upsert: more samples, the best faces kept by quality (no quality ranks last)
+        gallery.add_unknown("unknown-1", unit(6, 7, 8), faces(3, 10), qualities=[0.9, 0.1, 0.5])
+        (u1, _) = gallery.unknowns()
+        assert u1.label == "unknown-1" and u1.embeddings == 5 and u1.faces == 3
+        assert [shade(f) for f in gallery.faces("unknown-1")] == [10, 12, 11]
+        assert u1.first_seen <= u1.last_seen
 
         with pytest.raises(GalleryError, match="unconfirmed"):
             gallery.add("unknown-1", unit(0))
-        with pytest.raises(GalleryError, match="confirmed person"):
-            gallery.add_unknown("Known", unit(0), [])
+        assert not gallery.add_unknown("Known", unit(0))  # a confirmed person: refused
 
-        # promotion: embeddings move, crop files go, the label is never handed out again
+        # promotion: samples and faces move, the label is tombstoned: never written again
         result = gallery.promote("unknown-1", "Known")
-        assert result.total == 4 and result.strays == []  # 0..6 degrees and 40: one look
-        assert not any(Path(p).exists() for p in u1.crops)
-        assert gallery.matcher().names == ["Known"]
+        assert result.total == 6 and result.strays == []  # 0..8 degrees and 40: one look
+        assert gallery.person("Known").faces == 3  # type: ignore[union-attr]
         assert gallery.matcher().match(unit(2), 0.9)[0][0] == "Known"
         assert [u.label for u in gallery.unknowns()] == ["unknown-2"]
-        gallery.add_unknown("unknown-3", unit(200), [])
+        assert not gallery.add_unknown("unknown-1", unit(0), faces(1))
+        assert gallery.tombstoned("unknown-1")
+        assert "unknown-1" not in gallery.unknown_matcher().names
+        gallery.add_unknown("unknown-3", unit(200))
         gallery.promote("unknown-3", "Third")
         assert gallery.next_unknown_index() == 4
         with pytest.raises(GalleryError, match="no unconfirmed person 'Third'"):
             gallery.promote("Third", "Other")
 
-        # remove deletes every trace, crop files included
-        gallery.remove("unknown-2")
-        assert gallery.unknowns() == [] and not any(Path(p).exists() for p in u2.crops)
+        # merge: unknown-4 folds into unknown-2 and is tombstoned
+        gallery.add_unknown("unknown-4", unit(185), faces(1, 20))
+        assert gallery.merge("unknown-4", "unknown-2").total == 2
+        assert [u.label for u in gallery.unknowns()] == ["unknown-2"]
+        assert sorted(shade(f) for f in gallery.faces("unknown-2")) == [5, 20]
+        assert not gallery.add_unknown("unknown-4", unit(185))
+
+        # remove erases every trace, and the label stays dead
+        removed = gallery.remove("unknown-2")
+        assert (removed.samples, removed.faces) == (2, 2)
+        assert gallery.unknowns() == [] and not gallery.add_unknown("unknown-2", unit(180))
+        assert gallery.next_unknown_index() == 5
 
         # purge by age of last_seen; 0 days = keep forever
-        old = crops(d, "u4", 2)
-        gallery.add_unknown("unknown-4", unit(270), old)
-        gallery.add_unknown("unknown-5", unit(300), crops(d, "u5", 1))
+        gallery.add_unknown("unknown-5", unit(270), faces(1))
+        gallery.add_unknown("unknown-6", unit(300), faces(1))
         gallery.db.execute(
-            "UPDATE people SET last_seen = ? WHERE name = 'unknown-4'", (time.time() - 5 * 86400,)
+            "UPDATE people SET last_seen = ? WHERE name = 'unknown-5'", (time.time() - 5 * 86400,)
         )
         gallery.db.commit()
         assert gallery.purge(0) == 0
         assert gallery.purge(6) == 0
         assert gallery.purge(4) == 1
-        assert [u.label for u in gallery.unknowns()] == ["unknown-5"]
-        assert not any(Path(p).exists() for p in old)
+        assert [u.label for u in gallery.unknowns()] == ["unknown-6"]
+        assert gallery.evict_unknowns(0) == 1 and gallery.unknown_count() == 0
+
+
+def test_samples_faces_rename_and_idempotent_add(tmp_path: Path) -> None:
+    with Gallery(tmp_path / "g.db", FAKE) as gallery:
+        first = gallery.add("Ann", unit(0, 5), ["a.jpg", "b.jpg"], faces(2))
+        assert first.total == 2 and first.duplicates == []
+        again = gallery.add("Ann", unit(0, 9), ["a.jpg", "c.jpg"], faces(2))
+        assert again.total == 3 and again.duplicates == ["a.jpg"]  # same source: skipped
+        same_face = gallery.add("Ann", unit(9), ["copy-of-c.jpg"])
+        assert same_face.duplicates == ["copy-of-c.jpg"]  # same embedding: skipped
+        samples = gallery.samples("Ann")
+        assert [s.source for s in samples] == ["a.jpg", "b.jpg", "c.jpg"]
+        assert all(s.face is not None for s in samples)
+        face = gallery.face(samples[1].face or 0)
+        assert face is not None and face.person == "Ann" and face.jpeg[:2] == b"\xff\xd8"
+        assert gallery.delete_sample("Ann", samples[1].id) == 2
+        assert gallery.face(samples[1].face or 0) is None  # its face went with it
+        gallery.rename("Ann", "Anne")
+        assert [p.name for p in gallery.people()] == ["Anne"]
+        with pytest.raises(GalleryError, match="last one"):
+            (only,) = gallery.samples("Anne")[:1]
+            gallery.delete_sample("Anne", only.id)
+            gallery.delete_sample("Anne", gallery.samples("Anne")[0].id)
+        with pytest.raises(GalleryError, match="at most 100"):
+            gallery.add("x" * 101, unit(0))
+        with pytest.raises(GalleryError, match="control"):
+            gallery.add("a\x00b", unit(0))
+
+
+def test_migration_from_schema_2_moves_crops_into_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    with Gallery(path, FAKE) as gallery:
+        gallery.add_unknown("unknown-1", unit(0))
+    crop = tmp_path / "c.jpg"
+    cv2.imwrite(str(crop), np.full((8, 8, 3), 100, np.uint8))
+    with sqlite3.connect(path) as db:  # roll the file back to schema 2 with a crop file
+        db.execute("DROP TABLE faces")
+        db.execute("DROP TABLE tombstones")
+        db.execute(
+            "CREATE TABLE crops (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL, "
+            "path TEXT NOT NULL, quality REAL, created REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO crops VALUES (1, 1, ?, 0.5, 0)", (str(crop),))
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    with Gallery(path, FAKE) as gallery:
+        (face,) = gallery.faces("unknown-1")
+        assert face.quality == 0.5 and face.jpeg == crop.read_bytes() if crop.exists() else True
+    assert not crop.exists()  # the gallery owns its faces: the file is gone
 
 
 def test_unknowns_cli(analyzer, photos, media_dir: Path, tmp_path: Path) -> None:
@@ -250,29 +307,26 @@ def test_unknowns_cli(analyzer, photos, media_dir: Path, tmp_path: Path) -> None
     with analyzer.open_gallery(db) as gallery:
         gallery.add("biden", photos["biden.jpg"][None], ["biden.jpg"])
         gallery.add_unknown(
-            "unknown-7",
-            np.stack([photos["obama.jpg"], photos["obama2.jpg"]]),
-            crops(tmp_path, "a", 2),
+            "unknown-7", np.stack([photos["obama.jpg"], photos["obama2.jpg"]]), faces(2)
         )
-        gallery.add_unknown("unknown-8", photos["obama3.jpg"][None], crops(tmp_path, "b", 1))
+        gallery.add_unknown("unknown-8", photos["obama3.jpg"][None], faces(1))
         gallery.db.execute(
             "UPDATE people SET last_seen = ? WHERE name = 'unknown-8'", (time.time() - 40 * 86400,)
         )
         gallery.db.commit()
 
     listed = json.loads(streamrec("unknowns", "list", "--gallery", str(db), "--json").stdout)
-    assert [(u["label"], u["embeddings"], len(u["crops"])) for u in listed] == [
+    assert [(u["label"], u["embeddings"], u["faces"]) for u in listed] == [
         ("unknown-7", 2, 2),
         ("unknown-8", 1, 1),
     ]
     assert listed[0]["first_seen"] <= listed[0]["last_seen"] <= time.time()
     assert listed[1]["last_seen"] < time.time() - 39 * 86400
     text = streamrec("unknowns", "list", "--gallery", str(db)).stdout
-    assert "unknown-7\t2 embedding(s)\t2 crop(s)\tfirst seen" in text and "2 unconfirmed" in text
+    assert "unknown-7\t2 embedding(s)\t2 face(s)\tfirst seen" in text and "2 unconfirmed" in text
 
     out = streamrec("unknowns", "name", "unknown-7", "Barack Obama", "--gallery", str(db)).stdout
     assert "unknown-7 is now Barack Obama (2 embedding(s))" in out
-    assert not any(Path(p).exists() for p in listed[0]["crops"])
     people = json.loads(streamrec("gallery", "list", "--gallery", str(db), "--json").stdout)
     assert sorted(p["name"] for p in people) == ["Barack Obama", "biden"]
 
@@ -290,7 +344,6 @@ def test_unknowns_cli(analyzer, photos, media_dir: Path, tmp_path: Path) -> None
 
     out = streamrec("unknowns", "purge", "--gallery", str(db)).stdout  # default: 30 days
     assert "purged 1 unconfirmed people not seen for 30 day(s)" in out
-    assert not Path(listed[1]["crops"][0]).exists()
     assert "0 unconfirmed" in streamrec("unknowns", "list", "--gallery", str(db)).stdout
 
     proc = streamrec("unknowns", "name", "unknown-9", "X", "--gallery", str(db), check=False)

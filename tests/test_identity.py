@@ -113,33 +113,46 @@ def test_unknown_label_given_once_and_stable() -> None:
     for tid in (1, 2, 3):
         idents.start(tid, 0, 0.0)
     idents.add(1, unit(4), 1.0, None, empty)
-    assert idents.label_unknown(1, book) is None  # one embedding is not evidence enough
+    assert idents.label_unknown(1, book, "cam") is None  # one embedding is not evidence enough
     idents.add(1, unit(4), 1.0, None, empty)
-    assert idents.label_unknown(1, book) == "unknown-1"
-    assert idents.label_unknown(1, book) is None  # only once
-    ended = idents.end(1)
-    assert ended is not None and ended.mean is not None
-    book.learn("unknown-1", ended.mean, None, 1.0)  # what the match stage does at track end
+    assert idents.label_unknown(1, book, "cam") == "unknown-1"
+    assert idents.label_unknown(1, book, "cam") is None  # only once
     for tid, vec in ((2, unit(4, 0.05)), (3, unit(9))):
         idents.add(tid, vec, 1.0, None, empty)
         idents.add(tid, vec, 1.0, None, empty)
-    assert idents.label_unknown(2, book) == "unknown-1"  # the same person again
-    assert idents.label_unknown(3, book) == "unknown-2"
+    # the same person, but track 1 (present) carries unknown-1: never two tracks one label
+    assert idents.label_unknown(2, book, "cam") == "unknown-2"
+    assert idents.label_unknown(3, book, "cam") == "unknown-3"
+    ended = idents.end(1)
+    assert ended is not None and ended.mean is not None
+    book.learn("unknown-1", ended.mean, None, 1.0, "cam")  # what the match stage does at the end
+    idents.start(4, 9, 0.3)
+    idents.add(4, unit(4, 0.05, seed=4), 1.0, None, empty)
+    idents.add(4, unit(4, 0.05, seed=5), 1.0, None, empty)
+    assert idents.label_unknown(4, book, "cam") in {"unknown-1", "unknown-2"}  # known again
 
 
-def test_unknown_book_learns_and_keeps_the_best_crops() -> None:
-    book = UnknownBook(threshold=0.6, first_index=5, max_crops=2)
-    a = book.assign(unit(0))
+def test_unknown_book_learns_bounds_and_reports_every_sighting() -> None:
+    seen: list[tuple[str, float]] = []
+    book = UnknownBook(
+        0.6,
+        first_index=5,
+        max_identities=3,
+        on_sighting=lambda s: seen.append((s.label, s.quality)),
+    )
+    a = book.assign(unit(0), quality=0.2)
     assert a == "unknown-5"
-    book.learn(a, unit(0), np.zeros((2, 2, 3), np.uint8), 0.2)
-    book.learn(a, between(0, 1, 0.3), np.ones((2, 2, 3), np.uint8), 0.9)
-    book.learn(a, unit(0), np.full((2, 2, 3), 2, np.uint8), 0.5)
-    ident = book.identities[a]
-    assert [q for _, q in ident.crops] == [0.9, 0.5] and ident.tracks == 3
+    book.learn(a, between(0, 1, 0.3), None, 0.9, "cam")
+    assert seen == [("unknown-5", 0.2), ("unknown-5", 0.9)]  # written as they happen
     assert book.assign(between(0, 1, 0.2)) == a  # close to the learnt centroid
-    assert book.assign(unit(1)) == "unknown-6"
+    assert book.assign(between(0, 1, 0.2), exclude={a}) == "unknown-6"  # a is taken
     book.seed("unknown-2", unit(3) * 4)
     assert book.assign(unit(3, 0.05)) == "unknown-2"
+    assert len(book) == 3
+    book.assign(unit(9))  # a fourth identity: the least recently seen goes
+    assert len(book) == 3 and "unknown-5" not in book and "unknown-7" in book
+    book.forget({"unknown-2"})
+    assert book.labels == ["unknown-6", "unknown-7"]
 
 
 def test_subcenters_split_two_looks_and_drop_a_stray() -> None:

@@ -328,27 +328,31 @@ def test_sigint_leaves_playable_video_and_complete_events(media_dir: Path, tmp_p
 def test_unknown_people_persist_and_can_be_named(
     media_dir: Path, hamilton_gallery: Path, tmp_path: Path
 ) -> None:
-    """Unknowns are kept across runs with their crops, and naming one makes it recognised."""
+    """Unknowns are kept across runs with their faces (by default, in the gallery; with
+    ``crops_dir`` also as private files), and naming one makes it recognised."""
     import shutil
+    import stat
 
     gallery = tmp_path / "g.db"
     shutil.copy(hamilton_gallery, gallery)
     crops = tmp_path / "crops"
     clip = media_dir / "face_recognition/short_hamilton_clip.mp4"
-    persist = ("--set", "unknowns.persist=true", "--set", f"unknowns.crops_dir={crops}")
-    first, _ = run_clip(clip, gallery, tmp_path / "r1", *persist)
+    first, _ = run_clip(clip, gallery, tmp_path / "r1", "--set", f"unknowns.crops_dir={crops}")
     labels = {e["label"] for e in first if e["event"] == "unknown"}
     assert labels
     listed = json.loads(streamrec("unknowns", "list", "--gallery", str(gallery), "--json").stdout)
     assert {u["label"] for u in listed} == labels
     best = max(listed, key=lambda u: u["embeddings"])
-    assert best["crops"] and all(Path(c).is_file() for c in best["crops"])
+    assert best["faces"] >= 1
+    files = list((crops / best["label"]).glob("*.jpg"))
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    assert stat.S_IMODE((crops / best["label"]).stat().st_mode) == 0o700
 
-    second, _ = run_clip(clip, gallery, tmp_path / "r2", *persist)
+    second, _ = run_clip(clip, gallery, tmp_path / "r2")
     again = {e["label"] for e in second if e["event"] == "unknown"}
     assert again & labels, "the same unknown people keep their labels across runs"
 
     streamrec("unknowns", "name", best["label"], "Somebody", "--gallery", str(gallery))
-    assert not any(Path(c).exists() for c in best["crops"])
     third, _ = run_clip(clip, gallery, tmp_path / "r3")
     assert any(e["event"] == "identified" and e["name"] == "Somebody" for e in third)
+    assert best["label"] not in {e.get("label") for e in third}, "a named label is never reused"

@@ -41,7 +41,13 @@ class Recorder(Observer):
         self._count("track_ended")
 
     def identified(
-        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+        self,
+        camera: str,
+        track_id: int,
+        name: str,
+        score: float,
+        captured: float | None,
+        crop: np.ndarray | None,
     ) -> None:
         self.names.append(name)
 

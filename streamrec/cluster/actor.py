@@ -2,8 +2,8 @@
 
 The actor buffers the events its pipeline emits, numbered per incarnation, and hands the
 driver only the events of frames that have left its pipeline (plus track ends); a recreated
-actor of a file camera resumes right after the last frame whose events were written. It checks
-the shared gallery's revision every ``cluster.gallery_poll`` seconds and swaps in the new matcher.
+actor of a file camera resumes right after the last frame whose events were written. Its
+pipeline checks the shared gallery's revision every ``cluster.gallery_poll`` seconds.
 """
 
 from __future__ import annotations
@@ -136,8 +136,6 @@ class CameraActor:
 
     def _run(self) -> None:
         cfg, cam = self.cfg, self.camera
-        watcher: threading.Thread | None = None
-        done = threading.Event()
         gallery: GallerySession | None = None
         try:
             analyzer = FaceAnalyzer.from_config(cfg)
@@ -146,20 +144,14 @@ class CameraActor:
             self.live = source.live
             if not source.live and self.start_frame > 0:
                 source = ResumedSource(source, self.start_frame)
-            pipeline = build_pipeline(cfg, [open_camera(cfg, cam, source)], self, analyzer, gallery)
+            camera = open_camera(cfg, cam, source)
+            poll = cfg.cluster.gallery_poll
+            pipeline = build_pipeline(cfg, [camera], self, analyzer, gallery, gallery_poll=poll)
             with self._lock:
                 self._pipeline, self._source = pipeline, source
                 self.started_at, self.state = time.monotonic(), CameraState.RUNNING
             if self._stop.is_set():
                 pipeline.stop()
-            if cfg.gallery:
-                watcher = threading.Thread(
-                    target=self._watch_gallery,
-                    args=(gallery, pipeline, done),
-                    name="gallery watch",
-                    daemon=True,
-                )
-                watcher.start()
             try:
                 pipeline.run()
             finally:
@@ -170,24 +162,5 @@ class CameraActor:
                 log.exception("camera %s failed", cam.name)
             self.error, self.state = f"{type(exc).__name__}: {exc}", CameraState.FAILED
         finally:
-            done.set()
-            if watcher is not None:
-                watcher.join(5.0)
             if gallery is not None:
                 gallery.close()
-
-    def _watch_gallery(
-        self, gallery: GallerySession, pipeline: Pipeline, done: threading.Event
-    ) -> None:
-        """Swap in the gallery's matcher whenever its revision changes."""
-        revision = gallery.revision
-        while not done.wait(self.cfg.cluster.gallery_poll):
-            try:
-                if gallery.revision == revision:
-                    continue
-                revision, matcher = gallery.revision, gallery.matcher()
-            except Exception as exc:  # the file briefly unreadable (shared storage): next time
-                log.warning("camera %s: gallery check failed: %s", self.camera.name, exc)
-                continue
-            pipeline.set_matcher(matcher)
-            log.info("camera %s: gallery revision %d loaded", self.camera.name, revision)

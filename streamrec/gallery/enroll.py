@@ -12,6 +12,7 @@ import numpy as np
 from streamrec.analyzer import FaceAnalyzer, read_image
 from streamrec.errors import GalleryError, MediaError
 from streamrec.gallery.store import AddResult, Gallery, Stray
+from streamrec.models.alignment import align
 
 log = logging.getLogger("streamrec.enroll")
 
@@ -25,25 +26,29 @@ class EnrollReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     #: samples dropped as strays (too far from the dominant sub-center), new or enrolled before
     dropped: list[Stray] = field(default_factory=list)
+    #: photos the person already had (same file or same face): nothing to add
+    duplicates: list[str] = field(default_factory=list)
     total: int = 0  # embeddings the person holds afterwards
 
     def record(self, result: AddResult) -> None:
-        """Take in the gallery's answer: the total, and strays no longer counted as added."""
+        """Take in the gallery's answer: the total, strays and duplicates no longer counted."""
         self.total = result.total
         self.dropped.extend(result.strays)
-        gone = {s.source for s in result.strays}
+        gone = {s.source for s in result.strays} | set(result.duplicates)
+        self.duplicates += result.duplicates
         self.added = [a for a in self.added if a not in gone]
 
 
-def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> np.ndarray:
-    """Embedding of the one face in an image; MediaError saying why otherwise."""
+def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding and aligned crop of the one face in an image; MediaError saying why otherwise."""
     image = read_image(path)
     dets = analyzer.detect(image)
     if len(dets) == 0:
         raise MediaError("no face found")
     if len(dets) > 1:
         raise MediaError(f"{len(dets)} faces found, expected one")
-    return analyzer.embed(image, dets)[0]
+    crop = align(image, dets.kps[0], analyzer.embedder.input_size)
+    return analyzer.embedder.embed([crop])[0], crop
 
 
 def enroll_images(
@@ -54,10 +59,12 @@ def enroll_images(
     Photos far from the person's dominant look are dropped as strays (see ``report.dropped``).
     """
     report = EnrollReport(name)
-    embeddings, sources = [], []
+    embeddings, sources, faces = [], [], []
     for path in paths:
         try:
-            embeddings.append(embed_single_face(analyzer, path))
+            embedding, face = embed_single_face(analyzer, path)
+            embeddings.append(embedding)
+            faces.append(face)
             sources.append(str(path))
             report.added.append(str(path))
         except MediaError as exc:
@@ -65,7 +72,7 @@ def enroll_images(
             report.skipped.append((str(path), reason))
             log.debug("%s: skipped: %s", path, reason)
     if embeddings:
-        report.record(gallery.add(name, np.stack(embeddings), sources))
+        report.record(gallery.add(name, np.stack(embeddings), sources, faces))
     return report
 
 

@@ -56,6 +56,7 @@ class VideoPick:
     source: str
     frames: list[int]  # frame index of each picked face
     embeddings: np.ndarray  # [len(frames), D]
+    faces: list[np.ndarray]  # the aligned crop of each picked face
     track_detections: int  # detections in the chosen track
     other_tracks: int  # face tracks not used (other people, short fragments)
     frames_read: int
@@ -145,6 +146,7 @@ def pick_video_faces(
         source=str(path),
         frames=[chosen[i].frame for i in order],
         embeddings=np.stack([vectors[i] for i in order]),
+        faces=[chosen[i].crop for i in order],
         track_detections=main.detections,
         other_tracks=len(tracks) - 1,
         frames_read=read,
@@ -164,5 +166,5 @@ def enroll_video(
         analyzer, path, count if count is not None else analyzer.cfg.enrollment.video_faces, step
     )
     report = EnrollReport(name, added=pick.sources)
-    report.record(gallery.add(name, pick.embeddings, pick.sources))
+    report.record(gallery.add(name, pick.embeddings, pick.sources, pick.faces))
     return report, pick

@@ -1,83 +1,153 @@
 """Online grouping of unknown tracks into stable ``unknown-N`` identities.
 
-An unknown track is given a label once its evidence is in: the label of the nearest existing
-unknown identity if the track's mean embedding is close enough to it, else a new one. The label
-then stays with the track; the identity's centroid learns from every track that ends with it.
+An unknown track is given a label once its evidence is in: the label of the nearest unknown
+identity if the track's mean embedding is close enough to it (and no other track present on
+the camera holds that label), else a new one. The label then stays with the track; the
+identity's centroid learns from every track that carries it. Every label and every track's
+evidence is handed to ``on_sighting`` at once (the gallery session writes it to the store), so
+nothing learnt waits for the end of the run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 
-@dataclass
-class UnknownIdentity:
-    label: str
-    total: np.ndarray  # weighted sum of the L2-normalised track means
-    tracks: int = 0
-    #: mean embeddings of the tracks that ended with this label in this run
-    means: list[np.ndarray] = field(default_factory=list)
-    #: (crop image, quality) of the best faces, best first
-    crops: list[tuple[np.ndarray, float]] = field(default_factory=list)
+@dataclass(frozen=True)
+class Sighting:
+    """What a track taught about an unknown identity (written to the store as one sample)."""
 
-    @property
-    def centroid(self) -> np.ndarray:
-        return self.total / max(float(np.linalg.norm(self.total)), 1e-12)
+    label: str
+    mean: np.ndarray  # the track's L2-normalised mean embedding
+    crop: np.ndarray | None  # its best aligned face
+    quality: float
+    camera: str
 
 
 class UnknownBook:
-    """The unknown identities of a run (optionally seeded with those of earlier runs)."""
+    """The unknown identities a run knows: labels and centroids (sums of track means).
 
-    def __init__(self, threshold: float, first_index: int = 1, max_crops: int = 5) -> None:
+    Thread-safe: the match stage assigns and learns, the gallery watcher syncs from the store.
+    Holds at most ``max_identities``; the least recently seen are forgotten first.
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        first_index: int = 1,
+        max_identities: int = 1000,
+        on_sighting: Callable[[Sighting], None] | None = None,
+    ) -> None:
         self.threshold = threshold
         self.next_index = first_index
-        self.max_crops = max_crops
-        self.identities: dict[str, UnknownIdentity] = {}
+        self.max_identities = max_identities
+        self.on_sighting = on_sighting
+        self._labels: list[str] = []
+        self._sums: np.ndarray | None = None  # [K, D]
+        self._seen: list[int] = []  # a counter value per identity, for least-recently-seen
+        self._clock = 0
+        self._lock = threading.Lock()
 
-    def seed(self, label: str, embedding: np.ndarray) -> None:
-        """Add an unknown person known from an earlier run."""
-        self.identities[label] = UnknownIdentity(label, embedding.astype(np.float32).copy())
+    def __len__(self) -> int:
+        return len(self._labels)
 
-    def assign(self, mean: np.ndarray) -> str:
-        """Label for a track whose mean embedding is ``mean``: nearest identity or a new one."""
-        best_label, best = None, -1.0
-        for ident in self.identities.values():
-            sim = float(ident.centroid @ mean)
-            if sim > best:
-                best_label, best = ident.label, sim
-        if best_label is not None and best >= self.threshold:
-            return best_label
-        label = f"unknown-{self.next_index}"
-        self.next_index += 1
-        self.identities[label] = UnknownIdentity(label, np.zeros_like(mean, dtype=np.float32))
+    def __contains__(self, label: str) -> bool:
+        with self._lock:
+            return label in self._labels
+
+    @property
+    def labels(self) -> list[str]:
+        with self._lock:
+            return list(self._labels)
+
+    def centroid(self, label: str) -> np.ndarray:
+        with self._lock:
+            assert self._sums is not None
+            row = self._sums[self._labels.index(label)]
+        return row / max(float(np.linalg.norm(row)), 1e-12)
+
+    def seed(self, label: str, total: np.ndarray) -> None:
+        """Add (or reset) an identity known from the store; ``total`` is a sum of means."""
+        with self._lock:
+            self._put(label, np.asarray(total, np.float32))
+
+    def _put(self, label: str, total: np.ndarray) -> None:
+        self._clock += 1
+        if label in self._labels:
+            i = self._labels.index(label)
+            assert self._sums is not None
+            self._sums[i] = total
+            self._seen[i] = self._clock
+            return
+        self._labels.append(label)
+        self._seen.append(self._clock)
+        row = total[None].astype(np.float32)
+        self._sums = row if self._sums is None else np.concatenate([self._sums, row])
+        if len(self._labels) > self.max_identities:
+            self._drop([int(np.argmin(self._seen))])
+
+    def _drop(self, rows: Iterable[int]) -> None:
+        gone = set(rows)
+        keep = [i for i in range(len(self._labels)) if i not in gone]
+        self._labels = [self._labels[i] for i in keep]
+        self._seen = [self._seen[i] for i in keep]
+        self._sums = self._sums[keep] if self._sums is not None and keep else None
+
+    def forget(self, labels: Iterable[str]) -> None:
+        """Drop identities (erased, merged away or promoted in the store)."""
+        with self._lock:
+            self._drop([i for i, lab in enumerate(self._labels) if lab in set(labels)])
+
+    def assign(
+        self,
+        mean: np.ndarray,
+        exclude: set[str] | frozenset[str] = frozenset(),
+        crop: np.ndarray | None = None,
+        quality: float = 0.0,
+        camera: str = "",
+    ) -> str:
+        """Label for a track whose mean embedding is ``mean``: the nearest identity above the
+        threshold that is not in ``exclude`` (labels of other tracks present), or a new one."""
+        mean = np.asarray(mean, np.float32)
+        with self._lock:
+            label = None
+            if self._sums is not None:
+                norms = np.maximum(np.linalg.norm(self._sums, axis=1), 1e-12)
+                sims = (self._sums @ mean) / norms
+                for i in np.argsort(-sims):
+                    if sims[i] < self.threshold:
+                        break
+                    if self._labels[i] not in exclude:
+                        label = self._labels[i]
+                        break
+            if label is None:
+                label = f"unknown-{self.next_index}"
+                self.next_index += 1
+                self._put(label, np.zeros_like(mean))
+            i = self._labels.index(label)
+            assert self._sums is not None
+            self._sums[i] = self._sums[i] + mean
+            self._clock += 1
+            self._seen[i] = self._clock
+        if self.on_sighting is not None:
+            self.on_sighting(Sighting(label, mean, crop, quality, camera))
         return label
 
-    def learn(self, label: str, mean: np.ndarray, crop: np.ndarray | None, quality: float) -> None:
-        """Fold an ended track into its identity."""
-        ident = self.identities[label]
-        ident.total = ident.total + mean.astype(np.float32)
-        ident.tracks += 1
-        ident.means.append(mean.astype(np.float32))
-        if crop is not None:
-            ident.crops.append((crop, quality))
-            ident.crops.sort(key=lambda c: -c[1])
-            del ident.crops[self.max_crops :]
-
-
-def save_crops(book: UnknownBook, folder: str | Path, run_id: str) -> dict[str, list[str]]:
-    """Write each unknown identity's best crops as JPEGs into ``folder/<label>/``."""
-    saved: dict[str, list[str]] = {}
-    for label, ident in book.identities.items():
-        if not ident.crops:
-            continue
-        target = Path(folder).expanduser() / label
-        target.mkdir(parents=True, exist_ok=True)
-        for i, (crop, _) in enumerate(ident.crops):
-            path = target / f"{run_id}-{i}.jpg"
-            cv2.imwrite(str(path), crop)
-            saved.setdefault(label, []).append(str(path))
-    return saved
+    def learn(
+        self, label: str, mean: np.ndarray, crop: np.ndarray | None, quality: float, camera: str
+    ) -> None:
+        """A track that carried ``label`` ended with this evidence."""
+        mean = np.asarray(mean, np.float32)
+        with self._lock:
+            if label in self._labels:
+                i = self._labels.index(label)
+                assert self._sums is not None
+                self._sums[i] = self._sums[i] + mean
+                self._clock += 1
+                self._seen[i] = self._clock
+        if self.on_sighting is not None:
+            self.on_sighting(Sighting(label, mean, crop, quality, camera))

@@ -8,6 +8,7 @@ each with only what it needs, and joins them in a :class:`~streamrec.pipeline.gr
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -34,7 +35,7 @@ log = logging.getLogger("streamrec.pipeline")
 
 
 class Pipeline:
-    """A wired pipeline: run it, stop it, count its progress, swap its gallery snapshot."""
+    """A wired pipeline: run it, stop it, count its progress; it follows the gallery's changes."""
 
     def __init__(
         self,
@@ -42,15 +43,21 @@ class Pipeline:
         match: MatchStage,
         output: OutputStage,
         summary: Summary,
+        observer: Observer,
         gallery: GallerySession,
         unknowns: UnknownBook | None,
+        gallery_poll: float,
     ) -> None:
         self.graph = graph
         self.summary = summary
         self.gallery = gallery
         self.unknowns = unknowns
+        self.gallery_poll = gallery_poll
+        self._observer = observer
         self._match = match
         self._output = output
+        self._revision = gallery.revision
+        self._reload = threading.Lock()
 
     @property
     def cameras(self) -> dict[str, Camera]:
@@ -70,8 +77,29 @@ class Pipeline:
         self.graph.stop()
 
     def set_matcher(self, matcher: Matcher) -> None:
-        """Swap the gallery snapshot (SIGHUP, a new revision); tracks re-match on new evidence."""
+        """Match against ``matcher`` from now on (until the gallery's next change)."""
         self._match.set_matcher(matcher)
+
+    def reload_gallery(self, force: bool = False) -> bool:
+        """Take in the gallery if it changed (or ``force``): its people for matching, the
+        unknown people it erased, merged or named. True if something was reloaded."""
+        with self._reload:
+            revision = self.gallery.revision
+            if revision == self._revision and not force:
+                return False
+            self._revision = revision
+            dead = self.gallery.sync(self.unknowns) if self.unknowns is not None else set()
+            self._match.set_matcher(self.gallery.matcher(), dead)
+            self._observer.gallery_loaded(self.gallery.people())
+        return True
+
+    def _watch(self, done: threading.Event) -> None:
+        while not done.wait(self.gallery_poll):
+            try:
+                if self.reload_gallery():
+                    log.info("gallery revision %d loaded", self._revision)
+            except Exception as exc:  # a busy or briefly unreadable file: next time
+                log.warning("gallery check failed: %s", exc)
 
     def dropped(self, camera: str) -> int:
         """Frames of a camera dropped anywhere (by its source or in the pipeline)."""
@@ -80,14 +108,20 @@ class Pipeline:
     def run(self) -> Summary:
         """Process every camera until its stream ends, ``stop()`` or an error.
 
-        The unknown people of the run are saved (crops, and the gallery with ``persist``) on
-        every way out; an error that stopped the graph is raised after that.
+        Meanwhile the gallery is checked every ``gallery_poll`` seconds. An error that stopped
+        the graph is raised once the summary is complete.
         """
         start = time.monotonic()
         graph, summary = self.graph, self.summary
+        self._observer.gallery_loaded(self.gallery.people())
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(done,), name="gallery", daemon=True)
+        watcher.start()
         try:
             graph.run()
         finally:
+            done.set()
+            watcher.join(5.0)
             for name, cam in graph.cameras.items():
                 summary.cameras[name].damage = list(cam.source.stats.damage)
                 summary.cameras[name].dropped = self.dropped(name)
@@ -95,8 +129,6 @@ class Pipeline:
             summary.interrupted = graph.interrupted or (graph.stopping and graph.error is None)
             if graph.error is not None:
                 summary.error = f"{graph.error_where}: {graph.error}"
-            if self.unknowns is not None:
-                self.gallery.save_unknowns(self.unknowns)
         return summary
 
 
@@ -107,10 +139,12 @@ def build_pipeline(
     models: FaceModels,
     gallery: GallerySession | None = None,
     observers: Sequence[Observer] = (),
+    gallery_poll: float = 1.0,
 ) -> Pipeline:
     """Wire ``cameras`` through the stages; events go to ``events``, telemetry to ``observers``.
 
-    ``gallery``: the run's gallery session (default: none, everyone is unknown).
+    ``gallery``: the run's gallery session (default: none, everyone is unknown); the running
+    pipeline takes in its changes within ``gallery_poll`` seconds.
     """
     rec = cfg.recognition
     embedder = models.embedder
@@ -154,7 +188,7 @@ def build_pipeline(
         output,
     ]
     graph = Graph(cameras, stages, cfg.pipeline.queue_size)
-    return Pipeline(graph, match, output, summary, gallery, unknowns)
+    return Pipeline(graph, match, output, summary, observer, gallery, unknowns, gallery_poll)
 
 
 def source_options(cfg: Config, transport: str | None = None) -> SourceOptions:

@@ -89,37 +89,45 @@ class IdentityPolicy:
         ident.total = vec if ident.total is None else ident.total + vec
         ident.weight += weight
         ident.embeddings += 1
+        return self.decide(ident, matcher)
+
+    def decide(self, ident: TrackIdentity, matcher: Matcher) -> bool:
+        """(Re)decide the track's name from its evidence against ``matcher``; True if it changed.
+
+        Also called when the gallery changes: a person who was erased loses the name at once,
+        a person just enrolled is found without waiting for new evidence.
+        """
         mean = ident.mean
-        assert mean is not None
+        if mean is None:
+            return False
+        changed = False
+        if ident.name is not None and ident.name not in matcher.names:
+            ident.name, ident.confident, changed = None, False, True  # erased from the gallery
         if len(matcher) == 0:
             ident.score = None
-            return False
-        scores = matcher.person_scores(mean[None])[0]
-        best = int(scores.argmax())
-        best_name, best_score = matcher.names[best], float(scores[best])
-        changed = False
-        if ident.name is None:
-            if best_score >= self.threshold and ident.embeddings >= self.min_embeddings:
-                ident.name, changed = best_name, True
-        elif best_name != ident.name:
-            current = (
+        else:
+            scores = matcher.person_scores(mean[None])[0]
+            best = int(scores.argmax())
+            best_name, best_score = matcher.names[best], float(scores[best])
+            if ident.name is None:
+                if best_score >= self.threshold and ident.embeddings >= self.min_embeddings:
+                    ident.name, changed = best_name, True
+            elif best_name != ident.name:
+                current = float(scores[matcher.names.index(ident.name)])
+                if best_score >= self.threshold + self.margin and current < self.threshold:
+                    ident.name, changed = best_name, True
+            ident.score = (
                 float(scores[matcher.names.index(ident.name)])
-                if ident.name in matcher.names
-                else -1.0
+                if ident.name is not None
+                else best_score
             )
-            if best_score >= self.threshold + self.margin and current < self.threshold:
-                ident.name, changed = best_name, True
         if changed:
-            assert ident.name is not None
-            ident.names.append(ident.name)
             ident.name_changes += 1
-        ident.score = (
-            float(scores[matcher.names.index(ident.name)])
-            if ident.name is not None and ident.name in matcher.names
-            else best_score
-        )
+            if ident.name is not None:
+                ident.names.append(ident.name)
         ident.confident = (
             ident.name is not None
+            and ident.score is not None
             and ident.embeddings >= self.confident_after
             and ident.score >= self.threshold + self.margin
         )
@@ -128,12 +136,18 @@ class IdentityPolicy:
 
 @dataclass(frozen=True)
 class Naming:
-    """A track was named or renamed by new evidence."""
+    """A track was named or renamed (by new evidence or a changed gallery)."""
 
-    name: str
-    score: float
+    track_id: int
+    name: str | None  # None: the track lost its name (the person was erased)
+    score: float | None
     renamed: bool  # False: the track's first name
     crop: np.ndarray | None  # the track's best face so far
+
+    @classmethod
+    def of(cls, ident: TrackIdentity) -> Naming:
+        renamed = ident.name_changes > 1 or ident.name is None
+        return cls(ident.track_id, ident.name, ident.score, renamed, ident.best_crop)
 
 
 class CameraIdentities:
@@ -183,12 +197,27 @@ class CameraIdentities:
                 ident.best_crop, ident.best_quality = crop, weight
             if not self.policy.update(ident, embedding, weight, matcher):
                 return None
-            assert ident.name is not None
-            return Naming(ident.name, ident.score or 0.0, ident.name_changes > 1, ident.best_crop)
+            return Naming.of(ident)
 
-    def label_unknown(self, track_id: int, book: UnknownBook) -> str | None:
+    def rematch(self, matcher: Matcher) -> list[Naming]:
+        """Re-decide every open track against a changed gallery; the names that changed."""
+        with self._lock:
+            return [
+                Naming.of(ident)
+                for ident in self._tracks.values()
+                if ident.announced and self.policy.decide(ident, matcher)
+            ]
+
+    def drop_labels(self, labels: set[str]) -> None:
+        """Tracks carrying these unknown-N labels (erased, merged, promoted) lose them."""
+        with self._lock:
+            for ident in self._tracks.values():
+                if ident.unknown in labels:
+                    ident.unknown = None
+
+    def label_unknown(self, track_id: int, book: UnknownBook, camera: str) -> str | None:
         """Give a track whose evidence says "not in the gallery" its stable unknown-N label
-        (once); returns the new label, or None when nothing changed."""
+        (once, never one another open track of this camera carries); the new label or None."""
         policy = self.policy
         with self._lock:
             ident = self._tracks.get(track_id)
@@ -202,7 +231,10 @@ class CameraIdentities:
                 return None
             mean = ident.mean
             assert mean is not None
-            ident.unknown = book.assign(mean)
+            taken = {t.unknown for t in self._tracks.values() if t.unknown and t is not ident}
+            ident.unknown = book.assign(
+                mean, taken, ident.best_crop, ident.best_quality, camera
+            )
             return ident.unknown
 
     def present(self, track_id: int, frame_index: int, time: float) -> Label | None:
@@ -214,6 +246,12 @@ class CameraIdentities:
             ident.frames += 1
             ident.last_frame, ident.last_time = frame_index, time
             return Label(ident.name or ident.unknown, ident.score, ident.name is not None)
+
+    def crop(self, track_id: int) -> np.ndarray | None:
+        """The track's best face so far."""
+        with self._lock:
+            ident = self._tracks.get(track_id)
+            return None if ident is None else ident.best_crop
 
     def end(self, track_id: int) -> TrackIdentity | None:
         """Forget the track; its final record (None if it was never started)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Protocol
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.unknowns import UnknownBook
-from streamrec.pipeline.identity import CameraIdentities
+from streamrec.pipeline.identity import CameraIdentities, Naming
 from streamrec.pipeline.stage import Stage
 from streamrec.records import Event, Frame, FrameWork, Work
 from streamrec.telemetry import Observer
@@ -38,10 +39,18 @@ class MatchStage(Stage):
         self.sources = sources
         self.observer = observer
         self.unknowns = unknowns
+        self._stale: set[str] = set()  # cameras whose tracks have not seen the new matcher
+        self._dead_labels: set[str] = set()
+        self._lock = threading.Lock()
 
-    def set_matcher(self, matcher: Matcher) -> None:
-        """Swap the gallery snapshot; running tracks re-match on their next evidence."""
-        self.matcher = matcher
+    def set_matcher(self, matcher: Matcher, dead_labels: set[str] | None = None) -> None:
+        """Swap the gallery snapshot (from any thread). Each camera's open tracks are re-decided
+        against it on their next frame; tracks carrying ``dead_labels`` (unknown-N labels that
+        were erased, merged or promoted) lose them."""
+        with self._lock:
+            self.matcher = matcher
+            self._stale = set(self.identities)
+            self._dead_labels |= dead_labels or set()
 
     def _emit(
         self,
@@ -69,6 +78,15 @@ class MatchStage(Stage):
     def _frame(self, work: FrameWork) -> None:
         camera, frame = work.camera, work.frame
         idents = self.identities[camera]
+        with self._lock:
+            matcher = self.matcher
+            stale = camera in self._stale
+            self._stale.discard(camera)
+            dead = set(self._dead_labels) if stale else set()
+        if stale:
+            idents.drop_labels(dead)
+            for changed in idents.rematch(matcher):
+                self._named(camera, frame, changed)
         for t in work.started:
             idents.announce(t.track_id)
             self.observer.track_started(camera)
@@ -76,41 +94,46 @@ class MatchStage(Stage):
             self._emit(
                 "track_start", camera, t.track_id, frame.index, frame.time, frame.captured, box=box
             )
-        matcher = self.matcher
         for job in work.jobs:
             if job.embedding is None or job.track_id not in idents:
                 continue
             self.observer.evidence(camera)
             naming = idents.add(job.track_id, job.embedding, job.quality, job.crop, matcher)
             if naming is not None:
-                self._emit(
-                    "renamed" if naming.renamed else "identified",
-                    camera,
-                    job.track_id,
-                    frame.index,
-                    frame.time,
-                    frame.captured,
-                    naming.crop,
-                    name=naming.name,
-                    score=round(naming.score, 4),
-                )
-                self.observer.identified(
-                    camera, job.track_id, naming.name, naming.score, frame.captured
-                )
+                self._named(camera, frame, naming)
             self._label_unknown(camera, job.track_id, frame)
         for t in work.tracks:
             label = idents.present(t.track_id, frame.index, frame.time)
             if label is not None:
                 work.labels[t.track_id] = label
 
+    def _named(self, camera: str, frame: Frame, naming: Naming) -> None:
+        self._emit(
+            "renamed" if naming.renamed else "identified",
+            camera,
+            naming.track_id,
+            frame.index,
+            frame.time,
+            frame.captured,
+            naming.crop,
+            name=naming.name,
+            score=None if naming.score is None else round(naming.score, 4),
+        )
+        if naming.name is not None:
+            score = naming.score or 0.0
+            self.observer.identified(
+                camera, naming.track_id, naming.name, score, frame.captured, naming.crop
+            )
+
     def _label_unknown(self, camera: str, track_id: int, frame: Frame) -> None:
         if self.unknowns is None:
             return
-        label = self.identities[camera].label_unknown(track_id, self.unknowns)
+        label = self.identities[camera].label_unknown(track_id, self.unknowns, camera)
         if label is not None:
             self._emit(
                 "unknown", camera, track_id, frame.index, frame.time, frame.captured, label=label
             )
+            self.observer.unknown(camera, track_id, label, self.identities[camera].crop(track_id))
 
     def end_track(self, camera: str, track_id: int) -> None:
         ident = self.identities[camera].end(track_id)
@@ -121,7 +144,7 @@ class MatchStage(Stage):
         if ident.name is None and ident.unknown is not None and self.unknowns is not None:
             mean = ident.mean
             assert mean is not None
-            self.unknowns.learn(ident.unknown, mean, ident.best_crop, ident.best_quality)
+            self.unknowns.learn(ident.unknown, mean, ident.best_crop, ident.best_quality, camera)
         last_frame = max(ident.last_frame, ident.first_frame)
         self._emit(
             "track_end",

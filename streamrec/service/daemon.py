@@ -3,10 +3,10 @@
 One FaceAnalyzer and one pipeline serve all enabled ``cameras:``; events go to the sinks of
 ``events:``; Metrics and LiveStatus observe the pipeline and are served over HTTP when
 ``http.enabled``. A monitor thread copies each source's counters and state into them (and into
-MQTT camera status) once a second. SIGHUP reloads the gallery without touching the streams.
-Stopping closes the sources at once (a camera that is down would otherwise block its reader),
-so frames in flight finish, every track gets its ``track_end`` and the sinks are flushed and
-closed.
+MQTT camera status) once a second. Changes to the gallery, by any process, are taken in within a
+second; SIGHUP reloads at once. Stopping closes the sources at once (a camera that is down would
+otherwise block its reader), so frames in flight finish, every track gets its ``track_end`` and
+the sinks are flushed and closed.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ class CameraMonitor:
     def stop(self) -> None:
         self._done.set()
         self._wake.set()
-        self._thread.join(5.0)
+        if self._thread.ident is not None:  # not started when serve failed at start
+            self._thread.join(5.0)
         self.poll()  # final states ("stopped") for MQTT and /health
 
     def _run(self) -> None:
@@ -174,7 +175,6 @@ class Daemon:
         preload_solver()
         analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, analyzer.recognizer)
-        self.metrics.set_gallery_people(self.gallery.people())
         cameras = open_cameras(cfg, cams)
         self.sinks: list[EventSink] = []
         try:
@@ -204,15 +204,14 @@ class Daemon:
         self.pipeline.stop()  # also closes the sources
 
     def reload(self) -> None:
-        """Re-read the gallery and swap it in; streams and tracks are kept."""
+        """Re-read the gallery now (SIGHUP); streams and tracks are kept. Changes are also taken
+        in by themselves within a second."""
         try:
-            matcher, people = self.gallery.matcher(), self.gallery.people()
+            self.pipeline.reload_gallery(force=True)
         except StreamrecError as exc:
             log.error("gallery reload failed, keeping the old one: %s", exc)
             return
-        self.pipeline.set_matcher(matcher)
-        self.metrics.set_gallery_people(people)
-        log.info("gallery reloaded: %d people", people)
+        log.info("gallery reloaded: %d people", self.gallery.people())
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT (or every stream ended); returns the exit code."""

@@ -126,11 +126,20 @@ class Metrics(Observer):
         self.track(camera)
 
     def identified(
-        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+        self,
+        camera: str,
+        track_id: int,
+        name: str,
+        score: float,
+        captured: float | None,
+        crop: np.ndarray | None,
     ) -> None:
         self.identity(camera, name)
         if captured:
             self.observe_latency(camera, time.time() - captured)
+
+    def gallery_loaded(self, people: int) -> None:
+        self.set_gallery_people(people)
 
     # -- typed updates ---------------------------------------------------------------------
 

@@ -78,7 +78,13 @@ class LiveStatus(Observer):
             self.publish_frame(camera, image)
 
     def identified(
-        self, camera: str, track_id: int, name: str, score: float, captured: float | None
+        self,
+        camera: str,
+        track_id: int,
+        name: str,
+        score: float,
+        captured: float | None,
+        crop: np.ndarray | None,
     ) -> None:
         self.add_recognition(camera, name, score, track_id)
 
