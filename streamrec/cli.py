@@ -407,7 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except StreamrecError as exc:
-        print(f"streamrec: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # a config error lists every problem
+            print(f"streamrec: error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("streamrec: interrupted", file=sys.stderr)
