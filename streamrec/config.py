@@ -22,7 +22,7 @@ import re
 import reprlib
 import textwrap
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import unquote
 
 import yaml
@@ -207,6 +207,13 @@ class LiveConfig:
     reconnect_max: float = Field(default=30.0, gt=0, le=86_400)
 
 
+#: an ignore zone: 3 to 1000 [x, y] points
+_Polygon = Annotated[
+    list[Annotated[list[float], Field(min_length=2, max_length=2)]],
+    Field(min_length=3, max_length=1000),
+]
+
+
 @dataclass(config=_STRICT)
 class CameraConfig:
     #: unique name (events, metrics, MQTT topics)
@@ -217,7 +224,7 @@ class CameraConfig:
     #: per-camera detection interval (overrides detector.interval)
     interval: int | None = Field(default=None, ge=1, le=1000)
     #: polygons (lists of [x, y] pixel points) whose faces are ignored
-    ignore_zones: list[list[list[float]]] = Field(default_factory=list, max_length=100)
+    ignore_zones: list[_Polygon] = Field(default_factory=list, max_length=100)
     rtsp_transport: Literal["tcp", "udp"] | None = None
 
 
@@ -236,7 +243,7 @@ class MqttConfig:
 @dataclass(config=_STRICT)
 class WebhookConfig:
     url: str
-    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=64)
     timeout: float = Field(default=5.0, gt=0, le=600)
     retries: int = Field(default=5, ge=0, le=100)
 
@@ -285,7 +292,7 @@ class Config:
     #: gallery file (SQLite)
     gallery: str | None = None
     #: cameras run by `streamrec serve` (`streamrec config example cameras`)
-    cameras: list[CameraConfig] = dataclasses.field(default_factory=list)
+    cameras: list[CameraConfig] = Field(default_factory=list, max_length=1000)
     #: where events go, besides --events of `streamrec run`
     events: EventsConfig = dataclasses.field(default_factory=EventsConfig)
     #: HTTP server of `streamrec serve`: /health, /metrics, live view

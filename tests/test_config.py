@@ -69,6 +69,10 @@ def test_overrides_mapping_and_strings(tmp_path: Path) -> None:
         ({"detector": {"input_size": 100}}, ["detector.input_size", "multiple of 32"]),
         ({"bogus": 1}, ["unknown key 'bogus'", "models"]),
         ({"cameras": [{"name": "a", "source": "x", "zone": 1}]}, ["cameras.0.zone"]),
+        (
+            {"cameras": [{"name": "a", "source": "x", "ignore_zones": [[[0, 0, 5]]]}]},
+            ["cameras.0.ignore_zones.0.0", "at most 2 items"],
+        ),
     ],
 )
 def test_bad_config_names_file_key_and_allowed(tmp_path: Path, data: dict, needles: list) -> None:
