@@ -21,7 +21,12 @@ log = logging.getLogger("streamrec")
 
 
 def _common(p: argparse.ArgumentParser, gallery: bool = True) -> None:
-    p.add_argument("--config", metavar="FILE", help="YAML config (default: configs/default.yaml)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config file with the keys to change (default: none, the built-in defaults; "
+        "'streamrec config example default' prints every key)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -100,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the configured cameras as a daemon (until SIGTERM)")
     _common(p)
+    p = sub.add_parser("config", help="print the effective config or an example config")
+    csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    p = csub.add_parser("show", help="the effective config as YAML (secrets masked)")
+    _common(p, gallery=False)
+    p = csub.add_parser(
+        "example", help="list the example configs, or print one: config example NAME > my.yaml"
+    )
+    p.add_argument("name", metavar="NAME", nargs="?", help="e.g. default, cameras")
+
     p = sub.add_parser("eval", help="verification accuracy, ROC and thresholds on photo pairs")
     p.add_argument("dir", metavar="DIR", help="one sub-folder per person, or the --pairs images")
     p.add_argument("--pairs", metavar="FILE", help="LFW pairs.txt or CSV (path, path, yes/no)")
@@ -331,6 +345,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(cfg)
 
 
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import example_summary, examples, show_config
+
+    if args.config_command == "show":
+        print(show_config(_config(args)), end="")
+        return 0
+    shipped = examples()
+    if args.name is None:
+        for name, path in shipped.items():
+            print(f"{name:10} {example_summary(path)}")
+        print("print one with: streamrec config example NAME > my.yaml")
+        return 0
+    if args.name not in shipped:
+        raise StreamrecError(
+            f"no example config named '{args.name}' (there are: {', '.join(shipped)})"
+        )
+    print(shipped[args.name].read_text(encoding="utf-8"), end="")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, plot_roc
 
@@ -360,6 +394,7 @@ COMMANDS = {
     "unknowns": cmd_unknowns,
     "recognize": cmd_recognize,
     "eval": cmd_eval,
+    "config": cmd_config,
 }
 
 
@@ -373,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except StreamrecError as exc:
-        print(f"streamrec: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:  # a config error lists every problem
+            print(f"streamrec: error: {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("streamrec: interrupted", file=sys.stderr)

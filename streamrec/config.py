@@ -1,15 +1,29 @@
 """Configuration: YAML files loaded into typed, validated dataclasses.
 
-Unknown keys and wrong types are rejected; the error names the file, the key and what is
-allowed. ``--set key=value`` overrides are parsed as YAML scalars (``5`` is an int, ``null``
-is None).
+The schema below is the one source of the defaults: ``load_config()`` without a file uses it,
+and ``configs/default.yaml`` is generated from it (values, ``#:`` comments and bounds); a test
+fails when the two disagree. The top-level ``configs/`` folder is shipped in the wheel as
+``streamrec/configs`` (package data), so every install has the examples.
+
+Every problem of a config is reported at once, each on its own line naming the file (or the
+``--set`` key), the key and what is allowed, with a suggestion for a misspelt key. Values of
+secret-bearing keys are never echoed, in errors or by ``config show``. Absurd input (huge files,
+huge numbers, deep nesting) is refused the same way, never with a traceback. ``--set key=value``
+overrides are parsed as YAML scalars (``5`` is an int, ``null`` is None).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import difflib
+import math
+import re
+import reprlib
+import textwrap
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from urllib.parse import unquote
 
 import yaml
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
@@ -17,10 +31,30 @@ from pydantic.dataclasses import dataclass
 
 from .errors import ConfigError
 
-_STRICT = ConfigDict(extra="forbid")
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
 
-#: ``configs/`` of the source checkout (present for editable installs and in the repo).
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+#: a config file is a few KiB; anything larger is refused before it is parsed
+MAX_FILE_BYTES = 1 << 20
+#: YAML nesting levels (the deepest key, cameras[].ignore_zones, needs 5)
+MAX_DEPTH = 20
+#: characters of a YAML integer (Python refuses to convert more than 4300 digits)
+MAX_NUMBER_CHARS = 100
+#: problems listed per config; the rest are counted
+MAX_PROBLEMS = 20
+
+
+def _find_config_dir() -> Path:
+    here = Path(__file__).resolve().parent
+    wheel, checkout = here / "configs", here.parent / "configs"
+    if not (wheel / "default.yaml").is_file() and (checkout / "default.yaml").is_file():
+        return checkout
+    return wheel
+
+
+#: the shipped configs: ``streamrec/configs`` in a wheel (built from the top-level ``configs/``),
+#: ``configs/`` itself in a checkout or an editable install
+CONFIG_DIR = _find_config_dir()
+#: every key with its default, generated from the schema (documentation; the schema is the source)
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
@@ -40,20 +74,23 @@ class ModelsConfig:
 class DetectorConfig:
     #: square letterbox size the detector runs at (multiple of 32)
     input_size: int = Field(default=640, ge=32, le=4096, multiple_of=32)
+    #: detection score a face needs to be kept
     threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+    #: overlap (IoU) above which two detections are merged (non-maximum suppression)
     nms_threshold: float = Field(default=0.4, ge=0.0, le=1.0)
     #: keep at most this many faces per image (largest first); 0 = no limit
-    max_faces: int = Field(default=0, ge=0)
+    max_faces: int = Field(default=0, ge=0, le=10_000)
     #: run the detector every N frames in video; the tracker carries faces in between
-    interval: int = Field(default=5, ge=1)
+    interval: int = Field(default=5, ge=1, le=1000)
 
 
 @dataclass(config=_STRICT)
 class EmbedderConfig:
     #: channel order the recognizer expects
     color: Literal["rgb", "bgr"] = "rgb"
-    mean: float = 127.5
-    std: float = Field(default=127.5, gt=0.0)
+    #: pixel normalisation of the recognizer's input: (x - mean) / std
+    mean: float = Field(default=127.5, ge=-255.0, le=255.0)
+    std: float = Field(default=127.5, gt=0.0, le=1000.0)
 
 
 @dataclass(config=_STRICT)
@@ -63,24 +100,24 @@ class RecognitionConfig:
     #: most aligned crops per embedder call
     batch_size: int = Field(default=16, ge=1, le=256)
     #: frames between embeddings of a track until its identity is confident
-    refresh_interval: int = Field(default=10, ge=1)
+    refresh_interval: int = Field(default=10, ge=1, le=10_000)
     #: embeddings a track needs before it is given a name
-    min_embeddings: int = Field(default=2, ge=1)
+    min_embeddings: int = Field(default=2, ge=1, le=1000)
     #: embeddings of a track after which its identity is considered settled
-    confident_after: int = Field(default=3, ge=1)
+    confident_after: int = Field(default=3, ge=1, le=1000)
     #: galleries with at least this many templates are searched with an approximate faiss
     #: index (the ``index`` extra); null = always exact
-    index_min_size: int | None = Field(default=None, ge=1)
+    index_min_size: int | None = Field(default=None, ge=1, le=1_000_000_000)
     #: minimum face height in pixels to be embedded
-    min_face_size: int = Field(default=20, ge=0)
+    min_face_size: int = Field(default=20, ge=0, le=10_000)
     #: faces whose quality (size x pose x detector score, 0..1) is below this are not embedded
     min_quality: float = Field(default=0.05, ge=0.0, le=1.0)
     #: a confidently named track is re-checked when a face this many times better than the
     #: best one embedded so far arrives (0 = never)
-    recheck_gain: float = Field(default=1.5, ge=0.0)
+    recheck_gain: float = Field(default=1.5, ge=0.0, le=1000.0)
     #: a track that is still unknown after confident_after embeddings is re-checked (on a
     #: better face) at most this many frames apart
-    unknown_refresh_interval: int = Field(default=15, ge=1)
+    unknown_refresh_interval: int = Field(default=15, ge=1, le=100_000)
 
 
 @dataclass(config=_STRICT)
@@ -109,7 +146,7 @@ class UnknownsConfig:
     #: best crops kept per unknown person
     max_crops: int = Field(default=5, ge=1, le=100)
     #: crops and unconfirmed people older than this many days are purged (0 = keep forever)
-    retention_days: float = Field(default=30.0, ge=0.0)
+    retention_days: float = Field(default=30.0, ge=0.0, le=36_500.0)
     #: most unknown identities kept (the least recently seen are forgotten first)
     max_identities: int = Field(default=1000, ge=1, le=1_000_000)
 
@@ -119,22 +156,23 @@ class ClusterConfig:
     #: Ray cluster address: "auto", "ray://host:port", "host:port"; null = single process
     address: str | None = None
     #: CPUs requested by each camera actor
-    cpus_per_camera: float = Field(default=1.0, gt=0.0)
+    cpus_per_camera: float = Field(default=1.0, gt=0.0, le=1024.0)
     #: how often Ray restarts a camera actor that died (-1 = forever)
-    max_restarts: int = Field(default=-1, ge=-1)
+    max_restarts: int = Field(default=-1, ge=-1, le=1_000_000)
     #: Ray namespace of the actors
     namespace: str = "streamrec"
     #: seconds between checks of the shared gallery's revision
-    gallery_poll: float = Field(default=2.0, gt=0.0)
+    gallery_poll: float = Field(default=2.0, gt=0.0, le=3600.0)
 
 
 @dataclass(config=_STRICT)
 class TrackerConfig:
+    #: overlap (IoU) a detection needs with a track's predicted box to continue the track
     iou_threshold: float = Field(default=0.3, gt=0.0, le=1.0)
     #: detection rounds a track may miss before it ends
-    max_missed: int = Field(default=2, ge=0)
+    max_missed: int = Field(default=2, ge=0, le=1000)
     #: mean grey-level change between frames that counts as a scene cut (ends all tracks; 0 = off)
-    scene_cut: float = Field(default=24.0, ge=0.0)
+    scene_cut: float = Field(default=24.0, ge=0.0, le=255.0)
 
 
 @dataclass(config=_STRICT)
@@ -154,30 +192,42 @@ class RuntimeConfig:
 @dataclass(config=_STRICT)
 class PipelineConfig:
     #: bound of the queues between pipeline stages (frames); files block, live sources drop
-    queue_size: int = Field(default=8, ge=1)
+    queue_size: int = Field(default=8, ge=1, le=1024)
     #: decoder threads; 0 = derived from the cores
-    decoder_threads: int = Field(default=0, ge=0)
+    decoder_threads: int = Field(default=0, ge=0, le=256)
 
 
 @dataclass(config=_STRICT)
 class LiveConfig:
+    #: RTSP transport of live cameras (a camera's own rtsp_transport overrides it)
     rtsp_transport: Literal["tcp", "udp"] = "tcp"
-    open_timeout: float = Field(default=10.0, gt=0)
+    #: seconds to wait for a live source to open
+    open_timeout: float = Field(default=10.0, gt=0, le=3600)
     #: no frame for this long on a live source = stall, the stream is reopened
-    stall_timeout: float = Field(default=5.0, gt=0)
-    reconnect_initial: float = Field(default=0.5, gt=0)
-    reconnect_max: float = Field(default=30.0, gt=0)
+    stall_timeout: float = Field(default=5.0, gt=0, le=3600)
+    #: first reconnect delay (s); it doubles per failed attempt (with jitter) up to reconnect_max
+    reconnect_initial: float = Field(default=0.5, gt=0, le=3600)
+    reconnect_max: float = Field(default=30.0, gt=0, le=86_400)
+
+
+#: an ignore zone: 3 to 1000 [x, y] points
+_Polygon = Annotated[
+    list[Annotated[list[float], Field(min_length=2, max_length=2)]],
+    Field(min_length=3, max_length=1000),
+]
 
 
 @dataclass(config=_STRICT)
 class CameraConfig:
+    #: unique name (events, metrics, MQTT topics)
     name: str
+    #: rtsp(s)://, http(s)://, a file, webcam:0 or /dev/video0
     source: str
     enabled: bool = True
     #: per-camera detection interval (overrides detector.interval)
-    interval: int | None = Field(default=None, ge=1)
+    interval: int | None = Field(default=None, ge=1, le=1000)
     #: polygons (lists of [x, y] pixel points) whose faces are ignored
-    ignore_zones: list[list[list[float]]] = dataclasses.field(default_factory=list)
+    ignore_zones: list[_Polygon] = Field(default_factory=list, max_length=100)
     rtsp_transport: Literal["tcp", "udp"] | None = None
 
 
@@ -196,16 +246,18 @@ class MqttConfig:
 @dataclass(config=_STRICT)
 class WebhookConfig:
     url: str
-    headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    timeout: float = Field(default=5.0, gt=0)
-    retries: int = Field(default=5, ge=0)
+    headers: dict[str, str] = Field(default_factory=dict, max_length=64)
+    timeout: float = Field(default=5.0, gt=0, le=600)
+    retries: int = Field(default=5, ge=0, le=100)
 
 
 @dataclass(config=_STRICT)
 class EventsConfig:
     #: JSONL file the events are appended to (null = none)
     jsonl: str | None = None
+    #: MQTT broker the events are published to (null = none)
     mqtt: MqttConfig | None = None
+    #: URL every event is POSTed to as JSON (null = none)
     webhook: WebhookConfig | None = None
 
 
@@ -220,21 +272,35 @@ class HttpConfig:
 
 @dataclass(config=_STRICT)
 class Config:
+    #: which detector and recognizer (README: Models)
     models: ModelsConfig = dataclasses.field(default_factory=ModelsConfig)
+    #: face detector (SCRFD)
     detector: DetectorConfig = dataclasses.field(default_factory=DetectorConfig)
+    #: recognizer preprocessing
     embedder: EmbedderConfig = dataclasses.field(default_factory=EmbedderConfig)
+    #: matching against the gallery, and when a video track is (re-)embedded
     recognition: RecognitionConfig = dataclasses.field(default_factory=RecognitionConfig)
+    #: enrolment of people into the gallery
     enrollment: EnrollmentConfig = dataclasses.field(default_factory=EnrollmentConfig)
+    #: people who are not in the gallery
     unknowns: UnknownsConfig = dataclasses.field(default_factory=UnknownsConfig)
+    #: tracker that carries faces between detector runs
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
+    #: ONNX Runtime / OpenVINO
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
+    #: video pipeline
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    #: live sources (cameras, streams): opening, stalls, reconnects
     live: LiveConfig = dataclasses.field(default_factory=LiveConfig)
     #: gallery file (SQLite)
     gallery: str | None = None
-    cameras: list[CameraConfig] = dataclasses.field(default_factory=list)
+    #: cameras run by `streamrec serve` (`streamrec config example cameras`)
+    cameras: list[CameraConfig] = Field(default_factory=list, max_length=1000)
+    #: where events go, besides --events of `streamrec run`
     events: EventsConfig = dataclasses.field(default_factory=EventsConfig)
+    #: HTTP server of `streamrec serve`: /health, /metrics, live view
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    #: spread the cameras of `streamrec serve` over a Ray cluster (README: Cluster)
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
     #: file the config was loaded from (set by load_config, not a YAML key)
     source_file: str | None = Field(default=None, exclude=True)
@@ -242,45 +308,217 @@ class Config:
 
 _ADAPTER = TypeAdapter(Config)
 
+# --- secrets -----------------------------------------------------------------------------------
 
-def _format_error(where: str, err: dict[str, Any]) -> str:
-    key = ".".join(str(p) for p in err["loc"])
+_SECRET = re.compile(r"pass|pwd|token|secret|key|auth|credential|cookie|header|signature", re.I)
+_QUERY_PARAM = re.compile(r"([^&;=#]*)=([^&;#]*)")
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+_MASK = "***"
+
+
+def is_secret_key(name: str) -> bool:
+    """Whether a key's value is a secret (password, token, key, webhook headers, ...)."""
+    return bool(_SECRET.search(name))
+
+
+def _redact_url(value: str) -> str:
+    """``value`` with the credentials of a URL masked: the userinfo (up to the last ``@``, since a
+    password may hold ``/ ? #`` or spaces) and query parameters named like secrets."""
+    scheme, sep, rest = value.partition("://")
+    if not sep:
+        return value
+    at = rest.rfind("@")
+    if at >= 0:
+        rest = f"{_MASK}@{rest[at + 1 :]}"
+    path, question, query = rest.partition("?")
+
+    def param(m: re.Match[str]) -> str:
+        return f"{m[1]}={_MASK}" if is_secret_key(unquote(m[1])) else m[0]
+
+    return f"{scheme}://{path}{question}{_QUERY_PARAM.sub(param, query)}"
+
+
+def _masked(value: Any, secret: bool = False) -> Any:
+    """Plain config data with secret values replaced by ``***`` (null stays null)."""
+    if isinstance(value, dict):
+        return {k: _masked(v, secret or is_secret_key(str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, secret) for v in value]
+    if value is None or not secret:
+        return _redact_url(value) if isinstance(value, str) else value
+    return _MASK
+
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxstring = _BRIEF.maxother = 60
+_BRIEF.maxlevel = 3
+
+
+def _brief(value: Any) -> str:
+    """A short, credential-free repr of an input value for an error message."""
+    if isinstance(value, int) and value.bit_length() > 256:
+        return f"a number of {math.floor(value.bit_length() * math.log10(2))}+ digits"
+    return _BRIEF.repr(_redact_url(value) if isinstance(value, str) else value)
+
+
+# --- YAML --------------------------------------------------------------------------------------
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """Valid YAML that is refused: nested too deeply, or an absurdly long number."""
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` with bounds on nesting (the composer recurses) and integer length."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.depth >= MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise _Refused(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER_CHARS:
+            raise _Refused(
+                problem=f"a number of {len(node.value)} characters (at most {MAX_NUMBER_CHARS})",
+                problem_mark=node.start_mark,
+            )
+        return super().construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
+def _parse_yaml(text: str) -> Any:
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(where: str, exc: yaml.YAMLError, text: str) -> str:
+    """One line: where, line and column, what is wrong; no snippet, no secret."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark, context = exc.problem_mark, exc.context_mark
+        what = exc.problem or "syntax error"
+        if exc.context:
+            at = f" at line {context.line + 1}, column {context.column + 1}" if context else ""
+            what += f" ({exc.context}{at})"
+        lines = text.splitlines()[(context or mark).line : mark.line + 1]
+        if any(is_secret_key(line) or "@" in line for line in lines):
+            what = _QUOTED.sub(f"'{_MASK}'", what)
+        what = " ".join(what.split())
+        if not isinstance(exc, _Refused):
+            what = f"not valid YAML: {what}"
+        return f"{where}, line {mark.line + 1}, column {mark.column + 1}: {what}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text[: exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return f"{where}, line {line}: not valid YAML: {exc.reason} (character #x{code:04x})"
+    return f"{where}: not valid YAML"
+
+
+def _read_file(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {file}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{file}: larger than {MAX_FILE_BYTES >> 10} KiB, too large for a config file"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        loaded = _parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(_yaml_problem(str(file), exc, text)) from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: the top level must be a mapping of sections (models:, ...)")
+    return loaded
+
+
+# --- validation errors -------------------------------------------------------------------------
+
+
+def _dataclass_in(hint: Any) -> Any:
+    """The config dataclass a field annotation refers to (also inside ``X | None``, ``list[X]``)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    return next((c for c in map(_dataclass_in, get_args(hint)) if c is not None), None)
+
+
+def _keys(cls: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.name != "source_file"]
+
+
+def _section_at(loc: tuple[int | str, ...]) -> Any:
+    """The dataclass of the section at ``loc`` (list indices skipped), or None."""
+    cls: Any = Config
+    for part in loc:
+        if isinstance(part, str):
+            cls = _dataclass_in(get_type_hints(cls).get(part))
+            if cls is None:
+                return None
+    return cls
+
+
+def _describe(err: Any) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(map(str, loc))
     if err["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
-        parent: Any = Config
-        for part in err["loc"][:-1]:
-            if isinstance(part, int):
-                continue
-            fields = {f.name: f for f in dataclasses.fields(parent)}
-            parent = _dataclass_of(fields[str(part)].type) if str(part) in fields else None
-            if parent is None:
-                break
-        allowed = (
-            ", ".join(f.name for f in dataclasses.fields(parent) if f.name != "source_file")
-            if parent is not None
-            else "?"
-        )
-        return f"{where}: unknown key '{key}' (allowed here: {allowed})"
+        section = _section_at(loc[:-1])
+        allowed = _keys(section) if section is not None else []
+        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean '{guess[0]}'? " if guess else ""
+        return f"unknown key '{key}' ({hint}allowed here: {', '.join(allowed)})"
+    if err["type"] in ("missing", "missing_argument"):
+        return f"missing key '{key}' (required)"
     value = err.get("input")
-    shown = "" if isinstance(value, dict) else f" (got {value!r})"
-    return f"{where}: bad value for '{key}'{shown}: {err['msg']}"
+    if any(is_secret_key(str(part)) for part in loc):
+        shown = " (value not shown: a secret)"
+    else:
+        shown = "" if isinstance(value, dict) else f" (got {_brief(value)})"
+    return f"bad value for '{key}'{shown}: {err['msg']}"
 
 
-def _dataclass_of(annotation: Any) -> Any:
-    """The config dataclass a (possibly optional / list) field annotation refers to."""
-    if isinstance(annotation, str):
-        return next(
-            (
-                cls
-                for name, cls in globals().items()
-                if name.endswith("Config") and name in annotation and isinstance(cls, type)
-            ),
-            None,
+def _problems(exc: ValidationError, file: Path | None, overridden: list[str]) -> list[str]:
+    """One line per problem, each naming where it comes from: the file or the --set key."""
+    default = str(file) if file is not None else "built-in defaults"
+    errors = exc.errors()
+    lines = []
+    for err in errors[:MAX_PROBLEMS]:
+        key = ".".join(map(str, err["loc"]))
+        where = next(
+            (f"--set {k}" for k in overridden if key == k or key.startswith(k + ".")), default
         )
-    return annotation if dataclasses.is_dataclass(annotation) else None
+        lines.append(f"{where}: {_describe(err)}")
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"{default}: {len(errors) - MAX_PROBLEMS} more problem(s) not shown")
+    return lines
+
+
+# --- loading -----------------------------------------------------------------------------------
 
 
 def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
     parts = key.split(".")
+    if len(parts) > MAX_DEPTH:
+        raise ConfigError(f"--set {key[:60]}...: more than {MAX_DEPTH} levels of keys")
     node = data
     for part in parts[:-1]:
         child = node.get(part)
@@ -293,15 +531,18 @@ def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def parse_override(item: str) -> tuple[str, Any]:
-    """Split ``key=value`` and parse the value as a YAML scalar."""
+    """Split ``key=value`` and parse the value as a YAML scalar (refusing absurd values)."""
     if "=" not in item:
-        raise ConfigError(f"--set {item!r}: expected key=value, e.g. detector.interval=5")
+        shown = "" if is_secret_key(item) else f" {item[:60]!r}"
+        raise ConfigError(f"--set{shown}: expected key=value, e.g. detector.interval=5")
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"--set {item!r}: empty key")
+        raise ConfigError("--set: empty key in key=value")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _parse_yaml(raw) if raw.strip() else ""
+    except _Refused as exc:
+        raise ConfigError(_yaml_problem(f"--set {key}", exc, raw)) from None
     except yaml.YAMLError:
         value = raw
     return key, value
@@ -311,40 +552,24 @@ def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | list[str] | None = None,
 ) -> Config:
-    """Load a YAML config (``configs/default.yaml`` when ``path`` is None) plus overrides.
+    """Load a YAML config (the built-in defaults when ``path`` is None) plus overrides.
 
     ``overrides`` is a mapping of dotted keys to values, or a list of ``key=value`` strings.
+    Raises ConfigError listing every problem, one per line.
     """
-    data: dict[str, Any] = {}
-    file = (
-        Path(path) if path is not None else (DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None)
-    )
-    where = str(file) if file is not None else "built-in defaults"
-    if file is not None:
-        try:
-            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {file}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {file}: {exc}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{file}: the top level must be a mapping of sections")
-        data = loaded
+    file = Path(path) if path is not None else None
+    data = _read_file(file) if file is not None else {}
     items = (
-        overrides.items() if isinstance(overrides, dict) else map(parse_override, overrides or [])
+        list(overrides.items())
+        if isinstance(overrides, dict)
+        else [parse_override(item) for item in overrides or []]
     )
     for key, value in items:
         _set_key(data, key, value)
-    if overrides:
-        where += " with --set overrides"
     try:
         cfg = _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(where, dict(exc.errors()[0]))) from None
+        raise ConfigError("\n".join(_problems(exc, file, [k for k, _ in items]))) from None
     cfg.source_file = str(file) if file is not None else None
     return cfg
 
@@ -354,3 +579,115 @@ def config_to_dict(cfg: Config) -> dict[str, Any]:
     out = dataclasses.asdict(cfg)
     out.pop("source_file", None)
     return out
+
+
+def show_config(cfg: Config) -> str:
+    """The effective config as YAML with every secret masked (``streamrec config show``)."""
+    return yaml.safe_dump(_masked(config_to_dict(cfg)), sort_keys=False, allow_unicode=True)
+
+
+# --- shipped configs ---------------------------------------------------------------------------
+
+
+def examples() -> dict[str, Path]:
+    """The shipped configs by name: ``default`` (every key) and ``example-NAME.yaml`` as NAME."""
+    return {f.stem.removeprefix("example-"): f for f in sorted(CONFIG_DIR.glob("*.yaml"))}
+
+
+def example_summary(path: Path) -> str:
+    """The first line of a shipped config's header comment."""
+    first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    return first.removeprefix("#").strip()
+
+
+_HEADER = """\
+# streamrec: every configuration key with its default value.
+# A config file needs only the keys it changes; `--set section.key=value` overrides one key and
+# `streamrec config show` prints the effective configuration.
+# Generated from the schema in streamrec/config.py, do not edit; after changing the schema run:
+#   python -c 'import streamrec.config as c; print(c.default_yaml(), end="")' > configs/default.yaml
+"""
+
+
+def _field_docs() -> dict[tuple[str, str], str]:
+    """The ``#:`` comments above the schema's fields, by (class name, field name)."""
+    source = Path(__file__).read_text(encoding="utf-8")
+    lines = source.splitlines()
+    docs = {}
+    for cls in ast.parse(source).body:
+        if not isinstance(cls, ast.ClassDef):
+            continue
+        for stmt in cls.body:
+            if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+                above = stmt.lineno - 2
+                comment: list[str] = []
+                while above >= 0 and lines[above].strip().startswith("#:"):
+                    comment.insert(0, lines[above].strip()[2:].strip())
+                    above -= 1
+                if comment:
+                    docs[cls.name, stmt.target.id] = " ".join(comment).replace("``", "`")
+    return docs
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _allowed(cls: Any, name: str) -> str:
+    """What a field accepts, from its type and bounds: ``rgb | bgr``, ``1..1000``."""
+    hint = get_type_hints(cls)[name]
+    literal = next((get_args(h) for h in (hint, *get_args(hint)) if get_origin(h) is Literal), None)
+    if literal:
+        return " | ".join(map(str, literal))
+    bounds: dict[str, Any] = {}
+    for meta in cls.__pydantic_fields__[name].metadata:
+        for attr in ("ge", "gt", "le", "lt", "multiple_of", "max_length"):
+            if getattr(meta, attr, None) is not None:
+                bounds[attr] = getattr(meta, attr)
+    parts = []
+    if "ge" in bounds and "le" in bounds:
+        parts.append(f"{_number(bounds['ge'])}..{_number(bounds['le'])}")
+    else:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            if attr in bounds:
+                parts.append(f"{sign} {_number(bounds[attr])}")
+    if "multiple_of" in bounds:
+        parts.append(f"a multiple of {bounds['multiple_of']}")
+    if "max_length" in bounds:
+        parts.append(f"at most {bounds['max_length']} items")
+    return ", ".join(parts)
+
+
+def _scalar(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip()
+    return text.removesuffix("\n...").strip()
+
+
+def _emit(obj: Any, indent: int, docs: dict[tuple[str, str], str], out: list[str]) -> None:
+    cls = type(obj)
+    hints = get_type_hints(cls)
+    pad = " " * indent
+    for name in _keys(cls):
+        value = getattr(obj, name)
+        text = docs.get((cls.__name__, name), "")
+        inner = _dataclass_in(hints[name])
+        if inner is not None and not dataclasses.is_dataclass(value):
+            required = {n for n, f in inner.__pydantic_fields__.items() if f.is_required()}
+            keys = ", ".join(f"{k} (required)" if k in required else k for k in _keys(inner))
+            text += f"; keys: {keys}"
+        if indent == 0:
+            out.append("")
+        out += textwrap.wrap(text, 100, initial_indent=f"{pad}# ", subsequent_indent=f"{pad}#   ")
+        if dataclasses.is_dataclass(value):
+            out.append(f"{pad}{name}:")
+            _emit(value, indent + 2, docs, out)
+        else:
+            allowed = _allowed(cls, name)
+            out.append(f"{pad}{name}: {_scalar(value)}" + (f"  # {allowed}" if allowed else ""))
+
+
+def default_yaml() -> str:
+    """``configs/default.yaml``: every key with its default, documented, made from the schema."""
+    out = [_HEADER.rstrip("\n")]
+    _emit(Config(), 0, _field_docs(), out)
+    return "\n".join(out) + "\n"

@@ -211,7 +211,7 @@ def enabled_cameras(cfg: Config) -> list[CameraConfig]:
     if not cams:
         raise ConfigError(
             f"no cameras configured in {where}: add a 'cameras:' list with name and source "
-            "(see configs/example-cameras.yaml)"
+            "(start from: streamrec config example cameras > config.yaml)"
         )
     seen: set[str] = set()
     for c in cams:
