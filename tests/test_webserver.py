@@ -593,3 +593,30 @@ def test_client_that_stops_reading_is_dropped(live, monkeypatch):
         finally:
             sock.close()
         assert get(server, "/health")[0] == 200
+
+
+def test_stop_ends_a_stream_whose_client_stopped_reading(live, monkeypatch, caplog):
+    """stop() does not wait for a client that does not read, nor cancel it with errors."""
+    monkeypatch.setattr(web, "SEND_TIMEOUT", 3600.0)
+    stalled = threading.Event()
+    pause_writing = web._Connection.pause_writing
+
+    def spy(self: web._Connection) -> None:
+        pause_writing(self)
+        stalled.set()
+
+    monkeypatch.setattr(web._Connection, "pause_writing", spy)
+    server = make_server(live)
+    server.start()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET /stream/{CAMERA}.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        wait_until(stalled.is_set, "the server's send buffer to fill", 120)
+        server.stop()
+        assert server.active_streams == 0
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        sock.close()
+        server.stop()

@@ -517,6 +517,11 @@ class _Connection(H11Protocol):
             self._send_deadline.cancel()
             self._send_deadline = None
 
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self.flow.write_paused:  # a client that does not read would hold stop() up
+            self._drop()
+
     def _track(self) -> None:
         """Follow the client's side of the exchange and arm the deadline of what it owes."""
         limits = self._limits
