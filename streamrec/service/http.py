@@ -76,8 +76,8 @@ _STOP_GRACE = 2  # seconds open requests get at stop() before they are cancelled
 _BACKLOG = 128
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 _WILDCARD_BINDS = ("", "0.0.0.0", "::")
-_HOST_HEADER = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::\d{1,5})?")
-_HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9-]+(\.[a-z0-9-]+)*|[0-9a-f:.]+")
+_HOST_HEADER = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(?::\d{1,5})?")
+_HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*|[0-9a-f:.]+")
 _SECURITY_HEADERS = (
     ("cache-control", "no-store"),
     ("x-content-type-options", "nosniff"),
@@ -214,18 +214,18 @@ class WebServer:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and end open MJPEG streams; returns within about ``timeout`` s."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None or thread is None:
-            return
-        self._stopping.set()
-        self.status.wake()
-        server.should_exit = True
-        thread.join(timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(1.0)
-        self._sock = None
+        server, thread, sock = self._server, self._thread, self._sock
+        self._server = self._thread = self._sock = None
+        if server is not None and thread is not None:
+            self._stopping.set()
+            self.status.wake()
+            server.should_exit = True
+            thread.join(timeout)
+            if thread.is_alive():
+                server.force_exit = True
+                thread.join(1.0)
+        if sock is not None:  # uvicorn closes it only if it got as far as serving
+            sock.close()
 
     def __enter__(self) -> WebServer:
         self.start()
@@ -385,7 +385,7 @@ class _Gate:
             await refusal(scope, receive, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
-        log.debug("%s %s %d", scope["method"], scope["path"], code)  # never the query (?token=)
+        log.debug("%s %r %d", scope["method"], scope["path"], code)  # never the query (?token=)
 
     def _refusal(self, scope: Scope) -> Response | None:
         web = self.web
