@@ -36,6 +36,7 @@ import hmac
 import ipaddress
 import logging
 import math
+import os
 import re
 import socket
 import threading
@@ -203,7 +204,9 @@ class WebServer:
                 if exc.errno == errno.EADDRINUSE
                 else "set http.host to an address of this machine (127.0.0.1, 0.0.0.0, ...)"
             )
-            reason = exc.strerror or exc
+            # create_server() words its errors with the address again: keep the cause only
+            gai = isinstance(exc, socket.gaierror)
+            reason = os.strerror(exc.errno) if exc.errno and not gai else exc.strerror or exc
             raise ConfigError(f"http: cannot listen on {where}: {reason}; {fix}") from None
 
     async def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
