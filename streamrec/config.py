@@ -268,6 +268,19 @@ class HttpConfig:
     port: int = Field(default=8080, ge=0, le=65535)
     #: bearer token; required when host is not a loopback address
     token: str | None = None
+    #: Host header names accepted besides the loopback names and the bound address
+    #: (``nvr.lan``, ``*.lan``; ``*`` accepts any and needs a token)
+    allowed_hosts: list[str] = dataclasses.field(default_factory=list)
+    #: open connections at most; past it the oldest one still waiting for its request is closed
+    max_connections: int = Field(default=100, ge=1, le=10_000)
+    #: concurrent MJPEG live streams at most; more get 503
+    max_streams: int = Field(default=8, ge=1, le=1000)
+    #: largest request body in bytes; larger ones get 413
+    max_body: int = Field(default=8 * 1024 * 1024, ge=0, le=1024**3)
+    #: seconds a connection has to send a request's headers (also the idle keep-alive time)
+    header_timeout: float = Field(default=5.0, gt=0, le=300)
+    #: seconds a request has to send its body once the headers arrived
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
 
 
 @dataclass(config=_STRICT)
@@ -310,7 +323,7 @@ _ADAPTER = TypeAdapter(Config)
 
 # --- secrets -----------------------------------------------------------------------------------
 
-_SECRET = re.compile(r"pass|pwd|token|secret|key|auth|credential|cookie|header|signature", re.I)
+_SECRET = re.compile(r"pass|pwd|token|secret|key|auth|credential|cookie|headers$|signature", re.I)
 _QUERY_PARAM = re.compile(r"([^&;=#]*)=([^&;#]*)")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _MASK = "***"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -14,13 +16,17 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from fastapi import Request
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamrec.config import HttpConfig
 from streamrec.errors import ConfigError
+from streamrec.service import http as web
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import CONTENT_TYPE, Metrics
 from streamrec.service.status import LiveStatus
@@ -28,6 +34,7 @@ from streamrec.telemetry import CameraState
 
 CAMERA = "cam1"
 TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -68,15 +75,20 @@ def live() -> Iterator[tuple[LiveStatus, Metrics]]:
     thread.join()
 
 
+def make_server(
+    live: tuple[LiveStatus, Metrics], token: str | None = None, **keys: Any
+) -> WebServer:
+    """A server on 127.0.0.1 and a free port, built from ``http:`` config ``keys``."""
+    cfg = HttpConfig(host="127.0.0.1", port=0, token=token, **keys)
+    return WebServer.from_config(live[0], live[1], cfg)
+
+
 @contextmanager
-def serving(live: tuple[LiveStatus, Metrics], token: str | None = None) -> Iterator[WebServer]:
-    status, metrics = live
-    server = WebServer(status, metrics, host="127.0.0.1", port=0, token=token)
-    server.start()
-    try:
+def serving(
+    live: tuple[LiveStatus, Metrics], token: str | None = None, **keys: Any
+) -> Iterator[WebServer]:
+    with make_server(live, token, **keys) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def get(server: WebServer, path: str, headers: dict[str, str] | None = None):
@@ -87,6 +99,40 @@ def get(server: WebServer, path: str, headers: dict[str, str] | None = None):
             return resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
         return err.code, err.headers, err.read()
+
+
+def request(
+    server: WebServer,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """Any request, with headers sent as given (``Host`` included)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.headers, resp.read()
+    finally:
+        conn.close()
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True once the server has closed ``sock`` (EOF or reset); never blocks."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def frames_served(server: WebServer) -> int:
+    code, _, body = get(server, "/health", AUTH)
+    assert code == 200
+    return int(json.loads(body)["cameras"][CAMERA]["counters"]["frames"])
 
 
 def wait_until(predicate, what: str, limit: float = 10.0) -> None:
@@ -128,6 +174,7 @@ def test_health_reports_camera_state_fps_and_age(live):
         assert code == 200 and headers["Content-Type"] == "application/json"
         health = json.loads(body)
         assert health["ok"] is True
+        assert abs(health["time"] - time.time()) < 60  # wall clock of the answer
         cam = health["cameras"][CAMERA]
         assert cam["state"] == "running" and cam["ok"] is True
         assert cam["fps"] > 0
@@ -204,23 +251,43 @@ def test_non_loopback_bind_requires_token(live):
         WebServer(status, metrics, host=host, port=0)
 
 
-def test_port_in_use_is_a_config_error(live):
-    with serving(live) as server, pytest.raises(ConfigError, match="cannot listen"):
+def test_startup_errors_are_one_line_config_errors(live):
+    with serving(live) as server, pytest.raises(ConfigError, match="cannot listen") as busy:
         WebServer(live[0], live[1], port=server.port).start()
+    assert "http.port" in str(busy.value) and "\n" not in str(busy.value)
+    assert "while attempting" not in str(busy.value)  # the cause once, not Python's wording
+    with pytest.raises(ConfigError, match="cannot listen") as bad:
+        WebServer(live[0], live[1], host="no-such-host.invalid", port=0, token=TOKEN).start()
+    assert "http.host" in str(bad.value) and "\n" not in str(bad.value)
 
 
-def test_token_via_header_or_query(live):
+def test_token_via_header_query_or_api_key(live, caplog):
+    caplog.set_level(logging.DEBUG)
+    paths = ("/health", "/metrics", "/", "/api/recent", f"/stream/{CAMERA}.mjpg", "/openapi.json")
     with serving(live, token=TOKEN) as server:
-        for path in ("/health", "/metrics", "/", "/api/recent", f"/stream/{CAMERA}.mjpg"):
+        for path in (*paths, "/nothing-here"):
             code, headers, _ = get(server, path)
             assert code == 401, path
             assert headers["WWW-Authenticate"].startswith("Bearer")
         assert get(server, "/health", {"Authorization": "Bearer wrong"})[0] == 401
+        assert get(server, "/health", {"x-api-key": "wrong"})[0] == 401
         assert get(server, "/health?token=wrong")[0] == 401
-        assert get(server, "/health", {"Authorization": f"Bearer {TOKEN}"})[0] == 200
+        assert get(server, f"/health?token={TOKEN}x")[0] == 401
+        assert get(server, "/health", AUTH)[0] == 200
+        assert get(server, "/health", {"x-api-key": TOKEN})[0] == 200
         assert get(server, f"/metrics?token={TOKEN}")[0] == 200
         code, _, page = get(server, f"/?token={TOKEN}")
         assert code == 200 and b"<title>streamrec live</title>" in page
+        code, _, body = get(server, "/openapi.json", AUTH)
+        spec = json.loads(body)
+        assert code == 200 and {"/health", "/api/recent", "/stream/{camera}.mjpg"} <= set(
+            spec["paths"]
+        )
+        assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey", "query"}
+    assert any(
+        r.name == "streamrec.service.http" and "/health" in r.getMessage() for r in caplog.records
+    )
+    assert TOKEN not in caplog.text  # requests are logged, the token never
 
 
 def test_recent_recognitions(live):
@@ -300,6 +367,8 @@ def test_browser_renders_live_view(live, tmp_path: Path):
     """Headless Chromium loads the page with ?token=, which must reach the MJPEG <img>."""
     shot = tmp_path / "live.png"
     live[0].set_state("garage", CameraState.RECONNECTING)  # no frames yet: a placeholder
+    live[0].set_state("<img src=x onerror=alert(1)>", CameraState.RUNNING)  # text, never HTML
+    live[0].add_recognition(CAMERA, "<i>eve</i>", 0.8, track_id=9)
     with serving(live, token=TOKEN) as server:
         cmd = [
             shutil.which(CHROMIUM) or CHROMIUM,
@@ -326,6 +395,230 @@ def test_browser_renders_live_view(live, tmp_path: Path):
     assert '<span class="state ok">running</span>' in dom
     assert '<span class="name">garage</span><span class="state">reconnecting</span>' in dom
     assert '<span class="who">alice</span>' in dom
+    assert '<span class="name">&lt;img src=x onerror=alert(1)&gt;</span>' in dom
+    assert '<span class="who">&lt;i&gt;eve&lt;/i&gt;</span>' in dom
+    assert '<img src="x"' not in dom and "<i>eve</i>" not in dom
     img = cv2.imread(str(shot))
     assert img is not None and img.shape[:2] == (768, 1024)
     assert green_pixels(img) > 300, "the annotated MJPEG frame is not on the page"
+
+
+def test_recent_rejects_bad_n_with_a_clear_4xx(live):
+    with serving(live) as server:
+        for n in ("%C2%B2", "abc", "-1", "1001", "1e3", "99999999999999999999999"):
+            code, headers, body = get(server, f"/api/recent?n={n}")
+            assert code == 422, n
+            assert headers["Content-Type"] == "application/json"
+            detail = json.loads(body)["detail"][0]
+            assert detail["loc"] == ["query", "n"] and detail["msg"], n
+        code, _, body = get(server, "/api/recent?n=0")
+        assert code == 200 and json.loads(body) == []
+
+
+def test_security_headers(live):
+    with serving(live, token=TOKEN) as server:
+        code, headers, _ = get(server, "/", AUTH)
+        assert code == 200
+        csp = headers["Content-Security-Policy"]
+        # exactly the page's own inline script and style may run; nothing from elsewhere
+        assert "script-src 'sha256-" in csp and "style-src 'sha256-" in csp
+        assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        for path, headers_sent in (("/health", AUTH), ("/api/recent", AUTH), ("/health", {})):
+            code, headers, _ = get(server, path, headers_sent)
+            assert code in (200, 401)
+            assert headers["Cache-Control"] == "no-store"
+            assert headers["X-Content-Type-Options"] == "nosniff"
+            assert headers["Referrer-Policy"] == "no-referrer"
+            assert headers["Content-Security-Policy"].startswith("default-src 'none'")
+
+
+def test_host_allow_list(live):
+    hosts = ["nvr.lan", "*.home.arpa"]
+    with serving(live, token=TOKEN, allowed_hosts=hosts) as server:
+        port = server.port
+        good = (f"127.0.0.1:{port}", "localhost", f"[::1]:{port}", "nvr.lan", "cam.home.arpa:8080")
+        for host in good:
+            assert request(server, "GET", "/health", {**AUTH, "Host": host})[0] == 200, host
+        bad = ("evil.example", "nvr.lan.evil.example", "127.0.0.1.nip.io", "home.arpa", "a@b")
+        for host in bad:
+            code, _, body = request(server, "GET", "/health", {**AUTH, "Host": host})
+            assert code == 421 and b"http.allowed_hosts" in body, host
+    with serving(live) as server:  # no token: a rebinding page must not get through either
+        assert request(server, "GET", "/health", {"Host": "rebind.evil.example"})[0] == 421
+        assert request(server, "GET", "/health")[0] == 200
+
+
+def test_host_allow_list_config_errors(live):
+    for entry in ("bad host", "http://nvr.lan", "nvr.lan/x"):
+        with pytest.raises(ConfigError, match=r"http\.allowed_hosts"):
+            make_server(live, TOKEN, allowed_hosts=[entry])
+    with pytest.raises(ConfigError, match=r"http\.allowed_hosts: '\*'.*http\.token"):
+        make_server(live, allowed_hosts=["*"])
+    make_server(live, TOKEN, allowed_hosts=["*"])
+
+
+def test_wildcard_bind_accepts_ip_hosts_but_not_unknown_names():
+    policy = web._HostPolicy("0.0.0.0", ["nvr.lan"], has_token=True)
+    assert policy.allows("192.168.1.20:8080") and policy.allows("[fe80::1]:8080")
+    assert policy.allows(socket.gethostname()) and policy.allows("nvr.lan")
+    assert not policy.allows("evil.example") and not policy.allows(None)
+
+
+def test_body_size_limit(live):
+    server = make_server(live, max_body=1000)
+
+    @server.app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    with server:
+        code, _, body = request(server, "POST", "/echo", body=b"x" * 500)
+        assert code == 200 and json.loads(body) == {"size": 500}
+        assert request(server, "POST", "/echo", body=b"x" * 1001)[0] == 413
+        assert request(server, "POST", "/health", body=b"x" * 5000)[0] == 413  # unread body
+        chunked = iter([b"x" * 400] * 3)  # no Content-Length: counted as it arrives
+        assert request(server, "POST", "/echo", body=chunked)[0] == 413
+
+
+def test_idle_connections_do_not_lock_out_clients(live):
+    """300 connections that never send a request: /health still answers, the camera state
+    keeps updating, and the server closes them all (cap, then the header deadline)."""
+    with serving(live, token=TOKEN, header_timeout=2.0) as server:
+        idle = [
+            socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(300)
+        ]
+        try:
+            first = frames_served(server)  # asserts 200 with the token
+            wait_until(lambda: frames_served(server) > first, "the camera state to move on")
+            closed: set[int] = set()
+
+            def all_closed() -> bool:
+                closed.update(i for i, s in enumerate(idle) if i in closed or closed_by_peer(s))
+                return len(closed) == len(idle)
+
+            wait_until(all_closed, "the server to close the idle connections", limit=30)
+            assert frames_served(server) > first
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_request_deadlines_hold_against_trickling_clients(live):
+    """Sending a byte at a time does not extend the header or the body deadline."""
+    server = make_server(live, header_timeout=1.0, body_timeout=1.0)
+
+    @server.app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 2000
+    post = b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2000\r\n\r\n"
+    with server:
+        for prefix, trickled in ((b"", head), (post, b"x" * 2000)):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            try:
+                sock.sendall(prefix)
+                sent = 0
+                deadline = time.monotonic() + 60
+                while not closed_by_peer(sock):
+                    assert time.monotonic() < deadline, "the server kept a trickling client"
+                    try:
+                        sock.sendall(trickled[sent : sent + 1])
+                    except (BrokenPipeError, ConnectionResetError):
+                        break
+                    sent += 1
+                    assert sent < len(trickled), "the whole request trickled in; never cut"
+                    time.sleep(0.01)
+            finally:
+                sock.close()
+        assert get(server, "/health")[0] == 200
+
+
+def test_mjpeg_stream_cap(live):
+    with serving(live, max_streams=2) as server:
+        path = f"/stream/{CAMERA}.mjpg"
+        streams = [open_stream(server, path) for _ in range(2)]
+        try:
+            for _, resp in streams:
+                read_part(resp, resp.getheader("Content-Type", "").split("boundary=")[1])
+            code, headers, body = get(server, path)
+            assert code == 503 and headers["Retry-After"] and b"http.max_streams" in body
+            assert get(server, "/health")[0] == 200  # other routes are not capped
+            conn, resp = streams.pop()
+            resp.close()
+            conn.close()
+            wait_until(lambda: server.active_streams == 1, "a stream slot to free")
+            streams.append(open_stream(server, path))
+            assert streams[-1][1].status == 200
+        finally:
+            for conn, resp in streams:
+                resp.close()
+                conn.close()
+
+
+def test_connection_cap_refuses_new_connections_when_all_are_busy(live):
+    with serving(live, max_connections=2, max_streams=2) as server:
+        path = f"/stream/{CAMERA}.mjpg"
+        streams = [open_stream(server, path) for _ in range(2)]
+        try:
+            for _, resp in streams:
+                read_part(resp, resp.getheader("Content-Type", "").split("boundary=")[1])
+            extra = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            try:
+                extra.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                try:
+                    answer = extra.recv(100)
+                except ConnectionResetError:
+                    answer = b""
+                assert answer == b"", "a connection over http.max_connections was served"
+            finally:
+                extra.close()
+        finally:
+            for conn, resp in streams:
+                resp.close()
+                conn.close()
+        wait_until(lambda: server.active_streams == 0, "the streams to end")
+        assert get(server, "/health")[0] == 200
+
+
+def test_client_that_stops_reading_is_dropped(live, monkeypatch):
+    monkeypatch.setattr(web, "SEND_TIMEOUT", 0.5)
+    with serving(live) as server:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", server.port))
+        try:
+            sock.sendall(f"GET /stream/{CAMERA}.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            wait_until(lambda: server.active_streams == 1, "the stream to start")
+            # never read: once the buffers are full the server gives up on this client
+            wait_until(lambda: server.active_streams == 0, "the stalled stream to be cut", 120)
+        finally:
+            sock.close()
+        assert get(server, "/health")[0] == 200
+
+
+def test_stop_ends_a_stream_whose_client_stopped_reading(live, monkeypatch, caplog):
+    """stop() does not wait for a client that does not read, nor cancel it with errors."""
+    monkeypatch.setattr(web, "SEND_TIMEOUT", 3600.0)
+    stalled = threading.Event()
+    pause_writing = web._Connection.pause_writing
+
+    def spy(self: web._Connection) -> None:
+        pause_writing(self)
+        stalled.set()
+
+    monkeypatch.setattr(web._Connection, "pause_writing", spy)
+    server = make_server(live)
+    server.start()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.connect(("127.0.0.1", server.port))
+        sock.sendall(f"GET /stream/{CAMERA}.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        wait_until(stalled.is_set, "the server's send buffer to fill", 120)
+        server.stop()
+        assert server.active_streams == 0
+        assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    finally:
+        sock.close()
+        server.stop()

@@ -170,8 +170,7 @@ class Daemon:
         if cfg.http.enabled:  # validated before the models load: a refusal is immediate
             from streamrec.service.http import WebServer
 
-            h = cfg.http
-            self.web = WebServer(self.status, self.metrics, h.host, h.port, h.token)
+            self.web = WebServer.from_config(self.status, self.metrics, cfg.http)
         preload_solver()
         analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, analyzer.recognizer)
