@@ -709,6 +709,7 @@ def test_buffer_bound_holds_while_the_broker_is_frozen_or_down(
         for i in range(3000, 6000):
             sink.write(event(i, name=f"p{i % 50}"))
         assert sink.pending == bound and sink.dropped == 6000 - bound
+        assert len(sink._unsent) <= bound  # the queue that grew to 200,000 in issue 12
         assert len(sink._client._out_messages) <= WINDOW
         broker.start()
         newest = set(range(6000 - bound, 6000))

@@ -389,16 +389,17 @@ class MqttEventSink:
             for track in self._tracks.values():
                 if track.name == name:
                     track.name = None
-            for camera in self._cameras:
-                topic = f"{self.prefix}/{camera}/last_name"
-                if self._retained.get(topic) == name.encode():
+            for camera, topic, value in self._camera_topics("last_name"):
+                if value == name.encode():
                     self._set_retained(topic, b"")
                     self._deadlines.pop(("last_name", camera), None)
+            for camera in self._cameras:
                 self._update_view(camera)
             self._forget_snapshots(name)
             gone = [seq for seq, item in self._pending.items() if item.person == name]
             for seq in gone:
                 del self._pending[seq]
+            self._unsent = deque(seq for seq in self._unsent if seq in self._pending)
         self._wake.set()
 
     def sync(self, timeout: float) -> bool:
@@ -421,9 +422,8 @@ class MqttEventSink:
                 self._update_view(camera)
             for person in self._people.values():
                 self._deadlines[("person", person.name)] = 0.0
-            for topic, value in self._retained.items():
-                if topic.endswith("/last_name") and value:
-                    camera = topic[len(self.prefix) + 1 : -len("/last_name")]
+            for camera, _, value in self._camera_topics("last_name"):
+                if value:
                     self._deadlines[("last_name", camera)] = 0.0
             self._expire(float("inf"))
         self._wake.set()
@@ -465,10 +465,21 @@ class MqttEventSink:
             and not self._snapshot_todo
         )
 
+    def _camera_topics(self, leaf: str) -> list[tuple[str, str, bytes]]:
+        """(camera, topic, value) of each retained ``<prefix>/<camera>/<leaf>`` held."""
+        found = []
+        for topic, value in self._retained.items():
+            level, _, rest = topic.removeprefix(f"{self.prefix}/").partition("/")
+            if topic.startswith(f"{self.prefix}/") and rest == leaf and level != "people":
+                found.append((level, topic, value))
+        return found
+
     def _queue(self, topic: str, payload: bytes, person: str | None) -> None:
         """Buffer a non-retained message (an event), dropping the oldest when full."""
         if len(self._pending) >= self._buffer_max:
-            self._pending.popitem(last=False)
+            seq, _ = self._pending.popitem(last=False)
+            if self._unsent and self._unsent[0] == seq:  # both in seq order: bounded alike
+                self._unsent.popleft()
             self._dropped.add()
         seq = self._next_seq
         self._next_seq += 1
