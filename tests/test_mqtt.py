@@ -10,6 +10,7 @@ the subscriber missed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -33,8 +34,11 @@ import jinja2
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from streamrec.config import DEFAULT_CONFIG, MqttConfig, load_config
+from streamrec.errors import ConfigError
 from streamrec.records import Event
 from streamrec.sinks import MqttEventSink, SinkError
 from streamrec.sinks.mqtt import WINDOW, person_slug
@@ -798,3 +802,42 @@ def test_tls_with_a_ca_and_a_client_certificate(
         for s in sinks:
             s.close(timeout=1)
         broker.stop()
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+def test_config_keys_defaults_and_errors(tmp_path: Path) -> None:
+    # default.yaml documents every events.mqtt key with its default (commented out: no broker)
+    lines = DEFAULT_CONFIG.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith("mqtt: null"))
+    block = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  #  "):
+            break
+        block.append(line[len("  #  ") :])
+    documented = yaml.safe_load("\n".join(block))
+    defaults = dataclasses.asdict(MqttConfig(host="broker"))
+    del defaults["host"]
+    assert documented == defaults
+
+    cfg = load_config(None, {"events.mqtt.host": "broker", "events.mqtt.presence_timeout": 30})
+    assert cfg.events.mqtt is not None
+    sink = MqttEventSink.from_config(cfg.events.mqtt)  # every key reaches the sink
+    sink.close(timeout=0)
+    bad = tmp_path / "bad.yaml"
+    for mqtt_section, needles in (
+        ({"host": "h", "ca_certs": "ca.pem"}, ["bad.yaml", "events.mqtt", "need tls: true"]),
+        ({"host": "h", "tls": True, "keyfile": "k"}, ["events.mqtt", "keyfile needs certfile"]),
+        ({"host": "h", "topic_prefix": "a/+"}, ["events.mqtt.topic_prefix", "without + or #"]),
+        ({"host": "h", "discovery_prefix": ""}, ["events.mqtt.discovery_prefix"]),
+        ({"host": "h", "presence_timeout": 0}, ["events.mqtt.presence_timeout"]),
+        ({"host": "h", "snapshot_quality": 101}, ["events.mqtt.snapshot_quality"]),
+        ({"host": "h", "password": "Sup3r", "port": 0}, ["events.mqtt.port"]),
+    ):
+        bad.write_text(yaml.safe_dump({"events": {"mqtt": mqtt_section}}))
+        with pytest.raises(ConfigError) as error:
+            load_config(bad)
+        message = str(error.value)
+        assert all(n in message for n in needles), message
+        assert "Sup3r" not in message
