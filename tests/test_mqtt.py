@@ -35,6 +35,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from cli_helpers import LIN, SMALL, streamrec
 from paho.mqtt.enums import CallbackAPIVersion
 
 from streamrec.config import DEFAULT_CONFIG, MqttConfig, load_config
@@ -841,3 +842,36 @@ def test_config_keys_defaults_and_errors(tmp_path: Path) -> None:
         message = str(error.value)
         assert all(n in message for n in needles), message
         assert "Sup3r" not in message
+
+
+# -- end to end ----------------------------------------------------------------------------------
+
+
+def test_streamrec_run_publishes_presence_of_a_recognised_person(
+    broker: Broker, subscribers: list[Subscriber], models_dir: Path, media_dir: Path, tmp_path: Path
+) -> None:
+    """The CLI on a real clip with the real small models: Lin-Manuel Miranda is recognised,
+    his presence topic says the camera, and after the run he is not_home."""
+    faces = media_dir / "face_recognition"
+    gallery = tmp_path / "people.db"
+    streamrec("gallery", "add", LIN, str(faces / "lin-manuel-miranda.png"), "--gallery",
+              str(gallery), *SMALL)  # fmt: skip
+    sub = Subscriber(broker.port, "e2e", topic="e2e/#", clean=True)
+    subscribers.append(sub)
+    mqtt_keys = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "e2e",
+                 "ha_discovery": True}  # fmt: skip
+    sets = [a for k, v in mqtt_keys.items() for a in ("--set", f"events.mqtt.{k}={v}")]
+    clip = faces / "short_hamilton_clip.mp4"
+    streamrec("run", "--source", str(clip), "--gallery", str(gallery), *SMALL, *sets)
+    person = "e2e/people/lin_manuel_miranda"
+    wait_until(lambda: state_of(sub, person) == "not_home", "not_home after the run")
+    states = [json.loads(m.payload) for m in sub.on(person)]
+    assert states[0]["name"] == LIN and states[0]["state"] == states[0]["camera"] != "not_home"
+    camera = states[0]["camera"]
+    events = [json.loads(m.payload) for m in sub.on(f"e2e/{camera}/events")]
+    assert any(e["event"] == "identified" and e["name"] == LIN for e in events)
+    views = [json.loads(m.payload)["people"] for m in sub.on(f"e2e/{camera}/people")]
+    assert [LIN] in views and views[-1] == []
+    published = retained(broker.port)
+    assert "homeassistant/sensor/e2e/person_lin_manuel_miranda/config" in published
+    assert published["e2e/bridge/status"] == b"offline"
