@@ -65,19 +65,7 @@ def event_sinks(cfg: Config, jsonl: str | None = None) -> list[EventSink]:
     if cfg.events.mqtt is not None:
         from .sinks.mqtt import MqttEventSink
 
-        m = cfg.events.mqtt
-        sinks.append(
-            MqttEventSink(
-                m.host,
-                m.port,
-                username=m.username,
-                password=m.password,
-                topic_prefix=m.topic_prefix,
-                qos=m.qos,
-                ha_discovery=m.ha_discovery,
-                tls=m.tls,
-            )
-        )
+        sinks.append(MqttEventSink.from_config(cfg.events.mqtt))
     if cfg.events.webhook is not None:
         from .sinks.webhook import WebhookEventSink
 
