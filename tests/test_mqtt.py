@@ -859,7 +859,7 @@ def test_streamrec_run_publishes_presence_of_a_recognised_person(
     sub = Subscriber(broker.port, "e2e", topic="e2e/#", clean=True)
     subscribers.append(sub)
     mqtt_keys = {"host": "127.0.0.1", "port": broker.port, "topic_prefix": "e2e",
-                 "ha_discovery": True}  # fmt: skip
+                 "ha_discovery": True, "discovery_prefix": "ha-e2e"}  # fmt: skip
     sets = [a for k, v in mqtt_keys.items() for a in ("--set", f"events.mqtt.{k}={v}")]
     clip = faces / "short_hamilton_clip.mp4"
     streamrec("run", "--source", str(clip), "--gallery", str(gallery), *SMALL, *sets)
@@ -873,5 +873,5 @@ def test_streamrec_run_publishes_presence_of_a_recognised_person(
     views = [json.loads(m.payload)["people"] for m in sub.on(f"e2e/{camera}/people")]
     assert [LIN] in views and views[-1] == []
     published = retained(broker.port)
-    assert "homeassistant/sensor/e2e/person_lin_manuel_miranda/config" in published
+    assert "ha-e2e/sensor/e2e/person_lin_manuel_miranda/config" in published
     assert published["e2e/bridge/status"] == b"offline"
