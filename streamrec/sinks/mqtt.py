@@ -884,6 +884,17 @@ class MqttEventSink:
             return
         client.drop_out_messages()  # our buffer republishes them, see the module docstring
         with self._lock:
+            scan = not self._scan.done
+            if scan:
+                self._scan.token, self._scan.complete = uuid.uuid4().hex, False
+                self._scan.messages.clear()
+                self._scan.deadline = time.monotonic() + SCAN_TIMEOUT
+            token = self._scan.token
+        if scan:  # before we publish anything; QoS 0 throughout, so the marker comes back
+            # after the retained messages of the subscriptions
+            client.subscribe([(f, 0) for f in self._scan_filters()])
+            client.publish(f"{self.prefix}/bridge/scan", token, qos=0)
+        with self._lock:
             self._apply_acks()
             self._generation += 1
             self._connected = True
@@ -891,15 +902,6 @@ class MqttEventSink:
             self._unsent = deque(self._pending)
             self._dirty = dict.fromkeys(self._retained)
             backlog = len(self._pending)
-            scan = not self._scan.done
-            if scan:
-                self._scan.token, self._scan.complete = uuid.uuid4().hex, False
-                self._scan.messages.clear()
-                self._scan.deadline = time.monotonic() + SCAN_TIMEOUT
-            token = self._scan.token
-        if scan:  # QoS 0 throughout, so the marker comes back after the retained messages
-            client.subscribe([(f, 0) for f in self._scan_filters()])
-            client.publish(f"{self.prefix}/bridge/scan", token, qos=0)
         self._problem = ""
         log.info("MQTT %s: connected (%d buffered events to send)", self.address, backlog)
         self._wake.set()
