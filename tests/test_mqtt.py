@@ -42,7 +42,7 @@ from streamrec.config import DEFAULT_CONFIG, MqttConfig, load_config
 from streamrec.errors import ConfigError
 from streamrec.records import Event
 from streamrec.sinks import MqttEventSink, SinkError
-from streamrec.sinks.mqtt import WINDOW, person_slug
+from streamrec.sinks.mqtt import WINDOW, camera_segment, person_slug
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 pytestmark = pytest.mark.skipif(
@@ -349,12 +349,15 @@ def state_of(sub: Subscriber, topic: str) -> str | None:
     return json.loads(last)["state"] if last else None
 
 
-def test_person_slugs() -> None:
+def test_topic_levels_of_people_and_cameras() -> None:
     assert person_slug("alice") == "alice"
     assert person_slug("José Pérez") == "jose_perez"
     assert person_slug("李小龙") == "li_xiao_long"
     assert person_slug("a/b #+ c") == "a_b_c"
     assert person_slug("#/+") == "person"
+    assert camera_segment("front door") == "front_door"
+    assert camera_segment("rtsp://admin:pw@10.1.2.3:554/s1") == "10.1.2.3_554_s1"
+    assert camera_segment("people") == "people_camera"  # <prefix>/people/ is the people's
 
 
 def test_presence_per_person_expires_after_the_timeout(
