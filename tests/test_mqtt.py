@@ -727,6 +727,33 @@ def test_buffer_bound_holds_while_the_broker_is_frozen_or_down(
         sink.close(timeout=5)
 
 
+def test_credentials_work_and_never_reach_the_log(
+    tmp_path: Path, subscribers: list[Subscriber], caplog: pytest.LogCaptureFixture
+) -> None:
+    password = "S3cr/et?#x @%41"
+    passwords = tmp_path / "passwords"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwords), "streamrec", password], check=True
+    )
+    broker = Broker(tmp_path, extra=f"password_file {passwords}\n")
+    broker.config.write_text(broker.config.read_text().replace("allow_anonymous true", ""))
+    broker.start()
+    try:
+        wrong = MqttEventSink("127.0.0.1", broker.port, username="streamrec", password="nope")
+        right = MqttEventSink("127.0.0.1", broker.port, username="streamrec", password=password)
+        try:
+            wait_until(lambda: "refused" in wrong.problem, "the wrong password to be refused")
+            right.write(event(1))
+            assert right.sync(WAIT) and not wrong.connected
+        finally:
+            wrong.close(timeout=0.5)
+            right.close(timeout=5)
+        assert caplog.text.count("refused the connection") == 1  # once, not per retry
+        assert password not in caplog.text
+    finally:
+        broker.stop()
+
+
 # -- TLS -----------------------------------------------------------------------------------------
 
 

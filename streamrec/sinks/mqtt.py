@@ -957,9 +957,12 @@ class MqttEventSink:
         with self._lock:
             was_connected, self._connected = self._connected, False
             closing = self._closing
-        if not closing:
-            what = "lost the connection" if was_connected else "the broker closed the connection"
-            self._log_problem(f"{what} ({reason_code})")
+        if closing:
+            return
+        if was_connected:
+            self._log_problem(f"lost the connection ({reason_code})")
+        elif not self._problem:  # e.g. a TLS client certificate refused after the handshake
+            self._log_problem(f"the broker closed the connection ({reason_code})")
 
     def _on_publish(
         self,
