@@ -26,7 +26,14 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 from urllib.parse import unquote
 
 import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.dataclasses import dataclass
 
 from .errors import ConfigError
@@ -239,8 +246,41 @@ class MqttConfig:
     password: str | None = None
     topic_prefix: str = "streamrec"
     qos: int = Field(default=1, ge=0, le=2)
+    #: events kept while the broker is away (the oldest are dropped beyond)
+    buffer_max: int = Field(default=10000, ge=1, le=10_000_000)
+    #: Home Assistant MQTT discovery, under discovery_prefix
     ha_discovery: bool = False
+    discovery_prefix: str = "homeassistant"
+    #: seconds after a person's last track ended until they are not_home
+    presence_timeout: float = Field(default=120.0, gt=0, le=86400 * 365)
+    #: JPEG of each identification on <prefix>/<camera>/snapshot
+    snapshots: bool = True
+    snapshot_max_width: int = Field(default=640, ge=16, le=8192)
+    snapshot_quality: int = Field(default=80, ge=1, le=100)
+    #: also publish double-take/matches/<name> and double-take/cameras/<camera>
+    double_take_topics: bool = False
     tls: bool = False
+    #: PEM files: CA to verify the broker (null = the system's), client certificate and key
+    ca_certs: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    #: skip the check of the broker's host name against its certificate
+    tls_insecure: bool = False
+
+    @field_validator("topic_prefix", "discovery_prefix")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value.strip("/") or "+" in value or "#" in value:
+            raise ValueError("expected MQTT topic levels without + or #, e.g. 'streamrec'")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files(self) -> MqttConfig:
+        if not self.tls and (self.ca_certs or self.certfile or self.keyfile or self.tls_insecure):
+            raise ValueError("ca_certs, certfile, keyfile and tls_insecure need tls: true")
+        if self.keyfile and not self.certfile:
+            raise ValueError("keyfile needs certfile (the client certificate)")
+        return self
 
 
 @dataclass(config=_STRICT)

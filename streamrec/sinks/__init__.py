@@ -39,19 +39,7 @@ def event_sinks(cfg: Config, jsonl: str | None = None) -> list[EventSink]:
         if path:
             sinks.append(JsonlEventSink(path))
         if cfg.events.mqtt is not None:
-            m = cfg.events.mqtt
-            sinks.append(
-                MqttEventSink(
-                    m.host,
-                    m.port,
-                    username=m.username,
-                    password=m.password,
-                    topic_prefix=m.topic_prefix,
-                    qos=m.qos,
-                    ha_discovery=m.ha_discovery,
-                    tls=m.tls,
-                )
-            )
+            sinks.append(MqttEventSink.from_config(cfg.events.mqtt))
         if cfg.events.webhook is not None:
             w = cfg.events.webhook
             sinks.append(
