@@ -373,7 +373,8 @@ def _missing_message(
     missing: list[_Missing], extra_dir: str | None, download: bool, failures: list[str]
 ) -> str:
     files = [m.file for m in missing]
-    where = ", ".join(str(d) for d in search_dirs(extra_dir)[:3]) + ", ~/.insightface/models/<pack>"
+    dirs = [d for d in search_dirs(extra_dir) if d not in insightface_dirs()]
+    where = ", ".join(str(d) for d in dirs) + ", ~/.insightface/models/<pack>"
     packs = sorted({p.name for m in missing for p in m.packs})
     msg = f"model(s) not found: {'; '.join(m.describe() for m in missing)}; searched {where}"
     if failures:
@@ -384,7 +385,7 @@ def _missing_message(
     if packs:
         ways.append(
             f"run 'streamrec models pull {' '.join(packs)}' on a connected machine and copy "
-            f"{', '.join(files)} from its {cache_dir()} here"
+            f"{', '.join(files)} from its ~/.cache/streamrec/models into {dirs[-1]}"
         )
     ways.append(
         f"put {', '.join(files)} in a directory and name it with STREAMREC_MODELS=DIR or "
