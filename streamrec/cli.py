@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--min-face", type=int, default=32, help="detector: no face this tall may be lost (32)"
     )
+    p.add_argument(
+        "--score-margin", type=float, default=0.1,
+        help="detector: faces scored within this of detector.threshold may flip (0.1)",
+    )
     p.add_argument("--samples", type=int, default=300, help="calibration samples (default 300)")
     _common(p, gallery=False)
 
@@ -234,7 +238,9 @@ def _models_pull(cfg: Config, args: argparse.Namespace) -> int:
 def _models_optimize(cfg: Config, args: argparse.Namespace) -> int:
     from .models.optimize import Bounds, optimize
 
-    bounds = Bounds(args.min_cosine, args.max_accuracy_drop, args.min_iou, args.min_face)
+    bounds = Bounds(
+        args.min_cosine, args.max_accuracy_drop, args.min_iou, args.min_face, args.score_margin
+    )
     report = optimize(
         cfg,
         args.model,
