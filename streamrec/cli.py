@@ -170,7 +170,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         return _models_pull(cfg, args)
     if args.models_command == "optimize":
         return _models_optimize(cfg, args)
-    from .models.runtime import choose_precision, device_info, openvino_available
+    from .models.runtime import (
+        choose_precision,
+        device_info,
+        openvino_available,
+        precision_candidate,
+    )
 
     rt = cfg.runtime
     if rt.provider == "openvino" and openvino_available():
@@ -180,6 +185,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             f"runtime: OpenVINOExecutionProvider on {rt.device} "
             f"({dev.full_name if dev else '?'}; capabilities {caps}), precision {rt.precision}"
         )
+        if rt.precision == "auto":
+            candidate, why = precision_candidate(rt.device)
+            print(f"  auto: {why}" + ("" if candidate is None else
+                  f"; {candidate} is checked once per model against FP32 (speed, cosine)"))
     else:
         print("runtime: CPUExecutionProvider (" + (
             "runtime.provider is cpu" if rt.provider == "cpu"

@@ -10,6 +10,7 @@ there. Both need PyPI; the tests skip with the reason when it cannot be reached.
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shutil
@@ -59,6 +60,11 @@ def test_openvino_execution_provider_is_installed_here() -> None:
 
     assert openvino_expected()
     assert "OpenVINOExecutionProvider" in ort.get_available_providers()
+    # the extras (nncf for models optimize among them) brought no shadowing package
+    for shadow in ("onnxruntime", "opencv-python"):
+        with pytest.raises(importlib.metadata.PackageNotFoundError):
+            importlib.metadata.distribution(shadow)
+    assert importlib.metadata.distribution("opencv-python-headless")
 
 
 @pytest.mark.parametrize("target", list(TARGETS))
@@ -108,8 +114,17 @@ def test_each_platform_gets_an_installable_onnxruntime(target: str, tmp_path: Pa
 @pytest.mark.slow
 def test_the_wheel_has_everything_it_needs(tmp_path: Path) -> None:
     """Build the wheel, check its files and markers, install it and load the defaults."""
+    src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info into the tree
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+            "out",
+        ),
+    )
     proc = _run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), "."]
+        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path / "dist"), str(src)]
     )
     _skip_if_offline(proc, "the build backend")
     assert proc.returncode == 0, proc.stderr[-2000:]

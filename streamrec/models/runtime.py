@@ -182,7 +182,7 @@ def _precision_cache(cfg: RuntimeConfig) -> Path:
     return base.expanduser() / "precision.json"
 
 
-def _candidate(device: str) -> tuple[str | None, str]:
+def precision_candidate(device: str) -> tuple[str | None, str]:
     """The faster precision worth trying on ``device``, or None with the reason."""
     if device.split(".")[0] not in ("CPU", "GPU"):
         return None, f"auto checks single CPU/GPU devices only, {device} runs FP32"
@@ -203,7 +203,7 @@ def choose_precision(
 
     With ``measure=False`` an unmeasured candidate is reported as such instead of checked.
     """
-    candidate, why = _candidate(cfg.device)
+    candidate, why = precision_candidate(cfg.device)
     if candidate is None:
         return PrecisionChoice("FP32", why)
     key = f"{sha256}|{cfg.device}|{ort.__version__}|{candidate}"
