@@ -279,7 +279,7 @@ def _recognizer(
             f"only {len(calib)} faces of {bounds.min_face} px or more found for calibration "
             f"(need 16 or more, plus some held aside): give more photos or clips"
         )
-    out = work / "int8.onnx"
+    out = work / f"{parent.path.stem}_int8.onnx"
     quantize(parent.path, [fp32.preprocess([c]) for c in calib], out)
     int8 = ArcFaceEmbedder(out, cfg.embedder, cfg.runtime)
     a, b = fp32.embed(held), int8.embed(held)
@@ -368,7 +368,7 @@ def _detector(
             f"only {len(calib) + len(held)} frames for calibration (need 11 or more): give "
             f"more photos or clips"
         )
-    out = work / "int8.onnx"
+    out = work / f"{parent.path.stem}_int8.onnx"
     quantize(parent.path, calib, out, careful=True)
     int8 = ScrfdDetector(out, cfg.detector, cfg.runtime)
     ious: list[float] = []
@@ -480,7 +480,7 @@ def optimize(
             return report
         target.parent.mkdir(parents=True, exist_ok=True)
         staged = target.with_name(target.name + ".part")
-        shutil.move(Path(tmp) / "int8.onnx", staged)
+        shutil.move(Path(tmp) / f"{known.path.stem}_int8.onnx", staged)
         staged.replace(target)
     record = {
         "file": target.name,
