@@ -15,7 +15,7 @@ from .config import Config, load_config
 from .errors import MediaError
 from .models.detector import ScrfdDetector
 from .models.embedder import ArcFaceEmbedder
-from .models.registry import ResolvedModel, recognizer_threshold, resolve
+from .models.registry import ResolvedModel, recognizer_threshold, resolve_all
 from .records import Detections, Face
 
 
@@ -54,16 +54,13 @@ class FaceAnalyzer:
     @classmethod
     def from_config(cls, cfg: Config | None = None) -> FaceAnalyzer:
         cfg = cfg if cfg is not None else load_config()
-        m = cfg.models
-        det = resolve(m.detector, "detector", m.dir, m.download)
-        rec = resolve(m.recognizer, "recognizer", m.dir, m.download)
+        det, rec = resolve_all(cfg.models)
         return cls(cfg, det, rec)
 
     @property
     def recognizer(self) -> Recognizer:
-        return Recognizer(
-            self.recognizer_model.name, self.recognizer_model.sha256, self.embedder.dim
-        )
+        model = self.recognizer_model
+        return Recognizer(model.name, model.sha256, self.embedder.dim, model.compatible)
 
     def open_gallery(self, path: str | Path) -> Gallery:
         return Gallery(path, self.recognizer, GalleryPolicy.from_config(self.cfg))

@@ -47,9 +47,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("models", help="list known models and where they are")
+    p = sub.add_parser("models", help="list, download and optimize models")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    p = msub.add_parser("list", help="each known model, where it was found, its verified sha256")
+    p = msub.add_parser(
+        "list", help="each model: where it was found, verified sha256, provider and precision"
+    )
+    _common(p, gallery=False)
+    p = msub.add_parser("pull", help="download model packs (each once) and verify every file")
+    p.add_argument(
+        "packs", metavar="PACK", nargs="*", help="buffalo_l, buffalo_m, buffalo_s, buffalo_sc "
+        "(default: the packs of the configured models)"
+    )
+    p.add_argument("--dir", metavar="DIR", help="extract here (default: the user model cache)")
+    _common(p, gallery=False)
+    p = msub.add_parser(
+        "optimize", help="INT8 quantization (NNCF) calibrated on your photos or clips"
+    )
+    p.add_argument("model", metavar="MODEL", help="detector or recognizer: file name or path")
+    p.add_argument(
+        "--calibration", metavar="DIR_OR_VIDEO", action="append", required=True,
+        help="photos (folders are searched recursively) or clips (repeatable)",
+    )
+    p.add_argument(
+        "--pairs", metavar="FILE", help="recognizer: verification pairs (CSV or LFW pairs.txt, "
+        "paths relative to the file); held aside from calibration",
+    )
+    p.add_argument("--output", metavar="FILE", help="default: MODEL_int8.onnx beside MODEL")
+    p.add_argument("--min-cosine", type=float, default=0.98, help="recognizer (default 0.98)")
+    p.add_argument(
+        "--max-accuracy-drop", type=float, default=0.5, help="recognizer, points (default 0.5)"
+    )
+    p.add_argument("--min-iou", type=float, default=0.9, help="detector (default 0.9)")
+    p.add_argument(
+        "--min-face", type=int, default=32, help="detector: no face this tall may be lost (32)"
+    )
+    p.add_argument(
+        "--score-margin", type=float, default=0.1,
+        help="detector: faces scored within this of detector.threshold may flip (0.1)",
+    )
+    p.add_argument("--samples", type=int, default=300, help="calibration samples (default 300)")
     _common(p, gallery=False)
 
     p = sub.add_parser("gallery", help="manage the gallery of enrolled people")
@@ -140,22 +176,109 @@ def _gallery_path(cfg: Config) -> str:
     return cfg.gallery
 
 
-def cmd_models_list(args: argparse.Namespace) -> int:
-    from .models.registry import PACKS, list_models
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import registry
 
     cfg = _config(args)
-    print(f"{'model':28} {'kind':10} {'packs':30} {'status':9} location / sha256")
-    for st in list_models(cfg.models.dir):
-        packs = ",".join(st.packs) or "-"
+    if args.models_command == "pull":
+        return _models_pull(cfg, args)
+    if args.models_command == "optimize":
+        return _models_optimize(cfg, args)
+    from .models.runtime import (
+        choose_precision,
+        device_info,
+        openvino_available,
+        precision_candidate,
+    )
+
+    rt = cfg.runtime
+    if rt.provider == "openvino" and openvino_available():
+        dev = device_info(rt.device)
+        caps = " ".join(sorted(dev.capabilities)) if dev else "unknown"
+        print(
+            f"runtime: OpenVINOExecutionProvider on {rt.device} "
+            f"({dev.full_name if dev else '?'}; capabilities {caps}), precision {rt.precision}"
+        )
+        if rt.precision == "auto":
+            candidate, why = precision_candidate(rt.device)
+            print(f"  auto: {why}" + ("" if candidate is None else
+                  f"; {candidate} is checked once per model against FP32 (speed, cosine)"))
+    else:
+        print("runtime: CPUExecutionProvider (" + (
+            "runtime.provider is cpu" if rt.provider == "cpu"
+            else "the OpenVINO execution provider is not installed") + ")")
+    print(f"{'model':30} {'kind':10} {'packs':22} {'status':9} {'runs as':9} location / sha256")
+    for st in registry.list_models(cfg.models.dir):
+        packs = ",".join(st.packs) or ("from " + st.derived.parent_file if st.derived else "-")
+        runs = "-"
         if st.path is None:
             status, where = "missing", "-"
         else:
             status = "ok" if st.verified else "MISMATCH"
             where = f"{st.path}  sha256 {st.sha256}"
-        print(f"{st.info.file:28} {st.info.kind:10} {packs:30} {status:9} {where}")
+            if rt.provider == "openvino" and openvino_available() and st.sha256:
+                prec = (
+                    choose_precision(st.path, rt, st.sha256, measure=False).precision
+                    if rt.precision == "auto" else rt.precision
+                )
+                runs = f"INT8+{prec}" if st.derived else prec
+            else:
+                runs = "INT8+FP32" if st.derived else "FP32"
+        print(f"{st.info.file:30} {st.info.kind:10} {packs:22} {status:9} {runs:9} {where}")
     print(
-        "packs: " + "; ".join(f"{p.name} = {p.detector} + {p.recognizer}" for p in PACKS.values())
+        "packs: " + "; ".join(
+            f"{p.name} = {p.detector} + {p.recognizer}" for p in registry.PACKS.values()
+        )
     )
+    return 0
+
+
+def _models_pull(cfg: Config, args: argparse.Namespace) -> int:
+    from .models import registry
+
+    names = list(args.packs) or sorted(
+        {n for n in (cfg.models.detector, cfg.models.recognizer) if n in registry.PACKS}
+        or {p.name for p in registry.PACKS.values()
+            if {cfg.models.detector, cfg.models.recognizer} & {p.detector, p.recognizer}}
+    )
+    if not names:
+        raise StreamrecError(
+            "models pull: the configured models are not from a pack; name one: "
+            + ", ".join(registry.PACKS)
+        )
+    unknown = [n for n in names if n not in registry.PACKS]
+    if unknown:
+        raise StreamrecError(
+            f"models pull: unknown pack {', '.join(unknown)}; packs: {', '.join(registry.PACKS)}"
+        )
+    dest = Path(args.dir).expanduser() if args.dir else None
+    for name in names:
+        for path in registry.pull_pack(registry.PACKS[name], dest):
+            print(f"{name}: {path}  sha256 verified")
+    return 0
+
+
+def _models_optimize(cfg: Config, args: argparse.Namespace) -> int:
+    from .models.optimize import Bounds, optimize
+
+    bounds = Bounds(
+        args.min_cosine, args.max_accuracy_drop, args.min_iou, args.min_face, args.score_margin
+    )
+    report = optimize(
+        cfg,
+        args.model,
+        [Path(c).expanduser() for c in args.calibration],
+        pairs=Path(args.pairs).expanduser() if args.pairs else None,
+        output=Path(args.output).expanduser() if args.output else None,
+        bounds=bounds,
+        max_samples=args.samples,
+    )
+    print(report.format())
+    if report.failures:
+        raise StreamrecError(
+            f"the INT8 model of {args.model} was not written: it loses more than the bounds "
+            f"allow ({'; '.join(report.failures)})"
+        )
     return 0
 
 
@@ -389,7 +512,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run,
     "serve": cmd_serve,
-    "models": cmd_models_list,
+    "models": cmd_models,
     "gallery": cmd_gallery,
     "unknowns": cmd_unknowns,
     "recognize": cmd_recognize,

@@ -187,8 +187,9 @@ class RuntimeConfig:
     provider: Literal["openvino", "cpu"] = "openvino"
     #: OpenVINO device: CPU, GPU, NPU, AUTO, or e.g. AUTO:GPU,CPU
     device: str = "CPU"
-    #: OpenVINO inference precision hint
-    precision: Literal["FP32", "FP16", "ACCURACY"] = "FP32"
+    #: OpenVINO inference precision: auto = BF16 (CPU) / FP16 (GPU) where the device has it
+    #: and a one-time check finds it faster and as accurate as FP32, else FP32
+    precision: Literal["auto", "FP32", "BF16", "FP16", "ACCURACY"] = "auto"
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
     #: compiled-model cache (speeds up start-up); null disables it
     cache_dir: str | None = "~/.cache/streamrec/ov_cache"

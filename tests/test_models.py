@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
+import json
+import logging
+import shutil
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -14,10 +18,13 @@ import onnxruntime as ort
 import pytest
 
 from streamrec import load_config, read_image
+from streamrec.cli import main
+from streamrec.config import ModelsConfig
 from streamrec.errors import ModelError
-from streamrec.models import registry
+from streamrec.models import registry, runtime
 from streamrec.models.detector import ScrfdDetector
-from streamrec.models.registry import MODELS, PACKS, resolve
+from streamrec.models.registry import MODELS, PACKS, resolve, resolve_all
+from streamrec.models.runtime import open_session
 from streamrec.pipeline.tracking import iou_matrix
 
 
@@ -27,15 +34,82 @@ def test_openvino_execution_provider_available() -> None:
 
 
 def test_session_uses_openvino_by_default(models_dir: Path) -> None:
-    from streamrec.models.runtime import create_session
-
     cfg = load_config()
-    session = create_session(models_dir / "det_500m.onnx", cfg.runtime)
+    session, info = open_session(models_dir / "det_500m.onnx", cfg.runtime)
     assert session.get_providers()[0] == "OpenVINOExecutionProvider"
-    cpu = create_session(
+    assert info.provider == "OpenVINOExecutionProvider" and info.device == "CPU"
+    assert info.precision in ("FP32", "BF16") and info.reason
+    cpu, cpu_info = open_session(
         models_dir / "det_500m.onnx", load_config(None, ["runtime.provider=cpu"]).runtime
     )
     assert cpu.get_providers() == ["CPUExecutionProvider"]
+    assert cpu_info.provider == "CPUExecutionProvider" and "runtime.provider" in cpu_info.reason
+    assert cpu_info in runtime.loaded_models()
+
+
+def test_provider_and_precision_are_logged_once(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = load_config(None, ["runtime.provider=cpu"])
+    model = models_dir / "mobilefacenet_128d_b1.onnx"
+    with caplog.at_level(logging.INFO, logger="streamrec.runtime"):
+        open_session(model, cfg.runtime)
+        open_session(model, cfg.runtime)
+    lines = [r.getMessage() for r in caplog.records if model.name in r.getMessage()]
+    assert len(lines) <= 1  # an earlier test in this process may have logged it already
+    assert all("CPUExecutionProvider" in line for line in lines)
+
+
+def test_auto_precision_follows_device_capabilities(models_dir: Path) -> None:
+    device = runtime.device_info("CPU")
+    assert device is not None and "FP32" in device.capabilities
+    cfg = load_config()
+    assert cfg.runtime.precision == "auto"
+    model = models_dir / "det_500m.onnx"
+    choice = runtime.choose_precision(model, cfg.runtime, "0" * 64, measure=False)
+    if "BF16" not in device.capabilities:
+        assert choice.precision == "FP32" and "has no BF16" in choice.reason
+        with pytest.raises(ModelError, match=r"runtime.precision is BF16.*does not support"):
+            open_session(model, load_config(None, ["runtime.precision=BF16"]).runtime)
+    else:
+        assert "BF16" in choice.reason
+
+
+def test_precision_check_is_measured_once_and_cached(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Force BF16 as the candidate: the check compares it with FP32 once, then the cache answers."""
+    monkeypatch.setattr(
+        runtime, "precision_candidate", lambda device: ("BF16", "test candidate")
+    )
+    cfg = load_config(None, {"runtime.cache_dir": str(tmp_path / "ov")}).runtime
+    model = models_dir / "mobilefacenet_128d.onnx"
+    sha = registry.sha256_of(model)
+    first = runtime.choose_precision(model, cfg, sha)
+    verdicts = json.loads((tmp_path / "ov" / "precision.json").read_text())
+    (verdict,) = verdicts.values()
+    assert verdict["candidate"] == "BF16" and verdict["min_cosine"] > 0.99
+    assert first.precision == ("BF16" if verdict["accepted"] else "FP32")
+    assert "cosine" in first.reason
+
+    def no_second_measurement(*args: object) -> None:
+        raise AssertionError("measured twice")
+
+    monkeypatch.setattr(runtime, "check_precision", no_second_measurement)
+    assert runtime.choose_precision(model, cfg, sha) == first
+
+
+def test_fallback_to_another_provider_is_reported(
+    models_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if runtime.device_info("GPU") is not None:
+        pytest.skip("this machine has an OpenVINO GPU: no fall-back to provoke")
+    cfg = load_config(None, ["runtime.device=GPU", "runtime.precision=FP32"]).runtime
+    with caplog.at_level(logging.WARNING, logger="streamrec.runtime"):
+        _, info = open_session(models_dir / "det_2.5g.onnx", cfg)
+    assert info.provider == "CPUExecutionProvider"
+    assert "fell back" in info.reason
+    assert any("fell back" in r.getMessage() for r in caplog.records)
 
 
 def test_registry_pins_official_facts() -> None:
@@ -60,17 +134,33 @@ def test_resolution_order(models_dir: Path, tmp_path: Path, monkeypatch: pytest.
         resolve(str(tmp_path / "nope.onnx"), "detector")
 
 
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    requests: list[str]
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        super().do_GET()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @pytest.fixture
 def mirror(tmp_path: Path) -> Iterator[Path]:
+    """A local HTTP server for pack zips; the paths it was asked for go to ``requests``."""
     root = tmp_path / "mirror"
     root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    handler_class = type("Handler", (_CountingHandler,), {"requests": []})
+    handler = functools.partial(handler_class, directory=str(root))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    mirror_requests[root] = handler_class.requests
     threading.Thread(target=server.serve_forever, daemon=True).start()
     root.joinpath("url").write_text(f"http://127.0.0.1:{server.server_address[1]}")
     yield root
     server.shutdown()
+
+
+mirror_requests: dict[Path, list[str]] = {}
 
 
 def test_download_verifies_sha256(
@@ -91,14 +181,97 @@ def test_download_verifies_sha256(
     assert not (registry.cache_dir() / "w600k_mbf.onnx").exists()
 
 
-def test_offline_error_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def _offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("STREAMREC_MODELS", raising=False)
     monkeypatch.setenv("STREAMREC_MODEL_MIRROR", "http://127.0.0.1:9/none")
+
+
+def test_offline_error_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    _offline(tmp_path, monkeypatch)
     with pytest.raises(ModelError) as err:
         resolve("buffalo_l", "recognizer")
     msg = str(err.value)
     assert "w600k_r50.onnx" in msg and "STREAMREC_MODELS" in msg and "buffalo_l.zip" in msg
+
+
+def test_offline_error_lists_every_missing_model_and_the_ways_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _offline(tmp_path, monkeypatch)
+    with pytest.raises(ModelError) as err:
+        resolve_all(ModelsConfig())  # buffalo_l: det_10g + w600k_r50
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "det_10g.onnx" in msg and "w600k_r50.onnx" in msg
+    assert msg.count("downloading buffalo_l.zip") == 1  # tried once for both files
+    assert "streamrec models pull buffalo_l" in msg  # 1: pull on a connected machine
+    assert "STREAMREC_MODELS" in msg and "models.dir" in msg  # 2: a model directory
+    assert "buffalo_s" in msg  # 3: a smaller pack
+    with pytest.raises(ModelError) as err:
+        resolve_all(ModelsConfig(detector=str(tmp_path / "nope.onnx"), download=False))
+    assert "nope.onnx" in str(err.value) and "w600k_r50.onnx" in str(err.value)
+    assert "models.download is false" in str(err.value)
+
+
+def _pack_zip(mirror: Path, models_dir: Path, pack: str) -> None:
+    """A stand-in pack: det_500m as its detector, MobileFaceNet's bytes as w600k_mbf.onnx,
+    and a member streamrec does not use."""
+    with zipfile.ZipFile(mirror / f"{pack}.zip", "w") as zf:
+        zf.write(models_dir / "det_500m.onnx", f"{pack}/det_500m.onnx")
+        zf.write(models_dir / "mobilefacenet_128d.onnx", f"{pack}/w600k_mbf.onnx")
+        zf.writestr(f"{pack}/2d106det.onnx", b"landmarks, not used")
+
+
+def test_pull_fetches_a_pack_once_and_verifies_every_member(
+    models_dir: Path,
+    mirror: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _offline(tmp_path, monkeypatch)
+    monkeypatch.setenv("STREAMREC_MODEL_MIRROR", mirror.joinpath("url").read_text())
+    mbf = MODELS["w600k_mbf.onnx"]
+    stand_in = dataclasses.replace(mbf, sha256=MODELS["mobilefacenet_128d.onnx"].sha256)
+    monkeypatch.setitem(MODELS, "w600k_mbf.onnx", stand_in)
+    _pack_zip(mirror, models_dir, "buffalo_s")
+    det, rec = resolve_all(ModelsConfig(detector="buffalo_s", recognizer="buffalo_s"))
+    assert mirror_requests[mirror] == ["/buffalo_s.zip"]  # one download for both files
+    assert det.path == registry.cache_dir() / "det_500m.onnx"
+    assert rec.path == registry.cache_dir() / "w600k_mbf.onnx"
+    assert rec.sha256 == MODELS["mobilefacenet_128d.onnx"].sha256
+    assert not (registry.cache_dir() / "2d106det.onnx").exists()
+    assert not list(registry.cache_dir().glob("tmp*"))  # the archive is gone
+    # resolved locally from now on
+    resolve_all(ModelsConfig(detector="buffalo_s", recognizer="buffalo_s"))
+    assert len(mirror_requests[mirror]) == 1
+    # the CLI (in this process, for the overridden pin): into a chosen folder; then the real
+    # pin: the mismatching member is refused and deleted, the good one kept
+    pulled = tmp_path / "pulled"
+    assert main(["models", "pull", "buffalo_s", "--dir", str(pulled)]) == 0
+    assert sorted(p.name for p in pulled.iterdir()) == ["det_500m.onnx", "w600k_mbf.onnx"]
+    monkeypatch.setitem(MODELS, "w600k_mbf.onnx", mbf)
+    shutil.rmtree(pulled)
+    capsys.readouterr()
+    assert main(["models", "pull", "buffalo_s", "--dir", str(pulled)]) == 2
+    err = capsys.readouterr().err
+    last = err.split("\r")[-1]  # after the progress bar
+    assert last.startswith("streamrec: error: sha256 mismatch for w600k_mbf.onnx")
+    assert last.count("\n") == 1 and "Traceback" not in err
+    assert [p.name for p in pulled.iterdir()] == ["det_500m.onnx"]
+
+
+def test_insightface_cache_is_searched(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _offline(tmp_path, monkeypatch)
+    pack_dir = tmp_path / "home" / ".insightface" / "models" / "buffalo_sc"
+    pack_dir.mkdir(parents=True)
+    shutil.copy(models_dir / "det_500m.onnx", pack_dir)
+    found = resolve("buffalo_sc", "detector", download=False)
+    assert found.path == pack_dir / "det_500m.onnx"
 
 
 def test_local_file_with_wrong_sha256_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

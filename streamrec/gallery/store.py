@@ -193,6 +193,9 @@ class Recognizer:
     name: str
     sha256: str
     dim: int
+    #: sha256s of recognizers whose galleries this one's embeddings may join (an INT8 model
+    #: declared embedding-compatible with its parent by ``streamrec models optimize``)
+    compatible: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,8 @@ class Gallery:
                     f"gallery {self.path} has schema version {version}; this streamrec reads up "
                     f"to {SCHEMA_VERSION}: upgrade streamrec"
                 )
-            if meta.get("recognizer_sha256") != self.recognizer.sha256:
+            made_with = meta.get("recognizer_sha256")
+            if made_with != self.recognizer.sha256 and made_with not in self.recognizer.compatible:
                 raise GalleryError(
                     f"gallery {self.path} was made with recognizer {meta.get('recognizer_name')} "
                     f"(sha256 {meta.get('recognizer_sha256', '?')[:12]}...), but this run uses "

@@ -18,7 +18,7 @@ import numpy as np
 from ..config import DetectorConfig, RuntimeConfig
 from ..errors import ModelError
 from ..records import Detections
-from .runtime import create_session
+from .runtime import open_session
 
 log = logging.getLogger("streamrec.detector")
 
@@ -47,7 +47,7 @@ class ScrfdDetector:
     def __init__(self, path: str | Path, cfg: DetectorConfig, runtime: RuntimeConfig) -> None:
         self.path = Path(path)
         self.cfg = cfg
-        self.session = create_session(path, runtime)
+        self.session, self.runtime_info = open_session(path, runtime)
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise ModelError(f"{self.path.name}: not an SCRFD detector (expects one NCHW input)")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..config import EmbedderConfig, RuntimeConfig
 from ..errors import ModelError
-from .runtime import create_session
+from .runtime import open_session
 
 
 class ArcFaceEmbedder:
@@ -18,7 +18,7 @@ class ArcFaceEmbedder:
     def __init__(self, path: str | Path, cfg: EmbedderConfig, runtime: RuntimeConfig) -> None:
         self.path = Path(path)
         self.cfg = cfg
-        self.session = create_session(path, runtime)
+        self.session, self.runtime_info = open_session(path, runtime)
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) < 1:

@@ -2,9 +2,11 @@
 
 A model name resolves, in order: an explicit path; ``models.dir`` from the config; the
 directory in ``$STREAMREC_MODELS``; the user cache (``~/.cache/streamrec/models``, or under
-``$XDG_CACHE_HOME``); a download of its pack from the official URL (or
-``$STREAMREC_MODEL_MIRROR``) with a progress bar and a sha256 check. Known files are verified
-against their pinned sha256 wherever they are found.
+``$XDG_CACHE_HOME``); InsightFace's cache (``~/.insightface/models/<pack>/``); a download of its
+pack from the official URL (or ``$STREAMREC_MODEL_MIRROR``), fetched once, every known member
+extracted and checked. Known files are verified against their pinned sha256 wherever they are
+found. A model made by ``streamrec models optimize`` carries a sidecar (``<file>.json``) with
+its own sha256 and its parent's, so it resolves like any file and is verified the same way.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Literal
 
 from tqdm import tqdm
 
+from ..config import ModelsConfig
 from ..errors import ModelError
 
 log = logging.getLogger("streamrec.models")
@@ -131,8 +134,50 @@ PACKS: dict[str, Pack] = {
 }
 
 DEFAULT_PACK = "buffalo_l"
+#: the pack suggested when the configured models cannot be had (about 16 MB of models)
+SMALL_PACK = "buffalo_s"
 #: recognizer threshold when neither the config nor the registry gives one
 FALLBACK_THRESHOLD = 0.35
+
+
+def sidecar_path(model: Path) -> Path:
+    """Where ``models optimize`` records a derived model's origin: ``<file>.json``."""
+    return model.with_name(model.name + ".json")
+
+
+@dataclass(frozen=True)
+class Derived:
+    """A model made from another one by ``streamrec models optimize`` (its sidecar)."""
+
+    sha256: str
+    kind: Literal["detector", "recognizer"]
+    parent_file: str
+    parent_sha256: str
+    #: the optimizer measured embeddings close enough to the parent's that a gallery made
+    #: with the parent stays valid (see ``optimize.Bounds``)
+    embedding_compatible: bool
+    precision: str = "INT8"
+
+    @classmethod
+    def read(cls, model: Path) -> Derived | None:
+        side = sidecar_path(model)
+        if not side.is_file():
+            return None
+        try:
+            data = json.loads(side.read_text())
+            return cls(
+                sha256=str(data["sha256"]),
+                kind=data["kind"],
+                parent_file=str(data["parent"]["file"]),
+                parent_sha256=str(data["parent"]["sha256"]),
+                embedding_compatible=bool(data.get("embedding_compatible", False)),
+                precision=str(data.get("precision", "INT8")),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(
+                f"{side} is not a valid model record ({exc}); delete it and {model.name}, then "
+                f"run 'streamrec models optimize' again"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -140,14 +185,31 @@ class ResolvedModel:
     path: Path
     sha256: str
     info: ModelInfo | None
+    derived: Derived | None = None
 
     @property
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def compatible(self) -> tuple[str, ...]:
+        """sha256s of other models whose galleries this model's embeddings may join."""
+        d = self.derived
+        return (d.parent_sha256,) if d is not None and d.embedding_compatible else ()
 
-def search_dirs(extra_dir: str | None = None) -> list[Path]:
-    """Directories searched for model files, in order."""
+
+def insightface_dirs(file: str | None = None) -> list[Path]:
+    """InsightFace's own pack folders (``~/.insightface/models/<pack>``) holding ``file``."""
+    root = Path("~/.insightface/models").expanduser()
+    return [
+        root / p.name
+        for p in PACKS.values()
+        if file is None or file in (p.detector, p.recognizer)
+    ]
+
+
+def search_dirs(extra_dir: str | None = None, file: str | None = None) -> list[Path]:
+    """Directories searched for model files (for ``file``: its packs' InsightFace folders)."""
     dirs = []
     if extra_dir:
         dirs.append(Path(extra_dir).expanduser())
@@ -155,7 +217,7 @@ def search_dirs(extra_dir: str | None = None) -> list[Path]:
     if env:
         dirs.append(Path(env).expanduser())
     dirs.append(cache_dir())
-    return dirs
+    return dirs + insightface_dirs(file)
 
 
 def sha256_of(path: Path) -> str:
@@ -169,11 +231,7 @@ def sha256_of(path: Path) -> str:
         memo = {}
     if key in memo:
         return str(memo[key])
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = _hash(path)
     memo[key] = digest
     try:
         cache_dir().mkdir(parents=True, exist_ok=True)
@@ -185,6 +243,14 @@ def sha256_of(path: Path) -> str:
     return digest
 
 
+def _hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _check(path: Path, info: ModelInfo | None) -> ResolvedModel:
     digest = sha256_of(path)
     if info is not None and info.sha256 and digest != info.sha256:
@@ -192,19 +258,53 @@ def _check(path: Path, info: ModelInfo | None) -> ResolvedModel:
             f"model {path} has sha256 {digest[:16]}..., expected {info.sha256[:16]}... for "
             f"{info.file}: the file is corrupt or a different model; delete or replace it"
         )
-    return ResolvedModel(path, digest, info)
+    derived = Derived.read(path)
+    if derived is not None and derived.sha256 != digest:
+        raise ModelError(
+            f"model {path} has sha256 {digest[:16]}..., but its record {sidecar_path(path).name} "
+            f"says {derived.sha256[:16]}...: it changed after 'streamrec models optimize'; "
+            f"delete both files and optimize again"
+        )
+    return ResolvedModel(path, digest, info, derived)
 
 
 def _is_path(name: str) -> bool:
     return os.sep in name or name.startswith((".", "~")) or Path(name).is_file()
 
 
-def _pack_member(name: str, kind: str) -> tuple[str, Pack | None]:
-    """A pack name maps to its detector/recognizer file; anything else is a file name."""
+@dataclass(frozen=True)
+class _Missing:
+    kind: str
+    file: str
+    #: packs that hold the file (the first is fetched)
+    packs: list[Pack]
+    #: set for an explicit path that does not exist
+    path: Path | None = None
+
+    def describe(self) -> str:
+        if self.path is not None:
+            return f"{self.kind} {self.path} (no such file)"
+        if self.packs:
+            return f"{self.kind} {self.file} (pack {', '.join(p.name for p in self.packs)})"
+        return f"{self.kind} {self.file}"
+
+
+def _locate(
+    name: str, kind: Literal["detector", "recognizer"], extra_dir: str | None
+) -> ResolvedModel | _Missing:
+    """The verified local file for a model name, or what is missing."""
+    if _is_path(name) and name not in PACKS:
+        path = Path(name).expanduser()
+        if not path.is_file():
+            return _Missing(kind, path.name, [], path)
+        return _check(path, None)
     pack = PACKS.get(name)
-    if pack is None:
-        return name, None
-    return (pack.detector if kind == "detector" else pack.recognizer), pack
+    file = (pack.detector if kind == "detector" else pack.recognizer) if pack else name
+    for d in search_dirs(extra_dir, file):
+        if (d / file).is_file():
+            return _check(d / file, MODELS.get(file))
+    packs = [pack] if pack else [p for p in PACKS.values() if file in (p.detector, p.recognizer)]
+    return _Missing(kind, file, packs)
 
 
 def resolve(
@@ -214,31 +314,89 @@ def resolve(
     download: bool = True,
 ) -> ResolvedModel:
     """Resolve a model name (file name, path or pack name) to a verified local file."""
-    if _is_path(name) and name not in PACKS:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise ModelError(f"{kind} model file not found: {path}")
-        return _check(path, None)
-    file, pack = _pack_member(name, kind)
-    info = MODELS.get(file)
-    dirs = search_dirs(extra_dir)
-    for d in dirs:
-        candidate = d / file
-        if candidate.is_file():
-            return _check(candidate, info)
-    packs = [pack] if pack else [p for p in PACKS.values() if file in (p.detector, p.recognizer)]
-    where = ", ".join(str(d) for d in dirs)
-    if not packs:
-        raise ModelError(
-            f"{kind} model '{file}' not found in {where}; give a path, put the file in one of "
-            f"these directories, or set STREAMREC_MODELS=DIR"
+    return _resolve_many([(name, kind)], extra_dir, download)[0]
+
+
+def resolve_all(models: ModelsConfig) -> tuple[ResolvedModel, ResolvedModel]:
+    """The configured detector and recognizer, or ONE ModelError naming everything missing.
+
+    Call it before creating any output (gallery, video) so that a missing model leaves nothing
+    behind. Missing pack files are downloaded (each pack once) when ``models.download`` is on.
+    """
+    det, rec = _resolve_many(
+        [(models.detector, "detector"), (models.recognizer, "recognizer")],
+        models.dir,
+        models.download,
+    )
+    return det, rec
+
+
+def _resolve_many(
+    wanted: list[tuple[str, Literal["detector", "recognizer"]]],
+    extra_dir: str | None,
+    download: bool,
+) -> list[ResolvedModel]:
+    found = [_locate(name, kind, extra_dir) for name, kind in wanted]
+    failures: list[str] = []
+    missing = [m for m in found if isinstance(m, _Missing)]
+    if missing and download:
+        for pack in _packs_covering([m for m in missing if m.packs]):
+            try:
+                pull_pack(pack)
+            except ModelError as exc:
+                failures.append(str(exc))
+        found = [
+            _locate(name, kind, extra_dir) if isinstance(m, _Missing) else m
+            for m, (name, kind) in zip(found, wanted, strict=True)
+        ]
+    missing = [m for m in found if isinstance(m, _Missing)]
+    if missing:
+        raise ModelError(_missing_message(missing, extra_dir, download, failures))
+    return [m for m in found if isinstance(m, ResolvedModel)]
+
+
+def _packs_covering(missing: list[_Missing]) -> list[Pack]:
+    """Fewest packs to fetch for the missing files (a pack holding both is fetched once)."""
+    chosen: list[Pack] = []
+    left = list(missing)
+    while left:
+        best = max(
+            {p.name: p for m in left for p in m.packs}.values(),
+            key=lambda p: sum(p in m.packs for m in left),
         )
-    if not download:
-        raise ModelError(
-            f"{kind} model '{file}' not found in {where} (downloads are disabled); put it in "
-            f"one of these directories or set STREAMREC_MODELS=DIR"
+        chosen.append(best)
+        left = [m for m in left if best not in m.packs]
+    return chosen
+
+
+def _missing_message(
+    missing: list[_Missing], extra_dir: str | None, download: bool, failures: list[str]
+) -> str:
+    files = [m.file for m in missing]
+    dirs = [d for d in search_dirs(extra_dir) if d not in insightface_dirs()]
+    where = ", ".join(str(d) for d in dirs) + ", ~/.insightface/models/<pack>"
+    packs = sorted({p.name for m in missing for p in m.packs})
+    msg = f"model(s) not found: {'; '.join(m.describe() for m in missing)}; searched {where}"
+    if failures:
+        msg += "; " + "; ".join(failures)
+    elif not download and packs:
+        msg += " (downloads are off: models.download is false)"
+    ways = []
+    if packs:
+        ways.append(
+            f"run 'streamrec models pull {' '.join(packs)}' on a connected machine and copy "
+            f"{', '.join(files)} from its ~/.cache/streamrec/models into {dirs[-1]}"
         )
-    return _check(download_pack_member(packs[0], file, info), info)
+    ways.append(
+        f"put {', '.join(files)} in a directory and name it with STREAMREC_MODELS=DIR or "
+        f"models.dir (or give models.detector/models.recognizer as paths)"
+    )
+    if any(p.name != SMALL_PACK for m in missing for p in m.packs) or not packs:
+        ways.append(
+            f"use the smaller pack {SMALL_PACK} (about 16 MB: --set models.detector={SMALL_PACK} "
+            f"--set models.recognizer={SMALL_PACK})"
+        )
+    return msg + ". Ways out: " + "; ".join(f"({i}) {w}" for i, w in enumerate(ways, 1))
 
 
 def pack_url(pack: Pack) -> str:
@@ -246,42 +404,57 @@ def pack_url(pack: Pack) -> str:
     return f"{base}/{pack.archive}"
 
 
-def download_pack_member(pack: Pack, file: str, info: ModelInfo | None) -> Path:
-    """Download ``pack``'s archive into the cache, extract ``file`` and verify its sha256."""
+def pull_pack(pack: Pack, dest: Path | None = None) -> list[Path]:
+    """Download ``pack``'s archive once, extract every model streamrec knows, verify each.
+
+    Members are verified against their pinned sha256 before they are moved into ``dest``
+    (default: the user cache); a mismatch deletes the member and fails after the others are
+    in place. Members streamrec does not use (InsightFace's landmark and attribute models)
+    are not extracted.
+    """
     url = pack_url(pack)
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    target = cache_dir() / file
+    dest = dest if dest is not None else cache_dir()
+    dest.mkdir(parents=True, exist_ok=True)
     log.info("downloading %s from %s", pack.archive, url)
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
         archive = Path(tmp) / pack.archive
         try:
             _fetch(url, archive)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ModelError(
-                f"model '{file}' is not available locally and downloading {url} failed "
-                f"({reason}); download {pack.archive} elsewhere and put '{file}' in "
-                f"{cache_dir()} or in a directory named by STREAMREC_MODELS"
-            ) from None
+            raise ModelError(f"downloading {pack.archive} from {url} failed ({reason})") from None
         try:
             with zipfile.ZipFile(archive) as zf:
-                member = next((n for n in zf.namelist() if Path(n).name == file), None)
-                if member is None:
-                    raise ModelError(f"{url} does not contain {file}")
-                with zf.open(member) as src, (Path(tmp) / file).open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
+                members = {Path(n).name: n for n in zf.namelist() if n.endswith(".onnx")}
+                wanted = [f for f in (pack.detector, pack.recognizer) if f not in members]
+                if wanted:
+                    raise ModelError(f"{url} does not contain {', '.join(wanted)}")
+                known = sorted(f for f in members if f in MODELS)
+                for file in known:
+                    with zf.open(members[file]) as src, (Path(tmp) / file).open("wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
         except zipfile.BadZipFile:
             raise ModelError(f"{url} is not a valid zip archive") from None
-        extracted = Path(tmp) / file
-        digest = hashlib.sha256(extracted.read_bytes()).hexdigest()
-        if info is not None and info.sha256 and digest != info.sha256:
-            extracted.unlink()
-            raise ModelError(
-                f"sha256 mismatch for {file} downloaded from {url}: got {digest}, expected "
-                f"{info.sha256}; the file was deleted"
-            )
-        extracted.replace(target)
-    return target
+        skipped = sorted(set(members) - set(known))
+        if skipped:
+            log.info("not extracted (not used by streamrec): %s", ", ".join(skipped))
+        extracted, bad = [], []
+        for file in known:
+            part = Path(tmp) / file
+            digest = _hash(part)
+            pin = MODELS[file].sha256
+            if pin and digest != pin:
+                part.unlink()
+                bad.append(f"{file}: got {digest}, expected {pin}")
+                continue
+            part.replace(dest / file)
+            extracted.append(dest / file)
+    if bad:
+        raise ModelError(
+            f"sha256 mismatch for {'; '.join(bad)} (downloaded from {url}); the file was "
+            f"deleted"
+        )
+    return extracted
 
 
 def _fetch(url: str, dest: Path) -> None:
@@ -300,27 +473,49 @@ class ModelStatus:
     path: Path | None
     sha256: str | None
     verified: bool
+    derived: Derived | None = None
 
 
 def list_models(extra_dir: str | None = None) -> list[ModelStatus]:
-    """Every known model, where it was found (first match) and whether its sha256 verifies."""
+    """Every known model and every optimized one found: where (first match), sha256 verified."""
     out = []
     for info in MODELS.values():
         packs = [p.name for p in PACKS.values() if info.file in (p.detector, p.recognizer)]
         found = next(
-            (d / info.file for d in search_dirs(extra_dir) if (d / info.file).is_file()), None
+            (d / info.file for d in search_dirs(extra_dir, info.file) if (d / info.file).is_file()),
+            None,
         )
         digest = sha256_of(found) if found else None
         out.append(ModelStatus(info, packs, found, digest, digest == info.sha256))
+    seen: set[str] = set()
+    for d in search_dirs(extra_dir):
+        for side in sorted(d.glob("*.onnx.json")) if d.is_dir() else []:
+            model = side.with_name(side.name[: -len(".json")])
+            derived = Derived.read(model) if model.is_file() else None
+            if derived is None or model.name in seen:
+                continue
+            seen.add(model.name)
+            digest = sha256_of(model)
+            info = ModelInfo(
+                model.name,
+                derived.kind,
+                derived.sha256,
+                description=f"{derived.precision} of {derived.parent_file}",
+            )
+            out.append(ModelStatus(info, [], model, digest, digest == derived.sha256, derived))
     return out
 
 
 def recognizer_threshold(model: ResolvedModel) -> float:
-    """Calibrated default cosine threshold of a recognizer (by its sha256, then its name)."""
-    for info in MODELS.values():
-        if info.kind == "recognizer" and info.sha256 == model.sha256 and info.threshold:
-            return info.threshold
-    by_name = MODELS.get(model.name)
-    if by_name is not None and by_name.threshold is not None:
-        return by_name.threshold
+    """Calibrated default cosine threshold of a recognizer (by sha256, name, then its parent's)."""
+    keys = [(model.sha256, model.name)]
+    if model.derived is not None and model.derived.embedding_compatible:
+        keys.append((model.derived.parent_sha256, model.derived.parent_file))
+    for sha, name in keys:
+        for info in MODELS.values():
+            if info.kind == "recognizer" and info.sha256 == sha and info.threshold:
+                return info.threshold
+        by_name = MODELS.get(name)
+        if by_name is not None and by_name.threshold is not None:
+            return by_name.threshold
     return FALLBACK_THRESHOLD

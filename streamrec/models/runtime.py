@@ -1,12 +1,36 @@
-"""ONNX Runtime session factory: OpenVINO EP by default, CPU EP as the fallback."""
+"""ONNX Runtime sessions: which execution provider and precision each model runs with, and why.
+
+The OpenVINO execution provider is used where it is installed (``onnxruntime-openvino`` on
+x86-64 Linux and Windows); elsewhere plain ``onnxruntime`` brings only the CPU provider. Nothing
+falls back silently: every model's provider, device and precision are logged once with the
+reason and kept in :func:`loaded_models` (for ``/health`` and ``streamrec models list``).
+
+Precision: ``runtime.precision: auto`` asks the OpenVINO device what it can do
+(``OPTIMIZATION_CAPABILITIES`` through OpenVINO's C API, which onnxruntime-openvino ships) and
+tries the faster type it offers — BF16 on a CPU with AVX512_BF16/AMX, FP16 on a GPU. The
+candidate is kept only if a one-time check passes: on a fixed input its outputs match FP32
+(cosine >= :data:`MIN_COSINE`) and it is at least :data:`MIN_SPEEDUP` times faster. The verdict
+is cached per model sha256, device and onnxruntime version in ``precision.json`` beside the
+OpenVINO model cache. The precision goes to OpenVINO as ``INFERENCE_PRECISION_HINT`` through
+the provider's ``load_config``, since the provider's own ``precision`` option refuses BF16 on CPU
+(and onnxruntime then drops to the CPU provider without a word).
+"""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import logging
 import os
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import onnxruntime as ort
 
 from ..config import RuntimeConfig
@@ -16,7 +40,43 @@ log = logging.getLogger("streamrec.runtime")
 
 OPENVINO = "OpenVINOExecutionProvider"
 CPU = "CPUExecutionProvider"
-_warned_fallback = False
+#: a faster precision is kept only when its outputs stay this close to FP32 (cosine)
+MIN_COSINE = 0.995
+#: ... and it takes at most this fraction of FP32's time
+MIN_SPEEDUP = 1.1
+#: OpenVINO's names of the precisions the config offers
+_HINTS = {"FP32": "f32", "BF16": "bf16", "FP16": "f16"}
+
+_lock = threading.Lock()
+_loaded: dict[str, RuntimeInfo] = {}
+_logged: set[tuple[str, ...]] = set()
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """How one model runs: the provider that really runs it, device, precision and why."""
+
+    model: str
+    provider: str
+    device: str | None
+    precision: str
+    #: the model's weights and activations are INT8 (a QDQ model made by ``models optimize``)
+    quantized: bool
+    reason: str
+
+    def describe(self) -> str:
+        where = f"{self.provider} on {self.device}" if self.device else self.provider
+        prec = f"INT8 (QDQ) + {self.precision}" if self.quantized else self.precision
+        return f"{self.model}: {where}, {prec} ({self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def loaded_models() -> list[RuntimeInfo]:
+    """Every model loaded by this process (the last session per file), for status pages."""
+    with _lock:
+        return list(_loaded.values())
 
 
 def cores() -> int:
@@ -37,53 +97,305 @@ def openvino_available() -> bool:
     return OPENVINO in ort.get_available_providers()
 
 
-def create_session(path: str | Path, cfg: RuntimeConfig) -> ort.InferenceSession:
-    """Create an inference session for ``path`` with the provider and options from ``cfg``.
+def openvino_expected() -> bool:
+    """Platforms where streamrec installs onnxruntime-openvino (see pyproject's markers)."""
+    machine = platform.machine().lower()
+    return platform.system() in ("Linux", "Windows") and machine in ("x86_64", "amd64")
 
-    If OpenVINO is asked for but not available, warn once and use the CPU EP.
+
+# ------------------------------------------------------------------------ device capabilities
+
+
+@functools.cache
+def _openvino_c() -> ctypes.CDLL | None:
+    """OpenVINO's C library as shipped inside onnxruntime-openvino (None where absent)."""
+    capi = Path(ort.__file__).parent / "capi"
+    for pattern in ("libopenvino_c.so*", "openvino_c.dll", "libopenvino_c*.dylib"):
+        for candidate in sorted(capi.glob(pattern)):
+            try:
+                lib = ctypes.CDLL(str(candidate))
+            except OSError:
+                continue
+            lib.ov_core_create.argtypes = [ctypes.POINTER(ctypes.c_void_p)]
+            lib.ov_core_get_property.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_char_p,
+                ctypes.c_char_p,
+                ctypes.POINTER(ctypes.c_void_p),
+            ]
+            lib.ov_core_free.argtypes = [ctypes.c_void_p]
+            lib.ov_free.argtypes = [ctypes.c_void_p]
+            return lib
+    return None
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    full_name: str
+    #: OpenVINO's OPTIMIZATION_CAPABILITIES, e.g. FP32 BF16 FP16 INT8 (empty when unknown)
+    capabilities: frozenset[str]
+
+    def supports(self, precision: str) -> bool:
+        return precision in ("FP32", "ACCURACY") or precision in self.capabilities
+
+
+@functools.cache
+def device_info(device: str) -> Device | None:
+    """What an OpenVINO device is and can do; None when OpenVINO cannot be asked."""
+    lib = _openvino_c()
+    if lib is None:
+        return None
+    core = ctypes.c_void_p()
+    if lib.ov_core_create(ctypes.byref(core)) != 0:
+        return None
+
+    def prop(key: str) -> str | None:
+        out = ctypes.c_void_p()
+        if lib.ov_core_get_property(core, device.encode(), key.encode(), ctypes.byref(out)):
+            return None
+        value = ctypes.string_at(out.value).decode(errors="replace") if out.value else ""
+        lib.ov_free(out)
+        return value
+
+    try:
+        caps = prop("OPTIMIZATION_CAPABILITIES")
+        name = prop("FULL_DEVICE_NAME")
+    finally:
+        lib.ov_core_free(core)
+    if caps is None:
+        return None
+    return Device(device, name or device, frozenset(caps.split()))
+
+
+# ------------------------------------------------------------------------------- precision
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    precision: str
+    reason: str
+
+
+def _precision_cache(cfg: RuntimeConfig) -> Path:
+    base = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else Path("~/.cache/streamrec")
+    return base.expanduser() / "precision.json"
+
+
+def precision_candidate(device: str) -> tuple[str | None, str]:
+    """The faster precision worth trying on ``device``, or None with the reason."""
+    if device.split(".")[0] not in ("CPU", "GPU"):
+        return None, f"auto checks single CPU/GPU devices only, {device} runs FP32"
+    info = device_info(device)
+    if info is None:
+        return None, f"capabilities of {device} unknown"
+    want = "BF16" if device.startswith("CPU") else "FP16"
+    caps = " ".join(sorted(info.capabilities))
+    if want not in info.capabilities:
+        return None, f"{info.full_name} has no {want} (capabilities: {caps})"
+    return want, f"{info.full_name} offers {want}"
+
+
+def choose_precision(
+    path: str | Path, cfg: RuntimeConfig, sha256: str, measure: bool = True
+) -> PrecisionChoice:
+    """The precision ``runtime.precision: auto`` gives a model on the configured device.
+
+    With ``measure=False`` an unmeasured candidate is reported as such instead of checked.
     """
-    global _warned_fallback
-    threads = cfg.threads or default_threads()
+    candidate, why = precision_candidate(cfg.device)
+    if candidate is None:
+        return PrecisionChoice("FP32", why)
+    key = f"{sha256}|{cfg.device}|{ort.__version__}|{candidate}"
+    cache = _precision_cache(cfg)
+    try:
+        verdicts = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        verdicts = {}
+    verdict = verdicts.get(key)
+    if verdict is None:
+        if not measure:
+            return PrecisionChoice("FP32", f"{why}; not checked yet (checked on first load)")
+        log.info("checking %s against FP32 for %s on %s (once)", candidate, Path(path).name,
+                 cfg.device)
+        verdict = check_precision(path, cfg, candidate)
+        verdicts[key] = verdict
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_text(json.dumps(verdicts, indent=1))
+            tmp.replace(cache)
+        except OSError as exc:
+            log.warning("cannot cache the precision check in %s: %s", cache, exc)
+    measured = (
+        f"{candidate} {verdict['candidate_ms']:.1f} ms vs FP32 {verdict['fp32_ms']:.1f} ms, "
+        f"cosine {verdict['min_cosine']:.4f}"
+    )
+    if verdict["accepted"]:
+        return PrecisionChoice(candidate, f"{why}: {measured}")
+    return PrecisionChoice("FP32", f"{why}, but not kept: {measured}")
+
+
+def _fixed_input(session: ort.InferenceSession) -> dict[str, np.ndarray]:
+    """A seeded input for every model input (free dims: batch 8, spatial 640 or 112)."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for inp in session.get_inputs():
+        dims = [d if isinstance(d, int) and d > 0 else None for d in inp.shape]
+        if dims and dims[0] is None:
+            dims[0] = 8 if all(isinstance(d, int) for d in dims[1:]) else 1
+        shape = [d if d is not None else 640 for d in dims]
+        feeds[inp.name] = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    return feeds
+
+
+def _timed(session: ort.InferenceSession, feeds: dict[str, np.ndarray], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1000.0
+
+
+def check_precision(path: str | Path, cfg: RuntimeConfig, candidate: str) -> dict[str, Any]:
+    """Compare ``candidate`` with FP32 on a fixed input: output cosine and median time."""
+    ref, _ = _openvino_session(path, cfg, "FP32")
+    other, _ = _openvino_session(path, cfg, candidate)
+    feeds = _fixed_input(ref)
+    a, b = ref.run(None, feeds), other.run(None, feeds)
+    cosines: list[float] = []
+    for x, y in zip(a, b, strict=True):
+        x = np.asarray(x, np.float64).reshape(x.shape[0] if x.ndim > 1 else 1, -1)
+        y = np.asarray(y, np.float64).reshape(x.shape)
+        den = np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1)
+        cosines.extend(np.where(den > 0, (x * y).sum(axis=1) / np.maximum(den, 1e-30), 1.0))
+    fp32_ms = min(_timed(ref, feeds, 5), _timed(ref, feeds, 5))
+    candidate_ms = min(_timed(other, feeds, 5), _timed(other, feeds, 5))
+    min_cos = float(min(cosines))
+    return {
+        "candidate": candidate,
+        "fp32_ms": fp32_ms,
+        "candidate_ms": candidate_ms,
+        "min_cosine": min_cos,
+        "accepted": min_cos >= MIN_COSINE and candidate_ms * MIN_SPEEDUP <= fp32_ms,
+        "checked": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+# -------------------------------------------------------------------------------- sessions
+
+
+def _session_options(cfg: RuntimeConfig) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    so.intra_op_num_threads = threads
+    so.intra_op_num_threads = cfg.threads or default_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    providers: list[str | tuple[str, dict[str, str]]] = [CPU]
-    if cfg.provider == "openvino":
-        if openvino_available():
-            options = {
-                "device_type": cfg.device,
-                "precision": cfg.precision,
-                "num_of_threads": str(threads),
-                "load_config": json.dumps(
-                    {cfg.device.split(":")[0]: {"PERFORMANCE_HINT": cfg.performance_hint}}
-                ),
-            }
-            if cfg.cache_dir:
-                cache = Path(cfg.cache_dir).expanduser()
-                cache.mkdir(parents=True, exist_ok=True)
-                options["cache_dir"] = str(cache)
-            providers = [(OPENVINO, options), CPU]
-        elif not _warned_fallback:
-            _warned_fallback = True
-            log.warning(
-                "OpenVINO execution provider is not available (is onnxruntime installed over "
-                "onnxruntime-openvino?); falling back to the CPU execution provider"
+    return so
+
+
+def _openvino_session(
+    path: str | Path, cfg: RuntimeConfig, precision: str, cache: bool = True
+) -> tuple[ort.InferenceSession, str]:
+    """An OpenVINO EP session at ``precision``; returns it and the provider really used."""
+    threads = cfg.threads or default_threads()
+    device_config: dict[str, str] = {"PERFORMANCE_HINT": cfg.performance_hint}
+    if precision in _HINTS:
+        device_config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
+    options = {
+        "device_type": cfg.device,
+        "precision": "ACCURACY" if precision == "ACCURACY" else "FP32",
+        "num_of_threads": str(threads),
+        "load_config": json.dumps({cfg.device.split(":")[0].split(".")[0]: device_config}),
+    }
+    if cfg.cache_dir and cache:
+        cache_dir = Path(cfg.cache_dir).expanduser()
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        options["cache_dir"] = str(cache_dir)
+    session = ort.InferenceSession(
+        str(path), _session_options(cfg), providers=[(OPENVINO, options), CPU]
+    )
+    return session, session.get_providers()[0]
+
+
+def _load_error(path: str | Path, exc: Exception) -> ModelError:
+    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return ModelError(f"cannot load model {path}: {msg[:300]}")
+
+
+def open_session(
+    path: str | Path, cfg: RuntimeConfig
+) -> tuple[ort.InferenceSession, RuntimeInfo]:
+    """A session for ``path`` with the configured provider, device and precision."""
+    from .registry import Derived, sha256_of
+
+    name = Path(path).name
+    quantized = Derived.read(Path(path)) is not None
+    if cfg.provider == "cpu" or not openvino_available():
+        if cfg.provider == "cpu":
+            reason = "runtime.provider is cpu"
+        elif openvino_expected():
+            reason = (
+                "the OpenVINO execution provider is missing (plain onnxruntime installed over "
+                "onnxruntime-openvino? reinstall onnxruntime-openvino)"
             )
+        else:
+            reason = (
+                f"onnxruntime-openvino has no build for {platform.system()} "
+                f"{platform.machine()}; plain onnxruntime is installed here"
+            )
+        try:
+            session = ort.InferenceSession(str(path), _session_options(cfg), providers=[CPU])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise _load_error(path, exc) from None
+        info = RuntimeInfo(name, CPU, None, "FP32", quantized, reason)
+        warn = cfg.provider != "cpu" and openvino_expected()
+        return session, _register(path, info, warn)
+
+    device = device_info(cfg.device)
+    if cfg.precision == "auto":
+        choice = choose_precision(path, cfg, sha256_of(Path(path)))
+    elif device is not None and not device.supports(cfg.precision):
+        caps = " ".join(sorted(device.capabilities))
+        raise ModelError(
+            f"runtime.precision is {cfg.precision}, but OpenVINO device {cfg.device} "
+            f"({device.full_name}) does not support it (capabilities: {caps}); allowed here: "
+            f"auto, FP32, ACCURACY"
+            + "".join(f", {p}" for p in ("BF16", "FP16") if p in device.capabilities)
+        )
+    else:
+        choice = PrecisionChoice(cfg.precision, "runtime.precision")
     try:
-        return ort.InferenceSession(str(path), so, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own exception types
-        first = exc
-    if "OpenVINO" in str(first) and isinstance(providers[0], tuple) and cfg.cache_dir:
+        session, provider = _openvino_session(path, cfg, choice.precision)
+    except Exception as exc:
+        if "OpenVINO" not in str(exc) or not cfg.cache_dir:
+            raise _load_error(path, exc) from None
         # Another process writing the same compiled-model cache entry can make OpenVINO fail
         # to load it; the model itself may be fine, so try once more without the cache.
         log.warning("loading %s with the OpenVINO model cache failed; retrying without it", path)
-        options = dict(providers[0][1])
-        options.pop("cache_dir", None)
         try:
-            return ort.InferenceSession(str(path), so, providers=[(OPENVINO, options), CPU])
-        except Exception as exc:
-            first = exc
-    msg = str(first).strip().splitlines()[-1] if str(first).strip() else type(first).__name__
-    raise ModelError(f"cannot load model {path}: {msg[:300]}") from None
+            session, provider = _openvino_session(path, cfg, choice.precision, cache=False)
+        except Exception as exc2:
+            raise _load_error(path, exc2) from None
+    if provider != OPENVINO:
+        info = RuntimeInfo(
+            name, provider, None, "FP32", quantized,
+            f"onnxruntime could not create the OpenVINO provider for {cfg.device} "
+            f"(precision {choice.precision}) and fell back to {provider}",
+        )
+        return session, _register(path, info, warn=True)
+    info = RuntimeInfo(name, OPENVINO, cfg.device, choice.precision, quantized, choice.reason)
+    return session, _register(path, info, warn=False)
+
+
+def _register(path: str | Path, info: RuntimeInfo, warn: bool) -> RuntimeInfo:
+    """Remember how a model runs and log it once per distinct outcome."""
+    key = (info.model, info.provider, info.device or "", info.precision, str(info.quantized))
+    with _lock:
+        _loaded[str(Path(path).resolve())] = info
+        first = key not in _logged
+        _logged.add(key)
+    if first:
+        log.log(logging.WARNING if warn else logging.INFO, "%s", info.describe())
+    return info
