@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from . import __version__
 from .config import Config, load_config
 from .errors import StreamrecError
+from .files import private_dir, write_private
+from .logs import configure_logging, setup_logging
+from .redact import redact
 
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
@@ -150,6 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", metavar="NAME", nargs="?", help="e.g. default, cameras")
 
+    p = sub.add_parser(
+        "erase",
+        help="erase a person or unknown-N everywhere: gallery, crops, event files, MQTT",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--events",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="also rewrite this JSONL event file (besides events.jsonl of the config; repeatable)",
+    )
+    _common(p)
+
+    p = sub.add_parser("events", help="event files: retention")
+    esub = p.add_subparsers(dest="events_command", required=True, metavar="ACTION")
+    p = esub.add_parser("purge", help="drop events captured more than N days ago")
+    p.add_argument("--days", type=float, required=True, metavar="N")
+    p.add_argument(
+        "--events",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="a JSONL event file (besides events.jsonl of the config; repeatable)",
+    )
+    _common(p, gallery=False)
+
     p = sub.add_parser("eval", help="verification accuracy, ROC and thresholds on photo pairs")
     p.add_argument("dir", metavar="DIR", help="one sub-folder per person, or the --pairs images")
     p.add_argument("--pairs", metavar="FILE", help="LFW pairs.txt or CSV (path, path, yes/no)")
@@ -163,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> Config:
     cfg = load_config(args.config, list(args.overrides))
+    configure_logging(cfg.logging, args.verbose)
     if getattr(args, "gallery", None):
         cfg.gallery = args.gallery
     return cfg
@@ -398,7 +430,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
             matcher = gallery.matcher()
     out_dir = Path(args.output) if args.output else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(out_dir)
     results, failed = [], 0
     for name in args.images:
         try:
@@ -433,7 +465,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
             for f in faces:
                 draw_face(image, f.bbox, f.name, f.score)
             target = out_dir / (Path(name).stem + ".jpg")
-            cv2.imwrite(str(target), image)
+            write_private(target, cv2.imencode(".jpg", image)[1].tobytes())
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0
@@ -453,7 +485,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(summary.format())
     if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps(summary.to_dict(), indent=2))
+        write_private(args.summary_json, json.dumps(summary.to_dict(), indent=2))
     return 130 if summary.interrupted else 0
 
 
@@ -503,9 +535,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"skipped {image}: {reason}")
     print(result.format_table())
     if args.report:
-        Path(args.report).write_text(json.dumps(result.report, indent=2))
+        write_private(args.report, json.dumps(result.report, indent=2))
     if args.plot:
         plot_roc(result, Path(args.plot))
+    return 0
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    from .privacy import erase
+
+    report = erase(_config(args), args.name, args.events)
+    for line in report.lines:
+        print(line)
+    if not report.found:
+        print(f"{report.name}: nothing found to erase")
+        return 1
+    print(f"{report.name} erased (a running 'streamrec serve' forgets them within seconds)")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from .privacy import event_files, purge_events
+
+    paths = event_files(_config(args), args.events)
+    if not paths:
+        raise StreamrecError("events purge: no event file (set events.jsonl or give --events)")
+    for path, count in purge_events(paths, args.days).items():
+        print(f"{path}: removed {count} event(s) older than {args.days:g} day(s)")
     return 0
 
 
@@ -518,25 +574,30 @@ COMMANDS = {
     "recognize": cmd_recognize,
     "eval": cmd_eval,
     "config": cmd_config,
+    "erase": cmd_erase,
+    "events": cmd_events,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    setup_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except StreamrecError as exc:
         for line in str(exc).splitlines() or [""]:  # a config error lists every problem
-            print(f"streamrec: error: {line}", file=sys.stderr)
+            print(f"streamrec: error: {redact(line)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("streamrec: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except Exception:  # a bug, not a user mistake: the traceback goes through the redacting log
+        log.critical("unexpected error (please report it)", exc_info=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import reprlib
 import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
-from urllib.parse import unquote
 
 import yaml
 from pydantic import (
@@ -37,6 +36,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from .errors import ConfigError
+from .redact import MASK, is_secret_key, redact_url, register_config
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
 
@@ -191,8 +191,9 @@ class RuntimeConfig:
     #: and a one-time check finds it faster and as accurate as FP32, else FP32
     precision: Literal["auto", "FP32", "BF16", "FP16", "ACCURACY"] = "auto"
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
-    #: compiled-model cache (speeds up start-up); null disables it
-    cache_dir: str | None = "~/.cache/streamrec/ov_cache"
+    #: compiled-model cache (speeds up start-up): a folder, auto ($XDG_CACHE_HOME or ~/.cache,
+    #: then streamrec/ov_cache), or null (no cache)
+    cache_dir: str | None = "auto"
     #: inference threads per model; 0 = half the cores (detector and recognizer run concurrently)
     threads: int = Field(default=0, ge=0)
 
@@ -203,6 +204,23 @@ class PipelineConfig:
     queue_size: int = Field(default=8, ge=1, le=1024)
     #: decoder threads; 0 = derived from the cores
     decoder_threads: int = Field(default=0, ge=0, le=256)
+    #: seconds a stopping run or daemon may take to finish the frames in flight and flush every
+    #: sink; past it the rest is given up (systemd's TimeoutStopSec must be larger)
+    stop_timeout: float = Field(default=8.0, gt=0.0, le=3600.0)
+
+
+@dataclass(config=_STRICT)
+class LoggingConfig:
+    #: level of every logger: DEBUG, INFO, WARNING, ERROR
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    #: levels of single loggers, e.g. {streamrec.sources: DEBUG, uvicorn: WARNING}
+    modules: dict[str, Literal["DEBUG", "INFO", "WARNING", "ERROR"]] = Field(
+        default_factory=dict, max_length=100
+    )
+    #: text (ISO timestamps) or json (one object per line, for log collectors)
+    format: Literal["text", "json"] = "text"
+    #: seconds between two one-line stats summaries per camera in `serve` (0 = none)
+    stats_interval: float = Field(default=60.0, ge=0.0, le=86_400.0)
 
 
 @dataclass(config=_STRICT)
@@ -356,6 +374,8 @@ class Config:
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     #: spread the cameras of `streamrec serve` over a Ray cluster (README: Cluster)
     cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
+    #: log level (overall and per module), format, periodic stats lines
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     #: file the config was loaded from (set by load_config, not a YAML key)
     source_file: str | None = Field(default=None, exclude=True)
 
@@ -364,32 +384,7 @@ _ADAPTER = TypeAdapter(Config)
 
 # --- secrets -----------------------------------------------------------------------------------
 
-_SECRET = re.compile(r"pass|pwd|token|secret|key|auth|credential|cookie|headers$|signature", re.I)
-_QUERY_PARAM = re.compile(r"([^&;=#]*)=([^&;#]*)")
 _QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
-_MASK = "***"
-
-
-def is_secret_key(name: str) -> bool:
-    """Whether a key's value is a secret (password, token, key, webhook headers, ...)."""
-    return bool(_SECRET.search(name))
-
-
-def _redact_url(value: str) -> str:
-    """``value`` with the credentials of a URL masked: the userinfo (up to the last ``@``, since a
-    password may hold ``/ ? #`` or spaces) and query parameters named like secrets."""
-    scheme, sep, rest = value.partition("://")
-    if not sep:
-        return value
-    at = rest.rfind("@")
-    if at >= 0:
-        rest = f"{_MASK}@{rest[at + 1 :]}"
-    path, question, query = rest.partition("?")
-
-    def param(m: re.Match[str]) -> str:
-        return f"{m[1]}={_MASK}" if is_secret_key(unquote(m[1])) else m[0]
-
-    return f"{scheme}://{path}{question}{_QUERY_PARAM.sub(param, query)}"
 
 
 def _masked(value: Any, secret: bool = False) -> Any:
@@ -399,8 +394,8 @@ def _masked(value: Any, secret: bool = False) -> Any:
     if isinstance(value, list):
         return [_masked(v, secret) for v in value]
     if value is None or not secret:
-        return _redact_url(value) if isinstance(value, str) else value
-    return _MASK
+        return redact_url(value) if isinstance(value, str) else value
+    return MASK
 
 
 _BRIEF = reprlib.Repr()
@@ -412,7 +407,7 @@ def _brief(value: Any) -> str:
     """A short, credential-free repr of an input value for an error message."""
     if isinstance(value, int) and value.bit_length() > 256:
         return f"a number of {math.floor(value.bit_length() * math.log10(2))}+ digits"
-    return _BRIEF.repr(_redact_url(value) if isinstance(value, str) else value)
+    return _BRIEF.repr(redact_url(value) if isinstance(value, str) else value)
 
 
 # --- YAML --------------------------------------------------------------------------------------
@@ -467,7 +462,7 @@ def _yaml_problem(where: str, exc: yaml.YAMLError, text: str) -> str:
             what += f" ({exc.context}{at})"
         lines = text.splitlines()[(context or mark).line : mark.line + 1]
         if any(is_secret_key(line) or "@" in line for line in lines):
-            what = _QUOTED.sub(f"'{_MASK}'", what)
+            what = _QUOTED.sub(f"'{MASK}'", what)
         what = " ".join(what.split())
         if not isinstance(exc, _Refused):
             what = f"not valid YAML: {what}"
@@ -625,6 +620,7 @@ def load_config(
     except ValidationError as exc:
         raise ConfigError("\n".join(_problems(exc, file, [k for k, _ in items]))) from None
     cfg.source_file = str(file) if file is not None else None
+    register_config(cfg)  # its secrets are masked in every log line and message from now on
     return cfg
 
 

@@ -21,12 +21,13 @@ from streamrec.sources import Source, open_source
 
 
 @contextmanager
-def stop_on_sigterm(pipeline: Pipeline) -> Iterator[None]:
-    """SIGTERM stops the pipeline like Ctrl-C: frames in flight finish, tracks end, files close."""
+def stop_on_sigterm(pipeline: Pipeline, drain: float) -> Iterator[None]:
+    """SIGTERM stops the pipeline like Ctrl-C: frames in flight finish (within ``drain`` s),
+    tracks end, files close."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: pipeline.stop())
+    previous = signal.signal(signal.SIGTERM, lambda *_: pipeline.stop(drain))
     try:
         yield
     finally:
@@ -81,6 +82,7 @@ def run_video(
         sink = stack.enter_context(FanoutSink(event_sinks(cfg, events)))
         camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
         pipeline = build_pipeline(cfg, [camera], sink, analyzer, gallery)
-        with stop_on_sigterm(pipeline), _progress(pipeline, source, progress):
+        drain = cfg.pipeline.stop_timeout
+        with stop_on_sigterm(pipeline, drain), _progress(pipeline, source, progress):
             summary = pipeline.run()
     return summary

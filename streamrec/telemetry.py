@@ -94,6 +94,9 @@ class Observer:
     def gallery_loaded(self, people: int) -> None:
         """The running pipeline took in the gallery (at start or after a change)."""
 
+    def erased(self, name: str) -> None:
+        """A person or unknown-N label left the gallery (erased, renamed, merged): forget it."""
+
     def frame_wanted(self, camera: str) -> bool:
         """Whether someone wants this camera's next annotated frame (drawing costs)."""
         return False
@@ -154,6 +157,10 @@ class Observers(Observer):
     def gallery_loaded(self, people: int) -> None:
         for o in self.observers:
             o.gallery_loaded(people)
+
+    def erased(self, name: str) -> None:
+        for o in self.observers:
+            o.erased(name)
 
     def frame_wanted(self, camera: str) -> bool:
         return any(o.frame_wanted(camera) for o in self.observers)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from streamrec.cluster.actor import CameraActor
-from streamrec.config import Config
+from streamrec.config import CameraConfig, Config, EventsConfig, HttpConfig
 from streamrec.errors import ConfigError, StreamrecError
 from streamrec.pipeline.build import enabled_cameras
 from streamrec.records import Event
@@ -131,6 +131,12 @@ def cluster_config(cfg: Config) -> Config:
     )
 
 
+def actor_config(cfg: Config, camera: CameraConfig) -> Config:
+    """What one camera's actor needs: its own camera (credentials included), no other camera, no
+    event sink (the driver writes the events), no HTTP token."""
+    return dataclasses.replace(cfg, cameras=[camera], events=EventsConfig(), http=HttpConfig())
+
+
 class ClusterRunner:
     """The driver: starts the camera actors, gathers their events, stops them."""
 
@@ -180,7 +186,7 @@ class ClusterRunner:
                     namespace=c.namespace,
                     scheduling_strategy="SPREAD",
                     runtime_env={"env_vars": env},
-                ).remote(wcfg, by_name[cam.name])
+                ).remote(actor_config(wcfg, by_name[cam.name]), by_name[cam.name])
             except ValueError as exc:  # the name is taken
                 raise StreamrecError(
                     f"camera '{cam.name}' already runs in Ray namespace '{c.namespace}' "

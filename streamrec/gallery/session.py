@@ -57,6 +57,11 @@ class GallerySession:
                     f"gallery not found: {cfg.gallery} (enrol people with 'streamrec gallery')"
                 )
             self.gallery = Gallery(cfg.gallery, recognizer, GalleryPolicy.from_config(cfg))
+            if self.gallery.read_only and cfg.unknowns.persist:
+                log.warning(
+                    "gallery %s is read-only: it is used for matching, unknown people are not kept",
+                    cfg.gallery,
+                )
         self.book: UnknownBook | None = None
         self.dropped = 0  # sightings dropped from a full queue
         self._queue: queue.Queue[Sighting | None] = queue.Queue(maxsize=QUEUE_SIZE)
@@ -94,7 +99,9 @@ class GallerySession:
 
     @property
     def persist(self) -> bool:
-        return self.gallery is not None and self.cfg.unknowns.persist
+        return (
+            self.gallery is not None and not self.gallery.read_only and self.cfg.unknowns.persist
+        )
 
     def unknown_book(self, threshold: float) -> UnknownBook | None:
         """The run's book of unknown people (``unknowns.enabled``), continuing the labels of

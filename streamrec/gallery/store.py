@@ -22,6 +22,7 @@ the write-ahead log is checkpointed after deletions, so erased faces do not ling
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -31,11 +32,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import cv2
 import numpy as np
 
 from streamrec.errors import GalleryError
+from streamrec.files import private_file
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.subcenters import cluster_person
 
@@ -239,21 +242,29 @@ class Gallery:
         self.recognizer = recognizer
         self.policy = policy or GalleryPolicy()
         self._lock = threading.RLock()
+        self.read_only = False
         try:
-            if self.path.parent and not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.execute("PRAGMA secure_delete=ON")
-            with self.db:
-                self.db.executescript(_SCHEMA)
+            if not self.path.exists():
+                private_file(self.path)  # 0600 in a 0700 folder: faces and names inside
+            self.read_only = not os.access(self.path, os.W_OK) or not os.access(
+                self.path.parent, os.W_OK
+            )
+            if self.read_only:  # no -wal/-shm can be made: read the file as it is
+                uri = f"file:{quote(str(self.path.resolve()))}?mode=ro&immutable=1"
+                self.db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            else:
+                self.db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self.db.execute("PRAGMA secure_delete=ON")
+                with self.db:
+                    self.db.executescript(_SCHEMA)
             self._check_meta()
         except GalleryError:
             self.db.close()
             raise
         except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"gallery {self.path} is not a usable SQLite file: {exc}") from None
+            raise GalleryError(_damaged(self.path, exc)) from None
         except OSError as exc:
             raise GalleryError(f"cannot open gallery {self.path}: {exc}") from None
 
@@ -270,23 +281,46 @@ class Gallery:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction, taken at once so concurrent writers queue instead of failing."""
+        if self.read_only:
+            raise GalleryError(
+                f"gallery {self.path} is read-only: it can be listed and used for matching; "
+                "make it (and its folder) writable to change it"
+            )
         with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
             try:
-                yield self.db
-            except BaseException:
-                self.db.rollback()
+                self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.db
+                except BaseException:
+                    self.db.rollback()
+                    raise
+                self.db.commit()
+            except sqlite3.IntegrityError:
                 raise
-            self.db.commit()
+            except sqlite3.DatabaseError as exc:
+                raise GalleryError(_damaged(self.path, exc)) from None
 
     def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
-            return self.db.execute(sql, args).fetchall()
+            try:
+                return self.db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise GalleryError(_damaged(self.path, exc)) from None
 
     def _meta(self) -> dict[str, str]:
         return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
 
     def _check_meta(self) -> None:
+        if self.read_only:
+            meta = self._meta()
+            version = int(meta.get("schema_version", "0"))
+            if version != SCHEMA_VERSION:
+                raise GalleryError(
+                    f"gallery {self.path} is read-only and has schema version {version} (this "
+                    f"streamrec uses {SCHEMA_VERSION}): open it writable once to upgrade it"
+                )
+            self._check_recognizer(meta)
+            return
         with self._tx() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
@@ -305,15 +339,7 @@ class Gallery:
                     f"gallery {self.path} has schema version {version}; this streamrec reads up "
                     f"to {SCHEMA_VERSION}: upgrade streamrec"
                 )
-            made_with = meta.get("recognizer_sha256")
-            if made_with != self.recognizer.sha256 and made_with not in self.recognizer.compatible:
-                raise GalleryError(
-                    f"gallery {self.path} was made with recognizer {meta.get('recognizer_name')} "
-                    f"(sha256 {meta.get('recognizer_sha256', '?')[:12]}...), but this run uses "
-                    f"{self.recognizer.name} (sha256 {self.recognizer.sha256[:12]}...); "
-                    f"embeddings of different models do not compare: use the same "
-                    f"models.recognizer or enrol a new gallery"
-                )
+            self._check_recognizer(meta)
             if version == 1:
                 self._migrate_from_1(db)
             if version <= 2:
@@ -324,6 +350,17 @@ class Gallery:
                 )
                 self._bump(db)
                 log.info("gallery %s migrated to schema %d", self.path, SCHEMA_VERSION)
+
+    def _check_recognizer(self, meta: dict[str, str]) -> None:
+        made_with = meta.get("recognizer_sha256")
+        if made_with != self.recognizer.sha256 and made_with not in self.recognizer.compatible:
+            raise GalleryError(
+                f"gallery {self.path} was made with recognizer {meta.get('recognizer_name')} "
+                f"(sha256 {meta.get('recognizer_sha256', '?')[:12]}...), but this run uses "
+                f"{self.recognizer.name} (sha256 {self.recognizer.sha256[:12]}...); "
+                f"embeddings of different models do not compare: use the same "
+                f"models.recognizer or enrol a new gallery"
+            )
 
     def _migrate_from_1(self, db: sqlite3.Connection) -> None:
         """Schema 1 -> 2: everyone is confirmed; compute sub-centers (samples are all kept)."""
@@ -814,6 +851,8 @@ class Gallery:
 
     def _checkpoint(self) -> None:
         """Fold the write-ahead log into the file (deleted pages are zeroed by secure_delete)."""
+        if self.read_only:
+            return
         with self._lock:
             try:
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -849,6 +888,15 @@ def _face(row: tuple) -> FaceImage:
     )
 
 
+def _damaged(path: Path, exc: sqlite3.DatabaseError) -> str:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return f"gallery {path} is busy (another process holds a write lock): try again"
+    return (
+        f"gallery {path} cannot be read ({exc}): the file is damaged or not a gallery; "
+        "restore a backup (or recover it with: sqlite3 FILE .recover)"
+    )
+
+
 def _label_key(label: str) -> tuple[int, str]:
     m = _UNKNOWN_LABEL.match(label)
     return (int(m.group(1)) if m else 1 << 62, label)
@@ -867,8 +915,10 @@ def open_existing(path: str | Path, policy: GalleryPolicy | None = None) -> Gall
     p = Path(path)
     if not p.is_file():
         raise GalleryError(f"gallery not found: {p}")
+    # a read-only file (or folder) gets no -shm made beside it: it stays readable by anyone
+    frozen = "&immutable=1" if not (os.access(p, os.W_OK) and os.access(p.parent, os.W_OK)) else ""
     try:
-        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro{frozen}", uri=True)
         try:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         finally:

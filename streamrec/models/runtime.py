@@ -35,6 +35,7 @@ import onnxruntime as ort
 
 from ..config import RuntimeConfig
 from ..errors import ModelError
+from .registry import cache_dir
 
 log = logging.getLogger("streamrec.runtime")
 
@@ -177,9 +178,17 @@ class PrecisionChoice:
     reason: str
 
 
+def compiled_cache(cfg: RuntimeConfig) -> Path | None:
+    """The OpenVINO compiled-model cache folder (``runtime.cache_dir``; None: no cache)."""
+    if not cfg.cache_dir:
+        return None
+    if cfg.cache_dir == "auto":
+        return cache_dir().parent / "ov_cache"
+    return Path(cfg.cache_dir).expanduser()
+
+
 def _precision_cache(cfg: RuntimeConfig) -> Path:
-    base = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else Path("~/.cache/streamrec")
-    return base.expanduser() / "precision.json"
+    return (compiled_cache(cfg) or cache_dir().parent) / "precision.json"
 
 
 def precision_candidate(device: str) -> tuple[str | None, str]:
@@ -309,10 +318,10 @@ def _openvino_session(
         "num_of_threads": str(threads),
         "load_config": json.dumps({cfg.device.split(":")[0].split(".")[0]: device_config}),
     }
-    if cfg.cache_dir and cache:
-        cache_dir = Path(cfg.cache_dir).expanduser()
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        options["cache_dir"] = str(cache_dir)
+    folder = compiled_cache(cfg)
+    if folder is not None and cache:
+        folder.mkdir(parents=True, exist_ok=True)
+        options["cache_dir"] = str(folder)
     session = ort.InferenceSession(
         str(path), _session_options(cfg), providers=[(OPENVINO, options), CPU]
     )

@@ -57,6 +57,7 @@ class Pipeline:
         self._match = match
         self._output = output
         self._revision = gallery.revision
+        self._names = set(match.matcher.names)  # the people matched against, for erasures
         self._reload = threading.Lock()
 
     @property
@@ -72,9 +73,13 @@ class Pipeline:
     def stopping(self) -> bool:
         return self.graph.stopping
 
-    def stop(self) -> None:
-        """Finish the frames in flight, end every track, return from ``run()`` (signal-safe)."""
-        self.graph.stop()
+    def stop(self, drain: float | None = None) -> None:
+        """Finish the frames in flight, end every track, return from ``run()`` (signal-safe).
+
+        With ``drain``, in-flight frames still unfinished after that many seconds are given up
+        (every track still ends).
+        """
+        self.graph.stop(drain)
 
     def set_matcher(self, matcher: Matcher) -> None:
         """Match against ``matcher`` from now on (until the gallery's next change)."""
@@ -89,7 +94,11 @@ class Pipeline:
                 return False
             self._revision = revision
             dead = self.gallery.sync(self.unknowns) if self.unknowns is not None else set()
-            self._match.set_matcher(self.gallery.matcher(), dead)
+            matcher = self.gallery.matcher()
+            self._match.set_matcher(matcher, dead)
+            gone, self._names = self._names - set(matcher.names), set(matcher.names)
+            for name in sorted(gone | dead):
+                self._observer.erased(name)
             self._observer.gallery_loaded(self.gallery.people())
         return True
 

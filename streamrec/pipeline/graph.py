@@ -81,22 +81,33 @@ class Graph:
         for c in cameras:
             self.mux.add(c.name, c.source.live, depth)
         self._channels = [Channel[Work](depth, self._abort) for _ in stages[1:]]
+        self._threads: list[threading.Thread] = []
 
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def stop(self) -> None:
-        """Stop reading; in-flight frames are finished and every track is ended.
+    def stop(self, drain: float | None = None) -> None:
+        """Stop reading; in-flight frames are finished (within ``drain`` seconds, if given) and
+        every track is ended.
 
         Safe from a signal handler. The sources are closed, each in its own thread: a camera
         that is down blocks its reader until closed, and close() may wait for a connect attempt.
         """
+        if drain is not None and not self._abort.is_set():
+            timer = threading.Timer(drain, self._give_up, args=(drain,))
+            timer.daemon = True
+            timer.start()
         if self._stop.is_set():
             return
         self._stop.set()
         for cam in self.cameras.values():
             threading.Thread(target=cam.source.close, name=f"close {cam.name}", daemon=True).start()
+
+    def _give_up(self, drain: float) -> None:
+        if not self._abort.is_set() and any(t.is_alive() for t in self._threads):
+            log.warning("frames still in flight %.0f s after the stop: given up", drain)
+            self.abort()
 
     def abort(self, error: BaseException | None = None, where: str = "") -> None:
         with self._lock:
@@ -145,7 +156,7 @@ class Graph:
 
         Raises the error that aborted the graph (a StreamrecError as it is, others wrapped).
         """
-        threads = [
+        self._threads = threads = [
             threading.Thread(target=self._reader, args=(c,), name=f"read {c.name}", daemon=True)
             for c in self.cameras.values()
         ] + [

@@ -29,6 +29,7 @@ class TrackIdentity:
     first_time: float
     last_frame: int = -1
     last_time: float = 0.0
+    last_captured: float | None = None  # wall-clock capture time of its last frame
     frames: int = 0
     embeddings: int = 0
     total: np.ndarray | None = None  # weighted sum of embeddings
@@ -237,7 +238,9 @@ class CameraIdentities:
             )
             return ident.unknown
 
-    def present(self, track_id: int, frame_index: int, time: float) -> Label | None:
+    def present(
+        self, track_id: int, frame_index: int, time: float, captured: float | None = None
+    ) -> Label | None:
         """The track is in this frame: count it and return what to draw on it."""
         with self._lock:
             ident = self._tracks.get(track_id)
@@ -245,6 +248,7 @@ class CameraIdentities:
                 return None
             ident.frames += 1
             ident.last_frame, ident.last_time = frame_index, time
+            ident.last_captured = captured or ident.last_captured
             return Label(ident.name or ident.unknown, ident.score, ident.name is not None)
 
     def crop(self, track_id: int) -> np.ndarray | None:

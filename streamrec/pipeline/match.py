@@ -103,7 +103,7 @@ class MatchStage(Stage):
                 self._named(camera, frame, naming)
             self._label_unknown(camera, job.track_id, frame)
         for t in work.tracks:
-            label = idents.present(t.track_id, frame.index, frame.time)
+            label = idents.present(t.track_id, frame.index, frame.time, frame.captured)
             if label is not None:
                 work.labels[t.track_id] = label
 
@@ -152,7 +152,7 @@ class MatchStage(Stage):
             track_id,
             last_frame,
             last_time,
-            None,
+            ident.last_captured,
             name=ident.name,
             score=None if ident.score is None else round(float(ident.score), 4),
             first_frame=ident.first_frame,

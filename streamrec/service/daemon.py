@@ -14,23 +14,23 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
+from streamrec.models.runtime import loaded_models
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink, event_sinks
-from streamrec.sinks.events import EventSink
-from streamrec.telemetry import CameraState
+from streamrec.telemetry import CameraState, Observer
 
 if TYPE_CHECKING:
     from streamrec.service.http import WebServer
@@ -63,14 +63,19 @@ class CameraMonitor:
         pipeline: Pipeline,
         status: LiveStatus,
         metrics: Metrics,
-        status_sinks: Sequence[StatusSink],
+        sinks: FanoutSink,
         period: float = 1.0,
+        stats_interval: float = 0.0,
     ) -> None:
         self.pipeline = pipeline
         self.status = status
         self.metrics = metrics
-        self.status_sinks = status_sinks
+        self.sinks = sinks
+        self.status_sinks = [s for s in sinks.sinks if isinstance(s, StatusSink)]
         self.period = period
+        self.stats_interval = stats_interval
+        self._next_stats = time.monotonic() + stats_interval
+        self._sink_errors: dict[str, int] = {}
         self._seen = {name: _Seen() for name in pipeline.cameras}
         self._done = threading.Event()
         self._wake = threading.Event()
@@ -117,6 +122,31 @@ class CameraMonitor:
     def poll(self) -> None:
         for name in self.pipeline.cameras:
             self._update(name)
+        health = self.sinks.health()
+        self.status.set_sinks(health)
+        self.status.set_models([m.to_dict() for m in loaded_models()])
+        for sink, h in health.items():
+            new = h["errors"] - self._sink_errors.get(sink, 0)
+            if new > 0:
+                self.metrics.sink_errors(sink, new)
+            self._sink_errors[sink] = h["errors"]
+        if self.stats_interval and time.monotonic() >= self._next_stats:
+            self._next_stats = time.monotonic() + self.stats_interval
+            self.log_stats()
+
+    def log_stats(self) -> None:
+        """One line per camera: state, fps, frames, drops, reconnects."""
+        for name, cam in self.status.snapshot().items():
+            c = cam["counters"]
+            log.info(
+                "camera %s: %s, %.1f fps, %d frames, %d dropped, %d reconnects",
+                name,
+                cam["state"],
+                cam["fps"],
+                c.get("frames", 0),
+                c.get("dropped", 0),
+                c.get("reconnects", 0),
+            )
 
     def _update(self, name: str) -> None:
         stats, seen = self.pipeline.cameras[name].source.stats, self._seen[name]
@@ -148,21 +178,82 @@ class CameraMonitor:
             sink.set_status(name, state.mqtt)
 
 
-@contextmanager
-def _signals(handlers: dict[signal.Signals, Callable[[], None]]) -> Iterator[None]:
-    previous = {sig: signal.signal(sig, lambda *_, f=f: f()) for sig, f in handlers.items()}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
+class _Erasure(Observer):
+    """People who leave the gallery (erased by any process) leave the sinks' state too: their
+    retained MQTT topics are cleared (``streamrec erase`` rewrites the event files)."""
+
+    def __init__(self, sinks: FanoutSink) -> None:
+        self.sinks = sinks
+
+    def erased(self, name: str) -> None:
+        self.sinks.forget(name)
+
+
+class Signals:
+    """SIGTERM/SIGINT stop, SIGHUP reloads; installed before anything slow, so a signal during
+    start-up neither kills the daemon (SIGHUP's default) nor is lost (a stop is remembered)."""
+
+    def __init__(self) -> None:
+        self.stop_requested = threading.Event()
+        self.on_stop: Callable[[], None] | None = None
+        self.on_reload: Callable[[], None] | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, handler in (
+            (signal.SIGTERM, self._stop),
+            (signal.SIGINT, self._stop),
+            (signal.SIGHUP, self._reload),
+        ):
+            self._previous[sig] = signal.signal(sig, handler)
+
+    def restore(self) -> None:
+        for sig, old in self._previous.items():
             signal.signal(sig, old)
+        self._previous.clear()
+
+    def _stop(self, *_: object) -> None:
+        self.stop_requested.set()
+        if self.on_stop is not None:
+            self.on_stop()
+
+    def _reload(self, *_: object) -> None:
+        if self.on_reload is not None:
+            self.on_reload()
+        else:
+            log.info("SIGHUP during start-up: the gallery is being loaded anyway")
+
+
+def close_all(closers: list[tuple[str, Callable[[], None]]], deadline: float) -> None:
+    """Run every close at once, each in its own thread, and wait for them until ``deadline``;
+    a close that fails is logged, one that hangs is left behind (the process is ending)."""
+
+    def run(name: str, close: Callable[[], None]) -> None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing %s failed", name)
+
+    threads = [
+        threading.Thread(target=run, args=(n, c), name=f"close {n}", daemon=True)
+        for n, c in closers
+    ]
+    for t in threads:
+        t.start()
+    for t, (name, _) in zip(threads, closers, strict=True):
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            log.warning("%s did not close in time: given up", name)
 
 
 class Daemon:
     """All cameras of a config in one pipeline; ``run()`` blocks until stopped."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, signals: Signals | None = None) -> None:
         self.cfg = cfg
+        self.signals = signals or Signals()
         cams = enabled_cameras(cfg)
         self.metrics = Metrics()
         self.status = LiveStatus()
@@ -175,9 +266,8 @@ class Daemon:
         analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, analyzer.recognizer)
         cameras = open_cameras(cfg, cams)
-        self.sinks: list[EventSink] = []
         try:
-            self.sinks = event_sinks(cfg)
+            self.sinks = FanoutSink(event_sinks(cfg))
         except BaseException:
             for cam in cameras:
                 cam.source.close()
@@ -185,22 +275,28 @@ class Daemon:
         self.pipeline = build_pipeline(
             cfg,
             cameras,
-            FanoutSink(self.sinks),
+            self.sinks,
             analyzer,
             self.gallery,
-            [self.metrics, self.status],
+            [self.metrics, self.status, _Erasure(self.sinks)],
         )
-        status_sinks = [s for s in self.sinks if isinstance(s, StatusSink)]
-        self.monitor = CameraMonitor(self.pipeline, self.status, self.metrics, status_sinks)
+        self.monitor = CameraMonitor(
+            self.pipeline,
+            self.status,
+            self.metrics,
+            self.sinks,
+            stats_interval=cfg.logging.stats_interval,
+        )
         self._stopping = threading.Event()
 
     def stop(self) -> None:
-        """Finish frames in flight, end every track, then return from ``run()``."""
+        """Finish frames in flight, end every track, then return from ``run()``: within
+        ``pipeline.stop_timeout`` (half for the frames in flight, half to flush the sinks)."""
         if self._stopping.is_set():
             return
         self._stopping.set()
         log.info("stopping: finishing frames in flight")
-        self.pipeline.stop()  # also closes the sources
+        self.pipeline.stop(drain=self.cfg.pipeline.stop_timeout / 2)
 
     def reload(self) -> None:
         """Re-read the gallery now (SIGHUP); streams and tracks are kept. Changes are also taken
@@ -213,34 +309,49 @@ class Daemon:
         log.info("gallery reloaded: %d people", self.gallery.people())
 
     def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (or every stream ended); returns the exit code."""
-        handlers = {
-            signal.SIGTERM: self.stop,
-            signal.SIGINT: self.stop,
-            signal.SIGHUP: lambda: self.monitor.submit(self.reload),
-        }
+        """Serve until SIGTERM/SIGINT (or every stream ended); returns the exit code.
+
+        Whatever fails on the way out, every sink, the server and the gallery are closed.
+        """
+        self.signals.on_stop = self.stop
+        self.signals.on_reload = lambda: self.monitor.submit(self.reload)
+        summary = None
         try:
             if self.web is not None:
                 self.web.start()
             self.monitor.start()
             names = ", ".join(self.pipeline.cameras)
             log.info("serving %d camera(s): %s", len(self.pipeline.cameras), names)
-            with _signals(handlers):
-                summary = self.pipeline.run()
+            if self.signals.stop_requested.is_set():  # a stop during start-up
+                self.stop()
+            summary = self.pipeline.run()
         finally:
-            self.monitor.stop()
-            for sink in self.sinks:
-                try:
-                    sink.close()
-                except Exception:
-                    log.exception("closing an event sink failed")
-            if self.web is not None:
-                self.web.stop()
-            self.gallery.close()
-        log.info("stopped after %.0f s", summary.wall_time)
+            self.shutdown()
+        if summary is not None:
+            log.info("stopped after %.0f s", summary.wall_time)
         return 0
+
+    def shutdown(self) -> None:
+        """Close everything (the sources are closed by the pipeline), bounded in time."""
+        deadline = time.monotonic() + self.cfg.pipeline.stop_timeout / 2
+        self.pipeline.stop()  # a run that never started or failed: sources still close
+        closers: list[tuple[str, Callable[[], None]]] = [
+            ("camera monitor", self.monitor.stop),
+            ("event sinks", self.sinks.close),
+            ("gallery", self.gallery.close),
+        ]
+        if self.web is not None:
+            closers.append(("HTTP server", self.web.stop))
+        close_all(closers, deadline)
 
 
 def serve(cfg: Config) -> int:
     """``streamrec serve``: run every enabled camera of ``cfg`` until stopped."""
-    return Daemon(cfg).run()
+    signals = Signals()
+    signals.install()  # before the models load: a signal during start-up is not lost
+    try:
+        if signals.stop_requested.is_set():
+            return 0
+        return Daemon(cfg, signals).run()
+    finally:
+        signals.restore()

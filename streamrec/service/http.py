@@ -4,7 +4,8 @@ FastAPI on uvicorn, run from a background thread of the daemon. Routes (all GET)
 
 * ``/`` (``/index.html``)    live view page (``streamrec/service/web/index.html``)
 * ``/health``                JSON ``{"ok", "time", "cameras": {name: {state, ok, fps,
-                             last_frame_age, counters}}}``; status 200 when ok, else 503
+                             last_frame_age, counters}}, "sinks": {name: {ok, errors, ...}},
+                             "models": [...]}``; status 200 when ok, else 503
 * ``/metrics``               Prometheus text exposition
 * ``/api/recent?n=20``       JSON list of recent recognitions, newest first (``n`` 0..1000)
 * ``/stream/<camera>.mjpg``  annotated frames as ``multipart/x-mixed-replace`` MJPEG
@@ -257,13 +258,12 @@ class WebServer:
             csp = {"content-security-policy": self._page_csp}
             return HTMLResponse(self._page, headers=csp)
 
-        @app.get("/health", responses={503: {"description": "a camera is not ok"}})
+        @app.get("/health", responses={503: {"description": "a camera or sink is not ok"}})
         def health() -> JSONResponse:
-            """Per camera: state, ok, fps, last frame age (s) and counters."""
-            cameras = status.snapshot()
-            ok = all(cam["ok"] for cam in cameras.values())
-            body = {"ok": ok, "time": time.time(), "cameras": cameras}
-            return JSONResponse(body, status_code=200 if ok else 503)
+            """Per camera: state, ok, fps, last frame age (s), counters; per event sink: ok and
+            its errors; how each model runs (provider, precision)."""
+            body = status.health()
+            return JSONResponse(body, status_code=200 if body["ok"] else 503)
 
         @app.get("/metrics", response_class=Response)
         def prometheus() -> Response:

@@ -31,6 +31,7 @@ API (``camera`` is the configured camera name):
 
 from __future__ import annotations
 
+import platform
 import time
 
 import numpy as np
@@ -39,10 +40,15 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 
+from streamrec import __version__
 from streamrec.telemetry import CameraState, Observer
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -109,6 +115,19 @@ class Metrics(Observer):
             "streamrec_camera_fps", "Frames read per second.", ["camera"], registry=reg
         )
         self._people = Gauge("streamrec_gallery_people", "People in the gallery.", registry=reg)
+        self._sink_errors = Counter(
+            "streamrec_sink_errors_total",
+            "Events an event sink failed to take (a full disk, a closed file...).",
+            ["sink"],
+            registry=reg,
+        )
+        self._named: set[tuple[str, str]] = set()  # (camera, name) series, for erasure
+        ProcessCollector(registry=reg)
+        PlatformCollector(registry=reg)
+        GCCollector(registry=reg)
+        Info("streamrec_build", "streamrec version.", registry=reg).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
 
     # -- the pipeline's observer -----------------------------------------------------------
 
@@ -168,6 +187,19 @@ class Metrics(Observer):
 
     def identity(self, camera: str, name: str) -> None:
         self._identities.labels(camera, name).inc()
+        self._named.add((camera, name))
+
+    def erased(self, name: str) -> None:
+        self.forget(name)
+
+    def forget(self, name: str) -> None:
+        """Erase a person: their identification series go from the exposition."""
+        for camera, who in [k for k in self._named if k[1] == name]:
+            self._identities.remove(camera, who)
+            self._named.discard((camera, who))
+
+    def sink_errors(self, sink: str, n: int) -> None:
+        self._sink_errors.labels(sink).inc(n)
 
     def observe_detect(self, seconds: float, batch: int = 1) -> None:
         self._detect.observe(seconds)

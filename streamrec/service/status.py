@@ -61,6 +61,8 @@ class LiveStatus(Observer):
         self.fps_window = fps_window
         self._cameras: dict[str, _Camera] = {}
         self._recent: deque[dict[str, Any]] = deque(maxlen=recent_size)
+        self._sinks: dict[str, dict[str, Any]] = {}
+        self._models: list[dict[str, Any]] = []
         self._cond = threading.Condition()
 
     def _camera(self, camera: str) -> _Camera:
@@ -161,7 +163,37 @@ class LiveStatus(Observer):
         with self._cond:
             self._recent.append(item)
 
+    def set_sinks(self, health: dict[str, dict[str, Any]]) -> None:
+        """The event sinks' states (``FanoutSink.health()``), shown in :meth:`health`."""
+        with self._cond:
+            self._sinks = health
+
+    def set_models(self, models: list[dict[str, Any]]) -> None:
+        """How each model runs (provider, precision), shown in :meth:`health`."""
+        with self._cond:
+            self._models = models
+
+    def erased(self, name: str) -> None:
+        self.forget(name)
+
+    def forget(self, name: str) -> None:
+        """Erase a person (or unknown label) from the recent recognitions."""
+        with self._cond:
+            kept = [r for r in self._recent if name not in (r.get("name"), r.get("label"))]
+            self._recent.clear()
+            self._recent.extend(kept)
+
     # -- reader side ---------------------------------------------------------------------
+
+    def health(self, now: float | None = None) -> dict[str, Any]:
+        """``{"ok", "time", "cameras", "sinks", "models"}``: ok when every camera and sink is."""
+        now = time.time() if now is None else now
+        cameras = self.snapshot(now)
+        with self._cond:
+            sinks = {k: dict(v) for k, v in self._sinks.items()}
+            models = list(self._models)
+        ok = all(c["ok"] for c in cameras.values()) and all(s["ok"] for s in sinks.values())
+        return {"ok": ok, "time": now, "cameras": cameras, "sinks": sinks, "models": models}
 
     def recent(self, n: int = 20) -> list[dict[str, Any]]:
         """The ``n`` most recent recognitions, newest first."""

@@ -6,12 +6,20 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
 from streamrec.errors import StreamrecError
+from streamrec.files import open_private, write_private
 from streamrec.records import Event
 
 log = logging.getLogger(__name__)
@@ -19,6 +27,22 @@ log = logging.getLogger(__name__)
 
 class SinkError(StreamrecError):
     """An output (event file, video file, webhook URL) cannot be set up."""
+
+
+@runtime_checkable
+class HealthReporting(Protocol):
+    """A sink that knows its own state (a broker connection, a backlog)."""
+
+    def health(self) -> dict[str, Any]:
+        """At least ``ok``; anything else is shown as it is in ``/health``."""
+        ...
+
+
+@runtime_checkable
+class Forgetting(Protocol):
+    """A sink that keeps what it was given (a file, retained topics) and can erase a person."""
+
+    def forget(self, name: str) -> Any: ...
 
 
 @runtime_checkable
@@ -68,19 +92,22 @@ class DropCounter:
 
 
 class JsonlEventSink:
-    """Appends one JSON object per line to a file, flushed after every line.
+    """Appends one JSON object per line to a private file (0600), flushed after every line.
 
     The file is opened in append mode so that a restarted recorder never truncates the events
     of an earlier run. Flushing each line means a killed process loses at most the line being
-    written (the data is in the OS page cache; ``close()`` also fsyncs).
+    written (the data is in the OS page cache; ``close()`` also fsyncs). Each line is written
+    under an advisory lock, and a file rewritten meanwhile by another process (``streamrec
+    erase``, ``events purge``: they replace it atomically) is reopened, so no line is lost.
     """
 
+    name = "jsonl"
+
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
         self._lock = threading.Lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: IO[str] | None = self.path.open("a", encoding="utf-8")
+            self._file: IO[str] | None = open_private(self.path, "a")
         except OSError as exc:
             raise SinkError(f"cannot write events to {self.path}: {exc.strerror or exc}") from None
 
@@ -89,8 +116,19 @@ class JsonlEventSink:
         with self._lock:
             if self._file is None:
                 raise RuntimeError(f"event file {self.path} is already closed")
-            self._file.write(line)
-            self._file.flush()
+            with locked(self._file):
+                if _replaced(self.path, self._file):
+                    self._file.close()
+                    self._file = open_private(self.path, "a")
+                    with locked(self._file):
+                        self._append(self._file, line)
+                    return
+                self._append(self._file, line)
+
+    @staticmethod
+    def _append(file: IO[str], line: str) -> None:
+        file.write(line)
+        file.flush()
 
     def close(self) -> None:
         with self._lock:
@@ -110,6 +148,56 @@ class JsonlEventSink:
         self.close()
 
 
+@contextmanager
+def locked(file: IO[Any]) -> Iterator[None]:
+    """An exclusive advisory lock on an open file (none where the OS has no ``flock``)."""
+    if fcntl is None:
+        yield
+        return
+    fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(file.fileno(), fcntl.LOCK_UN)
+
+
+def _replaced(path: Path, file: IO[str]) -> bool:
+    """The path no longer names the open file (rewritten or deleted by another process)."""
+    try:
+        return os.stat(path).st_ino != os.fstat(file.fileno()).st_ino
+    except FileNotFoundError:
+        return True
+
+
+def mentions(event: dict[str, Any], name: str) -> bool:
+    """Whether an event names ``name`` (as its person, unknown label, or any other value)."""
+    return any(v == name or (isinstance(v, list) and name in v) for v in event.values())
+
+
+def rewrite_events(path: str | Path, keep: Callable[[dict[str, Any]], bool]) -> int:
+    """Rewrite a JSONL event file keeping only the events ``keep`` accepts; how many went.
+
+    Atomic (a private temp file renamed over the old one) and under the file's lock, so a
+    running recorder neither loses a line nor writes into the replaced file.
+    """
+    p = Path(path).expanduser()
+    with open(p, encoding="utf-8") as f, locked(f):
+        kept, removed = [], 0
+        for line in f:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                kept.append(line)  # not ours to judge: kept as it is
+                continue
+            if isinstance(event, dict) and not keep(event):
+                removed += 1
+            else:
+                kept.append(line)
+        if removed:
+            write_private(p, "".join(kept))
+    return removed
+
+
 def _fsync(file: IO[str]) -> None:
     try:
         os.fsync(file.fileno())
@@ -117,34 +205,72 @@ def _fsync(file: IO[str]) -> None:
         log.debug("fsync of %s failed: %s", file.name, exc)
 
 
+def sink_name(sink: object) -> str:
+    return str(getattr(sink, "name", None) or type(sink).__name__)
+
+
 class FanoutSink:
-    """Writes every event to several sinks; a failing sink does not stop the others."""
+    """Writes every event to several sinks; a failing sink does not stop the others.
+
+    Failures are logged once per burst (the first one, then "recovered after N failures"), and
+    counted per sink for ``/health`` and the metrics (:meth:`health`).
+    """
 
     def __init__(self, sinks: list[EventSink]) -> None:
         self.sinks = list(sinks)
-        self._failures = [0] * len(self.sinks)
+        self.errors = [0] * len(self.sinks)
+        self._failing: list[str | None] = [None] * len(self.sinks)  # the burst's first error
 
     def write(self, event: Event) -> None:
         for i, sink in enumerate(self.sinks):
             try:
                 sink.write(event)
             except Exception as exc:
-                self._failures[i] += 1
-                # Full traceback once per sink, then one line per failure.
-                log.error(
-                    "event sink %s failed (%d failures): %s",
-                    type(sink).__name__,
-                    self._failures[i],
-                    exc,
-                    exc_info=self._failures[i] == 1,
-                )
+                self.errors[i] += 1
+                if self._failing[i] is None:
+                    self._failing[i] = str(exc)
+                    log.error(
+                        "event sink %s failed: %s (further failures are counted until it "
+                        "recovers)",
+                        sink_name(sink),
+                        exc,
+                        exc_info=not isinstance(exc, OSError),
+                    )
+                continue
+            if self._failing[i] is not None:
+                self._failing[i] = None
+                log.warning("event sink %s recovered", sink_name(sink))
+
+    def forget(self, name: str) -> None:
+        """Erase a person from every sink that keeps state of them (retained MQTT topics; event
+        files are rewritten by ``streamrec erase``); a failure is logged, the others forget."""
+        for sink in self.sinks:
+            if isinstance(sink, Forgetting):
+                try:
+                    sink.forget(name)
+                except Exception as exc:
+                    log.error("event sink %s could not erase a person: %s", sink_name(sink), exc)
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per sink: ``ok``, ``errors`` (failed writes so far), ``error`` (the current burst's
+        first), plus what the sink reports of itself (a broker not connected, events pending)."""
+        out: dict[str, dict[str, Any]] = {}
+        for i, sink in enumerate(self.sinks):
+            own: dict[str, Any] = sink.health() if isinstance(sink, HealthReporting) else {}
+            out[sink_name(sink)] = {
+                **own,
+                "ok": self._failing[i] is None and bool(own.get("ok", True)),
+                "errors": self.errors[i],
+                "error": self._failing[i],
+            }
+        return out
 
     def close(self) -> None:
         for sink in self.sinks:
             try:
                 sink.close()
             except Exception:
-                log.exception("closing event sink %s failed", type(sink).__name__)
+                log.exception("closing event sink %s failed", sink_name(sink))
 
     def __enter__(self) -> FanoutSink:
         return self

@@ -308,9 +308,21 @@ class MqttEventSink:
 
     # -- public API ------------------------------------------------------------------------
 
+    name = "mqtt"
+
     @property
     def connected(self) -> bool:
         return self._connected
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: connected to the broker, events waiting and dropped."""
+        return {
+            "ok": self._connected,
+            "connected": self._connected,
+            "pending": self.pending,
+            "dropped": self.dropped,
+            "problem": self._problem or None,
+        }
 
     @property
     def pending(self) -> int:

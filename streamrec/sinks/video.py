@@ -11,6 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from streamrec.files import private_file
 from streamrec.records import Frame
 from streamrec.sinks.events import SinkError
 
@@ -100,7 +101,7 @@ class VideoWriter:
         # libx264 options; other encoders use their own defaults (bitrate based).
         options = {"crf": str(crf), "preset": preset} if encoder.startswith("libx264") else {}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)  # faces and names on every frame: 0600 from the start
             self._container = av.open(str(self.path), mode="w")
         except (OSError, ValueError, av.FFmpegError) as exc:
             raise SinkError(f"cannot write video {self.path}: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import http.client
 import logging
@@ -11,9 +12,11 @@ import urllib.error
 import urllib.request
 from collections import deque
 from email.message import Message
+from typing import Any
 from urllib.parse import urlsplit
 
 from streamrec.records import Event
+from streamrec.redact import redact_url, register, register_url, split_userinfo
 from streamrec.sinks.events import DropCounter, SinkError, event_json
 
 log = logging.getLogger(__name__)
@@ -31,15 +34,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 _OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info, query and fragment (they may hold tokens), for logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def _retry_after(headers: Message | None) -> float:
@@ -78,6 +72,20 @@ class WebhookEventSink:
         backoff: float = 0.5,
         buffer_max: int = 10000,
     ) -> None:
+        register_url(url)
+        headers = dict(headers or {})
+        register(*headers.values())
+        credentials = split_userinfo(url)
+        if credentials is not None:  # user:password@ becomes a Basic Authorization header
+            url, user, password = credentials
+            if any(k.lower() == "authorization" for k in headers):
+                raise SinkError(
+                    "webhook: give the credentials either in the URL (user:password@) or in an "
+                    "Authorization header, not both"
+                )
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+            register(token)
         try:
             parts = urlsplit(url)
             valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -85,12 +93,15 @@ class WebhookEventSink:
         except ValueError:
             valid = False
         if not valid:
-            raise SinkError(f"webhook URL must be http://host/... or https://host/..., got {url!r}")
+            raise SinkError(
+                "webhook URL must be http://host/... or https://host/..., "
+                f"got {redact_url(url)!r}"
+            )
         if buffer_max < 1:
             raise SinkError(f"webhook buffer_max must be at least 1, got {buffer_max}")
         self.url = url
         self.name = redact_url(url)
-        self._headers = {"User-Agent": "streamrec", **(headers or {})}
+        self._headers = {"User-Agent": "streamrec", **headers}
         self._headers["Content-Type"] = "application/json"
         self._timeout = timeout
         self._retries = max(int(retries), 0)
@@ -117,6 +128,15 @@ class WebhookEventSink:
     @property
     def dropped(self) -> int:
         return self._dropped.count
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: whether the endpoint answers, events waiting, given up, dropped."""
+        return {
+            "ok": not self._failing,
+            "pending": self.pending,
+            "failed": self.failed,
+            "dropped": self.dropped,
+        }
 
     def write(self, event: Event) -> None:
         body = event_json(event).encode()

@@ -11,7 +11,8 @@ import re
 from urllib.parse import unquote, urlsplit
 
 from ..errors import SourceError
-from .base import Gap, Source, SourceOptions, SourceStats, redact
+from ..redact import redact, register_url
+from .base import Gap, Source, SourceOptions, SourceStats
 from .live import LiveSource
 from .pyav import FileSource, RtspSource
 from .webcam import WebcamSource
@@ -45,6 +46,7 @@ def open_source(uri: str, options: SourceOptions | None = None, name: str | None
     uri = uri.strip()
     if not uri:
         raise SourceError(f"empty video source: give {_KINDS}")
+    register_url(uri)  # its credentials are masked wherever they appear from now on
     shown = redact(uri)
     webcam = _WEBCAM_INDEX.match(uri)
     if webcam:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
@@ -14,32 +13,13 @@ from typing import Generic, TypeVar
 
 from ..errors import ConfigError
 from ..records import Frame
+from ..redact import redact
 from ..telemetry import CameraState
 
 LOG = logging.getLogger("streamrec.sources")
 
 #: damage messages kept (and logged) per source; later ones are only counted
 MAX_DAMAGE_MESSAGES = 100
-
-_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#]*)@")
-_SECRET_QUERY = re.compile(
-    r"(?P<key>[?&;](?:password|passwd|pass|pwd|token|secret|key|auth)=)[^&#\s]*", re.IGNORECASE
-)
-
-
-def redact(uri: str) -> str:
-    """Hide credentials in every URL of ``uri``: ``user:pw@`` becomes ``***:***@``.
-
-    Also masks secret-looking query parameters (``?password=...``, ``&token=...``). Works on
-    whole messages too, so error texts that quote a URL can be passed through it.
-    """
-
-    def userinfo(m: re.Match[str]) -> str:
-        masked = "***:***" if ":" in m.group("userinfo") else "***"
-        return f"{m.group('scheme')}{masked}@"
-
-    return _SECRET_QUERY.sub(r"\g<key>***", _USERINFO.sub(userinfo, uri))
-
 
 @dataclass
 class SourceOptions:

@@ -1,0 +1,64 @@
+"""Logging of the command line: ISO timestamps, text or JSON lines, every secret redacted."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from streamrec.redact import RedactingFilter
+
+if TYPE_CHECKING:
+    from streamrec.config import LoggingConfig
+
+_TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class _IsoFormatter(logging.Formatter):
+    """``2026-12-01T22:17:13.123+00:00``: a date and a zone, as ``docker logs`` readers need."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        t = time.localtime(record.created)
+        zone = time.strftime("%z", t)
+        return (
+            time.strftime("%Y-%m-%dT%H:%M:%S", t)
+            + f".{int(record.msecs):03d}{zone[:3]}:{zone[3:]}"
+        )
+
+
+class _JsonFormatter(_IsoFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        return json.dumps(out, ensure_ascii=False)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr at INFO (DEBUG with ``-v``), ISO timestamps, secrets redacted."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_IsoFormatter(_TEXT))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def configure_logging(cfg: LoggingConfig, verbose: bool = False) -> None:
+    """Apply the config's ``logging`` section (``-v`` still forces DEBUG)."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG if verbose else cfg.level)
+    for name, level in cfg.modules.items():
+        logging.getLogger(name).setLevel(level)
+    formatter = _JsonFormatter() if cfg.format == "json" else _IsoFormatter(_TEXT)
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
