@@ -135,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     p = sub.add_parser("run", help="recognize people in a video file, URL or camera")
-    p.add_argument("--source", required=True, metavar="URI", help="file, http(s)/rtsp URL, webcam")
+    p.add_argument(
+        "source", nargs="?", metavar="SOURCE", help="video file, http(s)/rtsp URL or webcam (0)"
+    )
+    p.add_argument("--source", dest="source_option", metavar="URI", help=argparse.SUPPRESS)
     p.add_argument("--output", metavar="FILE", help="write the annotated video (H.264)")
     p.add_argument("--events", metavar="FILE", help="append events as JSON lines")
     p.add_argument("--display", action="store_true", help="show the annotated video in a window")
@@ -471,13 +474,24 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _run_source(args: argparse.Namespace) -> str:
+    """SOURCE (or the older ``--source URI``), exactly one of them."""
+    given = [s for s in (args.source, args.source_option) if s]
+    if len(given) != 1:
+        raise StreamrecError(
+            "run: give the video to process: streamrec run VIDEO (a file, an http(s)/rtsp URL "
+            "or a webcam index)"
+        )
+    return given[0]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from streamrec.runner import run_video
 
     cfg = _config(args)
     summary = run_video(
         cfg,
-        args.source,
+        _run_source(args),
         output=args.output,
         events=args.events,
         display=args.display,
@@ -490,14 +504,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    cfg = _config(args)
-    if cfg.cluster.address:
-        from streamrec.cluster.driver import run_cluster
+    from .service.signals import Signals
 
-        return run_cluster(cfg)
-    from streamrec.service.daemon import serve
+    signals = Signals()
+    signals.install()  # first: SIGHUP during start-up must not kill the daemon
+    try:
+        cfg = _config(args)
+        if cfg.cluster.address:
+            from streamrec.cluster.driver import run_cluster
 
-    return serve(cfg)
+            return run_cluster(cfg)
+        from streamrec.service.daemon import serve
+
+        return serve(cfg, signals)
+    finally:
+        signals.restore()
 
 
 def cmd_config(args: argparse.Namespace) -> int:

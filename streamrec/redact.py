@@ -121,8 +121,7 @@ def register_url(url: str | None) -> None:
     parts = _split_authority(url)
     if parts is not None:
         userinfo = parts[1]
-        user, _, password = userinfo.partition(":")
-        register(userinfo, password, *([user] if password else []))
+        register(userinfo, userinfo.partition(":")[2])  # not the user name alone: "admin"
     _, question, query = url.partition("?")
     if question:
         for m in _QUERY_PARAM.finditer(query.partition("#")[0]):
@@ -153,9 +152,9 @@ def redact(text: str) -> str:
     """``text`` with every URL's credentials and every registered secret masked."""
     if not text:
         return text
-    out = _URL.sub(lambda m: redact_url(m[0]), text) if "://" in text else text
-    pattern = _pattern
-    return pattern.sub(MASK, out) if pattern is not None else out
+    pattern = _pattern  # known secrets first: a URL cut short by a space is still covered
+    out = pattern.sub(MASK, text) if pattern is not None else text
+    return _URL.sub(lambda m: redact_url(m[0]), out) if "://" in out else out
 
 
 class RedactingFilter(logging.Filter):

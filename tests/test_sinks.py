@@ -105,7 +105,10 @@ def test_fanout_isolates_a_failing_sink(tmp_path: Path, caplog: pytest.LogCaptur
         fanout.close()
     assert [json.loads(x)["seq"] for x in path.read_text().splitlines()] == [0, 1, 2]
     assert broken.closed
-    assert "BrokenSink failed (3 failures): boom" in caplog.text
+    # one error line for the burst, every failure counted
+    assert caplog.text.count("event sink BrokenSink failed: boom") == 1
+    assert fanout.health()["BrokenSink"] == {"ok": False, "errors": 3, "error": "boom"}
+    assert fanout.health()["jsonl"]["ok"] is True
     assert "closing event sink BrokenSink failed" in caplog.text
     with pytest.raises(RuntimeError):  # the JSONL sink was closed despite the broken one
         jsonl.write(make_event(3))

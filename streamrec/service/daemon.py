@@ -12,12 +12,11 @@ the sinks are flushed and closed.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
@@ -28,6 +27,7 @@ from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.service.metrics import Metrics
+from streamrec.service.signals import Signals
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink, event_sinks
 from streamrec.telemetry import CameraState, Observer
@@ -189,43 +189,6 @@ class _Erasure(Observer):
         self.sinks.forget(name)
 
 
-class Signals:
-    """SIGTERM/SIGINT stop, SIGHUP reloads; installed before anything slow, so a signal during
-    start-up neither kills the daemon (SIGHUP's default) nor is lost (a stop is remembered)."""
-
-    def __init__(self) -> None:
-        self.stop_requested = threading.Event()
-        self.on_stop: Callable[[], None] | None = None
-        self.on_reload: Callable[[], None] | None = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for sig, handler in (
-            (signal.SIGTERM, self._stop),
-            (signal.SIGINT, self._stop),
-            (signal.SIGHUP, self._reload),
-        ):
-            self._previous[sig] = signal.signal(sig, handler)
-
-    def restore(self) -> None:
-        for sig, old in self._previous.items():
-            signal.signal(sig, old)
-        self._previous.clear()
-
-    def _stop(self, *_: object) -> None:
-        self.stop_requested.set()
-        if self.on_stop is not None:
-            self.on_stop()
-
-    def _reload(self, *_: object) -> None:
-        if self.on_reload is not None:
-            self.on_reload()
-        else:
-            log.info("SIGHUP during start-up: the gallery is being loaded anyway")
-
-
 def close_all(closers: list[tuple[str, Callable[[], None]]], deadline: float) -> None:
     """Run every close at once, each in its own thread, and wait for them until ``deadline``;
     a close that fails is logged, one that hangs is left behind (the process is ending)."""
@@ -345,13 +308,19 @@ class Daemon:
         close_all(closers, deadline)
 
 
-def serve(cfg: Config) -> int:
-    """``streamrec serve``: run every enabled camera of ``cfg`` until stopped."""
-    signals = Signals()
-    signals.install()  # before the models load: a signal during start-up is not lost
+def serve(cfg: Config, signals: Signals | None = None) -> int:
+    """``streamrec serve``: run every enabled camera of ``cfg`` until stopped.
+
+    ``signals``: handlers the caller installed early (the CLI does, before its imports).
+    """
+    own = signals is None
+    signals = signals or Signals()
+    if own:
+        signals.install()  # before the models load: a signal during start-up is not lost
     try:
         if signals.stop_requested.is_set():
             return 0
         return Daemon(cfg, signals).run()
     finally:
-        signals.restore()
+        if own:
+            signals.restore()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -116,19 +117,24 @@ class JsonlEventSink:
         with self._lock:
             if self._file is None:
                 raise RuntimeError(f"event file {self.path} is already closed")
-            with locked(self._file):
-                if _replaced(self.path, self._file):
+            try:
+                with locked(self._file):
+                    if not _replaced(self.path, self._file):
+                        self._file.write(line)
+                        self._file.flush()
+                        return
+                self._file.close()  # rewritten by another process: write to the new file
+                self._file = open_private(self.path, "a")
+                with locked(self._file):
+                    self._file.write(line)
+                    self._file.flush()
+            except OSError:
+                # a full disk: start again from a fresh handle rather than let the buffer of
+                # the failed lines grow (the failure is counted and reported by the fan-out)
+                with contextlib.suppress(OSError):
                     self._file.close()
-                    self._file = open_private(self.path, "a")
-                    with locked(self._file):
-                        self._append(self._file, line)
-                    return
-                self._append(self._file, line)
-
-    @staticmethod
-    def _append(file: IO[str], line: str) -> None:
-        file.write(line)
-        file.flush()
+                self._file = open_private(self.path, "a")
+                raise
 
     def close(self) -> None:
         with self._lock:

@@ -8,10 +8,10 @@ source yields ``Frame`` records, and ``Gap`` records on live sources when the st
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import SourceError
-from ..redact import redact, register_url
+from ..redact import redact, redact_url, register_url, split_userinfo
 from .base import Gap, Source, SourceOptions, SourceStats
 from .live import LiveSource
 from .pyav import FileSource, RtspSource
@@ -35,6 +35,18 @@ _WEBCAM_INDEX = re.compile(r"^(?:webcam:)?(\d+)$")
 _KINDS = "a file path, http(s)://, rtsp(s)://, a webcam index (0, webcam:0) or /dev/video*"
 
 
+def _encoded_userinfo(uri: str) -> str:
+    """``uri`` with its user name and password percent-encoded, as FFmpeg parses them: a
+    password may hold ``/ ? # @`` or spaces (already encoded parts stay as they are)."""
+    parts = split_userinfo(uri)
+    if parts is None:
+        return uri
+    rest, user, password = parts
+    scheme, _, tail = rest.partition("://")
+    secret = ":" + quote(password, safe="") if password else ""
+    return f"{scheme}://{quote(user, safe='')}{secret}@{tail}"
+
+
 def open_source(uri: str, options: SourceOptions | None = None, name: str | None = None) -> Source:
     """Open a video source; ``name`` is its display name (default: the URI, credentials hidden).
 
@@ -47,7 +59,7 @@ def open_source(uri: str, options: SourceOptions | None = None, name: str | None
     if not uri:
         raise SourceError(f"empty video source: give {_KINDS}")
     register_url(uri)  # its credentials are masked wherever they appear from now on
-    shown = redact(uri)
+    shown = redact_url(uri)
     webcam = _WEBCAM_INDEX.match(uri)
     if webcam:
         index = int(webcam.group(1))
@@ -66,6 +78,7 @@ def open_source(uri: str, options: SourceOptions | None = None, name: str | None
         return FileSource(path, name or path, options)
     if kind not in ("http", "https", "rtsp", "rtsps"):
         raise SourceError(f"unsupported video source {shown}: '{kind}://' is not {_KINDS}")
+    uri = _encoded_userinfo(uri)
     try:
         host = urlsplit(uri).hostname
         urlsplit(uri).port  # noqa: B018 -- raises ValueError on a bad port
