@@ -172,8 +172,8 @@ class Daemon:
 
             self.web = WebServer.from_config(self.status, self.metrics, cfg.http)
         preload_solver()
-        analyzer = FaceAnalyzer.from_config(cfg)
-        self.gallery = GallerySession(cfg, analyzer.recognizer)
+        self.analyzer = FaceAnalyzer.from_config(cfg)
+        self.gallery = GallerySession(cfg, self.analyzer.recognizer)
         cameras = open_cameras(cfg, cams)
         self.sinks: list[EventSink] = []
         try:
@@ -186,13 +186,25 @@ class Daemon:
             cfg,
             cameras,
             FanoutSink(self.sinks),
-            analyzer,
+            self.analyzer,
             self.gallery,
             [self.metrics, self.status],
         )
+        if self.web is not None:
+            self._mount_face_library(self.web)
         status_sinks = [s for s in self.sinks if isinstance(s, StatusSink)]
         self.monitor = CameraMonitor(self.pipeline, self.status, self.metrics, status_sinks)
         self._stopping = threading.Event()
+
+    def _mount_face_library(self, web: WebServer) -> None:
+        """The face library's REST APIs (native and CompreFace) and the Faces page."""
+        from streamrec.service import api, compreface
+
+        library = api.FaceLibrary(
+            self.analyzer, self.gallery.gallery, self.status, self.pipeline.reload_gallery
+        )
+        api.mount(web.app, library)
+        compreface.mount(web.app, library)
 
     def stop(self) -> None:
         """Finish frames in flight, end every track, then return from ``run()``."""
