@@ -131,7 +131,7 @@ class WebServer:
         self._hosts = _HostPolicy(host, self.config.allowed_hosts, has_token=bool(token))
         page = (resources.files("streamrec.service") / "web" / "index.html").read_bytes()
         self._page = page
-        self._page_csp = _page_csp(page)
+        self._page_csp = page_csp(page)
         self.app = self._build_app()
         """The FastAPI application; more routes may be added to it before :meth:`start`."""
         self._server: uvicorn.Server | None = None
@@ -572,7 +572,7 @@ class _Connection(H11Protocol):
         self._deadline = self._send_deadline = None
 
 
-def _page_csp(page: bytes) -> str:
+def page_csp(page: bytes) -> str:
     """A Content-Security-Policy allowing exactly the page's own inline script and style."""
 
     def hashes(tag: bytes) -> str:
