@@ -12,7 +12,7 @@ Routes (JSON unless said otherwise; URLs in answers are relative to the server's
 * ``GET /api/recent/{id}.jpg`` (the face of a recent recognition; the list itself is
   ``/api/recent`` of :mod:`streamrec.service.http`);
 * ``POST /api/recognize`` (form: ``file``): every face with box, landmarks, name and score;
-* ``GET /faces``: the Faces page (``web/faces.html`` with its script and style files).
+* ``GET /faces``: the Faces page (``web/faces.html``).
 
 Every write goes through the :class:`~streamrec.gallery.store.Gallery` and then reloads the
 running pipeline, so a change counts from the next frame. Uploads are decoded with Pillow into
@@ -45,6 +45,7 @@ from streamrec.errors import GalleryError
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.store import AddResult, Gallery, Person, Sample, validate_name
 from streamrec.models.alignment import align
+from streamrec.service.http import page_csp
 from streamrec.service.status import LiveStatus
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,6 @@ JPEG: dict[int | str, dict[str, Any]] = {
 }
 #: image ids (CompreFace's ``image_id``) are derived from a sample's id and creation time
 _IMAGE_NAMESPACE = uuid.UUID("6f0c1b52-4d1e-4a8e-9f5e-2b7d3c9a1e40")
-_PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
 
 
 class ApiError(HTTPException):
@@ -589,25 +586,17 @@ def router(lib: FaceLibrary) -> APIRouter:
 
 
 def pages() -> APIRouter:
-    """The Faces page and its script and style, served from the package."""
-    web = resources.files("streamrec.service") / "web"
+    """The Faces page, served from the package (its script and style are inline: the page CSP
+    allows exactly those, by hash)."""
+    page = (resources.files("streamrec.service") / "web" / "faces.html").read_bytes()
+    headers = {"content-security-policy": page_csp(page)}
     ui = APIRouter(include_in_schema=False)
-    csp = {"content-security-policy": _PAGE_CSP}
-    files = {
-        "/faces": ("faces.html", "text/html; charset=utf-8", csp),
-        "/faces.js": ("faces.js", "text/javascript; charset=utf-8", {}),
-        "/faces.css": ("faces.css", "text/css; charset=utf-8", {}),
-    }
-    for path, (name, media_type, headers) in files.items():
-        ui.add_api_route(path, _static((web / name).read_bytes(), media_type, headers))
+
+    @ui.get("/faces")
+    def faces_page() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8", headers=headers)
+
     return ui
-
-
-def _static(body: bytes, media_type: str, headers: dict[str, str]) -> Callable[[], Response]:
-    def serve() -> Response:
-        return Response(body, media_type=media_type, headers=headers)
-
-    return serve
 
 
 def mount(app: FastAPI, lib: FaceLibrary) -> None:
