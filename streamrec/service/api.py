@@ -120,8 +120,8 @@ def sample_uuid(sample: Sample) -> str:
     return str(uuid.uuid5(_IMAGE_NAMESPACE, f"{sample.id}:{sample.created!r}"))
 
 
-def face_url(face_id: int | None) -> str | None:
-    return None if face_id is None else f"api/faces/{face_id}.jpg"
+def face_url(face_id: int) -> str:
+    return f"api/faces/{face_id}.jpg"
 
 
 def jpeg_response(data: bytes) -> Response:
@@ -229,8 +229,7 @@ class FaceLibrary:
             raise ApiError(
                 404, f"no recent recognition {recent_id} with a face (it may have expired)"
             )
-        when = f"{item.time:.0f}"
-        source = f"camera {item.camera} track {item.track_id} at {when}"
+        source = f"camera {item.camera} track {item.track_id} at {item.time:.0f}"
         return self.embed_crop(item.crop), item.crop, source
 
     def upload_sample(
@@ -425,7 +424,7 @@ def router(lib: FaceLibrary) -> APIRouter:
                 id=s.id,
                 source=s.source,
                 created=s.created,
-                face=face_url(s.face),
+                face=None if s.face is None else face_url(s.face),
                 image_id=sample_uuid(s),
             )
             for s in lib.gallery.samples(name)
@@ -476,13 +475,15 @@ def router(lib: FaceLibrary) -> APIRouter:
         lib.changed()
         return person(new)
 
-    @api.delete("/people/{name:path}", responses=not_found)
-    def delete_person(name: str) -> RemovedOut:
-        """Erase a person: every sample, face image and template."""
-        lib.person(name)
+    def erase(name: str) -> RemovedOut:
         removed = lib.call(lib.gallery.remove, name)
         lib.changed()
         return RemovedOut(name=removed.name, samples=removed.samples, faces=removed.faces)
+
+    @api.delete("/people/{name:path}", responses=not_found)
+    def delete_person(name: str) -> RemovedOut:
+        """Erase a person: every sample, face image and template."""
+        return erase(lib.person(name).name)
 
     @api.get(
         "/faces/{face_id}.jpg",
@@ -507,7 +508,7 @@ def router(lib: FaceLibrary) -> APIRouter:
                 faces=u.faces,
                 first_seen=u.first_seen,
                 last_seen=u.last_seen,
-                crops=[f"api/faces/{f.id}.jpg" for f in gallery.faces(u.label)],
+                crops=[face_url(f.id) for f in gallery.faces(u.label)],
             )
             for u in gallery.unknowns()
         ]
@@ -540,9 +541,7 @@ def router(lib: FaceLibrary) -> APIRouter:
     def delete_unknown(label: str) -> RemovedOut:
         """Erase an unknown person with its faces; its label is never used again."""
         lib.unknown(label)
-        removed = lib.call(lib.gallery.remove, label)
-        lib.changed()
-        return RemovedOut(name=removed.name, samples=removed.samples, faces=removed.faces)
+        return erase(label)
 
     @api.get(
         "/recent/{recent_id}.jpg",
