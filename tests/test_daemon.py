@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import rtsp_server
 import yaml
 from cli_helpers import ALEX, LIN, ROOT, SMALL, assert_one_clear_line, streamrec
+
+from streamrec.analyzer import FaceAnalyzer
 
 # a live source is retried quickly so that the test sees reconnects within seconds
 FAST_LIVE = {
@@ -311,3 +314,170 @@ def test_live_latency_stays_bounded_when_the_pipeline_is_slower(
     assert dropped is not None and dropped > 0
     # queueing every frame at a fraction of 30 fps would lag by tens of seconds after 20 s
     assert max(lags) < 12.0
+
+
+# -- the face library's API on a running daemon --------------------------------------------
+
+
+def api_post(d: Daemon, path: str, **kwargs: Any) -> requests.Response:
+    return requests.post(f"http://127.0.0.1:{d.port}{path}", timeout=60, **kwargs)
+
+
+def stage_config(gallery: Path, cam: rtsp_server.RtspStream) -> dict[str, Any]:
+    """A fresh config (each start writes its own http port into it)."""
+    return {
+        "gallery": str(gallery),
+        "cameras": [{"name": "stage", "source": cam.url, "rtsp_transport": "udp"}],
+    }
+
+
+def named(events: list[dict[str, Any]], name: str, after: float = 0.0) -> list[dict[str, Any]]:
+    """``identified`` events for ``name`` on the stage camera, of frames captured after
+    ``after``."""
+    return [
+        e
+        for e in events
+        if e["event"] == "identified"
+        and e["name"] == name
+        and e["camera"] == "stage"
+        and e["captured"] > after
+    ]
+
+
+def unknown_events(events: list[dict[str, Any]], after: float = 0.0) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == "unknown" and e["captured"] > after]
+
+
+def listed(d: Daemon, path: str) -> list[dict[str, Any]] | None:
+    code, body = d.get(path)
+    return json.loads(body) if code == 200 else None
+
+
+def gallery_names(gallery: Path) -> list[str]:
+    out = streamrec("gallery", "list", "--gallery", str(gallery), "--json", *SMALL).stdout
+    return [p["name"] for p in json.loads(out)]
+
+
+def unknown_labels(gallery: Path) -> list[str]:
+    out = streamrec("unknowns", "list", "--gallery", str(gallery), "--json", *SMALL).stdout
+    return [u["label"] for u in json.loads(out)]
+
+
+def enrol_through_api(d: Daemon, photo: Path) -> tuple[float, float]:
+    """Enrol LIN with a photo through the API; seconds from the answer to his first
+    ``identified`` event as the events file shows it, and to the capture of its frame."""
+    before = len(d.events())
+    with photo.open("rb") as f:
+        r = api_post(d, "/api/people", data={"name": LIN}, files={"files": f})
+    answered = time.time()
+    assert r.status_code == 201, r.text
+    first = wait_for(f"{LIN} identified", lambda: named(d.events()[before:], LIN), 60, d)[0]
+    return time.time() - answered, first["captured"] - answered
+
+
+def assert_no_longer_named(d: Daemon, since: float) -> None:
+    """After an erasure answered at ``since``: once a face seen 2 s later was labelled unknown
+    (he is back on camera, so the pipeline decided), no frame captured 2 s after it named LIN."""
+    wait_for(
+        "an unknown face after the erasure", lambda: unknown_events(d.events(), since + 2), 90, d
+    )
+    late = named(d.events(), LIN, since + 2)
+    assert not late, f"{LIN} still named {late[0]['captured'] - since:.1f} s after the erasure"
+
+
+def test_people_enrolled_and_erased_through_the_api_count_at_once(
+    clip: Path,
+    analyzer: FaceAnalyzer,
+    media_dir: Path,
+    tmp_path: Path,
+    daemon: Callable[[dict[str, Any]], Daemon],
+) -> None:
+    """While serve processes the Hamilton clip: enrolled through the API, he is identified
+    without SIGHUP; erased through the API or the CLI, he is no longer named, not after a
+    restart either."""
+    gallery = tmp_path / "people.db"
+    analyzer.open_gallery(gallery).close()  # an empty gallery of the small recognizer
+    photo = media_dir / "face_recognition/lin-manuel-miranda.png"
+    with rtsp_server.RtspStream(clip) as cam:
+        d = daemon(stage_config(gallery, cam))
+        wait_for("a face on the stage", lambda: unknown_events(d.events()), 120, d)
+
+        delay, frame = enrol_through_api(d, photo)
+        print(
+            f"{LIN} identified {delay:.2f} s after the API answered (issue: within 2 s), "
+            f"on a frame captured {frame:+.2f} s from the answer"
+        )
+        # a generous bound on the issue's 2 s: the change must not wait for a poll or a signal
+        assert delay < 12, f"identified only {delay:.1f} s after the enrolment"
+
+        r = requests.delete(f"http://127.0.0.1:{d.port}/api/people/{LIN}", timeout=60)
+        assert r.status_code == 200, r.text
+        assert_no_longer_named(d, time.time())
+
+        enrol_through_api(d, photo)
+        streamrec("gallery", "remove", LIN, "--gallery", str(gallery), *SMALL)
+        assert_no_longer_named(d, time.time())
+
+        code, _ = d.terminate()
+        assert code == 0, d.log()[-3000:]
+        assert LIN not in gallery_names(gallery)
+
+        restarted = time.time()
+        d = daemon(stage_config(gallery, cam))
+        wait_for("a face after the restart", lambda: unknown_events(d.events(), restarted), 120, d)
+        assert not named(d.events(), LIN, restarted)
+        code, _ = d.terminate()
+    assert code == 0, d.log()[-3000:]
+    assert LIN not in gallery_names(gallery)
+
+
+def test_unknowns_survive_kill_9_and_keep_the_name_given_through_the_api(
+    clip: Path,
+    analyzer: FaceAnalyzer,
+    tmp_path: Path,
+    daemon: Callable[[dict[str, Any]], Daemon],
+) -> None:
+    gallery = tmp_path / "people.db"
+    analyzer.open_gallery(gallery).close()
+    with rtsp_server.RtspStream(clip) as cam:
+        d = daemon(stage_config(gallery, cam))
+
+        def with_faces() -> list[dict[str, Any]]:
+            return [u for u in listed(d, "/api/unknowns") or [] if u["crops"]]
+
+        seen = wait_for("unknown people with faces in the gallery", with_faces, 120, d)
+        d.proc.kill()  # kill -9: nothing is flushed on the way out
+        d.proc.wait(30)
+
+        d = daemon(stage_config(gallery, cam))
+        after = wait_for("the API after the restart", lambda: listed(d, "/api/unknowns"), 120, d)
+        kept = {u["label"]: u for u in after}
+        for u in seen:
+            assert u["label"] in kept, f"{u['label']} lost by kill -9"
+            assert kept[u["label"]]["crops"], f"{u['label']} lost its faces"
+            crop = requests.get(f"http://127.0.0.1:{d.port}/{kept[u['label']]['crops'][0]}")
+            assert crop.status_code == 200 and crop.content.startswith(b"\xff\xd8")
+
+        # the main subject's unknown (the most sightings) gets a name through the API
+        label = max(after, key=lambda u: u["samples"])["label"]
+        r = api_post(d, f"/api/unknowns/{label}/name", json={"name": "Stage Lead"})
+        assert r.status_code == 200, r.text
+        named_at = time.time()
+        wait_for("the new name on camera", lambda: named(d.events(), "Stage Lead"), 90, d)
+        code, _ = d.terminate()
+        assert code == 0, d.log()[-3000:]
+        assert "Stage Lead" in gallery_names(gallery)
+        assert label not in unknown_labels(gallery)
+
+        restarted = time.time()
+        d = daemon(stage_config(gallery, cam))
+        wait_for(
+            "the name after the restart", lambda: named(d.events(), "Stage Lead", restarted), 120, d
+        )
+        wait_for("a new unknown label", lambda: unknown_events(d.events(), restarted), 120, d)
+        code, _ = d.terminate()
+    assert code == 0, d.log()[-3000:]
+    reused = [e for e in unknown_events(d.events(), named_at) if e["label"] == label]
+    assert not reused, f"{label} was handed out again"
+    assert label not in unknown_labels(gallery)
+    assert "Stage Lead" in gallery_names(gallery)

@@ -226,8 +226,8 @@ class Daemon:
 
             self.web = WebServer.from_config(self.status, self.metrics, cfg.http)
         preload_solver()
-        analyzer = FaceAnalyzer.from_config(cfg)
-        self.gallery = GallerySession(cfg, analyzer.recognizer)
+        self.analyzer = FaceAnalyzer.from_config(cfg)
+        self.gallery = GallerySession(cfg, self.analyzer.recognizer)
         cameras = open_cameras(cfg, cams)
         try:
             self.sinks = FanoutSink(event_sinks(cfg))
@@ -239,7 +239,7 @@ class Daemon:
             cfg,
             cameras,
             self.sinks,
-            analyzer,
+            self.analyzer,
             self.gallery,
             [self.metrics, self.status, _Erasure(self.sinks)],
         )
@@ -250,7 +250,24 @@ class Daemon:
             self.sinks,
             stats_interval=cfg.logging.stats_interval,
         )
+        if self.web is not None:
+            self._mount_face_library(self.web)
         self._stopping = threading.Event()
+
+    def _mount_face_library(self, web: WebServer) -> None:
+        """The face library's REST APIs (native and CompreFace) and the Faces page."""
+        from streamrec.privacy import erase
+        from streamrec.service import api, compreface
+
+        library = api.FaceLibrary(
+            self.analyzer,
+            self.gallery.gallery,
+            self.status,
+            self.pipeline.reload_gallery,
+            lambda name: erase(self.cfg, name, [], mqtt=False),  # the daemon's MQTT forgets
+        )
+        api.mount(web.app, library)
+        compreface.mount(web.app, library)
 
     def stop(self) -> None:
         """Finish frames in flight, end every track, then return from ``run()``: within

@@ -8,6 +8,7 @@ FastAPI on uvicorn, run from a background thread of the daemon. Routes (all GET)
                              "models": [...]}``; status 200 when ok, else 503
 * ``/metrics``               Prometheus text exposition
 * ``/api/recent?n=20``       JSON list of recent recognitions, newest first (``n`` 0..1000)
+                             with their faces' URLs (``/api/recent/<id>.jpg``, :mod:`.api`)
 * ``/stream/<camera>.mjpg``  annotated frames as ``multipart/x-mixed-replace`` MJPEG
 * ``/openapi.json``          the OpenAPI description (no Swagger UI: it loads third-party
                              scripts, which would see a ``?token=`` in the page address)
@@ -52,7 +53,8 @@ import cv2
 import h11
 import numpy as np
 import uvicorn
-from fastapi import FastAPI, Query
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -130,7 +132,7 @@ class WebServer:
         self._hosts = _HostPolicy(host, self.config.allowed_hosts, has_token=bool(token))
         page = (resources.files("streamrec.service") / "web" / "index.html").read_bytes()
         self._page = page
-        self._page_csp = _page_csp(page)
+        self._page_csp = page_csp(page)
         self.app = self._build_app()
         """The FastAPI application; more routes may be added to it before :meth:`start`."""
         self._server: uvicorn.Server | None = None
@@ -252,6 +254,15 @@ class WebServer:
         app.add_middleware(_Gate, web=self)
         status, metrics = self.status, self.metrics
 
+        @app.exception_handler(RequestValidationError)
+        async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+            """422 naming what is wrong, without the input: it may be an uploaded photo (whose
+            bytes FastAPI cannot even put into JSON) or a secret."""
+            errors = [
+                {"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()
+            ]
+            return JSONResponse({"detail": errors}, status_code=422)
+
         @app.get("/", response_class=HTMLResponse, include_in_schema=False)
         @app.get("/index.html", response_class=HTMLResponse, include_in_schema=False)
         def page() -> Response:
@@ -274,7 +285,9 @@ class WebServer:
         def recent(
             n: Annotated[int, Query(ge=0, le=_RECENT_MAX, description="how many")] = 20,
         ) -> list[dict[str, Any]]:
-            """Recent recognitions (camera, name, score, track_id, time), newest first."""
+            """Recent recognitions, newest first: ``id``, ``kind`` (``identified`` or ``unknown``),
+            ``camera``, ``name`` and ``score`` (identified), ``label`` (unknown), ``track_id``,
+            ``time`` and ``crop`` (URL of the track's face, or null)."""
             return status.recent(n)
 
         @app.get(
@@ -388,7 +401,8 @@ class _Gate:
             await refusal(scope, receive, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
-        log.debug("%s %r %d", scope["method"], scope["path"], code)  # never the query (?token=)
+        # the route's pattern, never the path (names of people) nor the query (?token=)
+        log.debug("%s %s %d", scope["method"], getattr(scope.get("route"), "path", "-"), code)
 
     def _refusal(self, scope: Scope) -> Response | None:
         web = self.web
@@ -558,7 +572,7 @@ class _Connection(H11Protocol):
         self._deadline = self._send_deadline = None
 
 
-def _page_csp(page: bytes) -> str:
+def page_csp(page: bytes) -> str:
     """A Content-Security-Policy allowing exactly the page's own inline script and style."""
 
     def hashes(tag: bytes) -> str:

@@ -2,8 +2,10 @@
 
 Per camera it keeps a state string, a rolling frame rate, the wall time of the last frame,
 free-form counters and the latest annotated frame as JPEG bytes; globally a ring buffer of
-recent recognitions. It observes the pipeline (:class:`~streamrec.telemetry.Observer`): frames
-done, identifications, and whether a camera's next annotated frame is wanted.
+recent recognitions: named and unknown tracks, each with the track's best aligned face (kept as
+pixels, encoded only when someone asks for it). It observes the pipeline
+(:class:`~streamrec.telemetry.Observer`): frames done, identifications, unknown labels, and
+whether a camera's next annotated frame is wanted.
 
 JPEG encoding is paid only when someone watches: :meth:`LiveStatus.publish_frame` encodes
 (at most ``max_fps`` times a second) while a viewer is attached to the camera, and otherwise
@@ -27,6 +29,36 @@ import cv2
 import numpy as np
 
 from streamrec.telemetry import CameraState, Observer
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """One entry of the recent recognitions: a track named (``identified``) or labelled
+    ``unknown-N`` (``unknown``), with the track's best aligned face when there is one."""
+
+    id: int  # increasing, never reused while the process runs
+    kind: str  # "identified" or "unknown"
+    camera: str
+    track_id: int
+    time: float  # wall-clock seconds
+    name: str | None  # the person (identified)
+    label: str | None  # the unknown-N label (unknown)
+    score: float | None  # similarity to the person (identified)
+    crop: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``/api/recent``; ``crop`` is the URL of the face (relative to the root)."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "camera": self.camera,
+            "name": self.name,
+            "label": self.label,
+            "score": self.score,
+            "track_id": self.track_id,
+            "time": self.time,
+            "crop": None if self.crop is None else f"api/recent/{self.id}.jpg",
+        }
 
 
 @dataclass
@@ -60,7 +92,8 @@ class LiveStatus(Observer):
         self.idle_interval = idle_interval
         self.fps_window = fps_window
         self._cameras: dict[str, _Camera] = {}
-        self._recent: deque[dict[str, Any]] = deque(maxlen=recent_size)
+        self._recent: deque[Recognition] = deque(maxlen=recent_size)
+        self._next_id = 1
         self._sinks: dict[str, dict[str, Any]] = {}
         self._models: list[dict[str, Any]] = []
         self._cond = threading.Condition()
@@ -88,7 +121,10 @@ class LiveStatus(Observer):
         captured: float | None,
         crop: np.ndarray | None,
     ) -> None:
-        self.add_recognition(camera, name, score, track_id)
+        self.add_recognition(camera, name, score, track_id, crop=crop)
+
+    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
+        self._remember("unknown", camera, track_id, None, None, label, None, crop)
 
     def frame_wanted(self, camera: str) -> bool:
         return self.wants_frame(camera)
@@ -151,17 +187,39 @@ class LiveStatus(Observer):
         score: float,
         track_id: int,
         time_: float | None = None,
+        crop: np.ndarray | None = None,
     ) -> None:
         """Remember an identification (``time_`` is wall-clock seconds, default now)."""
-        item = {
-            "camera": camera,
-            "name": name,
-            "score": round(float(score), 4),
-            "track_id": int(track_id),
-            "time": time.time() if time_ is None else float(time_),
-        }
+        self._remember("identified", camera, track_id, time_, name, None, score, crop)
+
+    def _remember(
+        self,
+        kind: str,
+        camera: str,
+        track_id: int,
+        time_: float | None,
+        name: str | None,
+        label: str | None,
+        score: float | None,
+        crop: np.ndarray | None,
+    ) -> None:
+        # the pipeline may reuse its crop buffer: keep a copy (112x112: a few tens of kB)
+        crop = None if crop is None else np.array(crop, copy=True)
         with self._cond:
-            self._recent.append(item)
+            self._recent.append(
+                Recognition(
+                    self._next_id,
+                    kind,
+                    camera,
+                    int(track_id),
+                    time.time() if time_ is None else float(time_),
+                    name,
+                    label,
+                    None if score is None else round(float(score), 4),
+                    crop,
+                )
+            )
+            self._next_id += 1
 
     def set_sinks(self, health: dict[str, dict[str, Any]]) -> None:
         """The event sinks' states (``FanoutSink.health()``), shown in :meth:`health`."""
@@ -179,7 +237,7 @@ class LiveStatus(Observer):
     def forget(self, name: str) -> None:
         """Erase a person (or unknown label) from the recent recognitions."""
         with self._cond:
-            kept = [r for r in self._recent if name not in (r.get("name"), r.get("label"))]
+            kept = [r for r in self._recent if name not in (r.name, r.label)]
             self._recent.clear()
             self._recent.extend(kept)
 
@@ -196,10 +254,15 @@ class LiveStatus(Observer):
         return {"ok": ok, "time": now, "cameras": cameras, "sinks": sinks, "models": models}
 
     def recent(self, n: int = 20) -> list[dict[str, Any]]:
-        """The ``n`` most recent recognitions, newest first."""
+        """The ``n`` most recent recognitions, newest first (see :meth:`Recognition.to_dict`)."""
         with self._cond:
             items = list(self._recent)
-        return items[::-1][: max(0, n)]
+        return [r.to_dict() for r in items[::-1][: max(0, n)]]
+
+    def recognition(self, id_: int) -> Recognition | None:
+        """A recent recognition by id (None once it has left the ring buffer)."""
+        with self._cond:
+            return next((r for r in self._recent if r.id == id_), None)
 
     def cameras(self) -> list[str]:
         with self._cond:
