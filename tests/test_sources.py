@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from mjpeg_server import MjpegCamera, jpeg_frames
 from rtsp_server import RtspStream, unavailable
 
 from streamrec.errors import ConfigError, SourceError
@@ -408,3 +409,97 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
     assert "hunter2" not in logged
     assert "stream lost: end of stream" in logged and "stream lost: stalled" in logged
     assert "reconnected" in logged
+
+
+@pytest.fixture
+def mjpeg_camera(clip: Path) -> Iterator[MjpegCamera]:
+    """The clip as an MJPEG camera at 200 fps, far faster than the test consumes it."""
+    with MjpegCamera(jpeg_frames(str(clip)), fps=200) as camera:
+        yield camera
+
+
+def test_mjpeg_camera_over_http_is_live(
+    mjpeg_camera: MjpegCamera, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An http(s) camera opened live: the newest frame wins (drops counted), the wall clock
+    times the frames (MJPEG has no timestamps), it is reopened when the camera goes away or
+    hangs, and its credentials never reach the log."""
+    caplog.set_level(logging.INFO, logger="streamrec.sources")
+    url = mjpeg_camera.url.replace("http://", "http://viewer:s3cret@")
+    options = SourceOptions(open_timeout=5, stall_timeout=2, reconnect_initial=0.2, reconnect_max=1)
+    with open_source(url, options, live_http=True) as source:
+        assert source.live
+        assert source.name == redact(url) and "s3cret" not in source.name
+        items = iter(source)
+        first, skipped = next_matching(source, items, is_frame)
+        assert skipped == [] and isinstance(first, Frame)
+        assert first.image.shape == (H, W, 3) and (source.width, source.height) == (W, H)
+        assert source.stats.state == CameraState.RUNNING
+
+        for _ in range(3):  # a slow consumer always gets the newest frame
+            before, slept_from = source.stats.frames, time.time()
+            deadline = time.monotonic() + 30
+            while source.stats.frames < before + 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            frame, skipped = next_matching(source, items, is_frame)
+            assert skipped == [] and isinstance(frame, Frame)
+            assert frame.index >= before + 2 and frame.captured >= slept_from
+        assert source.stats.dropped >= 6
+        # timed by the wall clock, not by FFmpeg's made-up 25 fps (the camera sends 200 fps)
+        elapsed = frame.captured - first.captured
+        assert abs((frame.time - first.time) - elapsed) < max(1.0, elapsed / 2)
+
+        mjpeg_camera.stop()
+        gap, skipped = next_matching(source, items, is_gap)
+        assert isinstance(gap, Gap) and all(isinstance(i, Frame) for i in skipped)
+        assert source.stats.state == CameraState.RECONNECTING
+        assert source.stats.disconnects == 1
+        last = source.stats.frames - 1
+
+        mjpeg_camera.start()  # the same Source picks the camera up again
+        frame, skipped = next_matching(source, items, is_frame)
+        assert skipped == [] and isinstance(frame, Frame) and frame.index > last
+        assert source.stats.reconnects == 1 and source.stats.state == CameraState.RUNNING
+
+        mjpeg_camera.freeze()  # the connection stays open, nothing arrives: a stall
+        gap, _ = next_matching(source, items, is_gap)
+        assert isinstance(gap, Gap) and gap.reason.startswith("stalled")
+        assert source.stats.stalls >= 1
+
+        mjpeg_camera.resume()
+        frame, _ = next_matching(source, items, is_frame)
+        assert source.stats.reconnects == 2
+    assert source.stats.state == CameraState.STOPPED
+    assert "s3cret" not in caplog.text
+    assert "reconnected" in caplog.text and "stream lost: stalled" in caplog.text
+
+
+def test_http_recording_or_live_stream_by_choice(
+    http_dir: tuple[Path, str], clip: Path, tmp_path: Path
+) -> None:
+    """An HLS playlist over http: read every frame, in order, as a recording; or live, where the
+    end of the playlist is a lost stream that is reopened."""
+    root, host = http_dir
+    with (
+        av.open(clip) as src,
+        av.open(str(root / "index.m3u8"), "w", format="hls", options={"hls_time": "1"}) as out,
+    ):
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    url = f"http://{host}/index.m3u8"
+    options = SourceOptions(open_timeout=5, stall_timeout=5, reconnect_initial=0.1)
+    with open_source(url, options) as recording:
+        assert not recording.live
+        assert [shown_index(f.image) for f in frames_of(recording)] == list(range(N))
+    with open_source(url, options, live_http=True) as live:
+        assert live.live
+        items = iter(live)
+        first, _ = next_matching(live, items, is_frame)
+        gap, _ = next_matching(live, items, is_gap)
+        again, _ = next_matching(live, items, is_frame)
+        assert isinstance(first, Frame) and isinstance(again, Frame) and isinstance(gap, Gap)
+        assert gap.reason == "end of stream" and again.index > first.index
+        assert live.stats.reconnects >= 1
