@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="recognize people in a video file, URL or camera")
     p.add_argument("--source", required=True, metavar="URI", help="file, http(s)/rtsp URL, webcam")
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="an http(s) URL is a live camera (MJPEG, HLS): newest frame wins, reconnects",
+    )
     p.add_argument("--output", metavar="FILE", help="write the annotated video (H.264)")
     p.add_argument("--events", metavar="FILE", help="append events as JSON lines")
     p.add_argument("--display", action="store_true", help="show the annotated video in a window")
@@ -450,6 +455,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         events=args.events,
         display=args.display,
         progress=not args.no_progress,
+        live_http=args.live,
     )
     print(summary.format())
     if args.summary_json:
