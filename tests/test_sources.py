@@ -12,13 +12,16 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 import pytest
+import test_daemon
 from mjpeg_server import MjpegCamera, jpeg_frames
 from rtsp_server import RtspStream, unavailable
+from test_daemon import Daemon, identified, open_tracks, wait_for
 
 from streamrec.errors import ConfigError, SourceError
 from streamrec.records import Frame
@@ -27,6 +30,9 @@ from streamrec.sources.base import ItemBuffer
 from streamrec.telemetry import CameraState
 
 W, H, FPS, N = 320, 240, 25, 64
+# fixtures shared with the daemon tests: `streamrec serve` subprocesses, a gallery of Lin
+daemon = test_daemon.daemon
+lin_gallery = test_daemon.lin_gallery
 
 
 def make_clip(
@@ -503,3 +509,53 @@ def test_http_recording_or_live_stream_by_choice(
         assert isinstance(first, Frame) and isinstance(again, Frame) and isinstance(gap, Gap)
         assert gap.reason == "end of stream" and again.index > first.index
         assert live.stats.reconnects >= 1
+
+
+def test_serve_mjpeg_camera_stays_live(
+    media_dir: Path, lin_gallery: Path, daemon: Callable[[dict[str, Any]], Daemon]
+) -> None:
+    """``streamrec serve`` with an MJPEG camera made from a real clip that serves faster than
+    the pipeline processes it (detector on every frame at 1280 px): frames are dropped and
+    counted instead of queueing, so capture-to-event latency stays bounded; the camera is
+    reopened when its server restarts."""
+    clip = media_dir / "face_recognition/short_hamilton_clip.mp4"
+    with MjpegCamera(jpeg_frames(str(clip)), fps=60) as cam:
+        d = daemon(
+            {
+                "gallery": str(lin_gallery),
+                "cameras": [{"name": "stage", "source": cam.url}],
+                "detector": {"interval": 1, "input_size": 1280},
+            }
+        )
+        wait_for("identified event", lambda: identified(d.events()), 120, d)
+        lags: list[float] = []
+        seen = 0
+        end = time.monotonic() + 20
+        while time.monotonic() < end:  # an event's lag: first seen in the file - captured
+            events = d.events()
+            now = time.time()
+            lags += [now - e["captured"] for e in events[seen:] if "captured" in e]
+            seen = len(events)
+            time.sleep(0.2)
+        dropped = d.metric('streamrec_dropped_frames_total{camera="stage"}')
+        frames = d.metric('streamrec_frames_total{camera="stage"}')
+        print(f"lags: n={len(lags)} max={max(lags, default=0):.2f} s; {frames=} {dropped=}")
+        assert len(lags) >= 5
+        assert dropped is not None and dropped > 0
+        # queueing every frame at a fraction of 60 fps would lag by tens of seconds after 20 s
+        assert max(lags) < 12.0
+
+        cam.stop()
+        wait_for("track_end of every track", lambda: not open_tracks(d.events(), "stage"), 30, d)
+        before = len(d.events())
+        cam.start()
+        wait_for("identified after the restart", lambda: identified(d.events(), before), 120, d)
+        wait_for(
+            "reconnect counted in /metrics",
+            lambda: (d.metric('streamrec_reconnects_total{camera="stage"}') or 0) >= 1,
+            30,
+            d,
+        )
+        code, _ = d.terminate()
+    assert code == 0, d.log()[-3000:]
+    assert "Traceback" not in d.log()
