@@ -23,7 +23,7 @@ import reprlib
 import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -273,9 +273,21 @@ class FrigateConfig:
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if scheme.lower() not in ("http", "https") or not sep or not rest.strip("/"):
-            raise ValueError("expected Frigate's API address, e.g. http://frigate:5000")
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 -- raises ValueError on a bad port
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                "expected Frigate's API address without query, e.g. http://frigate:5000"
+            )
         return value.rstrip("/")
 
 
