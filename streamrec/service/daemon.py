@@ -26,11 +26,12 @@ from streamrec.gallery.session import GallerySession
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
+from streamrec.service.frigate import FrigateBridge
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink, event_sinks
 from streamrec.sinks.events import EventSink
-from streamrec.telemetry import CameraState
+from streamrec.telemetry import CameraState, Observers
 
 if TYPE_CHECKING:
     from streamrec.service.http import WebServer
@@ -174,18 +175,28 @@ class Daemon:
         preload_solver()
         analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, analyzer.recognizer)
-        cameras = open_cameras(cfg, cams)
+        cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
         self.sinks: list[EventSink] = []
+        self.bridges: list[FrigateBridge] = []
         try:
             self.sinks = event_sinks(cfg)
+            events = FanoutSink(self.sinks)
+            observer = Observers([self.metrics, self.status])
+            self.bridges = [
+                FrigateBridge.from_config(cfg, c, analyzer, self.gallery, events, observer)
+                for c in cams
+                if c.frigate is not None
+            ]
         except BaseException:
             for cam in cameras:
                 cam.source.close()
+            for sink in self.sinks:
+                sink.close()
             raise
         self.pipeline = build_pipeline(
             cfg,
             cameras,
-            FanoutSink(self.sinks),
+            events,
             analyzer,
             self.gallery,
             [self.metrics, self.status],
@@ -223,11 +234,17 @@ class Daemon:
             if self.web is not None:
                 self.web.start()
             self.monitor.start()
+            for bridge in self.bridges:
+                bridge.start()
             names = ", ".join(self.pipeline.cameras)
             log.info("serving %d camera(s): %s", len(self.pipeline.cameras), names)
             with _signals(handlers):
                 summary = self.pipeline.run()
+                while self.bridges and not self._stopping.wait(0.5):
+                    pass  # Frigate bridges serve until stopped, also when no camera is left
         finally:
+            for bridge in self.bridges:
+                bridge.close()
             self.monitor.stop()
             for sink in self.sinks:
                 try:
