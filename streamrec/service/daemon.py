@@ -236,8 +236,9 @@ class Daemon:
             self.monitor.start()
             for bridge in self.bridges:
                 bridge.start()
-            names = ", ".join(self.pipeline.cameras)
-            log.info("serving %d camera(s): %s", len(self.pipeline.cameras), names)
+            names = ", ".join([*self.pipeline.cameras, *(b.name for b in self.bridges)])
+            count = len(self.pipeline.cameras) + len(self.bridges)
+            log.info("serving %d camera(s): %s", count, names)
             with _signals(handlers):
                 summary = self.pipeline.run()
                 while self.bridges and not self._stopping.wait(0.5):
