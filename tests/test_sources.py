@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ import cv2
 import numpy as np
 import pytest
 import test_daemon
+from cli_helpers import LIN, ROOT, SMALL, read_events
 from mjpeg_server import MjpegCamera, jpeg_frames
 from rtsp_server import RtspStream, unavailable
 from test_daemon import Daemon, identified, open_tracks, wait_for
@@ -559,3 +563,39 @@ def test_serve_mjpeg_camera_stays_live(
         code, _ = d.terminate()
     assert code == 0, d.log()[-3000:]
     assert "Traceback" not in d.log()
+
+
+def test_run_live_reads_an_mjpeg_camera_until_stopped(
+    media_dir: Path, lin_gallery: Path, tmp_path: Path
+) -> None:
+    """``streamrec run --live URL``: the camera's newest frames (drops counted in the summary)
+    until SIGTERM, which ends the run like Ctrl-C (exit 130, every track ended)."""
+    clip = media_dir / "face_recognition/short_hamilton_clip.mp4"
+    events, summary = tmp_path / "events.jsonl", tmp_path / "summary.json"
+    with MjpegCamera(jpeg_frames(str(clip)), fps=60) as cam:
+        command = [sys.executable, str(ROOT / "run.py"), "run", "--source", cam.url, "--live"]
+        command += ["--gallery", str(lin_gallery), "--events", str(events), "--no-progress"]
+        command += ["--summary-json", str(summary), *SMALL]
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while not any(e["event"] == "identified" for e in events_of(events)):
+                assert proc.poll() is None and time.monotonic() < deadline, "no identification"
+                time.sleep(0.25)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.stderr is not None
+    assert code == 130, proc.stderr.read().decode()[-3000:]
+    found = events_of(events)
+    assert {e["name"] for e in found if e["event"] == "identified"} == {LIN}
+    started = {e["track_id"] for e in found if e["event"] == "track_start"}
+    assert started == {e["track_id"] for e in found if e["event"] == "track_end"}
+    [camera] = json.loads(summary.read_text())["cameras"].values()
+    assert camera["dropped"] > 0
+
+
+def events_of(path: Path) -> list[dict[str, Any]]:
+    return read_events(path) if path.exists() else []
