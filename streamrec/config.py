@@ -225,6 +225,13 @@ _Polygon = Annotated[
 ]
 
 
+def _topic_levels(value: str) -> str:
+    """An MQTT topic prefix: one or more levels, no wildcards."""
+    if not value.strip("/") or "+" in value or "#" in value:
+        raise ValueError("expected MQTT topic levels without + or #, e.g. 'streamrec'")
+    return value
+
+
 @dataclass(config=_STRICT)
 class FrigateMqttConfig:
     #: Frigate's broker; null = the broker of events.mqtt (with its port, user and TLS settings)
@@ -238,9 +245,7 @@ class FrigateMqttConfig:
     @field_validator("topic_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value.strip("/") or "+" in value or "#" in value:
-            raise ValueError("expected MQTT topic levels without + or #, e.g. 'frigate'")
-        return value
+        return _topic_levels(value)
 
 
 @dataclass(config=_STRICT)
