@@ -363,9 +363,7 @@ class MqttConfig:
     @field_validator("topic_prefix", "discovery_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value.strip("/") or "+" in value or "#" in value:
-            raise ValueError("expected MQTT topic levels without + or #, e.g. 'streamrec'")
-        return value
+        return _topic_levels(value)
 
     @model_validator(mode="after")
     def _tls_files(self) -> MqttConfig:
