@@ -321,6 +321,21 @@ def is_gap(item: Frame | Gap) -> bool:
     return isinstance(item, Gap)
 
 
+def newest_frames_win(source: Source, items: Iterator[Frame | Gap]) -> Frame:
+    """A slow consumer always gets the newest frame, older ones are dropped and counted;
+    returns the last frame taken."""
+    for _ in range(3):
+        before, slept_from = source.stats.frames, time.time()
+        deadline = time.monotonic() + 30
+        while source.stats.frames < before + 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        frame, skipped = next_matching(source, items, is_frame)
+        assert skipped == [] and isinstance(frame, Frame)
+        assert frame.index >= before + 2 and frame.captured >= slept_from
+    assert source.stats.dropped >= 6
+    return frame
+
+
 def test_webcam_reader_reopens_a_device_that_stops(clip: Path) -> None:
     """The webcam code path on a real OpenCV capture; a file stands in for the camera (there is
     no camera here) and its end plays the camera going away."""
@@ -378,16 +393,7 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
             assert (source.width, source.height) == (W, H)
             assert source.stats.state == CameraState.RUNNING
 
-            # a slow consumer always gets the newest frame, older ones are dropped and counted
-            for _ in range(3):
-                before, slept_from = source.stats.frames, time.time()
-                deadline = time.monotonic() + 30
-                while source.stats.frames < before + 3 and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                frame, skipped = next_matching(source, items, is_frame)
-                assert skipped == [] and isinstance(frame, Frame)
-                assert frame.index >= before + 2 and frame.captured >= slept_from
-            assert source.stats.dropped >= 6
+            newest_frames_win(source, items)
             last = source.stats.frames - 1
 
             camera.stop()  # server and publisher killed
@@ -446,15 +452,7 @@ def test_mjpeg_camera_over_http_is_live(
         assert first.image.shape == (H, W, 3) and (source.width, source.height) == (W, H)
         assert source.stats.state == CameraState.RUNNING
 
-        for _ in range(3):  # a slow consumer always gets the newest frame
-            before, slept_from = source.stats.frames, time.time()
-            deadline = time.monotonic() + 30
-            while source.stats.frames < before + 3 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            frame, skipped = next_matching(source, items, is_frame)
-            assert skipped == [] and isinstance(frame, Frame)
-            assert frame.index >= before + 2 and frame.captured >= slept_from
-        assert source.stats.dropped >= 6
+        frame = newest_frames_win(source, items)
         # timed by the wall clock, not by FFmpeg's made-up 25 fps (the camera sends 200 fps)
         elapsed = frame.captured - first.captured
         assert abs((frame.time - first.time) - elapsed) < max(1.0, elapsed / 2)
