@@ -21,7 +21,6 @@ import test_daemon
 import test_mqtt
 import yaml
 from cli_helpers import LIN, SMALL, assert_one_clear_line, read_events, streamrec
-from conftest import SMALL_MODELS
 from paho.mqtt.enums import CallbackAPIVersion
 from test_daemon import Daemon, free_port, wait_for
 from test_mqtt import Broker, Subscriber, wait_until
@@ -259,7 +258,7 @@ def bridge_config(
     return load_config(
         None,
         {
-            **SMALL_MODELS,
+            **dict(item.split("=", 1) for item in SMALL[1::2]),  # the small models
             "models.download": False,
             "gallery": str(gallery),
             "cameras": [camera],
