@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         "source", nargs="?", metavar="SOURCE", help="video file, http(s)/rtsp URL or webcam (0)"
     )
     p.add_argument("--source", dest="source_option", metavar="URI", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="an http(s) URL is a live camera (MJPEG, HLS): newest frame wins, reconnects",
+    )
     p.add_argument("--output", metavar="FILE", help="write the annotated video (H.264)")
     p.add_argument("--events", metavar="FILE", help="append events as JSON lines")
     p.add_argument("--display", action="store_true", help="show the annotated video in a window")
@@ -496,6 +501,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         events=args.events,
         display=args.display,
         progress=not args.no_progress,
+        live_http=args.live,
     )
     print(summary.format())
     if args.summary_json:

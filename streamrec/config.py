@@ -23,6 +23,7 @@ import reprlib
 import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -243,18 +244,110 @@ _Polygon = Annotated[
 ]
 
 
+def _topic_levels(value: str) -> str:
+    """An MQTT topic prefix: one or more levels, no wildcards."""
+    if not value.strip("/") or "+" in value or "#" in value:
+        raise ValueError("expected MQTT topic levels without + or #, e.g. 'streamrec'")
+    return value
+
+
+@dataclass(config=_STRICT)
+class FrigateMqttConfig:
+    #: Frigate's broker; null = the broker of events.mqtt (with its port, user and TLS settings)
+    host: str | None = None
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    #: Frigate's mqtt.topic_prefix: its events arrive on <topic_prefix>/events
+    topic_prefix: str = "frigate"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return _topic_levels(value)
+
+
+@dataclass(config=_STRICT)
+class FrigateConfig:
+    #: Frigate's API, e.g. http://frigate:5000 (the plain API port, not the authenticated 8971)
+    url: str
+    #: extra HTTP headers sent to Frigate's API, e.g. {Authorization: Bearer ...}
+    headers: dict[str, str] = Field(default_factory=dict, max_length=64)
+    #: the broker Frigate publishes its events on
+    mqtt: FrigateMqttConfig = dataclasses.field(default_factory=FrigateMqttConfig)
+    #: Frigate camera names to follow; empty = all
+    cameras: list[str] = Field(default_factory=list, max_length=1000)
+    #: Frigate object labels whose snapshots are checked for faces
+    labels: list[str] = Field(default_factory=lambda: ["person"], min_length=1, max_length=100)
+    #: write the recognised name back to Frigate as the event's sub label
+    sub_label: bool = False
+    #: similarity a face needs to be named; null = recognition.threshold
+    min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
+    #: fetch the snapshot cropped to the object instead of the full frame
+    crop: bool = False
+    #: snapshots checked per Frigate object at most (a better one arrives as an update)
+    max_snapshots: int = Field(default=5, ge=1, le=100)
+    #: seconds per request to Frigate's API
+    timeout: float = Field(default=10.0, gt=0, le=600)
+    #: retries of a request that failed (no connection, timeout, 5xx, 429), with backoff
+    retries: int = Field(default=3, ge=0, le=100)
+    #: Frigate events waiting to be checked; beyond, the oldest is dropped (and counted)
+    queue_size: int = Field(default=64, ge=1, le=100_000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 -- raises ValueError on a bad port
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+        ):
+            raise ValueError(
+                "expected Frigate's API address without query, e.g. http://frigate:5000"
+            )
+        return value.rstrip("/")
+
+
 @dataclass(config=_STRICT)
 class CameraConfig:
-    #: unique name (events, metrics, MQTT topics)
+    #: unique name (events, metrics, MQTT topics); a Frigate bridge's name is its events' source
     name: str
-    #: rtsp(s)://, http(s)://, a file, webcam:0 or /dev/video0
-    source: str
+    #: rtsp(s)://, http(s)://, a file, webcam:0 or /dev/video0 (or frigate: instead)
+    source: str | None = None
     enabled: bool = True
     #: per-camera detection interval (overrides detector.interval)
     interval: int | None = Field(default=None, ge=1, le=1000)
     #: polygons (lists of [x, y] pixel points) whose faces are ignored
     ignore_zones: list[_Polygon] = Field(default_factory=list, max_length=100)
     rtsp_transport: Literal["tcp", "udp"] | None = None
+    #: an http(s) source is a live camera (MJPEG, HLS: newest frame wins, reconnects); false
+    #: reads it as a recording, every frame. RTSP and webcams are always live, files never
+    live: bool = True
+    #: instead of a source: recognise the people in Frigate's snapshots (README: Frigate)
+    frigate: FrigateConfig | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> CameraConfig:
+        if (self.source is None) == (self.frigate is None):
+            raise ValueError("give either 'source' (a video source) or 'frigate' (a Frigate NVR)")
+        if self.frigate is not None and (
+            self.interval is not None or self.ignore_zones or self.rtsp_transport is not None
+        ):
+            raise ValueError("interval, ignore_zones and rtsp_transport are for a 'source'")
+        http = (self.source or "").strip().lower().startswith(("http://", "https://"))
+        if not self.live and not http:
+            raise ValueError(
+                "'live: false' reads an http(s) recording every frame; RTSP cameras and webcams "
+                "are always live, files and Frigate never"
+            )
+        return self
 
 
 @dataclass(config=_STRICT)
@@ -289,9 +382,7 @@ class MqttConfig:
     @field_validator("topic_prefix", "discovery_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
-        if not value.strip("/") or "+" in value or "#" in value:
-            raise ValueError("expected MQTT topic levels without + or #, e.g. 'streamrec'")
-        return value
+        return _topic_levels(value)
 
     @model_validator(mode="after")
     def _tls_files(self) -> MqttConfig:

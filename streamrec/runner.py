@@ -67,13 +67,15 @@ def run_video(
     events: str | None = None,
     display: bool = False,
     progress: bool = True,
+    live_http: bool = False,
 ) -> Summary:
-    """Process one video source; returns the run's Summary."""
+    """Process one video source; returns the run's Summary. ``live_http``: an http(s) URL is a
+    live camera (newest frame wins, reconnects) rather than a recording read every frame."""
     preload_solver()
     analyzer = FaceAnalyzer.from_config(cfg)
     with ExitStack() as stack:
         gallery = stack.enter_context(GallerySession(cfg, analyzer.recognizer))
-        source = stack.enter_context(open_source(uri, source_options(cfg)))
+        source = stack.enter_context(open_source(uri, source_options(cfg), live_http=live_http))
         outputs: list[OutputFactory] = []
         if output:
             outputs.append(video_output(output, source.fps))

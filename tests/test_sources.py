@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
 import numpy as np
 import pytest
+import test_daemon
+from cli_helpers import LIN, ROOT, SMALL, read_events
+from mjpeg_server import MjpegCamera, jpeg_frames
 from rtsp_server import RtspStream, unavailable
+from test_daemon import Daemon, identified, open_tracks, wait_for
 
 from streamrec.errors import ConfigError, SourceError
 from streamrec.records import Frame
@@ -26,6 +34,9 @@ from streamrec.sources.base import ItemBuffer
 from streamrec.telemetry import CameraState
 
 W, H, FPS, N = 320, 240, 25, 64
+# fixtures shared with the daemon tests: `streamrec serve` subprocesses, a gallery of Lin
+daemon = test_daemon.daemon
+lin_gallery = test_daemon.lin_gallery
 
 
 def make_clip(
@@ -327,6 +338,21 @@ def is_gap(item: Frame | Gap) -> bool:
     return isinstance(item, Gap)
 
 
+def newest_frames_win(source: Source, items: Iterator[Frame | Gap]) -> Frame:
+    """A slow consumer always gets the newest frame, older ones are dropped and counted;
+    returns the last frame taken."""
+    for _ in range(3):
+        before, slept_from = source.stats.frames, time.time()
+        deadline = time.monotonic() + 30
+        while source.stats.frames < before + 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        frame, skipped = next_matching(source, items, is_frame)
+        assert skipped == [] and isinstance(frame, Frame)
+        assert frame.index >= before + 2 and frame.captured >= slept_from
+    assert source.stats.dropped >= 6
+    return frame
+
+
 def test_webcam_reader_reopens_a_device_that_stops(clip: Path) -> None:
     """The webcam code path on a real OpenCV capture; a file stands in for the camera (there is
     no camera here) and its end plays the camera going away."""
@@ -384,16 +410,7 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
             assert (source.width, source.height) == (W, H)
             assert source.stats.state == CameraState.RUNNING
 
-            # a slow consumer always gets the newest frame, older ones are dropped and counted
-            for _ in range(3):
-                before, slept_from = source.stats.frames, time.time()
-                deadline = time.monotonic() + 30
-                while source.stats.frames < before + 3 and time.monotonic() < deadline:
-                    time.sleep(0.1)
-                frame, skipped = next_matching(source, items, is_frame)
-                assert skipped == [] and isinstance(frame, Frame)
-                assert frame.index >= before + 2 and frame.captured >= slept_from
-            assert source.stats.dropped >= 6
+            newest_frames_win(source, items)
             last = source.stats.frames - 1
 
             camera.stop()  # server and publisher killed
@@ -425,3 +442,175 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
     assert "hunter2" not in logged
     assert "stream lost: end of stream" in logged and "stream lost: stalled" in logged
     assert "reconnected" in logged
+
+
+@pytest.fixture
+def mjpeg_camera(clip: Path) -> Iterator[MjpegCamera]:
+    """The clip as an MJPEG camera at 200 fps, far faster than the test consumes it."""
+    with MjpegCamera(jpeg_frames(str(clip)), fps=200) as camera:
+        yield camera
+
+
+def test_mjpeg_camera_over_http_is_live(
+    mjpeg_camera: MjpegCamera, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An http(s) camera opened live: the newest frame wins (drops counted), the wall clock
+    times the frames (MJPEG has no timestamps), it is reopened when the camera goes away or
+    hangs, and its credentials never reach the log."""
+    caplog.set_level(logging.INFO, logger="streamrec.sources")
+    url = mjpeg_camera.url.replace("http://", "http://viewer:s3cret@")
+    options = SourceOptions(open_timeout=5, stall_timeout=2, reconnect_initial=0.2, reconnect_max=1)
+    with open_source(url, options, live_http=True) as source:
+        assert source.live
+        assert source.name == redact(url) and "s3cret" not in source.name
+        items = iter(source)
+        first, skipped = next_matching(source, items, is_frame)
+        assert skipped == [] and isinstance(first, Frame)
+        assert first.image.shape == (H, W, 3) and (source.width, source.height) == (W, H)
+        assert source.stats.state == CameraState.RUNNING
+
+        frame = newest_frames_win(source, items)
+        # timed by the wall clock, not by FFmpeg's made-up 25 fps (the camera sends 200 fps)
+        elapsed = frame.captured - first.captured
+        assert abs((frame.time - first.time) - elapsed) < max(1.0, elapsed / 2)
+
+        mjpeg_camera.stop()
+        gap, skipped = next_matching(source, items, is_gap)
+        assert isinstance(gap, Gap) and all(isinstance(i, Frame) for i in skipped)
+        assert source.stats.state == CameraState.RECONNECTING
+        assert source.stats.disconnects == 1
+        last = source.stats.frames - 1
+
+        mjpeg_camera.start()  # the same Source picks the camera up again
+        frame, skipped = next_matching(source, items, is_frame)
+        assert skipped == [] and isinstance(frame, Frame) and frame.index > last
+        assert source.stats.reconnects == 1 and source.stats.state == CameraState.RUNNING
+
+        mjpeg_camera.freeze()  # the connection stays open, nothing arrives: a stall
+        gap, _ = next_matching(source, items, is_gap)
+        assert isinstance(gap, Gap) and gap.reason.startswith("stalled")
+        assert source.stats.stalls >= 1
+
+        mjpeg_camera.resume()
+        frame, _ = next_matching(source, items, is_frame)
+        assert source.stats.reconnects == 2
+    assert source.stats.state == CameraState.STOPPED
+    assert "s3cret" not in caplog.text
+    assert "reconnected" in caplog.text and "stream lost: stalled" in caplog.text
+
+
+def test_http_recording_or_live_stream_by_choice(
+    http_dir: tuple[Path, str], clip: Path, tmp_path: Path
+) -> None:
+    """An HLS playlist over http: read every frame, in order, as a recording; or live, where the
+    end of the playlist is a lost stream that is reopened."""
+    root, host = http_dir
+    with (
+        av.open(clip) as src,
+        av.open(str(root / "index.m3u8"), "w", format="hls", options={"hls_time": "1"}) as out,
+    ):
+        stream = out.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    url = f"http://{host}/index.m3u8"
+    options = SourceOptions(open_timeout=5, stall_timeout=5, reconnect_initial=0.1)
+    with open_source(url, options) as recording:
+        assert not recording.live
+        assert [shown_index(f.image) for f in frames_of(recording)] == list(range(N))
+    with open_source(url, options, live_http=True) as live:
+        assert live.live
+        items = iter(live)
+        first, _ = next_matching(live, items, is_frame)
+        gap, _ = next_matching(live, items, is_gap)
+        again, _ = next_matching(live, items, is_frame)
+        assert isinstance(first, Frame) and isinstance(again, Frame) and isinstance(gap, Gap)
+        assert gap.reason == "end of stream" and again.index > first.index
+        assert live.stats.reconnects >= 1
+
+
+def test_serve_mjpeg_camera_stays_live(
+    media_dir: Path, lin_gallery: Path, daemon: Callable[[dict[str, Any]], Daemon]
+) -> None:
+    """``streamrec serve`` with an MJPEG camera made from a real clip that serves faster than
+    the pipeline processes it (detector on every frame at 1280 px): frames are dropped and
+    counted instead of queueing, so capture-to-event latency stays bounded; the camera is
+    reopened when its server restarts."""
+    clip = media_dir / "face_recognition/short_hamilton_clip.mp4"
+    with MjpegCamera(jpeg_frames(str(clip)), fps=60) as cam:
+        d = daemon(
+            {
+                "gallery": str(lin_gallery),
+                "cameras": [{"name": "stage", "source": cam.url}],
+                "detector": {"interval": 1, "input_size": 1280},
+            }
+        )
+        wait_for("identified event", lambda: identified(d.events()), 120, d)
+        lags: list[float] = []
+        seen = 0
+        end = time.monotonic() + 20
+        while time.monotonic() < end:  # an event's lag: first seen in the file - captured
+            events = d.events()
+            now = time.time()
+            lags += [now - e["captured"] for e in events[seen:] if "captured" in e]
+            seen = len(events)
+            time.sleep(0.2)
+        dropped = d.metric('streamrec_dropped_frames_total{camera="stage"}')
+        frames = d.metric('streamrec_frames_total{camera="stage"}')
+        print(f"lags: n={len(lags)} max={max(lags, default=0):.2f} s; {frames=} {dropped=}")
+        assert len(lags) >= 5
+        assert dropped is not None and dropped > 0
+        # queueing every frame at a fraction of 60 fps would lag by tens of seconds after 20 s
+        assert max(lags) < 12.0
+
+        cam.stop()
+        wait_for("track_end of every track", lambda: not open_tracks(d.events(), "stage"), 30, d)
+        before = len(d.events())
+        cam.start()
+        wait_for("identified after the restart", lambda: identified(d.events(), before), 120, d)
+        wait_for(
+            "reconnect counted in /metrics",
+            lambda: (d.metric('streamrec_reconnects_total{camera="stage"}') or 0) >= 1,
+            30,
+            d,
+        )
+        code, _ = d.terminate()
+    assert code == 0, d.log()[-3000:]
+    assert "Traceback" not in d.log()
+
+
+def test_run_live_reads_an_mjpeg_camera_until_stopped(
+    media_dir: Path, lin_gallery: Path, tmp_path: Path
+) -> None:
+    """``streamrec run --live URL``: the camera's newest frames (drops counted in the summary)
+    until SIGTERM, which ends the run like Ctrl-C (exit 130, every track ended)."""
+    clip = media_dir / "face_recognition/short_hamilton_clip.mp4"
+    events, summary = tmp_path / "events.jsonl", tmp_path / "summary.json"
+    with MjpegCamera(jpeg_frames(str(clip)), fps=60) as cam:
+        command = [sys.executable, str(ROOT / "run.py"), "run", "--source", cam.url, "--live"]
+        command += ["--gallery", str(lin_gallery), "--events", str(events), "--no-progress"]
+        command += ["--summary-json", str(summary), *SMALL]
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 120
+            while not any(e["event"] == "identified" for e in events_of(events)):
+                assert proc.poll() is None and time.monotonic() < deadline, "no identification"
+                time.sleep(0.25)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.stderr is not None
+    assert code == 130, proc.stderr.read().decode()[-3000:]
+    found = events_of(events)
+    assert {e["name"] for e in found if e["event"] == "identified"} == {LIN}
+    started = {e["track_id"] for e in found if e["event"] == "track_start"}
+    assert started == {e["track_id"] for e in found if e["event"] == "track_end"}
+    [camera] = json.loads(summary.read_text())["cameras"].values()
+    assert camera["dropped"] > 0
+
+
+def events_of(path: Path) -> list[dict[str, Any]]:
+    return read_events(path) if path.exists() else []

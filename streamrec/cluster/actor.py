@@ -140,7 +140,9 @@ class CameraActor:
         try:
             analyzer = FaceAnalyzer.from_config(cfg)
             gallery = GallerySession(cfg, analyzer.recognizer)
-            source = open_source(cam.source, source_options(cfg, cam.rtsp_transport))
+            assert cam.source is not None  # the driver refuses Frigate bridges
+            options = source_options(cfg, cam.rtsp_transport)
+            source = open_source(cam.source, options, live_http=cam.live)
             self.live = source.live
             if not source.live and self.start_frame > 0:
                 source = ResumedSource(source, self.start_frame)

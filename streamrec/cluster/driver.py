@@ -112,7 +112,7 @@ def cluster_config(cfg: Config) -> Config:
 
     cams = [
         dataclasses.replace(c, source=absolute(c.source))
-        if "://" not in c.source and Path(c.source).expanduser().exists()
+        if c.source is not None and "://" not in c.source and Path(c.source).expanduser().exists()
         else c
         for c in cfg.cameras
     ]
@@ -144,6 +144,12 @@ class ClusterRunner:
         self.cfg = cfg
         self.stop_event = stop
         self.cameras = enabled_cameras(cfg)
+        bridges = [c.name for c in self.cameras if c.frigate is not None]
+        if bridges:
+            raise ConfigError(
+                f"camera '{bridges[0]}' is a Frigate bridge: cluster mode runs video sources "
+                "only (run the bridge in a single-process streamrec serve)"
+            )
         self.links: list[_Link] = []
         self.sink = FanoutSink(event_sinks(cfg))
         self._stopping = False

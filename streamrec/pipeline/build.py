@@ -235,8 +235,11 @@ def enabled_cameras(cfg: Config) -> list[CameraConfig]:
 def open_camera(cfg: Config, cam: CameraConfig, source: Source | None = None) -> Camera:
     """A configured camera with its source opened (or ``source``, already opened)."""
     if source is None:
+        if cam.source is None:
+            raise ConfigError(f"camera '{cam.name}' is a Frigate bridge, not a video source")
         try:
-            source = open_source(cam.source, source_options(cfg, cam.rtsp_transport))
+            options = source_options(cfg, cam.rtsp_transport)
+            source = open_source(cam.source, options, live_http=cam.live)
         except StreamrecError as exc:
             raise type(exc)(f"camera '{cam.name}': {exc}") from None
     return Camera(cam.name, source, cam.interval or cfg.detector.interval, cam.ignore_zones)

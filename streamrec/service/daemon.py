@@ -26,11 +26,12 @@ from streamrec.models.runtime import loaded_models
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
+from streamrec.service.frigate import FrigateBridge
 from streamrec.service.metrics import Metrics
 from streamrec.service.signals import Signals
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink, event_sinks
-from streamrec.telemetry import CameraState, Observer
+from streamrec.telemetry import CameraState, Observer, Observers
 
 if TYPE_CHECKING:
     from streamrec.service.http import WebServer
@@ -228,12 +229,26 @@ class Daemon:
         preload_solver()
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
-        cameras = open_cameras(cfg, cams)
+        cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
         try:
             self.sinks = FanoutSink(event_sinks(cfg))
         except BaseException:
             for cam in cameras:
                 cam.source.close()
+            raise
+        observer = Observers([self.metrics, self.status])
+        try:
+            self.bridges = [
+                FrigateBridge.from_config(
+                    cfg, c, self.analyzer, self.gallery, self.sinks, observer
+                )
+                for c in cams
+                if c.frigate is not None
+            ]
+        except BaseException:
+            for cam in cameras:
+                cam.source.close()
+            self.sinks.close()
             raise
         self.pipeline = build_pipeline(
             cfg,
@@ -295,26 +310,32 @@ class Daemon:
         """
         self.signals.on_stop = self.stop
         self.signals.on_reload = lambda: self.monitor.submit(self.reload)
-        summary = None
+        started = time.monotonic()
         try:
             if self.web is not None:
                 self.web.start()
             self.monitor.start()
-            names = ", ".join(self.pipeline.cameras)
-            log.info("serving %d camera(s): %s", len(self.pipeline.cameras), names)
+            for bridge in self.bridges:
+                bridge.start()
+            names = ", ".join([*self.pipeline.cameras, *(b.name for b in self.bridges)])
+            count = len(self.pipeline.cameras) + len(self.bridges)
+            log.info("serving %d camera(s): %s", count, names)
             if self.signals.stop_requested.is_set():  # a stop during start-up
                 self.stop()
-            summary = self.pipeline.run()
+            self.pipeline.run()
+            while self.bridges and not self._stopping.wait(0.5):
+                pass  # Frigate bridges serve until stopped, also when no camera is left
         finally:
             self.shutdown()
-        if summary is not None:
-            log.info("stopped after %.0f s", summary.wall_time)
+        log.info("stopped after %.0f s", time.monotonic() - started)
         return 0
 
     def shutdown(self) -> None:
         """Close everything (the sources are closed by the pipeline), bounded in time."""
         deadline = time.monotonic() + self.cfg.pipeline.stop_timeout / 2
         self.pipeline.stop()  # a run that never started or failed: sources still close
+        # the bridges first: they write into the sinks
+        close_all([(f"Frigate bridge {b.name}", b.close) for b in self.bridges], deadline)
         closers: list[tuple[str, Callable[[], None]]] = [
             ("camera monitor", self.monitor.stop),
             ("event sinks", self.sinks.close),

@@ -1,7 +1,7 @@
 """Video sources: files, http(s) URLs, RTSP cameras and webcams, all iterated the same way.
 
 ``open_source(uri)`` picks the kind from the URI and opens it at once, so mistakes surface at
-start as SourceError (except RTSP cameras, which are retried in the background). Iterating a
+start as SourceError (except network streams, which are retried in the background). Iterating a
 source yields ``Frame`` records, and ``Gap`` records on live sources when the stream was lost.
 """
 
@@ -14,17 +14,17 @@ from ..errors import SourceError
 from ..redact import redact, redact_url, register_url, split_userinfo
 from .base import Gap, Source, SourceOptions, SourceStats
 from .live import LiveSource
-from .pyav import FileSource, RtspSource
+from .pyav import FileSource, StreamSource
 from .webcam import WebcamSource
 
 __all__ = [
     "FileSource",
     "Gap",
     "LiveSource",
-    "RtspSource",
     "Source",
     "SourceOptions",
     "SourceStats",
+    "StreamSource",
     "WebcamSource",
     "open_source",
     "redact",
@@ -47,12 +47,19 @@ def _encoded_userinfo(uri: str) -> str:
     return f"{scheme}://{quote(user, safe='')}{secret}@{tail}"
 
 
-def open_source(uri: str, options: SourceOptions | None = None, name: str | None = None) -> Source:
+def open_source(
+    uri: str,
+    options: SourceOptions | None = None,
+    name: str | None = None,
+    live_http: bool = False,
+) -> Source:
     """Open a video source; ``name`` is its display name (default: the URI, credentials hidden).
 
     - ``0``, ``webcam:0``, ``/dev/video0``, ``webcam:/dev/video0``: webcam (live)
     - ``rtsp://``, ``rtsps://``: RTSP camera (live, retried in the background, never raises)
-    - ``http://``, ``https://``, ``file://`` and plain paths: every frame, in order
+    - ``http://``, ``https://``: with ``live_http`` a live stream (MJPEG, HLS; retried in the
+      background, never raises), else a recording read every frame, in order
+    - ``file://`` and plain paths: every frame, in order
     """
     options = options or SourceOptions()
     uri = uri.strip()
@@ -86,6 +93,6 @@ def open_source(uri: str, options: SourceOptions | None = None, name: str | None
         raise SourceError(f"bad URL {shown}: {exc}") from None
     if not host:
         raise SourceError(f"bad URL {shown}: no host")
-    if kind.startswith("rtsp"):
-        return RtspSource(uri, name or shown, options)
+    if kind.startswith("rtsp") or live_http:
+        return StreamSource(uri, name or shown, options)
     return FileSource(uri, name or shown, options)

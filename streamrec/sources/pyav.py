@@ -1,4 +1,5 @@
-"""Sources decoded by FFmpeg through PyAV: files and http(s) URLs, and live RTSP cameras."""
+"""Sources decoded by FFmpeg through PyAV: files and recordings over http(s) (every frame), and
+live network streams: RTSP cameras, MJPEG (``multipart/x-mixed-replace``) and HLS over http(s)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ Opened = tuple[av.container.InputContainer, av.video.stream.VideoStream]
 MAX_READ_ERRORS = 32
 #: FFmpeg renders text files (.txt, .nfo ...) as ANSI-art "video" with these; not camera footage
 TEXT_CODECS = frozenset({"ansi", "bintext", "xbin", "idf"})
+#: containers whose timestamps are made up (MJPEG over HTTP: a frame counter at 25 fps), so a
+#: live stream in them is timed by the wall clock
+UNTIMED_FORMATS = frozenset({"mpjpeg"})
 
 
 def open_video(
@@ -130,7 +134,8 @@ def _open_error(exc: BaseException, shown: str) -> SourceError:
 
 
 class FileSource(Source):
-    """A video file or http(s) URL: every frame, in order, decoded ahead by a reader thread.
+    """A video file or a recording over http(s): every frame, in order, decoded ahead by a
+    reader thread.
 
     Damaged packets are skipped and recorded in ``stats.damage``; a file that ends early
     (truncated) is reported there too.
@@ -236,37 +241,42 @@ class FileSource(Source):
         self._buffer.close()
 
 
-class RtspSource(LiveSource[Opened]):
-    """An RTSP camera. Never fails at start: an unreachable camera is retried in the background
-    (``stats.state`` ``CONNECTING``, ``stats.last_error`` says why)."""
+class StreamSource(LiveSource[Opened]):
+    """A live network stream: an RTSP camera, or an MJPEG or HLS stream over http(s).
+
+    Never fails at start: an unreachable camera is retried in the background (``stats.state``
+    ``CONNECTING``, ``stats.last_error`` says why). FFmpeg's own reconnect options are not used:
+    a lost or stalled stream is reopened by ``LiveSource`` with its backoff, and counted.
+    """
 
     def __init__(self, uri: str, name: str, options: SourceOptions) -> None:
         super().__init__(name, options)
         self._uri = uri
+        self._rtsp = uri.lower().startswith("rtsp")
         self._start_capture()
 
     def _connect(self) -> Opened:
         o = self.options
-        ffmpeg_options = {
-            "rtsp_transport": o.rtsp_transport,
-            "timeout": str(int(o.stall_timeout * 1e6)),  # socket I/O timeout, microseconds
-            "allowed_media_types": "video",
-            **o.ffmpeg_options,
-        }
+        # socket I/O timeout in microseconds (RTSP, and HTTP through its TCP layer)
+        ffmpeg_options = {"timeout": str(int(o.stall_timeout * 1e6))}
+        if self._rtsp:
+            ffmpeg_options |= {"rtsp_transport": o.rtsp_transport, "allowed_media_types": "video"}
+        ffmpeg_options |= o.ffmpeg_options
         # PyAV's own timeouts interrupt a blocked open or read as a second line of defence
         timeout = (o.open_timeout, o.stall_timeout + 1.0)
         return open_video(self._uri, ffmpeg_options, timeout, o.decoder_threads)
 
     def _read(self, conn: Opened) -> Generator[Grab, None, None]:
         autorotate = self.options.autorotate
+        timed = conn[0].format.name not in UNTIMED_FORMATS
         sized = False
         for frame in decode_video(conn, self._damage, self.options.stall_timeout):
             if not sized:
                 self.width, self.height = display_size(frame, autorotate)
                 rate = conn[1].average_rate or conn[1].guessed_rate
-                self.fps = float(rate) if rate else None
+                self.fps = float(rate) if rate and timed else None
                 sized = True
-            yield partial(to_bgr, frame, autorotate), frame.time
+            yield partial(to_bgr, frame, autorotate), frame.time if timed else None
 
     def _disconnect(self, conn: Opened) -> None:
         try:
