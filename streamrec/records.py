@@ -10,34 +10,114 @@ sinks. Numpy arrays are the fields so that records can be batched without copies
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 
-@dataclass
+class Picture(Protocol):
+    """A decoded picture still in the decoder's format (YUV): converted only when asked."""
+
+    @property
+    def width(self) -> int: ...
+
+    @property
+    def height(self) -> int: ...
+
+    def bgr(self) -> np.ndarray:
+        """H x W x 3 uint8 BGR, C-contiguous."""
+        ...
+
+    def bgr_resized(self, width: int, height: int) -> np.ndarray:
+        """BGR at another size, scaled and converted in one pass."""
+        ...
+
+    def luma(self) -> np.ndarray:
+        """The grey levels (H x W uint8), without any colour conversion."""
+        ...
+
+
 class Frame:
     """One decoded frame.
 
     ``index`` counts frames from the start of the source (0-based, after any drops on live
     sources it still counts every frame the source produced); ``time`` is the media time in
     seconds; ``captured`` is the wall-clock time (``time.time()``) at which the frame was read.
+
+    ``image`` (BGR) is made from the decoder's picture the first time a stage asks for it, so a
+    frame that is neither detected, embedded, drawn nor watched is never converted, and a live
+    frame dropped for being late costs no conversion; ``resized`` gives the detector its input
+    in one scaling pass, ``luma`` the grey levels without converting.
     """
 
-    source: str
-    index: int
-    time: float
-    image: np.ndarray  # H x W x 3, uint8, BGR, C-contiguous
-    captured: float = 0.0
+    __slots__ = ("_image", "_lock", "_picture", "captured", "index", "source", "time")
+
+    def __init__(
+        self,
+        source: str,
+        index: int,
+        time: float,
+        image: np.ndarray | Picture,
+        captured: float = 0.0,
+    ) -> None:
+        self.source = source
+        self.index = index
+        self.time = time
+        self.captured = captured
+        self._lock = threading.Lock()
+        if isinstance(image, np.ndarray):
+            self._image: np.ndarray | None = image
+            self._picture: Picture | None = None
+        else:
+            self._image, self._picture = None, image
+
+    def __repr__(self) -> str:
+        return f"Frame({self.source!r}, {self.index}, {self.time:.3f}, {self.width}x{self.height})"
+
+    @property
+    def image(self) -> np.ndarray:
+        """H x W x 3, uint8, BGR, C-contiguous (converted once, on first use)."""
+        image = self._image
+        if image is not None:
+            return image
+        with self._lock:
+            if self._image is None:
+                assert self._picture is not None
+                self._image = self._picture.bgr()
+            return self._image
+
+    @property
+    def converted(self) -> bool:
+        """Whether the BGR image has been made (for tests and counters)."""
+        return self._image is not None
+
+    def resized(self, width: int, height: int) -> np.ndarray:
+        """BGR at ``width`` x ``height``: one scaling pass from the decoder's picture, or a
+        resize of the BGR image when it exists anyway."""
+        image = self._image
+        if image is not None or self._picture is None:
+            return cv2.resize(self.image, (width, height))
+        return self._picture.bgr_resized(width, height)
+
+    def luma(self) -> np.ndarray:
+        """The frame's grey levels (H x W uint8), without converting the picture."""
+        image = self._image
+        if image is not None or self._picture is None:
+            return cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
+        return self._picture.luma()
 
     @property
     def height(self) -> int:
-        return int(self.image.shape[0])
+        picture = self._picture
+        return int(picture.height) if picture is not None else int(self.image.shape[0])
 
     @property
     def width(self) -> int:
-        return int(self.image.shape[1])
+        picture = self._picture
+        return int(picture.width) if picture is not None else int(self.image.shape[1])
 
 
 @dataclass

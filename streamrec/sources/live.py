@@ -5,22 +5,22 @@ from __future__ import annotations
 import random
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
 
-from ..records import Frame
+from ..records import Frame, Picture
 from ..telemetry import CameraState
 from .base import LOG, Gap, ItemBuffer, Source, SourceOptions, describe_error
 
 C = TypeVar("C")  # an open connection (container, capture device)
 
-#: returns the frame's BGR image; called by the consumer, so dropped frames are never converted
-ImageGetter = Callable[[], np.ndarray]
-#: (image getter, media seconds or None) as produced by ``LiveSource._read``
-Grab = tuple[ImageGetter, float | None]
+#: (the picture: a BGR image or the decoder's picture, converted only by the stage that needs it,
+#: so a frame dropped for being late is never converted; media seconds or None), as produced by
+#: ``LiveSource._read``
+Grab = tuple[np.ndarray | Picture, float | None]
 
 
 class StallError(Exception):
@@ -32,7 +32,7 @@ class _Pending:
     index: int
     time: float
     captured: float
-    image: ImageGetter
+    image: np.ndarray | Picture
 
 
 class LiveSource(Source, Generic[C]):
@@ -162,7 +162,7 @@ class LiveSource(Source, Generic[C]):
         item = self._buffer.get()
         if item is None or isinstance(item, Gap):
             return item
-        return Frame(self.name, item.index, item.time, item.image(), item.captured)
+        return Frame(self.name, item.index, item.time, item.image, item.captured)
 
     def _wake(self) -> None:
         self._buffer.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from functools import partial
 from pathlib import Path
 
 import av
@@ -107,20 +106,48 @@ def decode_video(
             damage(f"unreadable data ({_reason(exc)}), skipped")
 
 
-def to_bgr(frame: av.VideoFrame, autorotate: bool) -> np.ndarray:
-    """HxWx3 uint8 BGR, C-contiguous, upright if ``autorotate`` (conversion runs in C)."""
-    image = frame.to_ndarray(format="bgr24")
-    turns = round(frame.rotation / 90) % 4 if autorotate else 0
-    if turns:
-        image = np.rot90(image, turns)  # rotation is counter-clockwise, as np.rot90
-    return np.ascontiguousarray(image)
+#: pixel formats whose first plane is the luma (Y) at full size
+_PLANAR_LUMA = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
+)
 
 
-def display_size(frame: av.VideoFrame, autorotate: bool) -> tuple[int, int]:
-    """(width, height) of the frame as ``to_bgr`` returns it."""
-    if autorotate and round(frame.rotation / 90) % 2:
-        return frame.height, frame.width
-    return frame.width, frame.height
+class AvPicture:
+    """A decoded PyAV frame, converted to BGR only when a stage asks (``records.Picture``)."""
+
+    __slots__ = ("_turns", "frame")
+
+    def __init__(self, frame: av.VideoFrame, autorotate: bool) -> None:
+        self.frame = frame
+        self._turns = round(frame.rotation / 90) % 4 if autorotate else 0
+
+    @property
+    def width(self) -> int:
+        return self.frame.height if self._turns % 2 else self.frame.width
+
+    @property
+    def height(self) -> int:
+        return self.frame.width if self._turns % 2 else self.frame.height
+
+    def _upright(self, image: np.ndarray) -> np.ndarray:
+        if self._turns:
+            image = np.rot90(image, self._turns)  # rotation is counter-clockwise, as np.rot90
+        return np.ascontiguousarray(image)
+
+    def bgr(self) -> np.ndarray:
+        return self._upright(self.frame.to_ndarray(format="bgr24"))
+
+    def bgr_resized(self, width: int, height: int) -> np.ndarray:
+        w, h = (height, width) if self._turns % 2 else (width, height)
+        scaled = self.frame.reformat(width=w, height=h, format="bgr24", interpolation="BILINEAR")
+        return self._upright(scaled.to_ndarray())
+
+    def luma(self) -> np.ndarray:
+        if self.frame.format.name not in _PLANAR_LUMA:
+            return self._upright(self.frame.to_ndarray(format="gray"))
+        plane = self.frame.planes[0]
+        rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
+        return self._upright(rows[: self.frame.height, : self.frame.width])
 
 
 def _open_error(exc: BaseException, shown: str) -> SourceError:
@@ -203,7 +230,7 @@ class FileSource(Source):
             t = frame.time - self._start_time
         else:
             t = index / self.fps if self.fps else 0.0
-        return Frame(self.name, index, t, to_bgr(frame, self.options.autorotate), wall)
+        return Frame(self.name, index, t, AvPicture(frame, self.options.autorotate), wall)
 
     def _run(self) -> None:
         error: BaseException | None = None
@@ -271,12 +298,13 @@ class StreamSource(LiveSource[Opened]):
         timed = conn[0].format.name not in UNTIMED_FORMATS
         sized = False
         for frame in decode_video(conn, self._damage, self.options.stall_timeout):
+            picture = AvPicture(frame, autorotate)
             if not sized:
-                self.width, self.height = display_size(frame, autorotate)
+                self.width, self.height = picture.width, picture.height
                 rate = conn[1].average_rate or conn[1].guessed_rate
                 self.fps = float(rate) if rate and timed else None
                 sized = True
-            yield partial(to_bgr, frame, autorotate), frame.time if timed else None
+            yield picture, frame.time if timed else None
 
     def _disconnect(self, conn: Opened) -> None:
         try:

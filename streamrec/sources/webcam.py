@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import SourceError
 from .base import LOG, SourceOptions, describe_error
-from .live import Grab, ImageGetter, LiveSource
+from .live import Grab, LiveSource
 
 
 class WebcamSource(LiveSource[cv2.VideoCapture]):
@@ -51,14 +51,10 @@ class WebcamSource(LiveSource[cv2.VideoCapture]):
             ok, image = conn.read()
             if not ok or image is None:
                 raise OSError("camera stopped delivering frames")
-            yield _const(np.ascontiguousarray(image)), None
+            yield np.ascontiguousarray(image), None
 
     def _disconnect(self, conn: cv2.VideoCapture) -> None:
         try:
             conn.release()
         except cv2.error as exc:
             LOG.debug("%s: releasing the camera failed: %s", self.name, describe_error(exc))
-
-
-def _const(image: np.ndarray) -> ImageGetter:
-    return lambda: image
