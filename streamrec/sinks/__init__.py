@@ -1,8 +1,13 @@
-"""Outputs of the pipeline: event sinks (JSONL file, MQTT, webhook, fan-out) and video files."""
+"""Outputs of the pipeline: event sinks (JSONL file, MQTT, webhook, fan-out) and video files.
+
+The MQTT, webhook and video modules are imported when first used (a run that does not use them
+does not pay for paho, urllib or PyAV's encoders at start).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from streamrec.sinks.events import (
     EventSink,
@@ -11,12 +16,24 @@ from streamrec.sinks.events import (
     SinkError,
     event_json,
 )
-from streamrec.sinks.mqtt import MqttEventSink
-from streamrec.sinks.video import VideoWriter
-from streamrec.sinks.webhook import WebhookEventSink
 
 if TYPE_CHECKING:
     from streamrec.config import Config
+    from streamrec.sinks.mqtt import MqttEventSink
+    from streamrec.sinks.video import VideoWriter
+    from streamrec.sinks.webhook import WebhookEventSink
+
+_LAZY = {
+    "MqttEventSink": "streamrec.sinks.mqtt",
+    "VideoWriter": "streamrec.sinks.video",
+    "WebhookEventSink": "streamrec.sinks.webhook",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "EventSink",
@@ -39,8 +56,12 @@ def event_sinks(cfg: Config, jsonl: str | None = None) -> list[EventSink]:
         if path:
             sinks.append(JsonlEventSink(path))
         if cfg.events.mqtt is not None:
+            from streamrec.sinks.mqtt import MqttEventSink
+
             sinks.append(MqttEventSink.from_config(cfg.events.mqtt))
         if cfg.events.webhook is not None:
+            from streamrec.sinks.webhook import WebhookEventSink
+
             w = cfg.events.webhook
             sinks.append(
                 WebhookEventSink(w.url, headers=w.headers, timeout=w.timeout, retries=w.retries)
