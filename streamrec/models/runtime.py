@@ -86,12 +86,49 @@ def cores() -> int:
 
 
 def default_threads() -> int:
-    """Inference threads per model when the config says 0: half the cores.
+    """Half the cores: the decoder threads' default, and each model's with ``sharing: split``.
 
     The detector and the recognizer run at the same time in their own pipeline stages; giving
-    each all the cores oversubscribes them (measured: 1080p went from 13 to 26 fps on 2 cores).
+    each all the cores while both run oversubscribes them (measured: 1080p went from 13 to 26 fps
+    on 2 cores).
     """
     return max(1, cores() // 2)
+
+
+def model_threads(cfg: RuntimeConfig) -> int:
+    """Inference threads of one model: ``runtime.threads``, or by ``runtime.sharing``: half the
+    cores each (``split``), or every core, one inference at a time (``turns``)."""
+    if cfg.threads:
+        return cfg.threads
+    return cores() if cfg.sharing == "turns" else default_threads()
+
+
+#: with ``runtime.sharing: turns`` every inference of the process takes this lock: the model
+#: that has work uses the whole machine, the busier one (the recognizer with IResNet-50) most
+_TURN = threading.Lock()
+
+
+class Session:
+    """An ONNX Runtime session under the process's thread budget (``runtime.sharing``)."""
+
+    def __init__(self, session: ort.InferenceSession, turns: bool) -> None:
+        self.inner = session
+        self._turns = turns
+
+    def run(self, outputs: list[str] | None, feed: dict[str, Any]) -> list[Any]:
+        if not self._turns:
+            return list(self.inner.run(outputs, feed))
+        with _TURN:
+            return list(self.inner.run(outputs, feed))
+
+    def get_inputs(self) -> list[Any]:
+        return list(self.inner.get_inputs())
+
+    def get_outputs(self) -> list[Any]:
+        return list(self.inner.get_outputs())
+
+    def get_providers(self) -> list[str]:
+        return list(self.inner.get_providers())
 
 
 def openvino_available() -> bool:
@@ -298,7 +335,7 @@ def check_precision(path: str | Path, cfg: RuntimeConfig, candidate: str) -> dic
 def _session_options(cfg: RuntimeConfig) -> ort.SessionOptions:
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    so.intra_op_num_threads = cfg.threads or default_threads()
+    so.intra_op_num_threads = model_threads(cfg)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return so
@@ -308,7 +345,7 @@ def _openvino_session(
     path: str | Path, cfg: RuntimeConfig, precision: str, cache: bool = True
 ) -> tuple[ort.InferenceSession, str]:
     """An OpenVINO EP session at ``precision``; returns it and the provider really used."""
-    threads = cfg.threads or default_threads()
+    threads = model_threads(cfg)
     device_config: dict[str, str] = {"PERFORMANCE_HINT": cfg.performance_hint}
     if precision in _HINTS:
         device_config["INFERENCE_PRECISION_HINT"] = _HINTS[precision]
@@ -333,10 +370,13 @@ def _load_error(path: str | Path, exc: Exception) -> ModelError:
     return ModelError(f"cannot load model {path}: {msg[:300]}")
 
 
-def open_session(
-    path: str | Path, cfg: RuntimeConfig
-) -> tuple[ort.InferenceSession, RuntimeInfo]:
-    """A session for ``path`` with the configured provider, device and precision."""
+def open_session(path: str | Path, cfg: RuntimeConfig) -> tuple[Session, RuntimeInfo]:
+    """A session for ``path`` with the configured provider, device, precision and threads."""
+    session, info = _open(path, cfg)
+    return Session(session, cfg.sharing == "turns"), info
+
+
+def _open(path: str | Path, cfg: RuntimeConfig) -> tuple[ort.InferenceSession, RuntimeInfo]:
     from .registry import Derived, sha256_of
 
     name = Path(path).name
