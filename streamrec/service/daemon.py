@@ -11,10 +11,11 @@ the sinks are flushed and closed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -67,6 +68,7 @@ class CameraMonitor:
         sinks: FanoutSink,
         period: float = 1.0,
         stats_interval: float = 0.0,
+        bridges: Sequence[FrigateBridge] = (),
     ) -> None:
         self.pipeline = pipeline
         self.status = status
@@ -75,6 +77,7 @@ class CameraMonitor:
         self.status_sinks = [s for s in sinks.sinks if isinstance(s, StatusSink)]
         self.period = period
         self.stats_interval = stats_interval
+        self.bridges = list(bridges)
         self._next_stats = time.monotonic() + stats_interval
         self._sink_errors: dict[str, int] = {}
         self._seen = {name: _Seen() for name in pipeline.cameras}
@@ -131,6 +134,10 @@ class CameraMonitor:
             if new > 0:
                 self.metrics.sink_errors(sink, new)
             self._sink_errors[sink] = h["errors"]
+        bridges = {b.name: dataclasses.asdict(b.stats) for b in self.bridges}
+        for name, counts in bridges.items():
+            self.metrics.frigate(name, counts)
+        self.status.set_frigate(bridges)
         if self.stats_interval and time.monotonic() >= self._next_stats:
             self._next_stats = time.monotonic() + self.stats_interval
             self.log_stats()
@@ -264,6 +271,7 @@ class Daemon:
             self.metrics,
             self.sinks,
             stats_interval=cfg.logging.stats_interval,
+            bridges=self.bridges,
         )
         if self.web is not None:
             self._mount_face_library(self.web)

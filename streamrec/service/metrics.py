@@ -121,6 +121,14 @@ class Metrics(Observer):
             ["sink"],
             registry=reg,
         )
+        self._frigate = Counter(
+            "streamrec_frigate_total",
+            "Frigate bridge: messages, ignored, invalid, dropped, snapshots, missing, failures, "
+            "identified, sub_labels.",
+            ["bridge", "what"],
+            registry=reg,
+        )
+        self._frigate_seen: dict[tuple[str, str], int] = {}
         self._named: set[tuple[str, str]] = set()  # (camera, name) series, for erasure
         ProcessCollector(registry=reg)
         PlatformCollector(registry=reg)
@@ -200,6 +208,14 @@ class Metrics(Observer):
 
     def sink_errors(self, sink: str, n: int) -> None:
         self._sink_errors.labels(sink).inc(n)
+
+    def frigate(self, bridge: str, counts: dict[str, int]) -> None:
+        """A Frigate bridge's counters (totals so far; the increase is added)."""
+        for what, total in counts.items():
+            new = total - self._frigate_seen.get((bridge, what), 0)
+            if new > 0:
+                self._frigate.labels(bridge, what).inc(new)
+            self._frigate_seen[(bridge, what)] = total
 
     def observe_detect(self, seconds: float, batch: int = 1) -> None:
         self._detect.observe(seconds)

@@ -96,6 +96,7 @@ class LiveStatus(Observer):
         self._next_id = 1
         self._sinks: dict[str, dict[str, Any]] = {}
         self._models: list[dict[str, Any]] = []
+        self._frigate: dict[str, dict[str, int]] = {}
         self._cond = threading.Condition()
 
     def _camera(self, camera: str) -> _Camera:
@@ -226,6 +227,11 @@ class LiveStatus(Observer):
         with self._cond:
             self._sinks = health
 
+    def set_frigate(self, bridges: dict[str, dict[str, int]]) -> None:
+        """The Frigate bridges' counters, shown in :meth:`health`."""
+        with self._cond:
+            self._frigate = bridges
+
     def set_models(self, models: list[dict[str, Any]]) -> None:
         """How each model runs (provider, precision), shown in :meth:`health`."""
         with self._cond:
@@ -244,14 +250,19 @@ class LiveStatus(Observer):
     # -- reader side ---------------------------------------------------------------------
 
     def health(self, now: float | None = None) -> dict[str, Any]:
-        """``{"ok", "time", "cameras", "sinks", "models"}``: ok when every camera and sink is."""
+        """``{"ok", "time", "cameras", "sinks", "models"}`` (and ``frigate`` with bridges): ok
+        when every camera and sink is."""
         now = time.time() if now is None else now
         cameras = self.snapshot(now)
         with self._cond:
             sinks = {k: dict(v) for k, v in self._sinks.items()}
             models = list(self._models)
+            frigate = {k: dict(v) for k, v in self._frigate.items()}
         ok = all(c["ok"] for c in cameras.values()) and all(s["ok"] for s in sinks.values())
-        return {"ok": ok, "time": now, "cameras": cameras, "sinks": sinks, "models": models}
+        out = {"ok": ok, "time": now, "cameras": cameras, "sinks": sinks, "models": models}
+        if frigate:
+            out["frigate"] = frigate
+        return out
 
     def recent(self, n: int = 20) -> list[dict[str, Any]]:
         """The ``n`` most recent recognitions, newest first (see :meth:`Recognition.to_dict`)."""
