@@ -41,13 +41,17 @@ class _JsonFormatter(_IsoFormatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class _Handler(logging.StreamHandler):
+    """streamrec's own handler (replaced on the next setup, other handlers are left alone)."""
+
+
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr at INFO (DEBUG with ``-v``), ISO timestamps, secrets redacted."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Handler(sys.stderr)
     handler.setFormatter(_IsoFormatter(_TEXT))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _Handler)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -61,4 +65,5 @@ def configure_logging(cfg: LoggingConfig, verbose: bool = False) -> None:
         logging.getLogger(name).setLevel(level)
     formatter = _JsonFormatter() if cfg.format == "json" else _IsoFormatter(_TEXT)
     for handler in root.handlers:
-        handler.setFormatter(formatter)
+        if isinstance(handler, _Handler):
+            handler.setFormatter(formatter)

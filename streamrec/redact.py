@@ -114,6 +114,14 @@ def register(*values: str | None) -> None:
         _pattern = re.compile("|".join(re.escape(s) for s in ordered))
 
 
+def forget_registered() -> None:
+    """Forget every registered secret (a process that loads another config; tests)."""
+    global _pattern
+    with _lock:
+        _secrets.clear()
+        _pattern = None
+
+
 def register_url(url: str | None) -> None:
     """Remember the credentials of a URL: its user info (and each part) and secret parameters."""
     if not url:

@@ -17,6 +17,15 @@ def _env_dir(var: str) -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _no_registered_secrets() -> None:
+    """Secrets registered by one test (from its URLs and configs) are masked process-wide by
+    design; each test starts without the others'."""
+    from streamrec.redact import forget_registered
+
+    forget_registered()
+
+
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     d = _env_dir("STREAMREC_MODELS")
