@@ -192,9 +192,10 @@ def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
                 proc.wait()
         elapsed = time.perf_counter() - start
         result: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
-        if not result:
+        if not result or "error" in result:  # the end of its traceback, for the terminal
             tail = log.read_text(errors="replace").strip().splitlines()[-20:]
             sys.stderr.write("\n".join(tail) + "\n")
+        if not result:
             why = f"timed out after {timeout:.0f} s" if proc.returncode == -9 else "crashed"
             result = {"error": f"child {why} (exit {proc.returncode}): {(tail or [''])[-1]}"}
     result["process_s"] = elapsed
