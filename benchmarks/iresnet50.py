@@ -28,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from .onnxgraph import GraphBuilder, build_cached, generator_key, parameter_count, with_key
+from .onnxgraph import GraphBuilder, build_cached, generator_key, parameter_count
 
 INPUT_NAME = "input.1"
 OUTPUT_NAME = "683"
@@ -89,21 +89,16 @@ def make_model(seed: int = 0) -> onnx.ModelProto:
     x = b.batchnorm(x, EMBEDDING_DIM, 1.0, gamma=np.ones(EMBEDDING_DIM, np.float32))
     b.nodes[-1].output[0] = OUTPUT_NAME
 
-    graph = helper.make_graph(
-        b.nodes,
+    return b.model(
         "iresnet50_random",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["None", 3, 112, 112])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["None", EMBEDDING_DIM])],
-        initializer=b.initializers,
+        opset=OPSET,
+        ir_version=7,  # opset 11 era; loadable by any onnxruntime >= 1.6
+        producer="streamrec.benchmarks.iresnet50",
+        doc="IResNet-50 (w600k_r50 architecture), architecture-equivalent, random weights",
+        key=_generator_key(seed),
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="streamrec.benchmarks.iresnet50",
-        doc_string="IResNet-50 (w600k_r50 architecture), architecture-equivalent, random weights",
-    )
-    model.ir_version = 7  # opset 11 era; loadable by any onnxruntime >= 1.6
-    return with_key(model, _generator_key(seed))
 
 
 def build_iresnet50(path: str | Path, seed: int = 0) -> Path:

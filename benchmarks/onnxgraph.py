@@ -95,6 +95,29 @@ class GraphBuilder:
         ]
         return self.node("BatchNormalization", [x, *names], epsilon=_BN_EPS)
 
+    def model(
+        self,
+        name: str,
+        inputs: list[onnx.ValueInfoProto],
+        outputs: list[onnx.ValueInfoProto],
+        *,
+        opset: int,
+        ir_version: int,
+        producer: str,
+        doc: str,
+        key: str,
+    ) -> onnx.ModelProto:
+        """The model of everything built, carrying its generator ``key``."""
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, initializer=self.initializers)
+        model = helper.make_model(
+            graph,
+            opset_imports=[helper.make_opsetid("", opset)],
+            producer_name=producer,
+            doc_string=doc,
+        )
+        model.ir_version = ir_version
+        return with_key(model, key)
+
 
 def generator_key(spec: dict[str, Any], seed: int) -> str:
     """Identifies a generated model: its architecture spec, generator version and seed."""

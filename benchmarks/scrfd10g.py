@@ -49,7 +49,6 @@ from .onnxgraph import (
     generator_key,
     multiply_adds,
     parameter_count,
-    with_key,
 )
 
 INPUT_NAME = "input.1"
@@ -153,21 +152,16 @@ def make_model(seed: int = 0) -> onnx.ModelProto:
     outputs = []
     for name, width in zip(scores + boxes + kps, [1] * 3 + [4] * 3 + [10] * 3, strict=True):
         outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [None, width]))
-    graph = helper.make_graph(
-        b.nodes,
+    return b.model(
         "scrfd_10g_bnkps_random",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, "?", "?"])],
         outputs,
-        initializer=b.initializers,
+        opset=OPSET,
+        ir_version=6,  # what det_500m.onnx / det_2.5g.onnx carry
+        producer="streamrec.benchmarks.scrfd10g",
+        doc="SCRFD-10G-KPS (det_10g architecture), architecture-equivalent, random weights",
+        key=_generator_key(seed),
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="streamrec.benchmarks.scrfd10g",
-        doc_string="SCRFD-10G-KPS (det_10g architecture), architecture-equivalent, random weights",
-    )
-    model.ir_version = 6  # what det_500m.onnx / det_2.5g.onnx carry
-    return with_key(model, _generator_key(seed))
 
 
 def build_scrfd10g(path: str | Path, seed: int = 0) -> Path:
