@@ -68,9 +68,6 @@ class Inputs:
             "r50_int8": lambda: self._int8(self.get("r50"), pairs=False),
         }
 
-    def names(self) -> list[str]:
-        return list(self._makers)
-
     def get(self, name: str) -> Path:
         """The input's path; raises the (remembered) reason why it cannot be had."""
         if name not in self._made:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .prepare import LIVE_FPS
+
 if TYPE_CHECKING:
     from .suite import Case
 
@@ -21,7 +23,6 @@ PACKAGES = (
 )  # fmt: skip
 #: CPU features that decide what BF16 and INT8 can do
 CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-LIVE_FPS = 25
 LIVE_WINDOW = 60.0  # seconds the live targets ask for
 MODELS = (
     'Models: "small" = SCRFD-500M (`det_500m.onnx`) + MobileFaceNet-128d; "R50-eq" = IResNet-50 '
@@ -175,8 +176,8 @@ def detector_table(cases: list[Case]) -> str:
 
 
 def live_table(cases: list[Case]) -> str:
-    head = ["case", "fps per camera (of 25)", "dropped %", "events", "latency p50 ms", "p95 ms",
-            "p95 first / middle / last third ms", "precision", *COMMON]  # fmt: skip
+    head = ["case", f"fps per camera (of {LIVE_FPS})", "dropped %", "events", "latency p50 ms",
+            "p95 ms", "p95 first / middle / last third ms", "precision", *COMMON]  # fmt: skip
 
     def row(c: Case) -> list[str]:
         x = _extra(c)

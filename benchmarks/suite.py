@@ -231,6 +231,17 @@ def _summary(result: dict[str, Any]) -> str:
     return f"{m['frames']} frames, {fps:.1f} fps, {m['wall_s']:.2f} s"
 
 
+def settle(per_core: float = 0.25, deadline: float = 120.0) -> None:
+    """Wait (at most ``deadline`` s) until the 1-minute load falls below ``per_core`` per core,
+    so that the load of making the inputs does not show in the first cases' load column."""
+    limit = per_core * len(os.sched_getaffinity(0))
+    end = time.monotonic() + deadline
+    if os.getloadavg()[0] > limit:
+        print(f"waiting up to {deadline:g} s for the 1-minute load to fall below {limit:g}")
+    while os.getloadavg()[0] > limit and time.monotonic() < end:
+        time.sleep(1.0)
+
+
 # ------------------------------------------------------------------------------------ output
 
 
@@ -357,20 +368,26 @@ def main(argv: list[str] | None = None) -> int:
         cases = all_cases(models, work, args.live_seconds)
         if args.only:
             cases = [c for c in cases if re.search(args.only, c.label)]
-        if args.list or not cases:
-            print("\n".join(c.label for c in cases) or f"no case matches {args.only!r}")
-            return 0 if cases else 2
+        if not cases:
+            print(f"no case matches --only {args.only!r} (see --list)", file=sys.stderr)
+            return 2
+        if args.list:
+            print("\n".join(c.label for c in cases))
+            return 0
         out.mkdir(parents=True, exist_ok=True)
         for name in OUTPUTS:  # no stale plot or table of an earlier run stays beside these
             (out / name).unlink(missing_ok=True)
         print(f"{len(cases)} cases; results go to {out}", flush=True)
         args.cache.mkdir(parents=True, exist_ok=True)
         inputs = Inputs(media, models, args.cache.resolve(), work, args.loops, args.quick)
+        started = time.monotonic()
         for name in dict.fromkeys(n for c in cases for n in c.needs.values()):
             try:
                 inputs.get(name)
             except Exception as exc:  # reported by every case that needs it
                 print(f"input {name}: {exc}", flush=True)
+        if not args.quick and time.monotonic() - started > 10:  # making them loaded the CPU
+            settle()
         w, h = LIVE_SIZE
         meta: dict[str, Any] = {
             "machine": machine_info(),
