@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the benchmark suite of issue 6 (benchmarks/README.md)."""
+"""``python -m benchmarks``: the benchmark suite (benchmarks/README.md; --help)."""
 
 import sys
 

@@ -1,9 +1,10 @@
 """One workload in a fresh process: ``python -m benchmarks.child RESULT.json < SPEC.json``.
 
-Writes ``{"measured": ..., "cpu_percent": ...}`` (or ``{"skipped": reason}``) to RESULT.json.
-CPU use is this process's user + system time (its children included) over the measured window,
-in percent of one core. Peak RSS is this process's ``VmHWM`` (``ru_maxrss`` is no use here: Linux
-carries the parent's high-water mark over fork and exec).
+Writes ``{"measured": ..., "cpu_percent": ...}`` (or ``{"skipped": reason}`` or
+``{"error": ...}``) to RESULT.json. CPU use is this process's user + system time (its children
+included) over the whole workload, model loading included, in percent of one core. Peak RSS is
+this process's ``VmHWM`` (``ru_maxrss`` is no use here: Linux carries the parent's high-water
+mark over fork and exec).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -27,7 +29,9 @@ def _workload(kind: str) -> Callable[[Spec], Measured]:
     table: dict[str, Callable[[Spec], Measured]] = {
         "decode": cases.decode,
         "streamrec": cases.streamrec,
+        "detector": cases.detector,
         "startup": cases.startup,
+        "whole_run": cases.whole_run,
         "insightface": peers.insightface,
         "face_recognition": peers.face_recognition,
         "live": live.live,
@@ -47,6 +51,9 @@ def measure(spec: Spec) -> dict[str, Any]:
         measured = _workload(spec["kind"])(spec)
     except Skipped as exc:
         return {"skipped": str(exc)}
+    except Exception as exc:  # the row says what failed; the traceback goes to stderr
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {exc}"}
     cpu, wall = _cpu_seconds(proc) - cpu0, time.perf_counter() - wall0
     # The workload's own window excludes model loading; CPU is over the whole call.
     return {

@@ -19,17 +19,16 @@ CPU execution providers.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+
+from .onnxgraph import GraphBuilder, build_cached, generator_key, parameter_count
 
 INPUT_NAME = "input.1"
 OUTPUT_NAME = "683"
@@ -39,72 +38,13 @@ EMBEDDING_DIM = 512
 STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))
 OPSET = 11  # what arcface_torch's torch2onnx.py exports with
 GENERATOR_VERSION = 1  # bump when the generated graph or weights change
-_BN_EPS = 1e-5
 _FC_SCALE = 7 * 7  # 112 / 2**4 = 7
-_KEY_PROP = "streamrec.generator_key"
 
 
-class _Builder:
-    """Accumulates nodes and initializers; each method returns its output tensor name."""
-
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._count = 0
-
-    def _name(self, prefix: str) -> str:
-        self._count += 1
-        return f"{prefix}_{self._count}"
-
-    def init(self, prefix: str, array: np.ndarray) -> str:
-        name = self._name(prefix)
-        self.initializers.append(numpy_helper.from_array(array.astype(np.float32), name))
-        return name
-
-    def node(self, op: str, inputs: list[str], **attrs: Any) -> str:
-        out = self._name(op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
-
-    def _uniform(self, low: float, high: float, n: int) -> np.ndarray:
-        return self.rng.uniform(low, high, n).astype(np.float32)
-
-    def conv(
-        self, x: str, cin: int, cout: int, k: int, stride: int, gain: float, out_std: float
-    ) -> str:
-        """Conv with a folded BatchNorm: unit-variance input (times ``gain``) -> ``out_std``."""
-        fan_in = cin * k * k
-        std = np.sqrt(gain / fan_in) * out_std * self._uniform(0.8, 1.2, cout)
-        w = self.rng.standard_normal((cout, cin, k, k), dtype=np.float32)
-        w *= std.reshape(-1, 1, 1, 1).astype(np.float32)
-        bias = self.rng.normal(0.0, 0.05 * out_std, cout)
-        inputs = [x, self.init("conv.weight", w), self.init("conv.bias", bias)]
-        pad = k // 2
-        return self.node(
-            "Conv", inputs, kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4
-        )
-
+class _Builder(GraphBuilder):
     def prelu(self, x: str, channels: int) -> str:
-        slope = self._uniform(0.05, 0.3, channels).reshape(channels, 1, 1)
+        slope = self.uniform(0.05, 0.3, channels).reshape(channels, 1, 1)
         return self.node("PRelu", [x, self.init("prelu.weight", slope)])
-
-    def batchnorm(
-        self, x: str, channels: int, variance: float, gamma: np.ndarray | None = None
-    ) -> str:
-        """Inference BatchNorm whose running stats match an input of the given variance."""
-        std = np.sqrt(variance)
-        scale = self._uniform(0.8, 1.2, channels) if gamma is None else gamma
-        params = [
-            scale,
-            self.rng.normal(0.0, 0.1, channels),  # beta
-            self.rng.normal(0.0, 0.1 * std, channels),  # running mean
-            variance * self._uniform(0.6, 1.4, channels),  # running var
-        ]
-        names = [
-            self.init(f"bn.{p}", a) for p, a in zip(("w", "b", "mean", "var"), params, strict=True)
-        ]
-        return self.node("BatchNormalization", [x, *names], epsilon=_BN_EPS)
 
     def block(
         self, x: str, variance: float, cin: int, planes: int, stride: int
@@ -126,7 +66,7 @@ class _Builder:
 
 def _generator_key(seed: int) -> str:
     spec = {"arch": "iresnet50", "stages": STAGES, "opset": OPSET, "version": GENERATOR_VERSION}
-    return hashlib.sha256(json.dumps({**spec, "seed": seed}, sort_keys=True).encode()).hexdigest()
+    return generator_key(spec, seed)
 
 
 def make_model(seed: int = 0) -> onnx.ModelProto:
@@ -149,53 +89,21 @@ def make_model(seed: int = 0) -> onnx.ModelProto:
     x = b.batchnorm(x, EMBEDDING_DIM, 1.0, gamma=np.ones(EMBEDDING_DIM, np.float32))
     b.nodes[-1].output[0] = OUTPUT_NAME
 
-    graph = helper.make_graph(
-        b.nodes,
+    return b.model(
         "iresnet50_random",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["None", 3, 112, 112])],
         [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["None", EMBEDDING_DIM])],
-        initializer=b.initializers,
+        opset=OPSET,
+        ir_version=7,  # opset 11 era; loadable by any onnxruntime >= 1.6
+        producer="streamrec.benchmarks.iresnet50",
+        doc="IResNet-50 (w600k_r50 architecture), architecture-equivalent, random weights",
+        key=_generator_key(seed),
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        producer_name="streamrec.benchmarks.iresnet50",
-        doc_string="IResNet-50 (w600k_r50 architecture), architecture-equivalent, random weights",
-    )
-    model.ir_version = 7  # opset 11 era; loadable by any onnxruntime >= 1.6
-    helper.set_model_props(model, {_KEY_PROP: _generator_key(seed)})
-    return model
-
-
-def parameter_count(model: onnx.ModelProto) -> int:
-    return sum(int(np.prod(t.dims)) for t in model.graph.initializer)
-
-
-def _is_current(path: Path, seed: int) -> bool:
-    if not path.is_file():
-        return False
-    try:
-        props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
-    except Exception:  # unreadable or truncated: rebuild
-        return False
-    return props.get(_KEY_PROP) == _generator_key(seed)
 
 
 def build_iresnet50(path: str | Path, seed: int = 0) -> Path:
     """Write the model to ``path`` (atomically) unless an identical build is already there."""
-    path = Path(path)
-    if _is_current(path, seed):
-        return path
-    model = make_model(seed)
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        onnx.save(model, str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return build_cached(path, _generator_key(seed), lambda: make_model(seed))
 
 
 def _time_provider(path: Path, provider: str, batch: int, runs: int) -> float:

@@ -1,7 +1,11 @@
-"""Peer libraries, each at its documented per-frame usage, on the frames streamrec decodes."""
+"""Peer libraries, each at its documented per-frame usage, fed by raw PyAV decoding.
+
+A peer that is not installed (or lacks a dependency) raises ``Skipped`` with the install hint.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import tempfile
 import time
 import warnings
@@ -12,6 +16,7 @@ from .cases import DET_SIZE, DETECTOR, RECOGNIZER, Measured, Skipped, Spec, deco
 
 OPENVINO = "OpenVINOExecutionProvider"
 CPU = "CPUExecutionProvider"
+_FACE_RECOGNITION = ("dlib", "face_recognition_models", "face_recognition")
 
 
 def _timed_loop(clip: str, per_frame: Any) -> tuple[int, int, int, float]:
@@ -43,8 +48,9 @@ def insightface(spec: Spec) -> Measured:
     with tempfile.TemporaryDirectory(prefix="bench-insightface-") as root:
         pack = Path(root) / "models" / "bench"
         pack.mkdir(parents=True)
-        for name in (DETECTOR, RECOGNIZER):
-            (pack / name).symlink_to(models / name)
+        for role, default in (("detector", DETECTOR), ("recognizer", RECOGNIZER)):
+            path = models / spec.get(role, default)  # an absolute path stays as it is
+            (pack / f"{role}_{path.name}").symlink_to(path)
         start = time.perf_counter()
         app = FaceAnalysis(
             name="bench",
@@ -65,14 +71,15 @@ def insightface(spec: Spec) -> Measured:
 def face_recognition(spec: Spec) -> Measured:
     """The face_recognition README's real-time webcam recipe: frames downscaled to 1/4,
     ``face_locations`` (HOG) + ``face_encodings`` on every other frame."""
-    try:
-        import face_recognition as fr
-    except ImportError as exc:
+    # face_recognition quits the process when face_recognition_models is missing: check first
+    missing = [m for m in _FACE_RECOGNITION if importlib.util.find_spec(m) is None]
+    if missing:
         raise Skipped(
-            f"face_recognition is not installed ({exc}); "
-            "pip install dlib-bin face_recognition_models && pip install --no-deps face_recognition"
-        ) from exc
+            f"not installed: {', '.join(missing)} (pip install dlib-bin face_recognition_models"
+            " && pip install --no-deps face_recognition)"
+        )
     import cv2
+    import face_recognition as fr
 
     def per_frame(index: int, image: Any) -> int | None:
         if index % 2:
