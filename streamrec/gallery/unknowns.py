@@ -128,13 +128,8 @@ class UnknownBook:
                 label = f"unknown-{self.next_index}"
                 self.next_index += 1
                 self._put(label, np.zeros_like(mean))
-            i = self._labels.index(label)
-            assert self._sums is not None
-            self._sums[i] = self._sums[i] + mean
-            self._clock += 1
-            self._seen[i] = self._clock
-        if self.on_sighting is not None:
-            self.on_sighting(Sighting(label, mean, crop, quality, camera))
+            self._add(label, mean)
+        self._report(Sighting(label, mean, crop, quality, camera))
         return label
 
     def learn(
@@ -144,10 +139,17 @@ class UnknownBook:
         mean = np.asarray(mean, np.float32)
         with self._lock:
             if label in self._labels:
-                i = self._labels.index(label)
-                assert self._sums is not None
-                self._sums[i] = self._sums[i] + mean
-                self._clock += 1
-                self._seen[i] = self._clock
+                self._add(label, mean)
+        self._report(Sighting(label, mean, crop, quality, camera))
+
+    def _add(self, label: str, mean: np.ndarray) -> None:
+        """Fold a track's mean into an identity's centroid and mark it seen (lock held)."""
+        i = self._labels.index(label)
+        assert self._sums is not None
+        self._sums[i] = self._sums[i] + mean
+        self._clock += 1
+        self._seen[i] = self._clock
+
+    def _report(self, sighting: Sighting) -> None:
         if self.on_sighting is not None:
-            self.on_sighting(Sighting(label, mean, crop, quality, camera))
+            self.on_sighting(sighting)
