@@ -31,6 +31,7 @@ from streamrec.service.daemon import StatusSink
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink
+from streamrec.sinks.mqtt import encode_snapshot
 from streamrec.sources import SourceStats
 from streamrec.telemetry import CameraState, Observer
 
@@ -117,7 +118,11 @@ class Recorder(Observer):
         return time.monotonic() < self._watched_until and self._report.jpeg is None
 
     def frame_done(self, camera: str, image: np.ndarray | None) -> None:
-        jpeg = _encode(image) if image is not None and self.frame_wanted(camera) else None
+        jpeg = (
+            encode_snapshot(image, FRAME_WIDTH, FRAME_QUALITY)
+            if image is not None and self.frame_wanted(camera)
+            else None
+        )
         with self._lock:
             r = self._report
             r.frames += 1
@@ -167,15 +172,6 @@ def source_counters(stats: SourceStats, dropped: int) -> SourceCounters:
 def _copy(crop: np.ndarray | None) -> np.ndarray | None:
     # the pipeline may reuse its crop buffer
     return None if crop is None else np.array(crop, copy=True)
-
-
-def _encode(image: np.ndarray) -> bytes | None:
-    height, width = image.shape[:2]
-    if width > FRAME_WIDTH:
-        size = (FRAME_WIDTH, max(1, round(height * FRAME_WIDTH / width)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, FRAME_QUALITY])
-    return buf.tobytes() if ok else None
 
 
 @dataclass
