@@ -519,7 +519,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if cfg.cluster.address:
             from streamrec.cluster.driver import run_cluster
 
-            return run_cluster(cfg)
+            return run_cluster(cfg, signals)
         from streamrec.service.daemon import serve
 
         return serve(cfg, signals)

@@ -169,8 +169,8 @@ class ClusterConfig:
     max_restarts: int = Field(default=-1, ge=-1, le=1_000_000)
     #: Ray namespace of the actors
     namespace: str = "streamrec"
-    #: seconds between checks of the shared gallery's revision
-    gallery_poll: float = Field(default=2.0, gt=0.0, le=3600.0)
+    #: seconds between the head's checks of the gallery for changes (it sends them to the actors)
+    gallery_poll: float = Field(default=1.0, gt=0.0, le=3600.0)
 
 
 @dataclass(config=_STRICT)

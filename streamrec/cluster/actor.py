@@ -2,8 +2,10 @@
 
 The actor buffers the events its pipeline emits, numbered per incarnation, and hands the
 driver only the events of frames that have left its pipeline (plus track ends); a recreated
-actor of a file camera resumes right after the last frame whose events were written. Its
-pipeline checks the shared gallery's revision every ``cluster.gallery_poll`` seconds.
+actor of a file camera resumes right after the last frame whose events were written. With the
+events go the unknown people's sightings and the camera's telemetry. Its gallery is the
+snapshot the head sent last (:mod:`streamrec.cluster.snapshot`): an actor never opens the
+gallery file, and its config has no ``gallery``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import uuid
 from typing import Any
 
 from streamrec.analyzer import FaceAnalyzer
+from streamrec.cluster.snapshot import FedGallery, GallerySnapshot
+from streamrec.cluster.telemetry import Recorder, SourceCounters, source_counters
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import StreamrecError
-from streamrec.gallery.session import GallerySession
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import open_camera, source_options
 from streamrec.records import Event, Frame
@@ -26,6 +29,14 @@ from streamrec.sources import Gap, Source, open_source
 from streamrec.telemetry import CameraState
 
 log = logging.getLogger("streamrec.cluster")
+
+#: events an actor holds for the driver; past it the pipeline waits (a live source drops frames)
+MAX_EVENTS = 10_000
+#: events handed out by one drain
+DRAIN_EVENTS = 1000
+#: seconds between the pipeline's checks for a new gallery snapshot (a read of a number)
+SNAPSHOT_POLL = 0.2
+
 
 class ResumedSource(Source):
     """A file source that decodes but skips the frames before ``start`` (resume after restart)."""
@@ -53,13 +64,18 @@ class ResumedSource(Source):
 class CameraActor:
     """One camera's pipeline inside a Ray actor (made remote by :func:`run_cluster`).
 
-    ``start(resume)`` loads the models and runs the pipeline in a thread; ``drain(after)`` hands
-    the events after sequence number ``after`` to the driver. A new process (after a restart)
-    has a new ``epoch``, which tells the driver to start it again and renumber.
+    ``start(resume, snapshot)`` loads the models and runs the pipeline in a thread;
+    ``drain(epoch, after, watched)`` hands the events after sequence number ``after`` to the
+    driver; ``load_gallery(snapshot)`` takes in a new gallery snapshot. A new process (after a
+    restart) has a new ``epoch``, which tells the driver to start it again and renumber.
+    ``slot`` of ``slots``: the camera's place among the cluster's cameras (its unknown labels'
+    numbers, see :class:`~streamrec.cluster.snapshot.SlotBook`).
     """
 
-    def __init__(self, cfg: Config, camera: CameraConfig) -> None:
+    def __init__(self, cfg: Config, camera: CameraConfig, slot: int = 0, slots: int = 1) -> None:
         self.cfg, self.camera = cfg, camera
+        self.gallery = FedGallery(cfg, slot, slots)
+        self.recorder = Recorder()
         self.epoch = uuid.uuid4().hex
         self.state: CameraState | None = None  # None until start()
         self.error: str | None = None
@@ -69,6 +85,7 @@ class CameraActor:
         self._events: list[tuple[int, Event]] = []
         self._seq = 0
         self._lock = threading.Lock()
+        self._drained = threading.Condition(self._lock)
         self._pipeline: Pipeline | None = None
         self._source: Source | None = None
         self._stop = threading.Event()
@@ -77,8 +94,20 @@ class CameraActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def start(self, resume: int = 0) -> str:
-        """Start processing (file cameras from frame ``resume``); idempotent."""
+    def node(self) -> str:
+        """The address of the node the actor runs on."""
+        import ray
+
+        return str(ray.util.get_node_ip_address())
+
+    def load_gallery(self, snapshot: GallerySnapshot) -> None:
+        """A new gallery snapshot from the head (the pipeline takes it in within 0.2 s)."""
+        self.gallery.load(snapshot)
+
+    def start(self, resume: int, snapshot: GallerySnapshot) -> str:
+        """Start processing (file cameras from frame ``resume``) with the head's gallery
+        ``snapshot``; idempotent."""
+        self.gallery.load(snapshot)
         with self._lock:
             if self._thread is None and not self._stop.is_set():
                 self.start_frame, self.state = resume, CameraState.STARTING
@@ -99,27 +128,41 @@ class CameraActor:
             threading.Thread(target=source.close, daemon=True).start()
 
     def write(self, event: Event) -> None:
-        """The pipeline's event writer: buffer with the next sequence number."""
+        """The pipeline's event writer: buffer with the next sequence number (waits while
+        ``MAX_EVENTS`` are not yet taken by the driver)."""
         with self._lock:
+            while len(self._events) >= MAX_EVENTS:
+                self._drained.wait(1.0)
             self._seq += 1
             self._events.append((self._seq, event))
 
-    def drain(self, epoch: str | None, after: int) -> dict[str, Any]:
-        """Events after sequence ``after`` whose frames are done, and the camera's state.
+    def drain(self, epoch: str | None, after: int, watched: bool = False) -> dict[str, Any]:
+        """Events after sequence ``after`` whose frames are done, the camera's state, the
+        unknown people's sightings and the telemetry since the last drain.
 
         ``after`` acknowledges (drops) the events up to it, unless ``epoch`` is not this
-        incarnation's (a driver that has not seen the restart yet).
+        incarnation's (a driver that has not seen the restart yet). ``watched``: someone on
+        the head wants the camera's annotated frames.
         """
+        if watched:
+            self.recorder.watch()
         after = after if epoch == self.epoch else 0
         state, pipeline = self.state, self._pipeline
         frames = pipeline.progress if pipeline is not None else 0  # read before the events
         done = self.start_frame + frames - 1
+        source = SourceCounters()
+        if pipeline is not None:
+            stats = pipeline.cameras[self.camera.name].source.stats
+            source = source_counters(stats, pipeline.dropped(self.camera.name))
+            if state is CameraState.RUNNING and source.state in _LIVE_TROUBLE:
+                state = source.state  # the actor runs, its camera does not (yet)
         with self._lock:
             self._events = [(s, e) for s, e in self._events if s > after]
+            self._drained.notify_all()
             # the match stage runs ahead of the last stage: hold back newer frames' events
             hold = not (state is not None and state.final) and not self.live
             events = []
-            for s, e in self._events:
+            for s, e in self._events[:DRAIN_EVENTS]:
                 if hold and e.event != "track_end" and e.frame > done:
                     break
                 events.append((s, e))
@@ -132,14 +175,15 @@ class CameraActor:
             "frames": frames,
             "fps": frames / elapsed if elapsed > 0 else 0.0,
             "done_frame": None if self.live else done,
+            "sightings": self.gallery.take_sightings(),
+            "telemetry": self.recorder.take(source),
         }
 
     def _run(self) -> None:
         cfg, cam = self.cfg, self.camera
-        gallery: GallerySession | None = None
         try:
             analyzer = FaceAnalyzer.from_config(cfg)
-            gallery = GallerySession(cfg, analyzer.recognizer)
+            self.gallery.check(analyzer.recognizer)
             assert cam.source is not None  # the driver refuses Frigate bridges
             options = source_options(cfg, cam.rtsp_transport)
             source = open_source(cam.source, options, live_http=cam.live)
@@ -147,8 +191,15 @@ class CameraActor:
             if not source.live and self.start_frame > 0:
                 source = ResumedSource(source, self.start_frame)
             camera = open_camera(cfg, cam, source)
-            poll = cfg.cluster.gallery_poll
-            pipeline = build_pipeline(cfg, [camera], self, analyzer, gallery, gallery_poll=poll)
+            pipeline = build_pipeline(
+                cfg,
+                [camera],
+                self,
+                analyzer,
+                self.gallery,
+                [self.recorder],
+                gallery_poll=SNAPSHOT_POLL,
+            )
             with self._lock:
                 self._pipeline, self._source = pipeline, source
                 self.started_at, self.state = time.monotonic(), CameraState.RUNNING
@@ -163,6 +214,6 @@ class CameraActor:
             if not isinstance(exc, StreamrecError):
                 log.exception("camera %s failed", cam.name)
             self.error, self.state = f"{type(exc).__name__}: {exc}", CameraState.FAILED
-        finally:
-            if gallery is not None:
-                gallery.close()
+
+
+_LIVE_TROUBLE = (CameraState.CONNECTING, CameraState.RECONNECTING)

@@ -18,10 +18,15 @@ Exactly once per camera, also across actor restarts (Ray recreates a killed acto
   "actor restarted"``); the new incarnation's track ids are shifted past every id written
   before, so ``(camera, event, track_id)`` never repeats.
 
-The gallery is one SQLite file on storage every node sees at the same path (NFS or similar);
-each actor (:mod:`streamrec.cluster.actor`) checks its revision every ``cluster.gallery_poll``
-seconds and swaps in the new matcher, so a person enrolled anywhere is recognised on every node
-within seconds.
+Only the head opens the gallery (:mod:`streamrec.cluster.snapshot`): the driver follows its
+revision every ``cluster.gallery_poll`` seconds (at once on SIGHUP) and ships every new snapshot
+to the actors; the unknown people the actors see come back with the events and are written on
+the head. So a person enrolled on the head is recognised on every node within seconds, and no
+SQLite file is ever used over a network file system.
+
+With the events, every actor reports its camera's telemetry (:mod:`streamrec.cluster.telemetry`):
+the head serves ``/health``, ``/metrics`` and the live view of every camera with ``http:`` and
+publishes each camera's status on MQTT, as the single-process daemon does.
 """
 
 from __future__ import annotations
@@ -30,20 +35,24 @@ import dataclasses
 import logging
 import math
 import os
-import signal
+import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from streamrec.cluster.actor import CameraActor
+from streamrec.cluster.snapshot import GalleryFeed
+from streamrec.cluster.telemetry import HeadStatus
 from streamrec.config import CameraConfig, Config, EventsConfig, HttpConfig
 from streamrec.errors import ConfigError, StreamrecError
 from streamrec.pipeline.build import enabled_cameras
 from streamrec.records import Event
+from streamrec.service.daemon import close_all
+from streamrec.service.signals import Signals
 from streamrec.sinks import FanoutSink, event_sinks
 from streamrec.telemetry import CameraState
 
@@ -51,8 +60,8 @@ log = logging.getLogger("streamrec.cluster")
 
 #: seconds between two polls of every actor by the driver
 POLL = 0.5
-#: seconds between two status lines in the log
-STATUS_PERIOD = 10.0
+#: ... while someone watches a camera's live view (its frames come with the polls)
+POLL_WATCHED = 0.1
 #: seconds the actors get to finish their frames in flight after a stop
 STOP_TIMEOUT = 60.0
 #: consecutive "actor died" answers after which a camera counts as failed for good
@@ -96,6 +105,7 @@ class _Link:
     max_id: int = 0
     deaths: int = 0  # consecutive "actor died" answers
     pending: Any = None  # the drain call in flight
+    gallery: int | None = None  # the gallery snapshot version sent to this incarnation
     open: dict[int, _OpenTrack] = field(default_factory=dict)
     status: CameraStatus = field(default_factory=CameraStatus)
 
@@ -104,7 +114,8 @@ def cluster_config(cfg: Config) -> Config:
     """``cfg`` for the workers: absolute paths, and threads sized to the actor's CPUs.
 
     Relative file paths would resolve against each worker's own directory; with absolute ones
-    every node sees the same files as long as they sit on shared storage at the same path.
+    every node sees the same files (file cameras, models) as long as they sit on shared storage
+    at the same path.
     """
 
     def absolute(path: str) -> str:
@@ -120,7 +131,6 @@ def cluster_config(cfg: Config) -> Config:
     return dataclasses.replace(
         cfg,
         cameras=cams,
-        gallery=absolute(cfg.gallery) if cfg.gallery else None,
         models=dataclasses.replace(
             cfg.models, dir=absolute(cfg.models.dir) if cfg.models.dir else None
         ),
@@ -133,12 +143,23 @@ def cluster_config(cfg: Config) -> Config:
 
 def actor_config(cfg: Config, camera: CameraConfig) -> Config:
     """What one camera's actor needs: its own camera (credentials included), no other camera, no
-    event sink (the driver writes the events), no HTTP token."""
-    return dataclasses.replace(cfg, cameras=[camera], events=EventsConfig(), http=HttpConfig())
+    event sink (the driver writes the events), no gallery and no crops folder (the head keeps
+    them), no HTTP token."""
+    return dataclasses.replace(
+        cfg,
+        cameras=[camera],
+        gallery=None,
+        unknowns=dataclasses.replace(cfg.unknowns, crops_dir=None),
+        events=EventsConfig(),
+        http=HttpConfig(),
+    )
 
 
 class ClusterRunner:
-    """The driver: starts the camera actors, gathers their events, stops them."""
+    """The driver: starts the camera actors, gathers their events, stops them.
+
+    ``run()`` serves and closes everything (``close()`` does when it never ran).
+    """
 
     def __init__(self, cfg: Config, stop: threading.Event) -> None:
         self.cfg = cfg
@@ -152,26 +173,55 @@ class ClusterRunner:
             )
         self.links: list[_Link] = []
         self.sink = FanoutSink(event_sinks(cfg))
+        try:
+            self.head = HeadStatus(cfg, [c.name for c in self.cameras], self.sink)
+            self.feed = GalleryFeed(cfg, self.head.observer)
+        except BaseException:
+            self.sink.close()
+            raise
         self._stopping = False
+        self._closed = False
+        self._shipped: tuple[int, Any] | None = None  # (snapshot version, its Ray object)
 
     def status(self) -> dict[str, CameraStatus]:
         return {link.name: dataclasses.replace(link.status) for link in self.links}
 
+    def reload(self) -> None:
+        """Re-read the gallery and send it to every camera now (SIGHUP; signal-safe)."""
+        self.feed.reload()
+
     def run(self) -> int:
         """Serve until every camera has ended or ``stop`` is set; 1 if a camera failed."""
         try:
+            self.head.start()
+            self.feed.start()
             self._start_actors()
             self._loop()
         finally:
             for link in self.links:
                 if link.open:
                     self._close_open(link, "stopped" if self._stopping else "actor failed")
-            self.sink.close()
+                state = link.status.state
+                self.head.set_state(link.name, state if state.final else CameraState.STOPPED)
+            self.close()
             self._log_status()
         failed = [link.name for link in self.links if link.status.state is CameraState.FAILED]
         for name in failed:
             log.error("camera %s failed: %s", name, self.status()[name].error)
         return 1 if failed else 0
+
+    def close(self) -> None:
+        """Close the sinks, the gallery and the HTTP server, each in its own thread, within
+        half of ``pipeline.stop_timeout``; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        closers: list[tuple[str, Callable[[], None]]] = [
+            ("event sinks", self.sink.close),
+            ("gallery", self.feed.close),
+            ("HTTP server", self.head.stop),
+        ]
+        close_all(closers, time.monotonic() + self.cfg.pipeline.stop_timeout / 2)
 
     def _start_actors(self) -> None:
         import ray
@@ -185,14 +235,15 @@ class ClusterRunner:
         env = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
         wcfg = cluster_config(self.cfg)
         by_name = {cam.name: cam for cam in wcfg.cameras}
-        for cam in self.cameras:
+        for slot, cam in enumerate(self.cameras):
+            own = by_name[cam.name]
             try:
                 actor = remote.options(
                     name=f"{c.namespace}:{cam.name}",
                     namespace=c.namespace,
                     scheduling_strategy="SPREAD",
                     runtime_env={"env_vars": env},
-                ).remote(actor_config(wcfg, by_name[cam.name]), by_name[cam.name])
+                ).remote(actor_config(wcfg, own), own, slot, len(self.cameras))
             except ValueError as exc:  # the name is taken
                 raise StreamrecError(
                     f"camera '{cam.name}' already runs in Ray namespace '{c.namespace}' "
@@ -205,11 +256,21 @@ class ClusterRunner:
             ", ".join(link.name for link in self.links),
         )
 
+    def _snapshot(self) -> tuple[int, Any]:
+        """The gallery's latest snapshot version and its object in Ray's store (put once)."""
+        import ray
+
+        snap = self.feed.snapshot
+        if self._shipped is None or self._shipped[0] != snap.version:
+            self._shipped = (snap.version, ray.put(snap))
+        return self._shipped
+
     def _loop(self) -> None:
         import ray
 
         deadline: float | None = None
-        next_status = time.monotonic() + STATUS_PERIOD
+        period = self.cfg.logging.stats_interval
+        next_status = time.monotonic() + period
         while True:
             if self.stop_event.is_set() and not self._stopping:
                 self._stopping = True
@@ -224,19 +285,28 @@ class ClusterRunner:
                 log.warning("cameras still running after %.0f s: giving up", STOP_TIMEOUT)
                 return
             t0 = time.monotonic()
+            version, snapshot = self._snapshot()
+            watched = False
             for link in active:
+                if link.gallery is not None and link.gallery != version:
+                    link.actor.load_gallery.remote(snapshot)
+                    link.gallery = version
                 if link.pending is None:
-                    link.pending = link.actor.drain.remote(link.epoch, link.acked)
+                    wants = self.head.wants_frame(link.name)
+                    watched |= wants
+                    link.pending = link.actor.drain.remote(link.epoch, link.acked, wants)
+            poll = POLL_WATCHED if watched else POLL
             refs = {link.pending: link for link in active}
-            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=POLL)
+            ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=poll)
             for ref in ready:
                 link = refs[ref]
                 link.pending = None
                 self._collect(link, ref)
-            if time.monotonic() > next_status:
-                next_status += STATUS_PERIOD
+            self.head.poll()
+            if period and time.monotonic() > next_status:
+                next_status += period
                 self._log_status()
-            self.stop_event.wait(max(0.0, POLL - (time.monotonic() - t0)))
+            self.stop_event.wait(max(0.0, poll - (time.monotonic() - t0)))
 
     def _collect(self, link: _Link, ref: Any) -> None:
         import ray.exceptions as rex
@@ -245,6 +315,7 @@ class ClusterRunner:
             reply: dict[str, Any] = ray_get(ref)
         except rex.ActorUnavailableError:
             link.status.state = CameraState.RESTARTING
+            self.head.set_state(link.name, link.status.state)
             return
         except rex.RayError as exc:
             link.deaths += 1
@@ -253,18 +324,23 @@ class ClusterRunner:
                 self._close_open(link, "actor failed")
             else:
                 link.status.state = CameraState.RESTARTING
+            self.head.set_state(link.name, link.status.state)
             return
         link.deaths = 0
         if reply["epoch"] != link.epoch:
             if link.epoch is not None:
                 self._restarted(link)
-            link.epoch, link.acked = reply["epoch"], 0
+            link.epoch, link.acked, link.gallery = reply["epoch"], 0, None
+            self.head.new_incarnation(link.name)
         for seq, event in reply["events"]:
             self._emit(link, event)
             link.acked = seq
+        self.feed.write(reply["sightings"])
+        self.head.report(link.name, reply["telemetry"])
         state, status = reply["state"], link.status
         if state is None and not self._stopping:
-            link.actor.start.remote(link.resume)
+            link.gallery, snapshot = self._snapshot()
+            link.actor.start.remote(link.resume, snapshot)
         elif reply["done_frame"] is not None and state is not None:
             link.resume = reply["done_frame"] + 1
         status.frames = link.frames_before + reply["frames"]
@@ -276,6 +352,7 @@ class ClusterRunner:
         if state.final and not status.state.final:
             log.info("camera %s: %s after %d frames", link.name, state.value, status.frames)
         status.state = state
+        self.head.set_state(link.name, state)
 
     def _restarted(self, link: _Link) -> None:
         """A new incarnation: end the dead one's tracks, renumber, keep its frames."""
@@ -340,22 +417,11 @@ def ray_get(ref: Any) -> Any:
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    sigs = (signal.SIGTERM, signal.SIGINT)
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in sigs}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def connect(cfg: Config, stop: threading.Event | None = None) -> Iterator[bool]:
+    """Connected to the Ray cluster of ``cfg.cluster`` (unless this process already is).
 
-
-@contextmanager
-def connect(cfg: Config) -> Iterator[None]:
-    """Connected to the Ray cluster of ``cfg.cluster`` (unless this process already is)."""
+    Yields False, not connected, when ``stop`` is set while Ray is still connecting.
+    """
     try:
         import ray
     except ImportError:
@@ -363,26 +429,110 @@ def connect(cfg: Config) -> Iterator[None]:
             "cluster.address is set but Ray is not installed: pip install 'streamrec[cluster]'"
         ) from None
     if ray.is_initialized():
-        yield
+        yield True
         return
     address = cfg.cluster.address
+    assert address is not None
+    _check_reachable(address)
+    log.info("connecting to the Ray cluster at %s", address)
     try:
-        ray.init(address=address, namespace=cfg.cluster.namespace, configure_logging=False)
+        connected = _init(address, cfg.cluster.namespace, stop)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise StreamrecError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
     try:
-        yield
+        yield connected
     finally:
-        ray.shutdown()
+        if connected:
+            ray.shutdown()
 
 
-def run_cluster(cfg: Config, stop: threading.Event | None = None) -> int:
-    """``streamrec serve`` on a Ray cluster: until every camera ends, SIGTERM/SIGINT or ``stop``.
+def _check_reachable(address: str) -> None:
+    """A ``host:port`` nothing listens on is told at once (Ray would retry for minutes)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():  # "auto", ray://: Ray finds or reports them
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as exc:
+        raise StreamrecError(
+            f"cannot connect to the Ray cluster at {address} (cluster.address): "
+            f"{exc.strerror or exc}; start it with 'ray start --head' or fix the address"
+        ) from None
 
-    Returns the exit code: 0, or 1 when a camera failed for good.
+
+def _init(address: str, namespace: str, stop: threading.Event | None) -> bool:
+    """``ray.init`` in a thread of its own; False if ``stop`` is set before it is done.
+
+    In the main thread Ray would replace the SIGTERM handler (the daemon's, installed before
+    anything slow) with ``sys.exit``, and a stop while it waits for a cluster that does not
+    answer would wait for its timeouts (minutes).
+    """
+    import ray
+
+    failure: list[BaseException] = []
+
+    def init() -> None:
+        try:
+            ray.init(address=address, namespace=namespace, configure_logging=False)
+        except BaseException as exc:
+            failure.append(exc)
+
+    quiet = _Without("SIGTERM handler is not set")  # Ray's warning off the main thread
+    ray_log = logging.getLogger("ray._private.worker")
+    ray_log.addFilter(quiet)
+    thread = threading.Thread(target=init, name="ray init", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+            if stop is not None and stop.is_set():
+                log.info("stopped while connecting to the Ray cluster")
+                return False
+    finally:
+        ray_log.removeFilter(quiet)
+    if failure:
+        raise failure[0]
+    return True
+
+
+class _Without(logging.Filter):
+    """Drops log records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def run_cluster(cfg: Config, signals: Signals | None = None) -> int:
+    """``streamrec serve`` on a Ray cluster: until every camera ends or SIGTERM/SIGINT; SIGHUP
+    reloads the gallery.
+
+    ``signals``: handlers the caller installed early (the CLI does, before its imports), as for
+    :func:`streamrec.service.daemon.serve`. Returns the exit code: 0, or 1 when a camera failed
+    for good.
     """
     if not cfg.cluster.address:
         raise ConfigError("cluster.address is not set: give 'auto', 'host:port' or 'ray://...'")
-    stop = stop if stop is not None else threading.Event()
-    with connect(cfg), _stop_on_signals(stop):  # after ray.init, which sets its own
-        return ClusterRunner(cfg, stop).run()
+    own = signals is None
+    signals = signals or Signals()
+    if own:
+        signals.install()  # before anything slow: a signal during start-up is not lost
+    try:
+        if signals.stop_requested.is_set():
+            return 0
+        with connect(cfg, signals.stop_requested) as connected:
+            if not connected or signals.stop_requested.is_set():
+                return 0
+            runner = ClusterRunner(cfg, signals.stop_requested)
+            signals.on_reload = runner.reload
+            try:
+                return runner.run()
+            finally:
+                runner.close()
+    finally:
+        signals.on_reload = None
+        if own:
+            signals.restore()

@@ -11,6 +11,9 @@
 
 A session without a gallery file (``gallery: null``) still groups unknown people within the run
 and can save their crops; it matches nobody and persists nothing in a gallery.
+
+:class:`PipelineGallery` is what a running pipeline needs of its gallery: a session, or in a
+cluster's camera actor a gallery fed by the head (:mod:`streamrec.cluster.snapshot`).
 """
 
 from __future__ import annotations
@@ -22,14 +25,14 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import cv2
 import numpy as np
 
 from streamrec.errors import StreamrecError
 from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer
+from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer, open_existing
 from streamrec.gallery.unknowns import Sighting, UnknownBook
 
 if TYPE_CHECKING:
@@ -44,24 +47,53 @@ DRAIN_SECONDS = 5.0
 _LABEL_DIR = re.compile(r"^unknown-(\d+)$")
 
 
-class GallerySession:
-    """``cfg.gallery`` opened once (or no gallery), for the matcher and the unknown people."""
+class PipelineGallery(Protocol):
+    """The gallery as a running pipeline uses it (see :class:`GallerySession`)."""
 
-    def __init__(self, cfg: Config, recognizer: Recognizer) -> None:
+    @property
+    def revision(self) -> int:
+        """Moves with every change the pipeline must take in."""
+        ...
+
+    def matcher(self) -> Matcher: ...
+
+    def people(self) -> int: ...
+
+    def unknown_book(self, threshold: float) -> UnknownBook | None: ...
+
+    def sync(self, book: UnknownBook) -> set[str]: ...
+
+    def close(self) -> None: ...
+
+
+class GallerySession:
+    """``cfg.gallery`` opened once (or no gallery), for the matcher and the unknown people.
+
+    ``recognizer`` None opens the file with the recognizer it records: for a process that
+    embeds nothing itself (a cluster's head, whose actors check their own recognizer).
+    """
+
+    def __init__(self, cfg: Config, recognizer: Recognizer | None) -> None:
         self.cfg = cfg
-        self.dim = recognizer.dim
         self.gallery: Gallery | None = None
         if cfg.gallery:
             if not Path(cfg.gallery).is_file():
                 raise StreamrecError(
                     f"gallery not found: {cfg.gallery} (enrol people with 'streamrec gallery')"
                 )
-            self.gallery = Gallery(cfg.gallery, recognizer, GalleryPolicy.from_config(cfg))
+            policy = GalleryPolicy.from_config(cfg)
+            self.gallery = (
+                Gallery(cfg.gallery, recognizer, policy)
+                if recognizer is not None
+                else open_existing(cfg.gallery, policy)
+            )
+            recognizer = self.gallery.recognizer
             if self.gallery.read_only and cfg.unknowns.persist:
                 log.warning(
                     "gallery %s is read-only: it is used for matching, unknown people are not kept",
                     cfg.gallery,
                 )
+        self.dim = recognizer.dim if recognizer is not None else 0
         self.book: UnknownBook | None = None
         self.dropped = 0  # sightings dropped from a full queue
         self._queue: queue.Queue[Sighting | None] = queue.Queue(maxsize=QUEUE_SIZE)
@@ -142,16 +174,24 @@ class GallerySession:
         if not self.persist:
             return set()
         assert self.gallery is not None
-        known = self.gallery.unknown_matcher()
-        for label in known.names:
-            rows = known.templates[known.owners == known.names.index(label)]
-            book.seed(label, rows.sum(axis=0))
+        for label, total in self.unknown_identities().items():
+            book.seed(label, total)
         book.next_index = max(book.next_index, self.gallery.next_unknown_index())
         with self._lock:
             dead, self._dead = self._dead, set()
         dead |= {label for label in book.labels if self.gallery.tombstoned(label)}
         book.forget(dead)
         return dead
+
+    def unknown_identities(self) -> dict[str, np.ndarray]:
+        """The store's unconfirmed people: label -> the sum of their templates (a book's seed)."""
+        if self.gallery is None:
+            return {}
+        known = self.gallery.unknown_matcher()
+        return {
+            label: known.templates[known.owners == i].sum(axis=0)
+            for i, label in enumerate(known.names)
+        }
 
     # -- the writer --------------------------------------------------------------------------
 

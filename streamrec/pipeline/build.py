@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import ConfigError, StreamrecError
 from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.session import GallerySession
+from streamrec.gallery.session import GallerySession, PipelineGallery
 from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.models.protocols import FaceModels
@@ -44,7 +44,7 @@ class Pipeline:
         output: OutputStage,
         summary: Summary,
         observer: Observer,
-        gallery: GallerySession,
+        gallery: PipelineGallery,
         unknowns: UnknownBook | None,
         gallery_poll: float,
     ) -> None:
@@ -146,13 +146,13 @@ def build_pipeline(
     cameras: list[Camera],
     events: EventWriter,
     models: FaceModels,
-    gallery: GallerySession | None = None,
+    gallery: PipelineGallery | None = None,
     observers: Sequence[Observer] = (),
     gallery_poll: float = 1.0,
 ) -> Pipeline:
     """Wire ``cameras`` through the stages; events go to ``events``, telemetry to ``observers``.
 
-    ``gallery``: the run's gallery session (default: none, everyone is unknown); the running
+    ``gallery``: the run's gallery (default: none, everyone is unknown); the running
     pipeline takes in its changes within ``gallery_poll`` seconds.
     """
     rec = cfg.recognition

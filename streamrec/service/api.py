@@ -9,8 +9,8 @@ Routes (JSON unless said otherwise; URLs in answers are relative to the server's
 * ``GET /api/unknowns``, ``POST /api/unknowns/{label}/name`` (``{"name"}``: confirm it, or fold
   it into that person if enrolled), ``POST /api/unknowns/{label}/merge`` (``{"into"}``),
   ``DELETE /api/unknowns/{label}``;
-* ``GET /api/recent/{id}.jpg`` (the face of a recent recognition; the list itself is
-  ``/api/recent`` of :mod:`streamrec.service.http`);
+* (the recent recognitions and their faces, ``/api/recent`` and ``/api/recent/{id}.jpg``, are
+  routes of :mod:`streamrec.service.http`: cluster mode serves them too);
 * ``POST /api/recognize`` (form: ``file``): every face with box, landmarks, name and score;
 * ``GET /faces``: the Faces page (``web/faces.html``).
 
@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
-import cv2
 import numpy as np
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
@@ -554,21 +553,6 @@ def router(lib: FaceLibrary) -> APIRouter:
         """Erase an unknown person with its faces; its label is never used again."""
         lib.unknown(label)
         return erase(label)
-
-    @api.get(
-        "/recent/{recent_id}.jpg",
-        response_class=Response,
-        responses={**JPEG, 404: {"description": "expired or without a face"}},
-    )
-    def recent_face(recent_id: int) -> Response:
-        """The face of a recent recognition (while it is among the recent ones)."""
-        item = lib.status.recognition(recent_id)
-        if item is None or item.crop is None:
-            raise ApiError(404, "no such recent recognition with a face (it may have expired)")
-        ok, buf = cv2.imencode(".jpg", item.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
-        if not ok:
-            raise ApiError(500, "cannot encode the face")
-        return jpeg_response(buf.tobytes())
 
     @api.post("/recognize", responses={400: {"description": "not an image"}})
     def recognize(file: Annotated[UploadFile, File(description="an image")]) -> RecognizeOut:

@@ -291,6 +291,22 @@ class WebServer:
             return status.recent(n)
 
         @app.get(
+            "/api/recent/{recent_id}.jpg",
+            response_class=Response,
+            responses={404: {"description": "expired or without a face"}},
+        )
+        def recent_face(recent_id: int) -> Response:
+            """The face of a recent recognition (while it is among the recent ones)."""
+            item = status.recognition(recent_id)
+            if item is None or item.crop is None:
+                return JSONResponse(
+                    {"detail": "no such recent recognition with a face (it may have expired)"},
+                    status_code=404,
+                )
+            _, buf = cv2.imencode(".jpg", item.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            return Response(buf.tobytes(), media_type="image/jpeg")
+
+        @app.get(
             "/stream/{camera}.mjpg",
             response_class=StreamingResponse,
             responses={404: {"description": "unknown camera"}, 503: {"description": "too many"}},

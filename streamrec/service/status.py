@@ -175,11 +175,16 @@ class LiveStatus(Observer):
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             return False
+        self.publish_jpeg(camera, buf.tobytes())
+        return True
+
+    def publish_jpeg(self, camera: str, jpeg: bytes) -> None:
+        """The camera's latest annotated frame, already JPEG (made elsewhere: a cluster actor)."""
         with self._cond:
-            cam.jpeg = buf.tobytes()
+            cam = self._camera(camera)
+            cam.jpeg = jpeg
             cam.version += 1
             self._cond.notify_all()
-        return True
 
     def add_recognition(
         self,

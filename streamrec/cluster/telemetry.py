@@ -1,0 +1,315 @@
+"""Telemetry of a cluster: what the camera actors did, served by the head as a daemon serves it.
+
+In each actor a :class:`Recorder` observes the pipeline (it is an
+:class:`~streamrec.telemetry.Observer`) and sums up what happened since the driver's last poll
+into a :class:`CameraReport`: frames (with their times, for the frame rate), faces, tracks,
+identifications, detector/embedder/latency samples, the newest recognitions with their faces,
+the source's counters and state, and the latest annotated frame as JPEG, drawn only while the
+head says that someone watches the camera. Every part is bounded.
+
+On the head, :class:`HeadStatus` feeds the reports into the daemon's own
+:class:`~streamrec.service.status.LiveStatus` and :class:`~streamrec.service.metrics.Metrics`,
+serves them with :class:`~streamrec.service.http.WebServer` (``/health``, ``/metrics``, the live
+view) and publishes each camera's status on the event sinks that take one (MQTT).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from streamrec.config import Config
+from streamrec.models.runtime import loaded_models
+from streamrec.service.daemon import StatusSink
+from streamrec.service.metrics import Metrics
+from streamrec.service.status import LiveStatus
+from streamrec.sinks import FanoutSink
+from streamrec.sinks.mqtt import encode_snapshot
+from streamrec.sources import SourceStats
+from streamrec.telemetry import CameraState, Observer
+
+if TYPE_CHECKING:
+    from streamrec.service.http import WebServer
+
+log = logging.getLogger("streamrec.cluster")
+
+#: samples of each kind (frame times, detector/embedder calls, latencies) kept between two polls
+SAMPLES = 512
+#: recognitions (with their faces) kept between two polls
+RECENT = 20
+#: seconds an actor keeps drawing frames after the head last said that someone watches
+WATCH_LEASE = 2.0
+#: the annotated frames an actor sends: at most this wide, JPEG quality
+FRAME_WIDTH, FRAME_QUALITY = 960, 75
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """A track named (``name``, ``score``) or labelled unknown (``label``), with its face."""
+
+    track_id: int
+    name: str | None
+    label: str | None
+    score: float | None
+    crop: np.ndarray | None
+
+
+@dataclass
+class SourceCounters:
+    """A camera source's totals in one actor incarnation (the head turns them into deltas)."""
+
+    state: CameraState | None = None
+    dropped: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    last_error: str | None = None
+
+
+@dataclass
+class CameraReport:
+    """What one camera's actor did since the driver's last poll."""
+
+    time: float = 0.0  # the actor's wall clock when the report was taken
+    frames: int = 0
+    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    faces: int = 0
+    tracks: int = 0
+    detect_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    embeds: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    identities: Counter[str] = field(default_factory=Counter)
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    recognitions: deque[Recognition] = field(default_factory=lambda: deque(maxlen=RECENT))
+    jpeg: bytes | None = None
+    source: SourceCounters = field(default_factory=SourceCounters)
+    models: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Recorder(Observer):
+    """An actor's observer of its pipeline: sums up a :class:`CameraReport` between polls."""
+
+    def __init__(self) -> None:
+        self._report = CameraReport()
+        self._watched_until = 0.0
+        self._lock = threading.Lock()
+
+    def watch(self) -> None:
+        """Someone watches this camera on the head: draw frames for a while."""
+        self._watched_until = time.monotonic() + WATCH_LEASE
+
+    def take(self, source: SourceCounters) -> CameraReport:
+        """The report since the last call (and a fresh one begins)."""
+        with self._lock:
+            report, self._report = self._report, CameraReport()
+        report.time, report.source = time.time(), source
+        report.models = [m.to_dict() for m in loaded_models()]
+        return report
+
+    # -- the pipeline's observer -----------------------------------------------------------
+
+    def frame_wanted(self, camera: str) -> bool:
+        # one frame per poll: the previous one must have been taken
+        return time.monotonic() < self._watched_until and self._report.jpeg is None
+
+    def frame_done(self, camera: str, image: np.ndarray | None) -> None:
+        jpeg = (
+            encode_snapshot(image, FRAME_WIDTH, FRAME_QUALITY)
+            if image is not None and self.frame_wanted(camera)
+            else None
+        )
+        with self._lock:
+            r = self._report
+            r.frames += 1
+            r.frame_times.append(time.time())
+            if jpeg is not None:
+                r.jpeg = jpeg
+
+    def detected(self, camera: str, faces: int, seconds: float) -> None:
+        with self._lock:
+            self._report.faces += faces
+            self._report.detect_seconds.append(seconds)
+
+    def embedded(self, faces: int, seconds: float) -> None:
+        with self._lock:
+            self._report.embeds.append((seconds, faces))
+
+    def track_started(self, camera: str) -> None:
+        with self._lock:
+            self._report.tracks += 1
+
+    def identified(
+        self,
+        camera: str,
+        track_id: int,
+        name: str,
+        score: float,
+        captured: float | None,
+        crop: np.ndarray | None,
+    ) -> None:
+        seen = Recognition(track_id, name, None, score, _copy(crop))
+        with self._lock:
+            self._report.identities[name] += 1
+            if captured:
+                self._report.latencies.append(time.time() - captured)
+            self._report.recognitions.append(seen)
+
+    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
+        seen = Recognition(track_id, None, label, None, _copy(crop))
+        with self._lock:
+            self._report.recognitions.append(seen)
+
+
+def source_counters(stats: SourceStats, dropped: int) -> SourceCounters:
+    return SourceCounters(stats.state, dropped, stats.reconnects, stats.stalls, stats.last_error)
+
+
+def _copy(crop: np.ndarray | None) -> np.ndarray | None:
+    # the pipeline may reuse its crop buffer
+    return None if crop is None else np.array(crop, copy=True)
+
+
+@dataclass
+class _Seen:
+    """The totals of a camera's current actor incarnation the head has counted already."""
+
+    dropped: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+
+
+class HeadStatus:
+    """Live status, metrics and HTTP server of the head; camera status on the event sinks.
+
+    Its ``observer`` hears from the gallery feed what a single-process daemon's observers hear
+    from the pipeline: the people count, and who left the gallery (their metric series, recent
+    recognitions and retained MQTT topics are forgotten).
+    """
+
+    def __init__(self, cfg: Config, cameras: list[str], sinks: FanoutSink) -> None:
+        self.cameras = cameras
+        self.sinks = sinks
+        self.status_sinks = [s for s in sinks.sinks if isinstance(s, StatusSink)]
+        self.status = LiveStatus()
+        self.metrics = Metrics()
+        self.web: WebServer | None = None
+        if cfg.http.enabled:
+            from streamrec.service.http import WebServer
+
+            self.web = WebServer.from_config(self.status, self.metrics, cfg.http)
+        self._states: dict[str, CameraState] = {}
+        self._seen = {name: _Seen() for name in cameras}
+        self._sink_errors: dict[str, int] = {}
+        self._models: dict[str, dict[str, Any]] = {}
+        #: told by the gallery feed about the people count and about erasures
+        self.observer: Observer = _HeadObserver(self)
+
+    def start(self) -> None:
+        """Serve HTTP (a busy port is a one-line ConfigError); every camera is ``starting``."""
+        for name in self.cameras:
+            self.metrics.add_camera(name)
+            self.set_state(name, CameraState.STARTING)
+        if self.web is not None:
+            self.web.start()
+
+    def stop(self) -> None:
+        if self.web is not None:
+            self.web.stop()
+
+    def wants_frame(self, camera: str) -> bool:
+        """Whether the live view wants a new annotated frame of the camera (someone watches, or
+        the idle refresh that gives a new viewer a picture at once is due)."""
+        return self.status.wants_frame(camera)
+
+    def set_state(self, camera: str, state: CameraState) -> None:
+        if self._states.get(camera) is state:
+            return
+        self._states[camera] = state
+        if state in (CameraState.CONNECTING, CameraState.RECONNECTING, CameraState.RESTARTING):
+            log.warning("camera %s: %s", camera, state.value)
+        elif state is CameraState.RUNNING:  # the driver logs the ends, with their frames
+            log.info("camera %s: %s", camera, state.value)
+        self.status.set_state(camera, state)
+        self.metrics.set_camera_state(camera, state)
+        for sink in self.status_sinks:
+            sink.set_status(camera, state.mqtt)
+
+    def new_incarnation(self, camera: str) -> None:
+        """The camera's actor was recreated: its source counters start again from 0."""
+        self._seen[camera] = _Seen()
+
+    def report(self, camera: str, r: CameraReport) -> None:
+        """Take in what the camera's actor did since the last poll."""
+        status, metrics = self.status, self.metrics
+        shift = time.time() - r.time  # the actor's clock to the head's
+        for t in r.frame_times:
+            status.frame(camera, t + shift)
+        if r.frames > len(r.frame_times):
+            status.incr(camera, "frames", r.frames - len(r.frame_times))
+        metrics.frame(camera, r.frames)
+        metrics.faces(camera, r.faces)
+        metrics.track(camera, r.tracks)
+        for seconds in r.detect_seconds:
+            metrics.observe_detect(seconds)
+        for seconds, faces in r.embeds:
+            metrics.observe_embed(seconds, faces)
+        for name, n in r.identities.items():
+            for _ in range(n):
+                metrics.identity(camera, name)
+        for seconds in r.latencies:
+            metrics.observe_latency(camera, seconds)
+        for rec in r.recognitions:
+            if rec.name is not None:
+                status.identified(camera, rec.track_id, rec.name, rec.score or 0.0, None, rec.crop)
+            elif rec.label is not None:
+                status.unknown(camera, rec.track_id, rec.label, rec.crop)
+        if r.jpeg is not None:
+            status.publish_jpeg(camera, r.jpeg)
+        self._count_source(camera, r.source)
+        metrics.set_camera_fps(camera, status.snapshot().get(camera, {}).get("fps", 0.0))
+        for m in r.models:
+            self._models[repr(sorted(m.items()))] = m
+
+    def _count_source(self, camera: str, src: SourceCounters) -> None:
+        seen = self._seen[camera]
+        if src.dropped > seen.dropped:
+            self.metrics.dropped(camera, src.dropped - seen.dropped)
+            self.status.incr(camera, "dropped", src.dropped - seen.dropped)
+        if src.reconnects > seen.reconnects:
+            for _ in range(src.reconnects - seen.reconnects):
+                self.metrics.reconnect(camera)
+            self.status.incr(camera, "reconnects", src.reconnects - seen.reconnects)
+        for _ in range(src.stalls - seen.stalls):
+            self.metrics.stall(camera)
+        seen.dropped = max(seen.dropped, src.dropped)
+        seen.reconnects = max(seen.reconnects, src.reconnects)
+        seen.stalls = max(seen.stalls, src.stalls)
+
+    def poll(self) -> None:
+        """The event sinks' health (``/health``, ``streamrec_sink_errors_total``) and the
+        models the actors run."""
+        health = self.sinks.health()
+        self.status.set_sinks(health)
+        self.status.set_models(list(self._models.values()))
+        for sink, h in health.items():
+            new = h["errors"] - self._sink_errors.get(sink, 0)
+            if new > 0:
+                self.metrics.sink_errors(sink, new)
+            self._sink_errors[sink] = h["errors"]
+
+
+class _HeadObserver(Observer):
+    def __init__(self, head: HeadStatus) -> None:
+        self.head = head
+
+    def gallery_loaded(self, people: int) -> None:
+        self.head.metrics.gallery_loaded(people)
+
+    def erased(self, name: str) -> None:
+        self.head.metrics.erased(name)
+        self.head.status.erased(name)
+        self.head.sinks.forget(name)
