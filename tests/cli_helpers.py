@@ -48,3 +48,20 @@ def assert_one_clear_line(proc: subprocess.CompletedProcess, *needles: str) -> N
 
 def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_capture_times(events: list[dict]) -> list[dict]:
+    """The events without ``captured`` (the wall-clock time of the read differs between runs)."""
+    return [{k: v for k, v in e.items() if k != "captured"} for e in events]
+
+
+def same_values(a: object, b: object) -> bool:
+    """Equal, with numbers equal within 1e-3 (scores may differ in the last digits when the
+    embedder's batches are composed differently)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same_values, a, b))
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return abs(a - b) <= 1e-3
+    return a == b
