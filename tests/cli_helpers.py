@@ -65,3 +65,21 @@ def same_values(a: object, b: object) -> bool:
     if isinstance(a, float | int) and isinstance(b, float | int):
         return abs(a - b) <= 1e-3
     return a == b
+
+
+def probe_streams(path: Path) -> dict[str, dict]:
+    """ffprobe's streams of a media file by kind (``video``, ``audio``), frames counted."""
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {s["codec_type"]: s for s in json.loads(proc.stdout)["streams"]}
+
+
+def lin_gallery(gallery: Path, media_dir: Path) -> Path:
+    """A gallery of Lin-Manuel Miranda (one photo), made with the small models."""
+    photo = media_dir / "face_recognition/lin-manuel-miranda.png"
+    streamrec("gallery", "add", LIN, str(photo), "--gallery", str(gallery), *SMALL)
+    return gallery

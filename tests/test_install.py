@@ -4,7 +4,6 @@ missing file in --help, same events on a clip."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -21,6 +20,7 @@ from cli_helpers import (
     LIN,
     ROOT,
     SMALL,
+    probe_streams,
     read_events,
     same_values,
     streamrec,
@@ -164,17 +164,6 @@ def test_run_gives_the_same_events_as_the_checkout(
         assert same_values(a, b), (a, b)
 
 
-def _probe(path: Path) -> dict[str, dict]:
-    """ffprobe's streams of ``path`` by kind (video, audio), frames counted."""
-    proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {s["codec_type"]: s for s in json.loads(proc.stdout)["streams"]}
-
-
 def test_quick_start_from_the_wheel(installed: Installed, models_dir: Path, media_dir: Path):
     """README's quick start with the installed wheel, from another directory (the small models
     from STREAMREC_MODELS): an annotated video with the clip's audio and events; then the
@@ -185,7 +174,7 @@ def test_quick_start_from_the_wheel(installed: Installed, models_dir: Path, medi
         "run", clip, "--output", "annotated.mp4", "--events", "events.jsonl", *SMALL
     )
     assert "275 frames" in proc.stdout
-    streams = _probe(here / "annotated.mp4")
+    streams = probe_streams(here / "annotated.mp4")
     assert streams["video"]["codec_name"] == "h264"
     assert int(streams["video"]["nb_read_frames"]) == 275
     assert streams["audio"]["codec_name"] == "aac"

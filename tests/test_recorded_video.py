@@ -3,27 +3,14 @@ stream, --start/--end, the input's audio in the annotated video."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from cli_helpers import SMALL, assert_one_clear_line, read_events, streamrec
+from cli_helpers import SMALL, assert_one_clear_line, probe_streams, read_events, streamrec
 
 CLIP = "face_recognition/short_hamilton_clip.mp4"
-
-
-def probe(path: Path) -> dict[str, dict]:
-    """ffprobe's streams of ``path`` by kind (video, audio)."""
-    proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return {s["codec_type"]: s for s in json.loads(proc.stdout)["streams"]}
 
 
 def frames_of(path: Path) -> list[tuple[float, np.ndarray]]:
@@ -73,9 +60,9 @@ def test_event_time_is_the_time_of_its_frame_in_the_annotated_video(hamilton) ->
 
 def test_the_annotated_video_has_the_input_audio_in_step(hamilton) -> None:
     clip, annotated, _ = hamilton
-    streams = probe(annotated)
+    streams = probe_streams(annotated)
     audio, video = streams["audio"], streams["video"]
-    assert audio["codec_name"] == probe(clip)["audio"]["codec_name"] == "aac"  # copied
+    assert audio["codec_name"] == probe_streams(clip)["audio"]["codec_name"] == "aac"  # copied
     assert float(video["start_time"]) == 0.0
     # the input's audio from its first video frame on: it starts with the video
     assert 0.0 <= float(audio["start_time"]) < 0.05
@@ -98,7 +85,7 @@ def test_start_and_end_cover_only_that_span(media_dir: Path, tmp_path: Path) -> 
     assert output[0][0] == 0.0
     nearby = {j: source[j][1] for j in range(first - 3, first + 4)}
     assert closest(output[0][1], nearby) == first
-    audio = probe(annotated)["audio"]
+    audio = probe_streams(annotated)["audio"]
     assert 0.0 <= float(audio["start_time"]) < 0.05
 
 
@@ -107,12 +94,12 @@ def test_audio_the_container_cannot_hold_is_re_encoded(media_dir: Path, tmp_path
     gives a video without audio."""
     wmv = tmp_path / "wmv.mp4"
     run(media_dir / "webcam_clips/default.wmv", tmp_path, "--end", "3", "--output", str(wmv))
-    streams = probe(wmv)
+    streams = probe_streams(wmv)
     assert streams["audio"]["codec_name"] == "aac"
     assert abs(float(streams["audio"]["duration"]) - float(streams["video"]["duration"])) < 0.2
     silent = tmp_path / "silent.mp4"
     run(media_dir / "webcam_clips/multi_face.avi", tmp_path, "--end", "1", "--output", str(silent))
-    assert set(probe(silent)) == {"video"}
+    assert set(probe_streams(silent)) == {"video"}
 
 
 @pytest.mark.parametrize(

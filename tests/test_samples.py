@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import rtsp_server
-from cli_helpers import LIN, ROOT, SMALL, streamrec
+from cli_helpers import LIN, ROOT, lin_gallery, streamrec
 
 SAMPLES = ROOT / "samples"
 CLIP = "face_recognition/short_hamilton_clip.mp4"
@@ -67,11 +67,8 @@ def knn_gallery(config: str, media_dir: Path, tmp_path_factory: pytest.TempPathF
 
 
 @pytest.fixture(scope="module")
-def lin_gallery(models_dir: Path, media_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    gallery = tmp_path_factory.mktemp("lin") / "gallery.db"
-    photo = media_dir / "face_recognition/lin-manuel-miranda.png"
-    streamrec("gallery", "add", LIN, str(photo), "--gallery", str(gallery), *SMALL)
-    return gallery
+def lin_db(models_dir: Path, media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lin_gallery(tmp_path_factory.mktemp("lin") / "gallery.db", media_dir)
 
 
 def test_enroll_folder_makes_a_gallery_the_cli_reads(knn_gallery: Path) -> None:
@@ -93,8 +90,8 @@ def test_recognize_photo(knn_gallery: Path, config: str, media_dir: Path, tmp_pa
     assert annotated.stat().st_mode & 0o777 == 0o600
 
 
-def test_video_events(lin_gallery: Path, config: str, media_dir: Path) -> None:
-    out = run_sample("video_events.py", str(media_dir / CLIP), "--gallery", str(lin_gallery),
+def test_video_events(lin_db: Path, config: str, media_dir: Path) -> None:
+    out = run_sample("video_events.py", str(media_dir / CLIP), "--gallery", str(lin_db),
                      "--config", config)  # fmt: skip
     rows = [line.split() for line in out.splitlines() if line.lstrip()[:1].isdigit()]
     kinds = [row[3] for row in rows]
@@ -115,14 +112,14 @@ def test_video_events_of_a_span(config: str, media_dir: Path) -> None:
     assert ": 60 frames" in out  # 4.0 .. 5.99 s at 29.97 fps
 
 
-def test_custom_sink(lin_gallery: Path, config: str, media_dir: Path) -> None:
-    out = run_sample("custom_sink.py", str(media_dir / CLIP), "--gallery", str(lin_gallery),
+def test_custom_sink(lin_db: Path, config: str, media_dir: Path) -> None:
+    out = run_sample("custom_sink.py", str(media_dir / CLIP), "--gallery", str(lin_db),
                      "--config", config)  # fmt: skip
     lines = out.splitlines()
     pattern = re.compile(rf"{LIN}: ([\d.]+) s on screen in \d+ track\(s\)")
-    lin = [m for line in lines if (m := pattern.fullmatch(line))]
-    assert len(lin) == 1, out
-    assert 0.5 < float(lin[0].group(1)) < 9.2, out  # on screen for part of the 9.2 s clip
+    rows = [m for line in lines if (m := pattern.fullmatch(line))]
+    assert len(rows) == 1, out
+    assert 0.5 < float(rows[0].group(1)) < 9.2, out  # on screen for part of the 9.2 s clip
     assert lines[-1].startswith("275 frames in"), out  # the sink was closed before the end
 
 
@@ -140,8 +137,8 @@ def arrivals_balanced(lines: list[str]) -> None:
     assert not present, lines
 
 
-def test_watch_a_file(lin_gallery: Path, config: str, media_dir: Path) -> None:
-    out = run_sample("watch.py", str(media_dir / CLIP), "--gallery", str(lin_gallery),
+def test_watch_a_file(lin_db: Path, config: str, media_dir: Path) -> None:
+    out = run_sample("watch.py", str(media_dir / CLIP), "--gallery", str(lin_db),
                      "--config", config, "--seconds", "600")  # fmt: skip
     lines = out.splitlines()
     assert f"  {LIN} arrived" in out and f"  {LIN} left" in out, out
@@ -149,7 +146,7 @@ def test_watch_a_file(lin_gallery: Path, config: str, media_dir: Path) -> None:
     arrivals_balanced(lines[1:-1])
 
 
-def test_watch_an_rtsp_camera_until_sigterm(lin_gallery: Path, config: str, media_dir: Path):
+def test_watch_an_rtsp_camera_until_sigterm(lin_db: Path, config: str, media_dir: Path):
     """A live camera (the clip published in a loop): Lin arrives; SIGTERM ends the run
     gracefully, every arrival with its departure."""
     reason = rtsp_server.unavailable()
@@ -157,7 +154,7 @@ def test_watch_an_rtsp_camera_until_sigterm(lin_gallery: Path, config: str, medi
         pytest.skip(reason)
     with rtsp_server.RtspStream(media_dir / CLIP) as cam:
         proc = subprocess.Popen(
-            [sys.executable, str(SAMPLES / "watch.py"), cam.url, "--gallery", str(lin_gallery),
+            [sys.executable, str(SAMPLES / "watch.py"), cam.url, "--gallery", str(lin_db),
              "--config", config, "--seconds", "300"],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

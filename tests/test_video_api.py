@@ -16,6 +16,7 @@ from cli_helpers import (
     LIN,
     ROOT,
     SMALL,
+    lin_gallery,
     read_events,
     same_values,
     streamrec,
@@ -32,11 +33,8 @@ PIPELINE_THREADS = {"detect", "embed", "match", "annotate", "output", "streamrec
 
 
 @pytest.fixture(scope="module")
-def lin_gallery(models_dir: Path, media_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    gallery = tmp_path_factory.mktemp("lin") / "gallery.db"
-    photo = media_dir / "face_recognition/lin-manuel-miranda.png"
-    streamrec("gallery", "add", LIN, str(photo), "--gallery", str(gallery), *SMALL)
-    return gallery
+def lin_db(models_dir: Path, media_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return lin_gallery(tmp_path_factory.mktemp("lin") / "gallery.db", media_dir)
 
 
 def pipeline_threads() -> set[str]:
@@ -62,11 +60,11 @@ def complete(events: list[dict]) -> bool:
 
 
 def test_process_gives_the_events_of_streamrec_run(
-    analyzer: sr.FaceAnalyzer, lin_gallery: Path, media_dir: Path, tmp_path: Path
+    analyzer: sr.FaceAnalyzer, lin_db: Path, media_dir: Path, tmp_path: Path
 ) -> None:
     clip = str(media_dir / CLIP)
     # each run from the same gallery (a run keeps the unknown people it saw in its gallery)
-    galleries = [shutil.copy(lin_gallery, tmp_path / name) for name in ("cli.db", "api.db")]
+    galleries = [shutil.copy(lin_db, tmp_path / name) for name in ("cli.db", "api.db")]
     jsonl = tmp_path / "run.jsonl"
     streamrec("run", clip, "--gallery", str(galleries[0]), "--events", str(jsonl), *SMALL)
     cli = without_capture_times(read_events(jsonl))
