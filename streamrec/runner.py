@@ -17,6 +17,7 @@ from streamrec.pipeline import Camera, Pipeline, Summary, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
 from streamrec.pipeline.tracking import preload_solver
+from streamrec.progress import progress_bar
 from streamrec.sinks import EventSink, FanoutSink, event_sinks
 from streamrec.sinks.video import AudioInput, video_output
 from streamrec.sinks.window import window_output
@@ -109,9 +110,7 @@ def _progress(pipeline: Pipeline, source: Source, enabled: bool) -> Iterator[Non
     if not enabled:
         yield
         return
-    from tqdm import tqdm
-
-    bar = tqdm(total=source.total_frames, unit="frame", desc=source.name[-40:], disable=None)
+    bar = progress_bar(total=source.total_frames, unit="frame", desc=source.name[-40:])
     done = threading.Event()
 
     def pump() -> None:
