@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -15,7 +17,7 @@ from .config import Config, load_config
 from .errors import MediaError
 from .models.detector import ScrfdDetector
 from .models.embedder import ArcFaceEmbedder
-from .models.registry import ResolvedModel, recognizer_threshold, resolve_all
+from .models.registry import recognizer_threshold, resolve_all
 from .records import Detections, Face
 
 
@@ -31,31 +33,71 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
+def as_config(config: Config | str | os.PathLike[str] | None) -> Config:
+    """A Config as it is, a YAML file loaded, None the built-in defaults (ConfigError on a bad
+    file; TypeError on anything else)."""
+    if config is None:
+        return load_config()
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(Path(config))
+    raise TypeError(
+        f"config must be a streamrec Config or the path of a YAML config file, "
+        f"not {type(config).__name__}"
+    )
+
+
 class FaceAnalyzer:
-    """Finds faces in BGR images and computes their L2-normalised embeddings."""
+    """Finds faces in BGR images and computes their L2-normalised embeddings.
+
+    ``FaceAnalyzer()`` uses the configured models (``buffalo_l`` by default, fetched on first
+    use); ``FaceAnalyzer(detector="det_500m.onnx", recognizer="mobilefacenet_128d.onnx")``
+    chooses them (a pack name, a file name found like any model, or a path); ``config`` is a
+    Config or the path of a YAML config file. A model that cannot be had raises ModelError
+    naming every missing file and the ways out.
+    """
 
     def __init__(
         self,
-        cfg: Config,
-        detector_model: ResolvedModel,
-        recognizer_model: ResolvedModel,
+        config: Config | str | os.PathLike[str] | None = None,
+        *,
+        detector: str | os.PathLike[str] | None = None,
+        recognizer: str | os.PathLike[str] | None = None,
     ) -> None:
+        cfg = as_config(config)
+        if detector is not None or recognizer is not None:
+            models = cfg.models
+            cfg = replace(
+                cfg,
+                models=replace(
+                    models,
+                    detector=os.fspath(detector) if detector is not None else models.detector,
+                    recognizer=(
+                        os.fspath(recognizer) if recognizer is not None else models.recognizer
+                    ),
+                ),
+            )
         self.cfg = cfg
-        self.detector_model = detector_model
-        self.recognizer_model = recognizer_model
-        self.detector = ScrfdDetector(detector_model.path, cfg.detector, cfg.runtime)
-        self.embedder = ArcFaceEmbedder(recognizer_model.path, cfg.embedder, cfg.runtime)
+        self.detector_model, self.recognizer_model = resolve_all(cfg.models)
+        self.detector = ScrfdDetector(self.detector_model.path, cfg.detector, cfg.runtime)
+        self.embedder = ArcFaceEmbedder(self.recognizer_model.path, cfg.embedder, cfg.runtime)
         self.threshold = (
             cfg.recognition.threshold
             if cfg.recognition.threshold is not None
-            else recognizer_threshold(recognizer_model)
+            else recognizer_threshold(self.recognizer_model)
         )
 
     @classmethod
-    def from_config(cls, cfg: Config | None = None) -> FaceAnalyzer:
-        cfg = cfg if cfg is not None else load_config()
-        det, rec = resolve_all(cfg.models)
-        return cls(cfg, det, rec)
+    def from_config(cls, cfg: Config | str | os.PathLike[str] | None = None) -> FaceAnalyzer:
+        """The same as ``FaceAnalyzer(cfg)``."""
+        return cls(cfg)
+
+    def __repr__(self) -> str:
+        return (
+            f"FaceAnalyzer(detector={self.detector_model.name!r}, "
+            f"recognizer={self.recognizer_model.name!r}, threshold={self.threshold:.2f})"
+        )
 
     @property
     def recognizer(self) -> Recognizer:

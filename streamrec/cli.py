@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from .redact import redact
 
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
+    from .gallery.store import Gallery, GalleryPolicy
 
 log = logging.getLogger("streamrec")
 
@@ -41,6 +43,24 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True) -> None:
     )
     if gallery:
         p.add_argument("--gallery", metavar="FILE", help="gallery file (SQLite)")
+
+
+def _seconds(text: str) -> float:
+    """A time in a file: seconds (``90``, ``12.5``) or ``[H:]M:S`` (``1:30``)."""
+    try:
+        parts = [float(p) for p in text.split(":")]
+        if len(parts) > 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time: give seconds (90, 12.5) or [H:]M:S (1:30)"
+        ) from None
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + part
+    if not seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time")
+    return seconds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     gsub = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
     p = gsub.add_parser("import", help="enrol every sub-folder of DIR as one person")
     p.add_argument("dir", metavar="DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p)
     p = gsub.add_parser("add", help="enrol NAME from photos or from a video clip")
     p.add_argument("name", metavar="NAME")
@@ -144,8 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="an http(s) URL is a live camera (MJPEG, HLS): newest frame wins, reconnects",
     )
-    p.add_argument("--output", metavar="FILE", help="write the annotated video (H.264)")
+    p.add_argument(
+        "--output", metavar="FILE", help="write the annotated video (H.264, with the input's audio)"
+    )
     p.add_argument("--events", metavar="FILE", help="append events as JSON lines")
+    p.add_argument(
+        "--start", type=_seconds, metavar="SECONDS", help="a file: begin this far into it (seek)"
+    )
+    p.add_argument("--end", type=_seconds, metavar="SECONDS", help="a file: stop this far into it")
     p.add_argument("--display", action="store_true", help="show the annotated video in a window")
     p.add_argument("--summary-json", metavar="FILE", help="write the run summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -196,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed for drawing different pairs")
     p.add_argument("--report", metavar="FILE", help="write the JSON report")
     p.add_argument("--plot", metavar="FILE", help="write the ROC curve as PNG (needs matplotlib)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p, gallery=False)
     return parser
 
@@ -346,9 +374,42 @@ def _print_reports(reports: Sequence[Any]) -> int:
     return 0 if ok else 1
 
 
+@contextmanager
+def _gallery_for_enrolment(
+    path: str, analyzer: FaceAnalyzer, policy: GalleryPolicy
+) -> Iterator[Gallery]:
+    """The gallery, created when it does not exist; one created here is deleted again when
+    nothing went in (a failed enrolment leaves no empty gallery file behind)."""
+    from streamrec.gallery.store import Gallery
+
+    created = not Path(path).exists()
+    gallery = Gallery(path, analyzer.recognizer, policy)
+    try:
+        yield gallery
+    finally:
+        empty = created and not gallery.people() and not gallery.unknowns()
+        gallery.close()
+        if empty:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(path + suffix).unlink(missing_ok=True)
+
+
+def _check_enrolment_inputs(args: argparse.Namespace) -> None:
+    """Inputs checked before the models are fetched and the gallery is created."""
+    if args.gallery_command == "import":
+        from streamrec.gallery.enroll import person_folders
+
+        person_folders(Path(args.dir))
+    elif args.from_video:
+        if "://" not in args.from_video and not Path(args.from_video).is_file():
+            raise StreamrecError(f"video file not found: {args.from_video}")
+    elif not any(Path(image).is_file() for image in args.images):
+        raise StreamrecError(f"gallery add: no such photo: {', '.join(args.images)}")
+
+
 def cmd_gallery(args: argparse.Namespace) -> int:
     from streamrec.gallery.enroll import enroll_images, import_folder
-    from streamrec.gallery.store import Gallery, GalleryPolicy, open_existing
+    from streamrec.gallery.store import GalleryPolicy, open_existing
 
     cfg = _config(args)
     path = _gallery_path(cfg)
@@ -373,10 +434,13 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                     )
                 print(f"{len(people)} people in {path}")
             return 0
+    _check_enrolment_inputs(args)
     analyzer = _analyzer(cfg)
-    with Gallery(path, analyzer.recognizer, policy) as gallery:
+    with _gallery_for_enrolment(path, analyzer, policy) as gallery:
         if action == "import":
-            return _print_reports(import_folder(analyzer, gallery, Path(args.dir)))
+            return _print_reports(
+                import_folder(analyzer, gallery, Path(args.dir), progress=not args.no_progress)
+            )
         if args.from_video:
             from streamrec.gallery.enroll_video import enroll_video
 
@@ -502,6 +566,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         display=args.display,
         progress=not args.no_progress,
         live_http=args.live,
+        start=args.start,
+        end=args.end,
     )
     print(summary.format())
     if args.summary_json:
@@ -557,6 +623,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         Path(args.pairs) if args.pairs else None,
         negatives=args.negatives,
         seed=args.seed,
+        progress=not args.no_progress,
     )
     for image, reason in sorted(result.report["images"]["problems"].items()):
         print(f"skipped {image}: {reason}")

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from streamrec.gallery.enroll import image_files
+from streamrec.progress import progress_bar
 
 from .analyzer import FaceAnalyzer, read_image
 from .errors import StreamrecError
@@ -322,8 +323,10 @@ def evaluate(
     pairs_file: Path | None = None,
     negatives: int | None = None,
     seed: int = 0,
+    progress: bool = False,
 ) -> EvalResult:
-    """Score every pair of ``root`` (from ``pairs_file`` or its person sub-folders)."""
+    """Score every pair of ``root`` (from ``pairs_file`` or its person sub-folders);
+    ``progress``: a progress bar over the pairs (when stderr is a terminal)."""
     if not root.is_dir():
         raise EvalError(f"not a folder: {root}")
     if pairs_file is not None and not pairs_file.is_file():
@@ -331,7 +334,7 @@ def evaluate(
     pairs = read_pairs(pairs_file, root) if pairs_file else folder_pairs(root, negatives, seed)
     cache = EmbeddingCache(analyzer, root)
     details = []
-    for pair in pairs:
+    for pair in progress_bar(progress, iterable=pairs, unit="pair"):
         ea, eb = cache.get(pair.a), cache.get(pair.b)
         if ea is not None and eb is not None:
             details.append((pair, float(ea @ eb)))

@@ -157,6 +157,15 @@ class Face:
     name: str | None = None  # gallery match, None when unknown or not matched
     score: float | None = None  # cosine similarity of the best gallery match
 
+    def __repr__(self) -> str:
+        """Short: the box, scores and name; the embedding only by its size."""
+        box = ", ".join(f"{float(v):.0f}" for v in self.bbox)
+        score = "None" if self.score is None else f"{self.score:.3f}"
+        return (
+            f"Face(bbox=[{box}], det_score={self.det_score:.3f}, name={self.name!r}, "
+            f"score={score}, embedding=<{self.embedding.shape[-1]}-d>)"
+        )
+
 
 @dataclass
 class Track:

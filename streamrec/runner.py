@@ -1,23 +1,93 @@
-"""``streamrec run``: one video file, URL or camera through the pipeline, with its outputs."""
+"""One video file, URL or camera through the pipeline with its outputs: ``streamrec run`` and the
+Python video API (:mod:`streamrec.processing`) both run a :class:`VideoJob`."""
 
 from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
+from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
 from streamrec.pipeline import Camera, Pipeline, Summary, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
 from streamrec.pipeline.tracking import preload_solver
-from streamrec.sinks import FanoutSink, event_sinks
-from streamrec.sinks.video import video_output
+from streamrec.progress import progress_bar
+from streamrec.sinks import EventSink, FanoutSink, event_sinks
+from streamrec.sinks.video import AudioInput, video_output
 from streamrec.sinks.window import window_output
-from streamrec.sources import Source, open_source
+from streamrec.sources import FileSource, Source, SourceOptions, open_source
+
+
+class VideoJob:
+    """A video source wired through the pipeline (:func:`build_pipeline`) with its outputs.
+
+    Everything is set up here, in an order that lets a mistake fail before any output file
+    exists: the video is opened first, then the models are resolved and loaded, then the
+    gallery, the event sinks (the config's, ``events``, ``sinks``) and the annotated-frame
+    consumers (``output`` video, ``display`` window, ``frames``). ``run()`` processes the video
+    and closes everything, on every exit path.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        uri: str,
+        *,
+        analyzer: FaceAnalyzer | None = None,
+        output: str | None = None,
+        events: str | None = None,
+        sinks: Sequence[EventSink] = (),
+        frames: Sequence[OutputFactory] = (),
+        display: bool = False,
+        live_http: bool = False,
+        start: float | None = None,
+        end: float | None = None,
+    ) -> None:
+        preload_solver()
+        options = replace(source_options(cfg), start=start or 0.0, end=end)
+        with ExitStack() as stack:
+            self.source = source = stack.enter_context(
+                open_source(uri, options, live_http=live_http)
+            )
+            if source.live and (start or end is not None):
+                raise StreamrecError(
+                    f"--start/--end need a video file or a recording, not a live camera "
+                    f"({source.name})"
+                )
+            self.analyzer = analyzer if analyzer is not None else FaceAnalyzer(cfg)
+            gallery = stack.enter_context(GallerySession(cfg, self.analyzer.recognizer))
+            sink = stack.enter_context(FanoutSink([*event_sinks(cfg, events), *sinks]))
+            outputs = list(frames)
+            if output:
+                outputs.append(video_output(output, source.fps, _audio(source, options)))
+            if display:
+                outputs.append(window_output(source.name))
+            camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
+            self.pipeline = build_pipeline(cfg, [camera], sink, self.analyzer, gallery)
+            self._stack = stack.pop_all()
+
+    def run(self) -> Summary:
+        """Process the video until its end or ``pipeline.stop()``; everything is closed after.
+
+        Raises the error that stopped the pipeline, once the summary is complete.
+        """
+        with self._stack:
+            return self.pipeline.run()
+
+
+def _audio(source: Source, options: SourceOptions) -> AudioInput | None:
+    """The input's audio for the annotated video: files and recordings have one clock with it."""
+    if not isinstance(source, FileSource):
+        return None
+    network = "://" in source.uri
+    timeout = (options.open_timeout, options.stall_timeout) if network else None
+    return AudioInput(source.uri, source.origin, dict(options.ffmpeg_options), timeout)
 
 
 @contextmanager
@@ -40,9 +110,7 @@ def _progress(pipeline: Pipeline, source: Source, enabled: bool) -> Iterator[Non
     if not enabled:
         yield
         return
-    from tqdm import tqdm
-
-    bar = tqdm(total=source.total_frames, unit="frame", desc=source.name[-40:], disable=None)
+    bar = progress_bar(total=source.total_frames, unit="frame", desc=source.name[-40:])
     done = threading.Event()
 
     def pump() -> None:
@@ -68,23 +136,22 @@ def run_video(
     display: bool = False,
     progress: bool = True,
     live_http: bool = False,
+    start: float | None = None,
+    end: float | None = None,
 ) -> Summary:
-    """Process one video source; returns the run's Summary. ``live_http``: an http(s) URL is a
-    live camera (newest frame wins, reconnects) rather than a recording read every frame."""
-    preload_solver()
-    analyzer = FaceAnalyzer.from_config(cfg)
-    with ExitStack() as stack:
-        gallery = stack.enter_context(GallerySession(cfg, analyzer.recognizer))
-        source = stack.enter_context(open_source(uri, source_options(cfg), live_http=live_http))
-        outputs: list[OutputFactory] = []
-        if output:
-            outputs.append(video_output(output, source.fps))
-        if display:
-            outputs.append(window_output(source.name))
-        sink = stack.enter_context(FanoutSink(event_sinks(cfg, events)))
-        camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
-        pipeline = build_pipeline(cfg, [camera], sink, analyzer, gallery)
-        drain = cfg.pipeline.stop_timeout
-        with stop_on_sigterm(pipeline, drain), _progress(pipeline, source, progress):
-            summary = pipeline.run()
-    return summary
+    """``streamrec run``: process one video source; returns the run's Summary. ``live_http``: an
+    http(s) URL is a live camera (newest frame wins, reconnects) rather than a recording read
+    every frame. ``start``/``end``: the span of a file or recording, in seconds."""
+    job = VideoJob(
+        cfg,
+        uri,
+        output=output,
+        events=events,
+        display=display,
+        live_http=live_http,
+        start=start,
+        end=end,
+    )
+    drain = cfg.pipeline.stop_timeout
+    with stop_on_sigterm(job.pipeline, drain), _progress(job.pipeline, job.source, progress):
+        return job.run()

@@ -48,3 +48,38 @@ def assert_one_clear_line(proc: subprocess.CompletedProcess, *needles: str) -> N
 
 def read_events(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def without_capture_times(events: list[dict]) -> list[dict]:
+    """The events without ``captured`` (the wall-clock time of the read differs between runs)."""
+    return [{k: v for k, v in e.items() if k != "captured"} for e in events]
+
+
+def same_values(a: object, b: object) -> bool:
+    """Equal, with numbers equal within 1e-3 (scores may differ in the last digits when the
+    embedder's batches are composed differently)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(same_values, a, b))
+    if isinstance(a, float | int) and isinstance(b, float | int):
+        return abs(a - b) <= 1e-3
+    return a == b
+
+
+def probe_streams(path: Path) -> dict[str, dict]:
+    """ffprobe's streams of a media file by kind (``video``, ``audio``), frames counted."""
+    proc = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {s["codec_type"]: s for s in json.loads(proc.stdout)["streams"]}
+
+
+def lin_gallery(gallery: Path, media_dir: Path) -> Path:
+    """A gallery of Lin-Manuel Miranda (one photo), made with the small models."""
+    photo = media_dir / "face_recognition/lin-manuel-miranda.png"
+    streamrec("gallery", "add", LIN, str(photo), "--gallery", str(gallery), *SMALL)
+    return gallery

@@ -1,10 +1,9 @@
 """The built wheel, installed into a fresh venv and run from another directory, behaves like the
-checkout: same effective config, the example configs there, no missing file in --help, same
-events on a clip."""
+checkout: README's quick start works, same effective config, the example configs there, no
+missing file in --help, same events on a clip."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,7 +16,16 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from cli_helpers import ROOT, SMALL, streamrec
+from cli_helpers import (
+    LIN,
+    ROOT,
+    SMALL,
+    probe_streams,
+    read_events,
+    same_values,
+    streamrec,
+    without_capture_times,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -141,25 +149,6 @@ def test_help_names_no_missing_file(installed: Installed) -> None:
         assert "configs/" not in text, args
 
 
-def _events(path: Path) -> list[dict]:
-    events = [json.loads(line) for line in path.read_text().splitlines()]
-    for event in events:
-        event.pop("captured", None)  # wall-clock time of the read (track_end has none)
-    return events
-
-
-def _same(a: object, b: object) -> bool:
-    """Equal, with numbers equal within 1e-3 (scores may differ in the last digits when the
-    embedder's batches are composed differently)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(map(_same, a, b))
-    if isinstance(a, float | int) and isinstance(b, float | int):
-        return abs(a - b) <= 1e-3
-    return a == b
-
-
 def test_run_gives_the_same_events_as_the_checkout(
     installed: Installed, models_dir: Path, media_dir: Path, tmp_path: Path
 ) -> None:
@@ -167,8 +156,40 @@ def test_run_gives_the_same_events_as_the_checkout(
     args = ["run", "--source", clip, "--no-progress", *SMALL, "--set", "models.download=false"]
     streamrec(*args, "--events", str(tmp_path / "checkout.jsonl"))
     installed.run(*args, "--events", str(tmp_path / "wheel.jsonl"))
-    checkout, wheel = _events(tmp_path / "checkout.jsonl"), _events(tmp_path / "wheel.jsonl")
+    checkout = without_capture_times(read_events(tmp_path / "checkout.jsonl"))
+    wheel = without_capture_times(read_events(tmp_path / "wheel.jsonl"))
     assert {e["event"] for e in checkout} >= {"track_start", "track_end"}
     assert len(wheel) == len(checkout)
     for a, b in zip(checkout, wheel, strict=True):
-        assert _same(a, b), (a, b)
+        assert same_values(a, b), (a, b)
+
+
+def test_quick_start_from_the_wheel(installed: Installed, models_dir: Path, media_dir: Path):
+    """README's quick start with the installed wheel, from another directory (the small models
+    from STREAMREC_MODELS): an annotated video with the clip's audio and events; then the
+    enrolment that comes next, and the same run names the person."""
+    here = installed.elsewhere
+    clip = str(media_dir / CLIP)
+    proc = installed.run(
+        "run", clip, "--output", "annotated.mp4", "--events", "events.jsonl", *SMALL
+    )
+    assert "275 frames" in proc.stdout
+    streams = probe_streams(here / "annotated.mp4")
+    assert streams["video"]["codec_name"] == "h264"
+    assert int(streams["video"]["nb_read_frames"]) == 275
+    assert streams["audio"]["codec_name"] == "aac"
+    events = read_events(here / "events.jsonl")
+    assert {e["event"] for e in events} >= {"track_start", "unknown", "track_end"}
+    assert not [e for e in events if e["event"] == "identified"]  # no gallery: all unknown
+    for name in ("annotated.mp4", "events.jsonl"):
+        assert (here / name).stat().st_mode & 0o777 == 0o600, name
+
+    person = here / "people" / LIN
+    person.mkdir(parents=True)
+    shutil.copy(media_dir / "face_recognition/lin-manuel-miranda.png", person)
+    installed.run("gallery", "import", "people", "--gallery", "gallery.db", *SMALL)
+    installed.run(
+        "run", clip, "--gallery", "gallery.db", "--events", "named.jsonl", "--no-progress", *SMALL
+    )
+    named = {e.get("name") for e in read_events(here / "named.jsonl") if e["event"] == "identified"}
+    assert named == {LIN}

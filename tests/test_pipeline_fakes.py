@@ -12,6 +12,7 @@ from fakes import BLUE, GREEN, RED, Face, FakeEmbedder, FakeModels, FakeSource, 
 from streamrec import load_config
 from streamrec.errors import StreamrecError
 from streamrec.pipeline import Camera, Pipeline, build_pipeline
+from streamrec.records import Frame
 from streamrec.telemetry import Observer
 
 SCENE = [Face(RED, 20, 60, dx=1.0), Face(GREEN, 200, 60, frames=range(10, 50))]
@@ -117,7 +118,7 @@ def test_frames_drawn_only_for_a_consumer() -> None:
     written: list[np.ndarray] = []
 
     class Out:
-        def write(self, image: np.ndarray) -> None:
+        def write(self, image: np.ndarray, frame: Frame) -> None:
             written.append(image)
 
         def close(self) -> None:

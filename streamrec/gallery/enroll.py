@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from streamrec.analyzer import FaceAnalyzer, read_image
 from streamrec.errors import GalleryError, MediaError
 from streamrec.gallery.store import AddResult, Gallery, Stray
 from streamrec.models.alignment import align
+from streamrec.progress import progress_bar
 
 log = logging.getLogger("streamrec.enroll")
 
@@ -80,11 +81,28 @@ def image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def import_folder(analyzer: FaceAnalyzer, gallery: Gallery, root: Path) -> list[EnrollReport]:
-    """Enrol every sub-folder of ``root`` as one person named after the folder."""
+def person_folders(root: Path) -> list[Path]:
+    """The sub-folders of ``root``, one per person; GalleryError when there are none (checked
+    before a gallery is created, so that a mistake leaves no empty gallery behind)."""
     if not root.is_dir():
         raise GalleryError(f"not a folder: {root} (expected one sub-folder per person)")
     people = sorted(p for p in root.iterdir() if p.is_dir())
     if not people:
         raise GalleryError(f"{root} has no sub-folders (expected one sub-folder per person)")
-    return [enroll_images(analyzer, gallery, d.name, image_files(d)) for d in people]
+    return people
+
+
+def import_folder(
+    analyzer: FaceAnalyzer, gallery: Gallery, root: Path, progress: bool = False
+) -> list[EnrollReport]:
+    """Enrol every sub-folder of ``root`` as one person named after the folder; ``progress``:
+    a progress bar over the photos (when stderr is a terminal)."""
+    photos = {d.name: image_files(d) for d in person_folders(root)}
+    with progress_bar(progress, total=sum(map(len, photos.values())), unit="photo") as bar:
+
+        def counted(paths: list[Path]) -> Iterator[Path]:
+            for path in paths:
+                yield path
+                bar.update()
+
+        return [enroll_images(analyzer, gallery, n, counted(p)) for n, p in photos.items()]

@@ -20,7 +20,9 @@ log = logging.getLogger("streamrec.pipeline")
 class FrameOutput(Protocol):
     """Receives the annotated frames of one camera."""
 
-    def write(self, image: np.ndarray) -> None: ...
+    def write(self, image: np.ndarray, frame: Frame) -> None:
+        """``image``: the annotated copy of ``frame`` (its index and media time)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -63,7 +65,7 @@ class OutputStage(Stage):
                 make(work.frame) for make in self.factories[work.camera]
             ]
         for out in outs:
-            out.write(work.image)
+            out.write(work.image, work.frame)
         self.observer.busy("encode", time.perf_counter() - t0)
 
     def close(self, camera: str) -> None:

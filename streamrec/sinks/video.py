@@ -1,14 +1,17 @@
-"""H.264 video file writer (MP4 / MKV / MOV by extension) through PyAV."""
+"""H.264 video file writer (MP4 / MKV / MOV by extension) through PyAV, with the input's audio."""
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.container
 import numpy as np
 
 from streamrec.files import private_file
@@ -67,15 +70,132 @@ def pick_h264_encoder(requested: str) -> str:
     raise SinkError(f"no H.264 encoder in this PyAV build (wanted {requested})")
 
 
+@dataclass(frozen=True)
+class AudioInput:
+    """The input whose first audio stream goes into the annotated video."""
+
+    uri: str
+    #: the input's time (s) of media time 0, the first video frame (``FileSource.origin``)
+    origin: float = 0.0
+    #: FFmpeg options to open it with (as its video was opened)
+    options: dict[str, str] = field(default_factory=dict)
+    #: PyAV's (open, read) timeouts in seconds, for network inputs
+    timeout: tuple[float, float] | None = None
+
+
+def _container_holds(fmt: str, stream: av.AudioStream) -> bool:
+    """Whether a ``fmt`` container can take ``stream``'s packets as they are (a trial header)."""
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as trial:
+            trial.add_stream_from_template(stream)
+            trial.start_encoding()
+        return True
+    except (ValueError, av.FFmpegError):
+        return False
+
+
+class AudioTrack:
+    """The input's first audio stream, muxed into an output on the video's clock: output time
+    0 is the input's time ``origin + start`` (``start``: the first written frame's media time);
+    audio before it is left out. Its packets are copied as they are, or re-encoded as AAC when
+    the container cannot hold the codec (WMA into MP4). Interleaved with the video as it is
+    written: ``until(t)`` muxes what starts before output time ``t``."""
+
+    def __init__(self, audio: AudioInput, out: av.container.OutputContainer) -> None:
+        self._input = av.open(audio.uri, options=audio.options, timeout=audio.timeout)
+        try:
+            if not self._input.streams.audio:
+                raise LookupError("no audio stream")
+            self._stream = src = self._input.streams.audio[0]
+            self._copy = _container_holds(out.format.name, src)
+            if self._copy:
+                self._out: av.AudioStream = out.add_stream_from_template(src)
+            else:
+                layout = "mono" if src.channels == 1 else "stereo"
+                self._out = out.add_stream("aac", rate=src.rate, layout=layout)
+        except BaseException:
+            self._input.close()
+            raise
+        self._mux = out.mux
+        self.origin = audio.origin
+        self._shift = 0.0
+        self._items: Iterator[tuple[float, av.Packet | av.AudioFrame]] = iter(())
+        self._pending: tuple[float, av.Packet | av.AudioFrame] | None = None
+        self._samples: int | None = None  # re-encoding: samples written, from the first one's pts
+
+    def start(self, at: float) -> None:
+        """Output time 0 is media time ``at``: seek there."""
+        self._shift = self.origin + at
+        tb = self._stream.time_base
+        if self._shift > 0 and tb:
+            self._input.seek(max(0, round(self._shift / tb)), stream=self._stream)
+        self._items = self._read()
+
+    def _read(self) -> Iterator[tuple[float, av.Packet | av.AudioFrame]]:
+        """(output time, packet or decoded frame) in order, from output time 0 on."""
+        tb = self._stream.time_base
+        for packet in self._input.demux(self._stream):
+            if packet.pts is None or tb is None:
+                continue
+            if self._copy:
+                items: list[tuple[float, av.Packet | av.AudioFrame]] = [
+                    (float(packet.pts * tb) - self._shift, packet)
+                ]
+            else:
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError:
+                    continue  # a damaged packet: a moment of silence
+                items = [(f.time - self._shift, f) for f in frames if f.time is not None]
+            yield from ((t, item) for t, item in items if t >= 0)
+
+    def until(self, t: float) -> None:
+        """Mux the audio that starts before output time ``t``."""
+        while True:
+            if self._pending is None:
+                self._pending = next(self._items, None)
+                if self._pending is None:
+                    return
+            when, item = self._pending
+            if when >= t:
+                return
+            self._pending = None
+            if isinstance(item, av.Packet):
+                shift = round(self._shift / item.time_base)
+                pts = (item.pts or 0) - shift
+                item.dts = pts if item.dts is None else item.dts - shift
+                item.pts = pts
+                item.stream = self._out
+                self._mux(item)
+            else:
+                rate = self._out.rate
+                if self._samples is None:
+                    self._samples = round(when * rate)
+                item.pts, item.time_base = self._samples, Fraction(1, rate)
+                self._samples += item.samples
+                self._mux(self._out.encode(item))
+
+    def close(self) -> None:
+        """Flush the encoder (when re-encoding) and close the input."""
+        try:
+            if not self._copy:
+                self._mux(self._out.encode(None))
+        finally:
+            self._input.close()
+
+
 class VideoWriter:
     """Writes BGR frames as an H.264 (yuv420p) video; the container follows the extension.
 
-    Frames get pts 0, 1, 2 ... in a time base of 1/fps, so the file has exactly the frames
-    and the frame rate it was given. yuv420p needs even sizes: an odd width or height is
-    padded by one replicated pixel column/row (the file is then 1 px wider/taller).
-    ``close()`` flushes the encoder and finalises the container; call it on every exit path
-    (or use ``with``). A plain MP4 is unreadable if the process is killed before ``close()``;
-    use ``.mkv`` when hard kills are expected.
+    A frame written with its :class:`~streamrec.records.Frame` is placed at its media time
+    (the first one at 0, in a time base of 1/fps; a gap, e.g. frames a camera dropped, stays a
+    gap); without it, frames get pts 0, 1, 2 ..., so the file has exactly the frames and the
+    frame rate it was given. With ``audio``, the input's audio goes along on the same clock.
+    yuv420p needs even sizes: an odd width or height is padded by one replicated pixel
+    column/row (the file is then 1 px wider/taller). ``close()`` flushes the encoder and
+    finalises the container; call it on every exit path (or use ``with``). A plain MP4 is
+    unreadable if the process is killed before ``close()``; use ``.mkv`` when hard kills are
+    expected.
     """
 
     def __init__(
@@ -88,6 +208,7 @@ class VideoWriter:
         crf: int = 23,
         preset: str = "veryfast",
         threads: int = 2,
+        audio: AudioInput | None = None,
     ) -> None:
         if width <= 0 or height <= 0:
             raise ValueError(f"video size must be positive, got {width}x{height}")
@@ -95,6 +216,8 @@ class VideoWriter:
         self.width, self.height = int(width), int(height)
         self.rate = exact_rate(fps)
         self.frames = 0
+        self._pts = -1  # of the last frame
+        self._t0: float | None = None  # media time of the first frame
         self._lock = threading.Lock()
         self._closed = False
         encoder = pick_h264_encoder(codec)
@@ -120,6 +243,14 @@ class VideoWriter:
             raise SinkError(f"cannot encode {encoder} into {self.path}: {exc}") from None
         self._stream = stream
         self._padded = np.zeros((stream.height, stream.width, 3), np.uint8)
+        self._audio: AudioTrack | None = None
+        if audio is not None:
+            try:
+                self._audio = AudioTrack(audio, self._container)
+            except LookupError:
+                pass  # the input has no audio
+            except (OSError, ValueError, av.FFmpegError) as exc:
+                log.warning("%s: the input's audio is left out: %s", self.path, exc)
         log.info(
             "writing %s: %dx%d @ %s fps, %s %s",
             self.path,
@@ -130,8 +261,8 @@ class VideoWriter:
             " ".join(f"{k}={v}" for k, v in options.items()),
         )
 
-    def write(self, image: np.ndarray) -> None:
-        """Encode one H x W x 3 uint8 BGR image as the next frame."""
+    def write(self, image: np.ndarray, frame: Frame | None = None) -> None:
+        """Encode one H x W x 3 uint8 BGR image: at ``frame``'s media time, else next."""
         if image.shape != (self.height, self.width, 3) or image.dtype != np.uint8:
             raise ValueError(
                 f"expected a {self.height}x{self.width}x3 uint8 image, "
@@ -140,12 +271,28 @@ class VideoWriter:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"video {self.path} is already closed")
-            frame = av.VideoFrame.from_ndarray(self._pad(image), format="bgr24")
-            frame.pts = self.frames
-            frame.time_base = 1 / self.rate
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+            t = frame.time if frame is not None else float((self._pts + 1) / self.rate)
+            if self._t0 is None:
+                self._t0 = t
+                self._with_audio(lambda a: a.start(t))
+            self._pts = max(round((t - self._t0) * self.rate), self._pts + 1)
+            self._with_audio(lambda a: a.until(float(self._pts / self.rate)))
+            out = av.VideoFrame.from_ndarray(self._pad(image), format="bgr24")
+            out.pts = self._pts
+            out.time_base = 1 / self.rate
+            self._container.mux(self._stream.encode(out))
             self.frames += 1
+
+    def _with_audio(self, step: Callable[[AudioTrack], None]) -> None:
+        """Audio is a bonus: when it fails, the video goes on without it (said once)."""
+        if self._audio is None:
+            return
+        try:
+            step(self._audio)
+        except (OSError, ValueError, av.FFmpegError) as exc:
+            log.warning("%s: the input's audio stops here: %s", self.path, exc)
+            audio, self._audio = self._audio, None
+            audio.close()
 
     def _pad(self, image: np.ndarray) -> np.ndarray:
         h, w = self.height, self.width
@@ -166,8 +313,9 @@ class VideoWriter:
                 return
             self._closed = True
             try:
-                for packet in self._stream.encode(None):
-                    self._container.mux(packet)
+                self._container.mux(self._stream.encode(None))
+                self._with_audio(lambda a: a.until(float((self._pts + 1) / self.rate)))
+                self._with_audio(AudioTrack.close)
             finally:
                 self._container.close()
         log.info("wrote %s: %d frames", self.path, self.frames)
@@ -180,12 +328,14 @@ class VideoWriter:
 
 
 
-def video_output(path: str, fps: float | None) -> Callable[[Frame], VideoWriter]:
+def video_output(
+    path: str, fps: float | None, audio: AudioInput | None = None
+) -> Callable[[Frame], VideoWriter]:
     """Factory of the annotated-video writer, opened at the first frame (size known then)."""
     # the source's rate as the container states it (e.g. 2997/100 stays 2997/100)
     rate = Fraction(fps or 25.0).limit_denominator(1001)
 
     def make(frame: Frame) -> VideoWriter:
-        return VideoWriter(path, frame.width, frame.height, rate, threads=1)
+        return VideoWriter(path, frame.width, frame.height, rate, threads=1, audio=audio)
 
     return make

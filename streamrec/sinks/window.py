@@ -23,7 +23,7 @@ class Window:
                 "opencv-python); run without --display on a headless machine"
             ) from None
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, frame: Frame) -> None:
         cv2.imshow(self.title, image)
         cv2.waitKey(1)
 

@@ -41,6 +41,10 @@ class SourceOptions:
     autorotate: bool = True
     #: extra FFmpeg demuxer/protocol options, e.g. {"buffer_size": "4194304"}
     ffmpeg_options: dict[str, str] = field(default_factory=dict)
+    #: files and recordings: the span to read, in media seconds (seek to ``start``, stop before
+    #: ``end``; None: to the end); live sources ignore it
+    start: float = 0.0
+    end: float | None = None
 
     def __post_init__(self) -> None:
         if self.rtsp_transport not in ("tcp", "udp"):
@@ -54,6 +58,10 @@ class SourceOptions:
             raise ConfigError(f"decoder_threads must be >= 0, not {self.decoder_threads}")
         if self.prefetch < 1:
             raise ConfigError(f"prefetch must be >= 1, not {self.prefetch}")
+        if not 0 <= self.start < float("inf"):
+            raise ConfigError(f"start (--start) must be seconds >= 0, not {self.start!r}")
+        if self.end is not None and not self.start < self.end < float("inf"):
+            raise ConfigError(f"end (--end) must be after start ({self.start:g}), not {self.end!r}")
 
 
 @dataclass

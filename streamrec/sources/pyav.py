@@ -3,6 +3,7 @@ live network streams: RTSP cameras, MJPEG (``multipart/x-mixed-replace``) and HL
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -52,6 +53,19 @@ def open_video(
     except BaseException:
         container.close()
         raise
+
+
+def video_origin(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> float:
+    """The input's time (s) of the video stream's first frame: media time 0 of its frames.
+
+    The video stream's own start, not the container's, which may come from an audio track that
+    starts earlier (the annotated video, and so the events, would be ahead by the difference).
+    """
+    if stream.start_time is not None and stream.time_base is not None:
+        return float(stream.start_time * stream.time_base)
+    return (container.start_time or 0) / 1e6
 
 
 def _reason(exc: av.error.FFmpegError) -> str:
@@ -170,6 +184,7 @@ class FileSource(Source):
 
     def __init__(self, uri: str, name: str, options: SourceOptions) -> None:
         super().__init__(name, options)
+        self.uri = uri  # as FFmpeg opens it (the audio of the annotated video is read from it)
         shown = redact(uri)
         network = "://" in uri
         if not network:
@@ -188,10 +203,14 @@ class FileSource(Source):
         container, stream = self._opened
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else None
-        self._start_time = (container.start_time or 0) / 1e6
-        self._exact_total = bool(stream.frames)
-        self.total_frames = stream.frames or self._estimate_frames()
+        self.origin = video_origin(container, stream)
+        self._span = (options.start, options.end)
+        self._last_time: float | None = None
+        self._exact_total = bool(stream.frames) and not options.start and options.end is None
+        self.total_frames = self._span_frames(stream.frames or self._estimate_frames())
         self._buffer: ItemBuffer[Frame] = ItemBuffer(options.prefetch, newest_wins=False)
+        if options.start:
+            self._seek(options.start)
         self._frames = decode_video(self._opened, self._damage)
         try:
             first = self._read_frame()  # decoded now, so an undecodable file fails at open
@@ -200,6 +219,10 @@ class FileSource(Source):
             raise
         if first is None:
             container.close()
+            if options.start and not self.stats.damage:
+                raise SourceError(
+                    f"no video frame at or after {options.start:g} s (--start) in {shown}"
+                )
             detail = f" ({self.stats.damage[0]})" if self.stats.damage else ""
             raise SourceError(f"no video frame could be decoded from {shown}{detail}")
         self.width, self.height = first.width, first.height
@@ -220,16 +243,48 @@ class FileSource(Source):
             return None
         return round(seconds * self.fps) or None
 
+    def _span_frames(self, frames: int | None) -> int | None:
+        """Frames within the span (the whole file's when it has none)."""
+        start, end = self._span
+        if frames is None or not self.fps:
+            return frames
+        last = frames if end is None else min(frames, math.ceil(end * self.fps))
+        return max(0, last - math.ceil(start * self.fps - 1e-6))
+
+    def _seek(self, start: float) -> None:
+        """Jump to the key frame before ``start``; the frames before it are decoded and skipped.
+        The index of the first frame read is then its frame number in the file."""
+        container = self._opened[0]
+        try:
+            container.seek(round((self.origin + start) * 1e6))  # in AV_TIME_BASE units
+        except av.error.FFmpegError as exc:  # not seekable (a stream): decode from the start
+            LOG.info("%s: cannot seek (%s), decoding up to %g s", self.name, exc, start)
+        self._index = -1  # set from the first frame's time
+
+    def _media_time(self, frame: av.VideoFrame) -> float:
+        """Seconds since the video stream's first frame (the annotated video's clock)."""
+        if frame.time is not None:
+            return frame.time - self.origin
+        if self._last_time is not None and self.fps:
+            return self._last_time + 1 / self.fps
+        return self._index / self.fps if self.fps and self._index >= 0 else 0.0
+
     def _read_frame(self) -> Frame | None:
-        frame = next(self._frames, None)
-        if frame is None:
-            return None
+        start, end = self._span
+        while True:
+            frame = next(self._frames, None)
+            if frame is None:
+                return None
+            t = self._media_time(frame)
+            if end is not None and t >= end - 1e-6:
+                return None
+            if not start or t >= start - 1e-6:  # after a seek: from the key frame before it
+                break
+        if self._index < 0:  # after a seek: the frame's number in the file
+            self._index = round(t * self.fps) if self.fps else 0
+        self._last_time = t
         wall = time.time()
         index = self._counted(wall)
-        if frame.time is not None:
-            t = frame.time - self._start_time
-        else:
-            t = index / self.fps if self.fps else 0.0
         return Frame(self.name, index, t, AvPicture(frame, self.options.autorotate), wall)
 
     def _run(self) -> None:
@@ -253,11 +308,11 @@ class FileSource(Source):
             self._buffer.finish(error)
 
     def _check_complete(self) -> None:
-        expected = self.total_frames
-        if expected and self._index < expected * 0.98 - 1:
+        expected, read = self.total_frames, self.stats.frames
+        if expected and read < expected * 0.98 - 1:
             approx = "" if self._exact_total else "~"
             self._damage(
-                f"end of stream, {self._index} of {approx}{expected} frames decoded"
+                f"end of stream, {read} of {approx}{expected} frames decoded"
                 " (truncated or damaged)"
             )
 
