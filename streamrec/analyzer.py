@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,8 +81,13 @@ class FaceAnalyzer:
             )
         self.cfg = cfg
         self.detector_model, self.recognizer_model = resolve_all(cfg.models)
-        self.detector = ScrfdDetector(self.detector_model.path, cfg.detector, cfg.runtime)
-        self.embedder = ArcFaceEmbedder(self.recognizer_model.path, cfg.embedder, cfg.runtime)
+        # the two models compile (or load from the OpenVINO cache) at the same time
+        with ThreadPoolExecutor(2, thread_name_prefix="load") as pool:
+            recognizer = pool.submit(
+                ArcFaceEmbedder, self.recognizer_model.path, cfg.embedder, cfg.runtime
+            )
+            self.detector = ScrfdDetector(self.detector_model.path, cfg.detector, cfg.runtime)
+            self.embedder = recognizer.result()
         self.threshold = (
             cfg.recognition.threshold
             if cfg.recognition.threshold is not None
