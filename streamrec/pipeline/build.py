@@ -27,6 +27,7 @@ from streamrec.pipeline.graph import Camera, Graph
 from streamrec.pipeline.identity import CameraIdentities, IdentityPolicy
 from streamrec.pipeline.match import EventWriter, MatchStage
 from streamrec.pipeline.output import OutputStage
+from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.summary import CameraSummary, Summary
 from streamrec.sources import Source, SourceOptions, open_source
 from streamrec.telemetry import Observer, Observers
@@ -149,11 +150,13 @@ def build_pipeline(
     gallery: GallerySession | None = None,
     observers: Sequence[Observer] = (),
     gallery_poll: float = 1.0,
+    taps: Sequence[Stage] = (),
 ) -> Pipeline:
     """Wire ``cameras`` through the stages; events go to ``events``, telemetry to ``observers``.
 
     ``gallery``: the run's gallery session (default: none, everyone is unknown); the running
-    pipeline takes in its changes within ``gallery_poll`` seconds.
+    pipeline takes in its changes within ``gallery_poll`` seconds. ``taps``: stages run after
+    the output stage, which see every finished frame (tracks, labels): evaluations use them.
     """
     rec = cfg.recognition
     embedder = models.embedder
@@ -195,6 +198,7 @@ def build_pipeline(
         match,
         AnnotateStage({c.name for c in cameras if c.outputs}, observer),
         output,
+        *taps,
     ]
     graph = Graph(cameras, stages, cfg.pipeline.queue_size)
     return Pipeline(graph, match, output, summary, observer, gallery, unknowns, gallery_poll)
