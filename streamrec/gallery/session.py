@@ -138,12 +138,19 @@ class GallerySession:
 
     def sync(self, book: UnknownBook) -> set[str]:
         """Bring the book in line with the store; returns the labels it must forget (erased,
-        merged away or promoted) — tracks carrying them lose the label."""
+        merged away or promoted) — tracks carrying them lose the label.
+
+        Labels the book holds keep its own centroids: the store may not have the latest
+        sightings yet (they are written in the background), and re-reading them at whatever
+        moment a reload happens would make a run's labels depend on timing."""
         if not self.persist:
             return set()
         assert self.gallery is not None
         known = self.gallery.unknown_matcher()
+        held = set(book.labels)
         for label in known.names:
+            if label in held:
+                continue
             rows = known.templates[known.owners == known.names.index(label)]
             book.seed(label, rows.sum(axis=0))
         book.next_index = max(book.next_index, self.gallery.next_unknown_index())
