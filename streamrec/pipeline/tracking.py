@@ -2,7 +2,13 @@
 
 The detector runs only every N frames (or irregularly). On frames without detections every
 track coasts along its per-frame velocity; on detection frames the predicted boxes are matched
-to the detections by optimal assignment over a pluggable cost (default ``1 - IoU``).
+to the detections by optimal assignment over a pluggable cost (default ``1 - IoU`` of the
+predicted box or, when closer, of the last detected one: a face that reversed its motion is
+still found where it was).
+
+A track that a detection round does not find is *lost*: it is no longer reported as present
+(so no box is drawn where no face was found) but is kept, still predicted, for ``max_missed``
+rounds; a detection that matches it brings it back under the same id, else it ends.
 
 Velocity is measured between matched detections (so it is exact for constant motion whatever
 the detection interval) and smoothed with an EMA. Coasting is damped by a hard horizon: a track
@@ -71,7 +77,8 @@ class IoUTracker:
     """Flat multi-object tracker for faces.
 
     ``iou_threshold``: pairs with IoU below it never match (default distance). ``max_missed``:
-    a track ends on its ``max_missed + 1``-th consecutive detection round without a match.
+    a track ends on its ``max_missed + 1``-th consecutive detection round without a match; from
+    its first missed round on it is lost (not in ``active``).
     ``distance``: custom cost function (see ``DistanceFn``); with it, pairs whose cost exceeds
     ``max_distance`` or is not finite never match (``max_distance`` defaults to
     ``1 - iou_threshold`` for the IoU cost and to no limit for a custom one). ``min_hits``: a
@@ -113,16 +120,18 @@ class IoUTracker:
         boxes, kps = self._predict(frame_index)
         if detections is None:
             for live, box, points in zip(self._live, boxes, kps, strict=True):
-                _present(live.track, frame_index, box, points)
+                if not live.track.missed:
+                    _present(live.track, frame_index, box, points)
             return TrackUpdate(self._active(), [], [])
 
-        rows, cols = self._match(boxes, detections.boxes)
+        anchors = np.stack([live.anchor for live in self._live]) if self._live else boxes
+        rows, cols = self._match(boxes, anchors, detections.boxes)
         det_for_row = np.full(len(self._live), -1, np.int64)
         det_for_row[rows] = cols
         started: list[Track] = []
         ended: list[Track] = []
         kept: list[_Live] = []
-        for live, det, box, points in zip(self._live, det_for_row, boxes, kps, strict=True):
+        for live, det in zip(self._live, det_for_row, strict=True):
             track = live.track
             confirmed = track.hits >= self._min_hits
             if det >= 0:
@@ -137,7 +146,7 @@ class IoUTracker:
                 if track.missed > self._max_missed:
                     ended.append(track)
                     continue
-                _present(track, frame_index, box, points)
+                track.det_index = -1  # lost: keeps its last present box, not reported
             kept.append(live)
 
         matched = np.zeros(len(detections), bool)
@@ -158,8 +167,22 @@ class IoUTracker:
         self._frame = None
         return ended
 
+    def predicted(self, frame_index: int) -> list[tuple[Track, np.ndarray]]:
+        """Every reported track (present or lost) with its box predicted at ``frame_index``
+        (the state is not advanced): where to look for a face the detector might miss."""
+        boxes, _ = self._predict(frame_index)
+        return [
+            (live.track, box)
+            for live, box in zip(self._live, boxes, strict=True)
+            if live.track.hits >= self._min_hits
+        ]
+
     def _active(self) -> list[Track]:
-        active = [live.track for live in self._live if live.track.hits >= self._min_hits]
+        active = [
+            live.track
+            for live in self._live
+            if live.track.hits >= self._min_hits and not live.track.missed
+        ]
         return sorted(active, key=lambda track: track.track_id)
 
     def _confirm(self, track: Track) -> None:
@@ -188,9 +211,10 @@ class IoUTracker:
         return moved, kps.astype(np.float32)
 
     def _match(
-        self, track_boxes: np.ndarray, det_boxes: np.ndarray
+        self, track_boxes: np.ndarray, anchors: np.ndarray, det_boxes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Optimal (track row, detection) pairs whose cost passes the gate."""
+        """Optimal (track row, detection) pairs whose cost passes the gate. With the default
+        cost a track is as close as the nearer of its predicted and last detected boxes."""
         n_tracks, n_dets = len(track_boxes), len(det_boxes)
         none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         if n_tracks == 0 or n_dets == 0:
@@ -198,6 +222,8 @@ class IoUTracker:
         cost = np.asarray(self._distance(track_boxes, det_boxes), np.float64)
         if cost.shape != (n_tracks, n_dets):
             raise ValueError(f"distance returned shape {cost.shape}, expected {(n_tracks, n_dets)}")
+        if self._distance is iou_distance:
+            cost = np.minimum(cost, iou_distance(anchors, det_boxes))
         allowed = np.isfinite(cost) & (cost <= self._max_cost)
         if not allowed.any():
             return none
