@@ -21,12 +21,13 @@ from streamrec.gallery.unknowns import UnknownBook
 from streamrec.models.protocols import FaceModels
 from streamrec.models.runtime import default_threads
 from streamrec.pipeline.annotate import AnnotateStage
-from streamrec.pipeline.detect import DetectStage, FaceGate, TrackerSettings
+from streamrec.pipeline.detect import DetectStage, TrackerSettings
 from streamrec.pipeline.embed import EmbedStage
 from streamrec.pipeline.graph import Camera, Graph
 from streamrec.pipeline.identity import CameraIdentities, IdentityPolicy
 from streamrec.pipeline.match import EventWriter, MatchStage
 from streamrec.pipeline.output import OutputStage
+from streamrec.pipeline.small_faces import SmallFaceSettings
 from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.summary import CameraSummary, Summary
 from streamrec.sources import Source, SourceOptions, open_source
@@ -169,19 +170,21 @@ def build_pipeline(
         min_embeddings=rec.min_embeddings,
         confident_after=rec.confident_after,
         refresh_interval=rec.refresh_interval,
-        unknown_refresh_interval=rec.unknown_refresh_interval,
+        max_refresh_interval=rec.max_refresh_interval,
         recheck_gain=rec.recheck_gain,
+        relink_frames=rec.relink_frames,
     )
     identities = {c.name: CameraIdentities(policy) for c in cameras}
     unknowns = gallery.unknown_book(models.threshold)
-    t = cfg.tracker
+    t, d = cfg.tracker, cfg.detector
     detect = DetectStage(
         models.detector,
         {c.name: (c.interval, c.ignore_zones) for c in cameras},
         identities,
         observer,
         TrackerSettings(t.iou_threshold, t.max_missed, t.scene_cut),
-        FaceGate(rec.min_face_size, rec.min_quality),
+        SmallFaceSettings(d.small_faces, float(d.small_face_size)),
+        d.nms_threshold,
     )
     match = MatchStage(
         identities,

@@ -1,7 +1,9 @@
 """Detect and track: the detector every N frames per camera, the tracker on every frame.
 
-It also decides which faces are worth embedding now (size and quality gates, then the track's
-identity policy) and asks for them as :class:`~streamrec.records.FaceJob` records.
+A detection round is the whole-frame pass plus the small-face passes (:mod:`.small_faces`). It
+also decides which faces to embed now (the track's identity policy, by each face's expected
+quality; no face is excluded for good) and asks for them as :class:`~streamrec.records.FaceJob`
+records.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import cv2
 import numpy as np
 
 from streamrec.models.protocols import Detector
-from streamrec.models.quality import geometric_quality
+from streamrec.models.quality import face_quality
 from streamrec.pipeline.identity import CameraIdentities
+from streamrec.pipeline.small_faces import SmallFaceSearch, SmallFaceSettings
 from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.tracking import IoUTracker, Track
 from streamrec.records import Detections, FaceJob, FrameWork, Work
@@ -41,18 +44,11 @@ class TrackerSettings:
 
 
 @dataclass
-class FaceGate:
-    """Which detected faces may be embedded at all."""
-
-    min_size: float = 20.0  # face height in pixels
-    min_quality: float = 0.05  # geometric quality (detector score x size x pose)
-
-
-@dataclass
 class _Camera:
     interval: int
     identities: CameraIdentities
     tracker: IoUTracker
+    small: SmallFaceSearch
     zones: list[np.ndarray] = field(default_factory=list)
     #: frames processed since the last detection (counted in processed frames, not source
     #: indices: a live camera that drops frames still detects every N); None = detect next
@@ -70,18 +66,20 @@ class DetectStage(Stage):
         identities: dict[str, CameraIdentities],
         observer: Observer,
         tracker: TrackerSettings | None = None,
-        gate: FaceGate | None = None,
+        small_faces: SmallFaceSettings | None = None,
+        nms_threshold: float = 0.4,
     ) -> None:
         """``cameras``: per camera name, its detection interval and ignore zones (polygons)."""
         self.detector = detector
         self.observer = observer
         self.settings = tracker or TrackerSettings()
-        self.gate = gate or FaceGate()
+        small = small_faces or SmallFaceSettings()
         self.cameras = {
             name: _Camera(
                 interval,
                 identities[name],
                 IoUTracker(self.settings.iou_threshold, self.settings.max_missed),
+                SmallFaceSearch(small, nms_threshold),
                 [np.asarray(z, np.float32).reshape(-1, 1, 2) for z in zones],
             )
             for name, (interval, zones) in cameras.items()
@@ -120,6 +118,8 @@ class DetectStage(Stage):
         if detect:
             t1 = time.perf_counter()
             dets = self.detector.detect(frame.image)
+            tracked = [box for _, box in cam.tracker.predicted(frame.index)]
+            dets = cam.small.detect(self.detector, frame.image, dets, tracked)
             took = time.perf_counter() - t1
             if len(dets) and cam.zones:
                 centers = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
@@ -140,11 +140,10 @@ class DetectStage(Stage):
         for t in work.started:
             cam.identities.start(t.track_id, frame.index, frame.time)
         for t in work.tracks:
-            if t.det_index < 0 or t.box[3] - t.box[1] < self.gate.min_size:
+            if t.det_index < 0:
                 continue
-            quality = geometric_quality(t.box, t.kps, t.det_score)
-            if quality < self.gate.min_quality:
-                continue
-            if cam.identities.wants_embedding(t.track_id, frame.index, quality):
-                work.jobs.append(FaceJob(t.track_id, t.kps, quality))
-
+            quality = face_quality(t.box, t.kps, t.det_score)
+            request = cam.identities.wants_embedding(t.track_id, frame.index, quality)
+            if request is not None:
+                job = FaceJob(t.track_id, t.kps, quality, t.box, t.det_score, request.value)
+                work.jobs.append(job)
