@@ -586,13 +586,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _eval_video(args: argparse.Namespace) -> int:
-    from .evaluation_video import evaluate_videos
+    from .evaluation_video import evaluate_videos, read_labels
 
     for option in ("pairs", "plot", "negatives"):
         if getattr(args, option) is not None:
             raise StreamrecError(f"eval --video: --{option} is for photo pairs (DIR), not videos")
     cfg = _config(args)
-    result = evaluate_videos(cfg, _analyzer(cfg), Path(args.video))
+    if not cfg.gallery:
+        raise StreamrecError("eval --video needs the gallery of the people: add --gallery FILE")
+    clips = read_labels(Path(args.video))
+    result = evaluate_videos(cfg, _analyzer(cfg), clips)
     print(result.format_table())
     if args.report:
         write_private(args.report, json.dumps(result.report, indent=2))

@@ -118,8 +118,11 @@ class RecognitionConfig:
     refresh_interval: int = Field(default=10, ge=1, le=10_000)
     #: the longest spacing between embeddings of a track that is not confidently named
     max_refresh_interval: int = Field(default=80, ge=1, le=100_000)
-    #: embeddings a track needs before it is given a name
+    #: embeddings whose mean must reach the threshold to name a track ...
     min_embeddings: int = Field(default=2, ge=1, le=1000)
+    #: ... or one face must reach the threshold plus this (calibrated: strangers' faces reached
+    #: the threshold, strangers' means of 2 or more did not)
+    single_face_margin: float = Field(default=0.05, ge=0.0, le=1.0)
     #: embeddings of a named track after which its identity is settled (no more embeddings
     #: but rechecks)
     confident_after: int = Field(default=3, ge=1, le=1000)
@@ -187,6 +190,9 @@ class TrackerConfig:
     max_missed: int = Field(default=2, ge=0, le=1000)
     #: mean grey-level change between frames that counts as a scene cut (ends all tracks; 0 = off)
     scene_cut: float = Field(default=24.0, ge=0.0, le=255.0)
+    #: between detections, follow each face by optical flow (Lucas-Kanade on a few points of
+    #: its box; a few tenths of a millisecond per face and frame); false: by its velocity only
+    flow: bool = True
 
 
 @dataclass(config=_STRICT)

@@ -29,6 +29,7 @@ from .gallery.matcher import Matcher
 from .gallery.session import GallerySession
 from .pipeline import Camera, Summary, build_pipeline
 from .pipeline.build import source_options
+from .pipeline.match import EventWriter
 from .pipeline.stage import Stage
 from .records import Event, Frame, FrameWork, Work
 from .sources import open_source
@@ -222,12 +223,15 @@ def run_streamrec(
     gallery: GallerySession,
     clip: Path,
     on_frame: Callable[[int, list[Shown]], None],
+    events: EventWriter | None = None,
 ) -> Summary:
-    """``streamrec run`` on ``clip`` (no outputs); every frame's shown faces to ``on_frame``."""
+    """``streamrec run`` on ``clip`` (no video output); every frame's shown faces to
+    ``on_frame``, the events to ``events``."""
     with open_source(str(clip), source_options(cfg)) as source:
         camera = Camera(source.name, source, cfg.detector.interval)
+        writer = events if events is not None else _NoEvents()
         pipeline = build_pipeline(
-            cfg, [camera], _NoEvents(), analyzer, gallery, taps=[FrameTap(on_frame)]
+            cfg, [camera], writer, analyzer, gallery, taps=[FrameTap(on_frame)]
         )
         return pipeline.run()
 
@@ -242,17 +246,25 @@ def per_frame_names(analyzer: FaceAnalyzer, matcher: Matcher, clip: Path) -> lis
     return out
 
 
+FrameCallback = Callable[[LabelledClip, int, list[Shown]], None]
+
+
 def evaluate_clip(
-    cfg: Config, analyzer: FaceAnalyzer, gallery: GallerySession, clip: LabelledClip
+    cfg: Config,
+    analyzer: FaceAnalyzer,
+    gallery: GallerySession,
+    clip: LabelledClip,
+    on_frame: FrameCallback | None = None,
 ) -> ClipResult:
+    """Score one clip; ``on_frame`` also sees what streamrec showed on every frame."""
     names: dict[int, set[str]] = {}
-    summary = run_streamrec(
-        cfg,
-        analyzer,
-        gallery,
-        clip.path,
-        lambda index, shown: names.__setitem__(index, {s.name for s in shown if s.name}),
-    )
+
+    def seen(index: int, shown: list[Shown]) -> None:
+        names[index] = {s.name for s in shown if s.name}
+        if on_frame is not None:
+            on_frame(clip, index, shown)
+
+    summary = run_streamrec(cfg, analyzer, gallery, clip.path, seen)
     cam = next(iter(summary.cameras.values()))
     streamrec = Counts()
     for index in sorted(names):
@@ -263,11 +275,15 @@ def evaluate_clip(
     return ClipResult(clip, streamrec, per_frame, cam.tracks, cam.embeddings, cam.detector_runs)
 
 
-def evaluate_videos(cfg: Config, analyzer: FaceAnalyzer, labels: Path) -> VideoEvalResult:
-    """Every clip of ``labels``, against the gallery of ``cfg`` (which must name one)."""
+def evaluate_videos(
+    cfg: Config,
+    analyzer: FaceAnalyzer,
+    clips: list[LabelledClip],
+    on_frame: FrameCallback | None = None,
+) -> VideoEvalResult:
+    """Every clip (see :func:`read_labels`), against the gallery of ``cfg``."""
     if not cfg.gallery:
         raise StreamrecError("eval --video needs the gallery of the people: add --gallery FILE")
-    clips = read_labels(labels)
     cfg = eval_config(cfg)
     result = VideoEvalResult()
     with GallerySession(cfg, analyzer.recognizer) as gallery:
@@ -276,8 +292,8 @@ def evaluate_videos(cfg: Config, analyzer: FaceAnalyzer, labels: Path) -> VideoE
             unknown = sorted(clip.people - known)
             if unknown:
                 raise EvalError(
-                    f"{labels}: {clip.path.name}: not in the gallery: {', '.join(unknown)} "
+                    f"{clip.path.name}: not in the gallery {cfg.gallery}: {', '.join(unknown)} "
                     "(the people column takes gallery names)"
                 )
-            result.clips.append(evaluate_clip(cfg, analyzer, gallery, clip))
+            result.clips.append(evaluate_clip(cfg, analyzer, gallery, clip, on_frame))
     return result

@@ -131,7 +131,9 @@ def test_frames_drawn_only_for_a_consumer() -> None:
     pipeline.run()
     assert len(written) == 61 and written[-1].size == 0  # every frame, then closed once
     known = [bool((img == (60, 200, 60)).all(axis=2).any()) for img in written[:-1]]
-    assert not known[0] and known[-1]  # orange until named, then a green box
+    unknown = [bool((img == (40, 160, 240)).all(axis=2).any()) for img in written[:-1]]
+    # alice's good face names her track at once (green); the stranger's box is orange
+    assert all(known) and not unknown[0] and unknown[20]
     assert recorder.images == {"file": 60, "watched": 60}  # nothing drawn for "idle"
 
 

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import pytest
 
@@ -379,3 +380,38 @@ def test_frame_index_must_increase() -> None:
         tracker.update(5, None)
     with pytest.raises(ValueError):
         IoUTracker(min_hits=0)
+
+
+def test_optical_flow_keeps_boxes_on_a_face_that_turns_back() -> None:
+    """Between detections the tracker alone extrapolates the last motion; following the
+    face's own pixels keeps the box on it when it reverses (down, then up again)."""
+    from streamrec.pipeline.flow import follow
+
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8), (5, 5), 1)
+
+    def y(t: int) -> int:
+        return 100 + 5 * t if t <= 6 else 130 - 7 * (t - 6)
+
+    def frame(t: int) -> np.ndarray:
+        image = background.copy()
+        image[y(t) : y(t) + 60, 150:210] = texture
+        return image
+
+    def run(with_flow: bool) -> float:
+        tracker, previous, worst = IoUTracker(), None, 1.0
+        for t in range(16):
+            image, truth = frame(t), square(150, y(t), 60)
+            if t % 5 == 0:
+                box = truth[None]
+                update = tracker.update(t, Detections(box, np.ones(1, np.float32), landmarks(box)))
+            else:
+                moved = follow(previous, image, tracker.present) if with_flow else None
+                update = tracker.update(t, None, moved)
+            worst = min(worst, iou(update.active[0].box, truth))
+            previous = image
+        return worst
+
+    assert run(with_flow=True) > 0.85
+    assert run(with_flow=False) < 0.6

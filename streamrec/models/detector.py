@@ -73,7 +73,7 @@ class ScrfdDetector:
                 f"keypoint outputs per stride; found {len(self.session.get_outputs())} outputs)"
             )
         self._groups = groups
-        self._anchor_cache: dict[tuple[int, int, int], np.ndarray] = {}
+        self._anchor_cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
     def input_for(self, width: int, height: int) -> tuple[int, int]:
         """Detector input (w, h) for an image: a dynamic model gets the image's aspect ratio
@@ -101,7 +101,7 @@ class ScrfdDetector:
         return blob, scale
 
     def _anchors(self, fh: int, fw: int, stride: int, per_cell: int) -> np.ndarray:
-        key = (fh, fw, per_cell)
+        key = (fh, fw, stride, per_cell)
         centers = self._anchor_cache.get(key)
         if centers is None:
             ys, xs = np.mgrid[:fh, :fw]

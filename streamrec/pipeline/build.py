@@ -168,6 +168,7 @@ def build_pipeline(
     policy = IdentityPolicy(
         threshold=models.threshold,
         min_embeddings=rec.min_embeddings,
+        single_face_margin=rec.single_face_margin,
         confident_after=rec.confident_after,
         refresh_interval=rec.refresh_interval,
         max_refresh_interval=rec.max_refresh_interval,
@@ -182,7 +183,7 @@ def build_pipeline(
         {c.name: (c.interval, c.ignore_zones) for c in cameras},
         identities,
         observer,
-        TrackerSettings(t.iou_threshold, t.max_missed, t.scene_cut),
+        TrackerSettings(t.iou_threshold, t.max_missed, t.scene_cut, t.flow),
         SmallFaceSettings(d.small_faces, float(d.small_face_size)),
         d.nms_threshold,
     )

@@ -17,6 +17,7 @@ import numpy as np
 
 from streamrec.models.protocols import Detector
 from streamrec.models.quality import face_quality
+from streamrec.pipeline.flow import follow
 from streamrec.pipeline.identity import CameraIdentities
 from streamrec.pipeline.small_faces import SmallFaceSearch, SmallFaceSettings
 from streamrec.pipeline.stage import Stage
@@ -41,6 +42,8 @@ class TrackerSettings:
     max_missed: int = 2
     #: mean grey-level change between frames that counts as a scene cut (0 = off)
     scene_cut: float = 24.0
+    #: follow faces between detections by optical flow (else by their velocity only)
+    flow: bool = True
 
 
 @dataclass
@@ -54,6 +57,7 @@ class _Camera:
     #: indices: a live camera that drops frames still detects every N); None = detect next
     since_detect: int | None = None
     thumb: np.ndarray | None = None  # small grey copy of the last frame (scene cuts)
+    previous: np.ndarray | None = None  # the last frame (optical flow)
 
 
 class DetectStage(Stage):
@@ -102,7 +106,7 @@ class DetectStage(Stage):
         cam = self.cameras[work.camera]
         if not isinstance(work, FrameWork):  # end of stream, or the camera dropped
             work.ended = cam.tracker.end_all()
-            cam.since_detect = None
+            cam.since_detect = cam.previous = None
             return
         frame = work.frame
         self.observer.frame_read(work.camera)
@@ -126,7 +130,11 @@ class DetectStage(Stage):
                 dets = dets[~in_zones(centers, cam.zones)]
             self.observer.detected(work.camera, len(dets), took)
             self.observer.busy("detect", took)
-        update = cam.tracker.update(frame.index, dets)
+        followed = None
+        if dets is None and self.settings.flow and cam.previous is not None:
+            followed = follow(cam.previous, frame.image, cam.tracker.present)
+        cam.previous = frame.image if self.settings.flow else None
+        update = cam.tracker.update(frame.index, dets, followed)
         work.tracks = [copy.copy(t) for t in update.active]
         work.started = [copy.copy(t) for t in update.started]
         work.ended = cut + [copy.copy(t) for t in update.ended]

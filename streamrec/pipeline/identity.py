@@ -1,18 +1,28 @@
 """Track identity from accumulated evidence, with hysteresis.
 
-A track's identity is the gallery match of the quality-weighted mean of its embeddings, never
-of one frame. An unknown track is named once at least ``min_embeddings`` embeddings agree above
-the threshold; a named track changes name only when another person clearly wins (above
+A track's identity is the person the quality-weighted mean of its embeddings is closest to.
+An unknown track is named that person once the mean, with at least ``min_embeddings``
+embeddings, reaches the threshold, or once one of its faces reaches the threshold plus
+``single_face_margin``; a named track changes name only when another person clearly wins (above
 threshold plus ``margin``) while the current one has fallen below the threshold.
+
+The rule is calibrated on the media (``tests/calibrate_quality.py``: video tracks at 15-100% of
+their size against 35 people they are not): the quality-weighted mean of a stranger's track never
+reached MobileFaceNet's threshold (0.40; highest 0.394 over 2122 track prefixes of 2 to 40
+embeddings, no lower with more embeddings: the similarity of two people is a property of the
+pair, which averaging does not remove), while single faces of strangers reached 0.426, so one
+face alone must reach 0.45 (the threshold plus 0.05, also above the 0.435 that photo pairs of
+strangers pass once in a thousand).
 
 Which faces are embedded (:meth:`IdentityPolicy.request`) is decided by the detect stage from
 what it sees alone (the track's faces and their quality), never from results that arrive from
 another thread, so the same file gives the same evidence however the stages are timed:
 
-- *explore*: a track's first face; then, with growing spacing (``refresh_interval`` frames,
-  doubling up to ``max_refresh_interval``), a face at least ``good_face`` times as good as the
-  best seen so far (or any face once twice the spacing has passed). A track gathers evidence
-  for as long as it lives, at a bounded cost;
+- *explore*: a track's first face; a better view (``better_view`` times the quality of the
+  best face asked for so far); and, with growing spacing (``refresh_interval`` frames, doubling
+  up to ``max_refresh_interval``), a face at least ``good_face`` times as good as the best seen
+  so far (or any face once twice the spacing has passed). A track gathers evidence for as long
+  as it lives, at a bounded cost (a few better views, then one face per spacing);
 - *recheck*: a face ``recheck_gain`` times better than the best one asked for so far.
 
 Once a track is *settled* (named with confidence) its explore requests stop: the detect stage
@@ -76,10 +86,11 @@ class TrackIdentity:
     place: tuple[float, float, float] | None = None  # centre x, y and height of its last face
     continues: int | None = None  # the track whose evidence it took over
     continued: bool = False  # another track took over its evidence
+    #: its best embeddings (quality, vector), for the single-face rule; bounded
+    kept: list[tuple[float, np.ndarray]] = field(default_factory=list)
     # the request schedule (written by the detect stage only)
-    requests: int = 0
+    asked: list[float] = field(default_factory=list)  # quality of each face asked for
     last_request: int = -(10**9)  # frame of the last request
-    best_request: float = 0.0  # best quality asked for so far
     best_seen: float = 0.0  # best quality of any of its faces so far
 
     @property
@@ -103,9 +114,17 @@ class IdentityPolicy:
     refresh_interval: int = 10
     max_refresh_interval: int = 80
     margin: float = 0.05
+    #: one face reaching the threshold plus this names its track
+    single_face_margin: float = 0.05
     recheck_gain: float = 1.5
     #: a due explore request waits for a face at least this good relative to the best seen
     good_face: float = 0.8
+    #: faces within this factor of each other's quality are views of the same quality ...
+    better_view: float = 1.25
+    #: ... of which a track is embedded this many (the better ones first)
+    looks: int = 2
+    #: embeddings a track keeps for the single-face rule (its best)
+    keep: int = 32
     #: a new track continues one that ended (or was lost) at most this many frames before ...
     relink_frames: int = 50
     #: ... at most this many face sizes away, when its evidence matches (threshold)
@@ -119,24 +138,26 @@ class IdentityPolicy:
         """
         ident.best_seen = max(ident.best_seen, quality)
         waited = frame_index - ident.last_request
+        asked = ident.asked
         kind: Request | None = None
-        if ident.requests == 0:
+        if not asked:
             kind = Request.EXPLORE
+        elif self.recheck_gain and quality >= max(asked) * self.recheck_gain:
+            kind = Request.RECHECK
+        elif sum(a * self.better_view >= quality for a in asked) < self.looks:
+            kind = Request.EXPLORE  # a view better than (or as good as) too few of the others
         elif waited >= self.refresh_interval:
             spacing = min(
-                self.refresh_interval * 2 ** min(ident.requests - 1, 30),
+                self.refresh_interval * 2 ** min(len(asked) - 1, 30),
                 max(self.max_refresh_interval, self.refresh_interval),
             )
-            if self.recheck_gain and quality >= ident.best_request * self.recheck_gain:
-                kind = Request.RECHECK
-            elif (waited >= spacing and quality >= self.good_face * ident.best_seen) or (
+            if (waited >= spacing and quality >= self.good_face * ident.best_seen) or (
                 waited >= 2 * spacing
             ):
                 kind = Request.EXPLORE
         if kind is not None:
-            ident.requests += 1
+            asked.append(quality)
             ident.last_request = frame_index
-            ident.best_request = max(ident.best_request, quality)
         return kind
 
     def update(
@@ -144,6 +165,10 @@ class IdentityPolicy:
     ) -> bool:
         """Add one embedding of this quality; True when the track's name changed."""
         weight = evidence_weight(quality)
+        ident.best_quality = max(ident.best_quality, quality)
+        ident.kept.append((quality, embedding.astype(np.float32)))
+        if len(ident.kept) > self.keep:
+            ident.kept.remove(min(ident.kept, key=lambda k: k[0]))
         vec = embedding.astype(np.float32) * weight
         ident.total = vec if ident.total is None else ident.total + vec
         ident.weight += weight
@@ -171,7 +196,10 @@ class IdentityPolicy:
             best = int(scores.argmax())
             best_name, best_score = matcher.names[best], float(scores[best])
             if ident.name is None:
-                if best_score >= self.threshold and ident.embeddings >= self.min_embeddings:
+                single = self.threshold + self.single_face_margin
+                if (best_score >= self.threshold and ident.embeddings >= self.min_embeddings) or (
+                    self._best_face(ident, matcher, best) >= single
+                ):
                     ident.name, changed = best_name, True
             elif best_name != ident.name:
                 current = float(scores[matcher.names.index(ident.name)])
@@ -194,6 +222,14 @@ class IdentityPolicy:
         )
         ident.settled = ident.settled or ident.confident
         return changed
+
+    @staticmethod
+    def _best_face(ident: TrackIdentity, matcher: Matcher, person: int) -> float:
+        """The highest similarity of any of the track's kept faces to ``person``."""
+        if not ident.kept:
+            return -1.0
+        faces = np.stack([vector for _, vector in ident.kept])
+        return float((faces @ matcher.templates[matcher.owners == person].T).max())
 
     def continues(self, new: TrackIdentity, old: TrackIdentity) -> bool:
         """Whether ``new`` (just starting to gather evidence) is ``old`` seen again."""
@@ -277,8 +313,8 @@ class CameraIdentities:
             if job.request == Request.EXPLORE and ident.settled:
                 self.dropped += 1
                 return False, None
-            if job.crop is not None and job.quality > ident.best_quality:
-                ident.best_crop, ident.best_quality = job.crop, job.quality
+            if job.quality > ident.best_quality or ident.best_crop is None:
+                ident.best_crop = job.crop
             x1, y1, x2, y2 = (float(v) for v in job.box)
             ident.place = ((x1 + x2) / 2, (y1 + y2) / 2, max(y2 - y1, 1.0))
             changed = self.policy.update(ident, job.embedding, job.quality, matcher)
@@ -303,6 +339,7 @@ class CameraIdentities:
         ident.weight += old.weight
         ident.weight_sq += old.weight_sq
         ident.embeddings += old.embeddings
+        ident.kept = sorted(ident.kept + old.kept, key=lambda k: -k[0])[: self.policy.keep]
         if old.best_quality > ident.best_quality:
             ident.best_crop, ident.best_quality = old.best_crop, old.best_quality
         before = ident.name
