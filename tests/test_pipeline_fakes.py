@@ -195,8 +195,12 @@ def test_detector_interval_and_embedding_budget(known: bool) -> None:
     cfg = load_config(None)
     if known:  # embedded until settled (confident_after), not on every detection
         assert summary.cameras["cam"].embeddings == cfg.recognition.confident_after
-    else:  # an unknown track keeps gathering evidence, spacing doubling: frames 0, 10, 30, 70
-        assert summary.cameras["cam"].embeddings == 4
+    else:  # an unknown track keeps gathering evidence: two looks, then spacing doubling
+        assert summary.cameras["cam"].embeddings == 4  # frames 0, 5, 25, 65
+    report = summary.to_dict()
+    assert report["cameras"]["cam"]["embeddings_per_track"] == summary.cameras["cam"].embeddings
+    assert report["embedded_faces"] >= summary.cameras["cam"].embeddings
+    assert "per track" in summary.format()
 
 
 class SlowEmbedder(FakeEmbedder):

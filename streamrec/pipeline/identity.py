@@ -273,7 +273,6 @@ class CameraIdentities:
         self._tracks: dict[int, TrackIdentity] = {}
         #: recently ended tracks that a new track may continue (bounded)
         self._ended: deque[TrackIdentity] = deque(maxlen=64)
-        self.dropped = 0  # embeddings computed but not used (the track had settled meanwhile)
         self._lock = threading.Lock()
 
     def start(self, track_id: int, frame_index: int, time: float) -> None:
@@ -311,7 +310,6 @@ class CameraIdentities:
         with self._lock:
             ident = self._tracks[job.track_id]
             if job.request == Request.EXPLORE and ident.settled:
-                self.dropped += 1
                 return False, None
             if job.quality > ident.best_quality or ident.best_crop is None:
                 ident.best_crop = job.crop
