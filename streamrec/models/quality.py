@@ -6,12 +6,13 @@ crop) fitted by least squares to the cosine similarity between embeddings of fac
 person's template on the test media (the webcam, Hamilton and phone clips, at their own size and
 scaled down to 15% as far cameras see them, with H.264 compression; 2246 faces of 7 people).
 Leave-one-clip-out, the prediction ranks faces by their real similarity with Spearman 0.80
-(0.82 with sharpness). ``tests/test_hard_video.py`` refits it on the media and checks the
+(0.82 with sharpness). ``tests/calibrate_quality.py`` refits it on the media and prints the
 constants below.
 
-The norm of the un-normalised embedding (which tracks face quality in MagFace-style training)
-was tried as a further cue: with MobileFaceNet it adds nothing once size, score, pose and
-sharpness are known (Spearman 0.812 with it, 0.818 without), so it is not used.
+The norm of the recognizer's un-normalised feature (which tracks face quality in MagFace-style
+training) was tried as a further cue: with MobileFaceNet it predicts as well as the face's
+height alone and adds nothing once height, score, pose and sharpness are known (the
+calibration prints both fits), so it is not used.
 
 No face has quality 0: a small or turned face is embedded too, its evidence just weighs less.
 """

@@ -8,7 +8,7 @@ threshold plus ``margin``) while the current one has fallen below the threshold.
 
 The rule is calibrated on the media (``tests/calibrate_quality.py``: video tracks at 15-100% of
 their size against 35 people they are not): the quality-weighted mean of a stranger's track never
-reached MobileFaceNet's threshold (0.40; highest 0.394 over 2122 track prefixes of 2 to 40
+reached MobileFaceNet's threshold (0.40; highest 0.391 over 2103 track prefixes of 2 to 40
 embeddings, no lower with more embeddings: the similarity of two people is a property of the
 pair, which averaging does not remove), while single faces of strangers reached 0.426, so one
 face alone must reach 0.45 (the threshold plus 0.05, also above the 0.435 that photo pairs of
