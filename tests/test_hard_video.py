@@ -180,8 +180,8 @@ def test_group_photos_small_face_recall(analyzer, media_dir: Path) -> None:
         base = det.detect(image)
         search = SmallFaceSearch(SmallFaceSettings(), analyzer.cfg.detector.nms_threshold)
         ours = base
-        side = round(max(w, h) * det.frame_scale(w, h))
-        for _ in tiles(w, h, side, search.settings.overlap):
+        scale = det.frame_scale(w, h)
+        for _ in tiles(w, h, (round(w * scale), round(h * scale)), search.settings.overlap):
             ours = search.detect(det, image, ours, [])
         totals[0] += len(ref)
         for k, got in ((1, base), (2, ours)):

@@ -139,12 +139,16 @@ class DetectStage(Stage):
         work.started = [copy.copy(t) for t in update.started]
         work.ended = cut + [copy.copy(t) for t in update.ended]
         if detect:
-            self._ask_for_faces(cam, work)
+            refining = self._ask_for_faces(cam, work)
+            self.observer.busy("detect", refining)
+            took += refining
         self.observer.busy("track", time.perf_counter() - t0 - took)
 
-    def _ask_for_faces(self, cam: _Camera, work: FrameWork) -> None:
-        """Start the new tracks' identities and ask for the embeddings their policy wants."""
+    def _ask_for_faces(self, cam: _Camera, work: FrameWork) -> float:
+        """Start the new tracks' identities and ask for the embeddings their policy wants (a
+        small face detected again for precise landmarks); the seconds spent detecting."""
         frame = work.frame
+        detecting = 0.0
         for t in work.started:
             cam.identities.start(t.track_id, frame.index, frame.time)
         for t in work.tracks:
@@ -152,6 +156,14 @@ class DetectStage(Stage):
                 continue
             quality = face_quality(t.box, t.kps, t.det_score)
             request = cam.identities.wants_embedding(t.track_id, frame.index, quality)
-            if request is not None:
-                job = FaceJob(t.track_id, t.kps, quality, t.box, t.det_score, request.value)
-                work.jobs.append(job)
+            if request is None:
+                continue
+            box, kps, score = t.box, t.kps, t.det_score
+            if cam.small.small(self.detector, frame.image, box):
+                t0 = time.perf_counter()
+                again = cam.small.refine(self.detector, frame.image, box)
+                detecting += time.perf_counter() - t0
+                if len(again):
+                    box, kps, score = again.boxes[0], again.kps[0], float(again.scores[0])
+            work.jobs.append(FaceJob(t.track_id, kps, quality, box, score, request.value))
+        return detecting
