@@ -18,11 +18,12 @@ Which faces are embedded (:meth:`IdentityPolicy.request`) is decided by the dete
 what it sees alone (the track's faces and their quality), never from results that arrive from
 another thread, so the same file gives the same evidence however the stages are timed:
 
-- *explore*: a track's first face; a better view (``better_view`` times the quality of the
-  best face asked for so far); and, with growing spacing (``refresh_interval`` frames, doubling
-  up to ``max_refresh_interval``), a face at least ``good_face`` times as good as the best seen
-  so far (or any face once twice the spacing has passed). A track gathers evidence for as long
-  as it lives, at a bounded cost (a few better views, then one face per spacing);
+- *explore*: ``looks`` faces of each quality (faces within ``better_view`` of each other's
+  quality are of one quality): the first two faces of a track, and the first two of every
+  clearly better view; and, with growing spacing (``refresh_interval`` frames, doubling up to
+  ``max_refresh_interval``), a face at least ``good_face`` times as good as the best seen so far
+  (or any face once twice the spacing has passed). A track gathers evidence for as long as it
+  lives, at a bounded cost (a few views, then one face per spacing);
 - *recheck*: a face ``recheck_gain`` times better than the best one asked for so far.
 
 Once a track is *settled* (named with confidence) its explore requests stop: the detect stage
