@@ -459,3 +459,23 @@ def test_same_file_twice_gives_the_same_events(media_dir: Path, hamilton_gallery
         )
     assert runs[0] == runs[1]
     assert any('"identified"' in line for line in runs[0])
+
+
+def test_an_embedding_does_not_depend_on_its_batch(analyzer, media_dir: Path) -> None:
+    """The embed stage batches whatever is queued, so batch sizes change with timing: a face's
+    embedding must not (bit for bit) for the same file to give the same events."""
+    from streamrec.models.alignment import align
+    from streamrec.sources import open_source
+
+    crops = []
+    with open_source(str(media_dir / "face_recognition/short_hamilton_clip.mp4")) as src:
+        for frame in src:
+            if frame.index % 10 == 0:
+                crops += [align(frame.image, k, 112) for k in analyzer.detect(frame.image).kps]
+            if len(crops) >= 12:
+                break
+    embedder = analyzer.embedder
+    alone = np.concatenate([embedder.embed([c]) for c in crops])
+    for size in (2, 5, 12):
+        batched = np.concatenate([embedder.embed(crops[i : i + size]) for i in range(0, 12, size)])
+        assert np.array_equal(batched, alone[: len(batched)]), size
