@@ -83,11 +83,11 @@ class FaceAnalyzer:
         self.detector_model, self.recognizer_model = resolve_all(cfg.models)
         # the two models compile (or load from the OpenVINO cache) at the same time
         with ThreadPoolExecutor(2, thread_name_prefix="load") as pool:
-            recognizer = pool.submit(
+            loading = pool.submit(
                 ArcFaceEmbedder, self.recognizer_model.path, cfg.embedder, cfg.runtime
             )
             self.detector = ScrfdDetector(self.detector_model.path, cfg.detector, cfg.runtime)
-            self.embedder = recognizer.result()
+            self.embedder = loading.result()
         self.threshold = (
             cfg.recognition.threshold
             if cfg.recognition.threshold is not None

@@ -216,8 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, gallery=False)
 
-    p = sub.add_parser("eval", help="verification accuracy, ROC and thresholds on photo pairs")
-    p.add_argument("dir", metavar="DIR", help="one sub-folder per person, or the --pairs images")
+    p = sub.add_parser(
+        "eval",
+        help="verification accuracy, ROC and thresholds on photo pairs; with --video, naming "
+        "on labelled clips against per-frame matching",
+    )
+    p.add_argument(
+        "dir", metavar="DIR", nargs="?", help="one sub-folder per person, or the --pairs images"
+    )
+    p.add_argument(
+        "--video",
+        metavar="LABELS",
+        help="CSV 'clip,people' (people: gallery names separated by ';'): share of frames named "
+        "right / wrong / unnamed per clip, streamrec beside per-frame matching (needs --gallery)",
+    )
+    p.add_argument("--gallery", metavar="FILE", help="gallery file (SQLite), for --video")
     p.add_argument("--pairs", metavar="FILE", help="LFW pairs.txt or CSV (path, path, yes/no)")
     p.add_argument("--negatives", type=int, metavar="N", help="different-person pairs to draw")
     p.add_argument("--seed", type=int, default=0, help="seed for drawing different pairs")
@@ -616,6 +629,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, plot_roc
 
+    if (args.dir is None) == (args.video is None):
+        raise StreamrecError("eval: give a folder of photos (DIR) or --video LABELS.csv, not both")
+    if args.video is not None:
+        return _eval_video(args)
     analyzer = _analyzer(_config(args))
     result = evaluate(
         analyzer,
@@ -632,6 +649,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
         write_private(args.report, json.dumps(result.report, indent=2))
     if args.plot:
         plot_roc(result, Path(args.plot))
+    return 0
+
+
+def _eval_video(args: argparse.Namespace) -> int:
+    from .evaluation_video import evaluate_videos, read_labels
+
+    for option in ("pairs", "plot", "negatives"):
+        if getattr(args, option) is not None:
+            raise StreamrecError(f"eval --video: --{option} is for photo pairs (DIR), not videos")
+    cfg = _config(args)
+    if not cfg.gallery:
+        raise StreamrecError("eval --video needs the gallery of the people: add --gallery FILE")
+    clips = read_labels(Path(args.video))
+    result = evaluate_videos(cfg, _analyzer(cfg), clips)
+    print(result.format_table())
+    if args.report:
+        write_private(args.report, json.dumps(result.report, indent=2))
     return 0
 
 

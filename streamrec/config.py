@@ -90,6 +90,11 @@ class DetectorConfig:
     max_faces: int = Field(default=0, ge=0, le=10_000)
     #: run the detector every N frames in video; the tracker carries faces in between
     interval: int = Field(default=5, ge=1, le=1000)
+    #: small faces in video: one full-resolution tile of a frame larger than input_size per
+    #: detection round, and tracked faces below small_face_size re-detected around their box
+    small_faces: bool = True
+    #: height (px, in the whole-frame pass at input_size) below which a tracked face is small
+    small_face_size: int = Field(default=24, ge=1, le=4096)
 
 
 @dataclass(config=_STRICT)
@@ -107,25 +112,29 @@ class RecognitionConfig:
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
     #: most aligned crops per embedder call
     batch_size: int = Field(default=16, ge=1, le=256)
-    #: frames between embeddings of a track until its identity is confident
+    #: frames between a track's first two embeddings; the spacing doubles with each one (up to
+    #: max_refresh_interval) while the track is not confidently named, and a due embedding
+    #: waits for one of the track's better faces
     refresh_interval: int = Field(default=10, ge=1, le=10_000)
-    #: embeddings a track needs before it is given a name
+    #: the longest spacing between embeddings of a track that is not confidently named
+    max_refresh_interval: int = Field(default=80, ge=1, le=100_000)
+    #: embeddings whose mean must reach the threshold to name a track ...
     min_embeddings: int = Field(default=2, ge=1, le=1000)
-    #: embeddings of a track after which its identity is considered settled
+    #: ... or one face must reach the threshold plus this (calibrated: strangers' faces reached
+    #: the threshold, strangers' means of 2 or more did not)
+    single_face_margin: float = Field(default=0.05, ge=0.0, le=1.0)
+    #: embeddings of a named track after which its identity is settled (no more embeddings
+    #: but rechecks)
     confident_after: int = Field(default=3, ge=1, le=1000)
     #: galleries with at least this many templates are searched with an approximate faiss
     #: index (the ``index`` extra); null = always exact
     index_min_size: int | None = Field(default=None, ge=1, le=1_000_000_000)
-    #: minimum face height in pixels to be embedded
-    min_face_size: int = Field(default=20, ge=0, le=10_000)
-    #: faces whose quality (size x pose x detector score, 0..1) is below this are not embedded
-    min_quality: float = Field(default=0.05, ge=0.0, le=1.0)
-    #: a confidently named track is re-checked when a face this many times better than the
-    #: best one embedded so far arrives (0 = never)
+    #: a face this many times better (expected similarity) than the best one embedded so far
+    #: is always embedded, also on a settled track (0 = never)
     recheck_gain: float = Field(default=1.5, ge=0.0, le=1000.0)
-    #: a track that is still unknown after confident_after embeddings is re-checked (on a
-    #: better face) at most this many frames apart
-    unknown_refresh_interval: int = Field(default=15, ge=1, le=100_000)
+    #: a new track continues the evidence of a track that ended or was lost at most this many
+    #: frames before, near it, when their embeddings match (0 = never)
+    relink_frames: int = Field(default=50, ge=0, le=100_000)
 
 
 @dataclass(config=_STRICT)
@@ -181,6 +190,9 @@ class TrackerConfig:
     max_missed: int = Field(default=2, ge=0, le=1000)
     #: mean grey-level change between frames that counts as a scene cut (ends all tracks; 0 = off)
     scene_cut: float = Field(default=24.0, ge=0.0, le=255.0)
+    #: between detections, follow each face by optical flow (Lucas-Kanade on a few points of
+    #: its box; a few tenths of a millisecond per face and frame); false: by its velocity only
+    flow: bool = True
 
 
 @dataclass(config=_STRICT)

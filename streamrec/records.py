@@ -194,7 +194,10 @@ class FaceJob:
 
     track_id: int
     kps: np.ndarray  # float32[5, 2] landmarks the crop is aligned on
-    quality: float  # weight of the evidence: geometric quality, times sharpness once aligned
+    quality: float  # expected similarity to the person's template: before alignment, then aligned
+    box: np.ndarray  # float32[4] the face's box
+    det_score: float
+    request: str = "explore"  # why it is embedded (``pipeline.identity.Request``)
     crop: np.ndarray | None = None  # aligned BGR crop (embed stage)
     embedding: np.ndarray | None = None  # float32[D], L2-normalised (embed stage)
 

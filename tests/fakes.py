@@ -25,11 +25,31 @@ _KPS = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.7
 
 
 class FakeDetector:
-    def __init__(self) -> None:
+    """Finds the squares; ``scale`` is how much the whole-frame pass would shrink the frame
+    (the squares are found at any size, but the small-face passes follow it)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
         self.calls = 0
+        self.region_calls = 0
+        self.scale = scale
+
+    def frame_scale(self, width: int, height: int) -> float:
+        return self.scale
+
+    def detect_region(
+        self, image: np.ndarray, region: tuple[int, int, int, int], scale: float
+    ) -> Detections:
+        self.region_calls += 1
+        x1, y1, x2, y2 = region
+        dets = self._find(image[y1:y2, x1:x2])
+        offset = np.array([x1, y1], np.float32)
+        return Detections(dets.boxes + np.tile(offset, 2), dets.scores, dets.kps + offset)
 
     def detect(self, image: np.ndarray) -> Detections:
         self.calls += 1
+        return self._find(image)
+
+    def _find(self, image: np.ndarray) -> Detections:
         mask = (image.max(axis=2) > 0).astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         boxes = [

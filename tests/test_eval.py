@@ -203,6 +203,32 @@ def test_bad_inputs_give_one_line(
         read_pairs(_write(tmp_path / "p2.csv", "a,b,Decision\nx,y,Yes\nx,y,maybe\n"), people_dir)
 
 
+@pytest.mark.parametrize(
+    "labels, extra, message",
+    [
+        ("clip,people\nmissing.mp4,Alice\n", [], "labels.csv:2: clip not found"),
+        ("video,who\nx.mp4,\n", [], "labels.csv:1: the header must be 'clip,people'"),
+        ("clip,people\nx.mp4,a,b\n", [], "labels.csv:2: expected 'clip,people', got 3 columns"),
+        ("clip,people\n", [], "lists no clip"),
+        ("clip,people\nx.mp4,\n", ["--plot", "roc.png"], "--plot is for photo pairs"),
+        ("clip,people\nx.mp4,\n", ["DIR"], "not both"),
+    ],
+)
+def test_bad_video_labels_give_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], labels: str, extra: list, message: str
+) -> None:
+    """Mistakes in ``eval --video`` are found before any model is loaded."""
+    (tmp_path / "x.mp4").write_bytes(b"")
+    path = _write(tmp_path / "labels.csv", labels)
+    gallery = ["--gallery", str(tmp_path / "g.db")]
+    args = [*(["eval", str(tmp_path)] if extra == ["DIR"] else ["eval"]), "--video", str(path)]
+    assert main([*args, *gallery, *(e for e in extra if e != "DIR"), *SMALL]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert main(["eval", "--video", str(path), *SMALL]) == 2  # no gallery
+    assert "needs the gallery" in capsys.readouterr().err
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -131,7 +132,9 @@ def test_frames_drawn_only_for_a_consumer() -> None:
     pipeline.run()
     assert len(written) == 61 and written[-1].size == 0  # every frame, then closed once
     known = [bool((img == (60, 200, 60)).all(axis=2).any()) for img in written[:-1]]
-    assert not known[0] and known[-1]  # orange until named, then a green box
+    unknown = [bool((img == (40, 160, 240)).all(axis=2).any()) for img in written[:-1]]
+    # alice's good face names her track at once (green); the stranger's box is orange
+    assert all(known) and not unknown[0] and unknown[20]
     assert recorder.images == {"file": 60, "watched": 60}  # nothing drawn for "idle"
 
 
@@ -183,11 +186,57 @@ def test_stop_finishes_in_flight_frames_and_ends_tracks() -> None:
     check_tracks_closed(writer.events)
 
 
-def test_detector_interval_and_embedding_budget() -> None:
+@pytest.mark.parametrize("known", [True, False])
+def test_detector_interval_and_embedding_budget(known: bool) -> None:
     models = FakeModels()
-    pipeline, _ = build([camera("cam", [Face(RED, 50, 50)], frames=100)], models)
+    people = {"alice": RED} if known else None
+    pipeline, _ = build([camera("cam", [Face(RED, 50, 50)], frames=100)], models, people)
     summary = pipeline.run()
     assert models.detector.calls == 20  # every 5th frame
-    # one track, embedded until settled (confident_after), not on every detection
     cfg = load_config(None)
-    assert summary.cameras["cam"].embeddings == cfg.recognition.confident_after
+    if known:  # embedded until settled (confident_after), not on every detection
+        assert summary.cameras["cam"].embeddings == cfg.recognition.confident_after
+    else:  # an unknown track keeps gathering evidence: two looks, then spacing doubling
+        assert summary.cameras["cam"].embeddings == 4  # frames 0, 5, 25, 65
+    report = summary.to_dict()
+    assert report["cameras"]["cam"]["embeddings_per_track"] == summary.cameras["cam"].embeddings
+    assert report["embedded_faces"] >= summary.cameras["cam"].embeddings
+    assert "per track" in summary.format()
+
+
+class SlowEmbedder(FakeEmbedder):
+    """Takes ``delay`` seconds (plus up to as much again at random) per call."""
+
+    def __init__(self, delay: float, seed: int = 0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.rng = np.random.default_rng(seed)
+
+    def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+        time.sleep(self.delay * (1 + float(self.rng.random())))
+        return super().embed(crops)
+
+
+def test_same_input_same_events_whatever_the_timing() -> None:
+    """The evidence a track gets does not depend on how fast the embedder answers (the detect
+    stage may run ahead of the match stage by whole queues, or not at all)."""
+    faces = [
+        Face(RED, 20, 40, dx=1.0),
+        Face(GREEN, 200, 40, frames=range(10, 150)),
+        Face(BLUE, 120, 150, size=40, frames=range(30, 180)),
+    ]
+
+    def events(delay: float, seed: int = 0) -> list[tuple]:
+        pipeline, writer = build(
+            [camera("cam", faces, frames=200)],
+            FakeModels(embedder=SlowEmbedder(delay, seed)),
+            {"alice": RED, "bob": BLUE},
+        )
+        pipeline.run()
+        return [(e.event, e.track_id, e.frame, sorted(e.fields.items())) for e in writer.events]
+
+    first = events(0.0)
+    names = {dict(fields).get("name") for kind, _, _, fields in first if kind == "identified"}
+    assert names == {"alice", "bob"}
+    for delay, seed in ((0.02, 1), (0.005, 2), (0.03, 3)):
+        assert events(delay, seed) == first

@@ -6,6 +6,7 @@ import copy
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import pytest
 
@@ -214,12 +215,13 @@ def test_leaving_face_ends_once_after_missed_rounds_and_new_face_gets_new_id() -
     assert [(f, t.track_id) for f, t in ended] == [(end_frame, id_a)]
     track_a = ended[0][1]
     assert track_a.missed == max_missed + 1 and track_a.last_detected == 35
-    assert track_a.last_frame == end_frame - 1 and track_a.frames == end_frame
+    # lost from the first round that did not find it (40): never drawn where no face is
+    assert track_a.last_frame == 39 and track_a.frames == 40
     assert track_a.hits == 8 and track_a.det_index == -1
-    for frame in range(36, end_frame):
+    for frame in range(36, 40):
         track = run.track(frame, id_a)
-        assert track is not None and track.missed == (frame - 35) // interval
-    assert all(run.track(f, id_a) is None for f in range(end_frame, 100))
+        assert track is not None and track.missed == 0
+    assert all(run.track(f, id_a) is None for f in range(40, 100))
 
     started = [(f, t.track_id) for f, u in run.updates.items() for t in u.started]
     assert started == [(0, min(id_a, id_b)), (0, max(id_a, id_b)), (70, id_c)]
@@ -255,13 +257,40 @@ def test_empty_detections_count_as_missed_rounds() -> None:
     (track,) = tracker.update(2, dets).started
     assert track.track_id == 1 and track.det_index == 0 and track.det_score == pytest.approx(0.8)
     update = tracker.update(3, Detections.empty())
-    assert update.active == [track] and update.ended == []
-    assert track.missed == 1 and track.det_index == -1 and track.last_frame == 3
+    assert update.active == [] and update.ended == []  # lost: kept, but not present
+    assert track.missed == 1 and track.det_index == -1 and track.last_frame == 2
     np.testing.assert_array_equal(track.box, box[0])
+    assert [(t.track_id, list(b)) for t, b in tracker.predicted(4)] == [(1, list(box[0]))]
     update = tracker.update(4, Detections.empty())
     assert update.active == [] and update.ended == [track]
-    assert track.last_frame == 3 and track.frames == 2
+    assert track.last_frame == 2 and track.frames == 1
     assert tracker.end_all() == []
+
+
+def test_lost_track_comes_back_under_its_id() -> None:
+    """A face the detector misses for a round is hidden, then found again as the same track."""
+    tracker = IoUTracker(max_missed=2)
+    for frame in range(30):
+        box = square(100 + frame, 100)[None]
+        found = Detections(box, np.array([0.9], np.float32), landmarks(box))
+        update = tracker.update(
+            frame, None if frame % 5 else Detections.empty() if frame == 10 else found
+        )
+        assert update.started == ([update.active[0]] if frame == 0 else [])
+        assert update.ended == []
+        assert [t.track_id for t in update.active] == ([] if 10 <= frame < 15 else [1])
+        if update.active:
+            assert iou(update.active[0].box, box[0]) > 0.9
+    assert update.active[0].frames == 30 - 5
+
+
+def test_a_face_that_reverses_keeps_its_track() -> None:
+    """Moving down, then up: the predicted box overshoots, the last detected box still matches."""
+    scene: dict[str, Path] = {
+        "a": lambda t: square(200, 100 + 4 * t if t <= 10 else 140 - 4 * (t - 10), 60)
+    }
+    run = simulate(IoUTracker(), scene, range(20), lambda f: f % 5 == 0, jitter=0.0)
+    assert run.only_id("a") == 1 and run.all_ended() == []
 
 
 def test_frames_without_detections_coast_for_a_bounded_time() -> None:
@@ -351,3 +380,38 @@ def test_frame_index_must_increase() -> None:
         tracker.update(5, None)
     with pytest.raises(ValueError):
         IoUTracker(min_hits=0)
+
+
+def test_optical_flow_keeps_boxes_on_a_face_that_turns_back() -> None:
+    """Between detections the tracker alone extrapolates the last motion; following the
+    face's own pixels keeps the box on it when it reverses (down, then up again)."""
+    from streamrec.pipeline.flow import follow
+
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8), (5, 5), 1)
+
+    def y(t: int) -> int:
+        return 100 + 5 * t if t <= 6 else 130 - 7 * (t - 6)
+
+    def frame(t: int) -> np.ndarray:
+        image = background.copy()
+        image[y(t) : y(t) + 60, 150:210] = texture
+        return image
+
+    def run(with_flow: bool) -> float:
+        tracker, previous, worst = IoUTracker(), None, 1.0
+        for t in range(16):
+            image, truth = frame(t), square(150, y(t), 60)
+            if t % 5 == 0:
+                box = truth[None]
+                update = tracker.update(t, Detections(box, np.ones(1, np.float32), landmarks(box)))
+            else:
+                moved = follow(previous, image, tracker.present) if with_flow else None
+                update = tracker.update(t, None, moved)
+            worst = min(worst, iou(update.active[0].box, truth))
+            previous = image
+        return worst
+
+    assert run(with_flow=True) > 0.85
+    assert run(with_flow=False) < 0.6

@@ -170,12 +170,18 @@ class GallerySession:
 
     def sync(self, book: UnknownBook) -> set[str]:
         """Bring the book in line with the store; returns the labels it must forget (erased,
-        merged away or promoted) — tracks carrying them lose the label."""
+        merged away or promoted) — tracks carrying them lose the label.
+
+        Labels the book holds keep its own centroids: the store may not have the latest
+        sightings yet (they are written in the background), and re-reading them at whatever
+        moment a reload happens would make a run's labels depend on timing."""
         if not self.persist:
             return set()
         assert self.gallery is not None
+        held = set(book.labels)  # the book's own centroids lead: the store lags behind it
         for label, total in self.unknown_identities().items():
-            book.seed(label, total)
+            if label not in held:
+                book.seed(label, total)
         book.next_index = max(book.next_index, self.gallery.next_unknown_index())
         with self._lock:
             dead, self._dead = self._dead, set()

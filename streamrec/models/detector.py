@@ -73,7 +73,7 @@ class ScrfdDetector:
                 f"keypoint outputs per stride; found {len(self.session.get_outputs())} outputs)"
             )
         self._groups = groups
-        self._anchor_cache: dict[tuple[int, int, int], np.ndarray] = {}
+        self._anchor_cache: dict[tuple[int, int, int, int], np.ndarray] = {}
 
     def input_for(self, width: int, height: int) -> tuple[int, int]:
         """Detector input (w, h) for an image: a dynamic model gets the image's aspect ratio
@@ -101,7 +101,7 @@ class ScrfdDetector:
         return blob, scale
 
     def _anchors(self, fh: int, fw: int, stride: int, per_cell: int) -> np.ndarray:
-        key = (fh, fw, per_cell)
+        key = (fh, fw, stride, per_cell)
         centers = self._anchor_cache.get(key)
         if centers is None:
             ys, xs = np.mgrid[:fh, :fw]
@@ -112,11 +112,36 @@ class ScrfdDetector:
             self._anchor_cache[key] = centers
         return centers
 
+    def frame_scale(self, width: int, height: int) -> float:
+        """How much :meth:`detect` shrinks (or grows) an image of this size."""
+        in_w, in_h = self.input_for(width, height)
+        return min(in_w / width, in_h / height)
+
     def detect(self, image: np.ndarray) -> Detections:
         """Faces in a BGR image, sorted by score (or by size when ``max_faces`` cuts them)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError("expected an HxWx3 BGR image")
-        in_w, in_h = self.input_for(image.shape[1], image.shape[0])
+        return self._detect(image, *self.input_for(image.shape[1], image.shape[0]))
+
+    def detect_region(
+        self, image: np.ndarray, region: tuple[int, int, int, int], scale: float
+    ) -> Detections:
+        """Faces in ``image[y1:y2, x1:x2]`` of ``region``, the crop resized by ``scale`` (1: the
+        image's own pixels, above 1: small faces made larger); in image coordinates. A model
+        with a fixed input size letterboxes the crop into it instead."""
+        x1, y1, x2, y2 = region
+        crop = image[y1:y2, x1:x2]
+        if crop.size == 0:
+            return Detections.empty()
+        in_w, in_h = self.input_size
+        if self.dynamic:
+            in_w = max(32, -(-round(crop.shape[1] * scale) // 32) * 32)
+            in_h = max(32, -(-round(crop.shape[0] * scale) // 32) * 32)
+        dets = self._detect(crop, in_w, in_h)
+        offset = np.array([x1, y1], np.float32)
+        return Detections(dets.boxes + np.tile(offset, 2), dets.scores, dets.kps + offset)
+
+    def _detect(self, image: np.ndarray, in_w: int, in_h: int) -> Detections:
         blob, scale = self._letterbox(image, in_w, in_h)
         outs = self.session.run(None, {self.input_name: blob})
         outs = [o[0] if o.ndim == 3 else o for o in outs]

@@ -54,8 +54,13 @@ class ArcFaceEmbedder:
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """L2-normalised float32 embeddings [N, D] of aligned BGR crops."""
+        return self.embed_with_norms(crops)[0]
+
+    def embed_with_norms(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings [N, D] and the norms [N] of the recognizer's un-normalised features
+        (a quality signal in MagFace-style training; see ``models.quality``)."""
         if not crops:
-            return np.zeros((0, self.dim), np.float32)
+            return np.zeros((0, self.dim), np.float32), np.zeros(0, np.float32)
         blob = self.preprocess(crops)
         if self.fixed_batch is None:
             feats = self._run(blob)
@@ -71,4 +76,4 @@ class ArcFaceEmbedder:
                     parts.append(self._run(chunk))
             feats = np.concatenate(parts)
         norms = np.linalg.norm(feats, axis=1, keepdims=True)
-        return (feats / np.maximum(norms, 1e-12)).astype(np.float32)
+        return (feats / np.maximum(norms, 1e-12)).astype(np.float32), norms[:, 0]

@@ -14,6 +14,17 @@ class Detector(Protocol):
         """Faces (boxes, scores, 5 landmarks) in a BGR image, in image coordinates."""
         ...
 
+    def detect_region(
+        self, image: np.ndarray, region: tuple[int, int, int, int], scale: float
+    ) -> Detections:
+        """Faces in the ``(x1, y1, x2, y2)`` region of a BGR image, resized by ``scale`` for the
+        detector; in image coordinates."""
+        ...
+
+    def frame_scale(self, width: int, height: int) -> float:
+        """How much ``detect`` resizes an image of this size for the detector."""
+        ...
+
 
 class Embedder(Protocol):
     #: embedding dimension

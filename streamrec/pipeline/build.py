@@ -21,12 +21,14 @@ from streamrec.gallery.unknowns import UnknownBook
 from streamrec.models.protocols import FaceModels
 from streamrec.models.runtime import default_threads
 from streamrec.pipeline.annotate import AnnotateStage
-from streamrec.pipeline.detect import DetectStage, FaceGate, TrackerSettings
+from streamrec.pipeline.detect import DetectStage, TrackerSettings
 from streamrec.pipeline.embed import EmbedStage
 from streamrec.pipeline.graph import Camera, Graph
 from streamrec.pipeline.identity import CameraIdentities, IdentityPolicy
 from streamrec.pipeline.match import EventWriter, MatchStage
 from streamrec.pipeline.output import OutputStage
+from streamrec.pipeline.small_faces import SmallFaceSettings
+from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.summary import CameraSummary, Summary
 from streamrec.sources import Source, SourceOptions, open_source
 from streamrec.telemetry import Observer, Observers
@@ -149,11 +151,13 @@ def build_pipeline(
     gallery: PipelineGallery | None = None,
     observers: Sequence[Observer] = (),
     gallery_poll: float = 1.0,
+    taps: Sequence[Stage] = (),
 ) -> Pipeline:
     """Wire ``cameras`` through the stages; events go to ``events``, telemetry to ``observers``.
 
     ``gallery``: the run's gallery (default: none, everyone is unknown); the running
-    pipeline takes in its changes within ``gallery_poll`` seconds.
+    pipeline takes in its changes within ``gallery_poll`` seconds. ``taps``: stages run after
+    the output stage, which see every finished frame (tracks, labels): evaluations use them.
     """
     rec = cfg.recognition
     embedder = models.embedder
@@ -164,21 +168,24 @@ def build_pipeline(
     policy = IdentityPolicy(
         threshold=models.threshold,
         min_embeddings=rec.min_embeddings,
+        single_face_margin=rec.single_face_margin,
         confident_after=rec.confident_after,
         refresh_interval=rec.refresh_interval,
-        unknown_refresh_interval=rec.unknown_refresh_interval,
+        max_refresh_interval=rec.max_refresh_interval,
         recheck_gain=rec.recheck_gain,
+        relink_frames=rec.relink_frames,
     )
     identities = {c.name: CameraIdentities(policy) for c in cameras}
     unknowns = gallery.unknown_book(models.threshold)
-    t = cfg.tracker
+    t, d = cfg.tracker, cfg.detector
     detect = DetectStage(
         models.detector,
         {c.name: (c.interval, c.ignore_zones) for c in cameras},
         identities,
         observer,
-        TrackerSettings(t.iou_threshold, t.max_missed, t.scene_cut),
-        FaceGate(rec.min_face_size, rec.min_quality),
+        TrackerSettings(t.iou_threshold, t.max_missed, t.scene_cut, t.flow),
+        SmallFaceSettings(d.small_faces, float(d.small_face_size)),
+        d.nms_threshold,
     )
     match = MatchStage(
         identities,
@@ -195,6 +202,7 @@ def build_pipeline(
         match,
         AnnotateStage({c.name for c in cameras if c.outputs}, observer),
         output,
+        *taps,
     ]
     graph = Graph(cameras, stages, cfg.pipeline.queue_size)
     return Pipeline(graph, match, output, summary, observer, gallery, unknowns, gallery_poll)

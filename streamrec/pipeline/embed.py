@@ -8,7 +8,7 @@ import numpy as np
 
 from streamrec.models.alignment import align
 from streamrec.models.protocols import Embedder
-from streamrec.models.quality import sharpness_factor
+from streamrec.models.quality import face_quality
 from streamrec.pipeline.stage import Inbox, Stage
 from streamrec.records import FaceJob, FrameWork, Work
 from streamrec.telemetry import Observer
@@ -40,7 +40,7 @@ class EmbedStage(Stage):
                 continue
             for job in work.jobs:
                 job.crop = align(work.frame.image, job.kps, self.embedder.input_size)
-                job.quality *= sharpness_factor(job.crop)
+                job.quality = face_quality(job.box, job.kps, job.det_score, job.crop)
                 jobs.append(job)
         self.observer.busy("align", time.perf_counter() - t0)
         for i in range(0, len(jobs), self.batch_size):

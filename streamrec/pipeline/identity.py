@@ -1,9 +1,38 @@
 """Track identity from accumulated evidence, with hysteresis.
 
-A track's identity is the gallery match of the (weighted) mean of its embeddings, never of one
-frame. An unknown track is named only once at least ``min_embeddings`` embeddings agree above the
-threshold; a named track changes name only when another person clearly wins (above threshold plus
-``margin``) while the current one has fallen below the threshold.
+A track's identity is the person the quality-weighted mean of its embeddings is closest to.
+An unknown track is named that person once the mean, with at least ``min_embeddings``
+embeddings, reaches the threshold, or once one of its faces reaches the threshold plus
+``single_face_margin``; a named track changes name only when another person clearly wins (above
+threshold plus ``margin``) while the current one has fallen below the threshold.
+
+The rule is calibrated on the media (``tests/calibrate_quality.py``: video tracks at 15-100% of
+their size against 35 people they are not): the quality-weighted mean of a stranger's track never
+reached MobileFaceNet's threshold (0.40; highest 0.391 over 2103 track prefixes of 2 to 40
+embeddings, no lower with more embeddings: the similarity of two people is a property of the
+pair, which averaging does not remove), while single faces of strangers reached 0.426, so one
+face alone must reach 0.45 (the threshold plus 0.05, also above the 0.435 that photo pairs of
+strangers pass once in a thousand).
+
+Which faces are embedded (:meth:`IdentityPolicy.request`) is decided by the detect stage from
+what it sees alone (the track's faces and their quality), never from results that arrive from
+another thread, so the same file gives the same evidence however the stages are timed:
+
+- *explore*: ``looks`` faces of each quality (faces within ``better_view`` of each other's
+  quality are of one quality): the first two faces of a track, and the first two of every
+  clearly better view; and, with growing spacing (``refresh_interval`` frames, doubling up to
+  ``max_refresh_interval``), a face at least ``good_face`` times as good as the best seen so far
+  (or any face once twice the spacing has passed). A track gathers evidence for as long as it
+  lives, at a bounded cost (a few views, then one face per spacing);
+- *recheck*: a face ``recheck_gain`` times better than the best one asked for so far.
+
+Once a track is *settled* (named with confidence) its explore requests stop: the detect stage
+stops asking as soon as it sees it, and the match stage drops any explore request that was
+still in flight, so the evidence a track gets does not depend on when the detect stage noticed.
+
+A new track whose first evidence is close to the evidence of a track that just ended (or is
+lost) nearby continues it: the evidence is merged, so a track broken by an occlusion or a
+missed detection keeps what it learnt (``continues``).
 
 :class:`CameraIdentities` owns the identity records of one camera's tracks: the detect stage
 starts tracks and asks which faces to embed, the match stage adds evidence and ends tracks, both
@@ -13,13 +42,23 @@ through its small interface (one lock), never by touching the records.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.unknowns import UnknownBook
-from streamrec.records import Label
+from streamrec.models.quality import evidence_weight
+from streamrec.records import FaceJob, Label
+
+
+class Request(str, Enum):
+    """Why a face is embedded: to learn who an unsettled track is, or a clearly better face."""
+
+    EXPLORE = "explore"
+    RECHECK = "recheck"
 
 
 @dataclass
@@ -34,17 +73,26 @@ class TrackIdentity:
     embeddings: int = 0
     total: np.ndarray | None = None  # weighted sum of embeddings
     weight: float = 0.0
+    weight_sq: float = 0.0  # sum of squared weights (effective number of embeddings)
     name: str | None = None
     score: float | None = None  # similarity of the mean embedding to the decided / best person
     confident: bool = False
-    last_request: int = -(10**9)  # frame of the last embedding request (detect stage)
+    settled: bool = False  # was confident once: explore requests stop
     name_changes: int = 0
     names: list[str] = field(default_factory=list)  # every name this track was given, in order
     unknown: str | None = None  # unknown-N label of an unknown track
     best_crop: np.ndarray | None = None  # best-quality aligned crop (unknowns, snapshots)
     best_quality: float = 0.0
-    best_request: float = 0.0  # best pre-alignment quality requested so far (detect stage)
     announced: bool = False  # its track_start was emitted (else it never reached the match stage)
+    place: tuple[float, float, float] | None = None  # centre x, y and height of its last face
+    continues: int | None = None  # the track whose evidence it took over
+    continued: bool = False  # another track took over its evidence
+    #: its best embeddings (quality, vector), for the single-face rule; bounded
+    kept: list[tuple[float, np.ndarray]] = field(default_factory=list)
+    # the request schedule (written by the detect stage only)
+    asked: list[float] = field(default_factory=list)  # quality of each face asked for
+    last_request: int = -(10**9)  # frame of the last request
+    best_seen: float = 0.0  # best quality of any of its faces so far
 
     @property
     def mean(self) -> np.ndarray | None:
@@ -53,6 +101,11 @@ class TrackIdentity:
         norm = float(np.linalg.norm(self.total))
         return self.total / norm if norm > 0 else self.total
 
+    @property
+    def effective(self) -> float:
+        """Effective number of embeddings (Kish): equal weights count fully, weak ones less."""
+        return self.weight * self.weight / self.weight_sq if self.weight_sq > 0 else 0.0
+
 
 @dataclass
 class IdentityPolicy:
@@ -60,35 +113,67 @@ class IdentityPolicy:
     min_embeddings: int = 2
     confident_after: int = 3
     refresh_interval: int = 10
-    unknown_refresh_interval: int = 15
+    max_refresh_interval: int = 80
     margin: float = 0.05
+    #: one face reaching the threshold plus this names its track
+    single_face_margin: float = 0.05
     recheck_gain: float = 1.5
+    #: a due explore request waits for a face at least this good relative to the best seen
+    good_face: float = 0.8
+    #: faces within this factor of each other's quality are views of the same quality ...
+    better_view: float = 1.25
+    #: ... of which a track is embedded this many (the better ones first)
+    looks: int = 2
+    #: embeddings a track keeps for the single-face rule (its best)
+    keep: int = 32
+    #: a new track continues one that ended (or was lost) at most this many frames before ...
+    relink_frames: int = 50
+    #: ... at most this many face sizes away, when its evidence matches (threshold)
+    relink_distance: float = 2.0
 
-    def needs_embedding(self, ident: TrackIdentity, frame_index: int, quality: float) -> bool:
-        """Embed new tracks, then refresh every ``refresh_interval`` frames until settled.
+    def request(self, ident: TrackIdentity, frame_index: int, quality: float) -> Request | None:
+        """The schedule's request for this face of the track (None: not now), recorded.
 
-        A track is settled when it is named with confidence, or when ``confident_after``
-        embeddings still say "unknown". A settled track is re-checked only when a clearly better
-        face (``recheck_gain`` times the best quality embedded so far) comes along; unknown ones
-        at most every ``unknown_refresh_interval`` frames. This keeps embeddings per track few.
+        Depends only on the track's faces so far, not on whether it is settled: the caller
+        decides whether an explore request is worth sending.
         """
+        ident.best_seen = max(ident.best_seen, quality)
         waited = frame_index - ident.last_request
-        if waited < self.refresh_interval:
-            return False
-        settled_unknown = ident.name is None and ident.embeddings >= self.confident_after
-        if not (ident.confident or settled_unknown):
-            return True
-        if settled_unknown and waited < self.unknown_refresh_interval:
-            return False
-        return bool(self.recheck_gain) and quality > ident.best_request * self.recheck_gain
+        asked = ident.asked
+        kind: Request | None = None
+        if not asked:
+            kind = Request.EXPLORE
+        elif self.recheck_gain and quality >= max(asked) * self.recheck_gain:
+            kind = Request.RECHECK
+        elif sum(a * self.better_view >= quality for a in asked) < self.looks:
+            kind = Request.EXPLORE  # a view better than (or as good as) too few of the others
+        elif waited >= self.refresh_interval:
+            spacing = min(
+                self.refresh_interval * 2 ** min(len(asked) - 1, 30),
+                max(self.max_refresh_interval, self.refresh_interval),
+            )
+            if (waited >= spacing and quality >= self.good_face * ident.best_seen) or (
+                waited >= 2 * spacing
+            ):
+                kind = Request.EXPLORE
+        if kind is not None:
+            asked.append(quality)
+            ident.last_request = frame_index
+        return kind
 
     def update(
-        self, ident: TrackIdentity, embedding: np.ndarray, weight: float, matcher: Matcher
+        self, ident: TrackIdentity, embedding: np.ndarray, quality: float, matcher: Matcher
     ) -> bool:
-        """Add one embedding; return True when the track's name changed (incl. first naming)."""
+        """Add one embedding of this quality; True when the track's name changed."""
+        weight = evidence_weight(quality)
+        ident.best_quality = max(ident.best_quality, quality)
+        ident.kept.append((quality, embedding.astype(np.float32)))
+        if len(ident.kept) > self.keep:
+            ident.kept.remove(min(ident.kept, key=lambda k: k[0]))
         vec = embedding.astype(np.float32) * weight
         ident.total = vec if ident.total is None else ident.total + vec
         ident.weight += weight
+        ident.weight_sq += weight * weight
         ident.embeddings += 1
         return self.decide(ident, matcher)
 
@@ -104,6 +189,7 @@ class IdentityPolicy:
         changed = False
         if ident.name is not None and ident.name not in matcher.names:
             ident.name, ident.confident, changed = None, False, True  # erased from the gallery
+            ident.settled = False
         if len(matcher) == 0:
             ident.score = None
         else:
@@ -111,7 +197,10 @@ class IdentityPolicy:
             best = int(scores.argmax())
             best_name, best_score = matcher.names[best], float(scores[best])
             if ident.name is None:
-                if best_score >= self.threshold and ident.embeddings >= self.min_embeddings:
+                single = self.threshold + self.single_face_margin
+                if (best_score >= self.threshold and ident.embeddings >= self.min_embeddings) or (
+                    self._best_face(ident, matcher, best) >= single
+                ):
                     ident.name, changed = best_name, True
             elif best_name != ident.name:
                 current = float(scores[matcher.names.index(ident.name)])
@@ -132,7 +221,33 @@ class IdentityPolicy:
             and ident.embeddings >= self.confident_after
             and ident.score >= self.threshold + self.margin
         )
+        ident.settled = ident.settled or ident.confident
         return changed
+
+    @staticmethod
+    def _best_face(ident: TrackIdentity, matcher: Matcher, person: int) -> float:
+        """The highest similarity of any of the track's kept faces to ``person``."""
+        if not ident.kept:
+            return -1.0
+        faces = np.stack([vector for _, vector in ident.kept])
+        return float((faces @ matcher.templates[matcher.owners == person].T).max())
+
+    def continues(self, new: TrackIdentity, old: TrackIdentity) -> bool:
+        """Whether ``new`` (just starting to gather evidence) is ``old`` seen again."""
+        if (
+            old.continued
+            or old.mean is None
+            or new.mean is None
+            or old.place is None
+            or new.place is None
+            or old.last_frame >= new.first_frame
+            or new.first_frame - old.last_frame > self.relink_frames
+            or (old.name is not None and new.name is not None and old.name != new.name)
+        ):
+            return False
+        (x0, y0, s0), (x1, y1, s1) = old.place, new.place
+        near = np.hypot(x1 - x0, y1 - y0) <= self.relink_distance * max(s0, s1)
+        return bool(near and float(old.mean @ new.mean) >= self.threshold)
 
 
 @dataclass(frozen=True)
@@ -157,21 +272,24 @@ class CameraIdentities:
     def __init__(self, policy: IdentityPolicy) -> None:
         self.policy = policy
         self._tracks: dict[int, TrackIdentity] = {}
+        #: recently ended tracks that a new track may continue (bounded)
+        self._ended: deque[TrackIdentity] = deque(maxlen=64)
         self._lock = threading.Lock()
 
     def start(self, track_id: int, frame_index: int, time: float) -> None:
         with self._lock:
             self._tracks[track_id] = TrackIdentity(track_id, frame_index, time)
 
-    def wants_embedding(self, track_id: int, frame_index: int, quality: float) -> bool:
-        """Whether to embed this face of the track now; a yes is recorded as a request."""
+    def wants_embedding(self, track_id: int, frame_index: int, quality: float) -> Request | None:
+        """Whether to embed this face of the track now, and why; the schedule records it."""
         with self._lock:
             ident = self._tracks.get(track_id)
-            if ident is None or not self.policy.needs_embedding(ident, frame_index, quality):
-                return False
-            ident.last_request = frame_index
-            ident.best_request = max(ident.best_request, quality)
-            return True
+            if ident is None:
+                return None
+            kind = self.policy.request(ident, frame_index, quality)
+            if kind is Request.EXPLORE and ident.settled:
+                return None  # settled: the match stage would drop it
+            return kind
 
     def announce(self, track_id: int) -> None:
         """The track's start was emitted: its end must be too."""
@@ -182,23 +300,50 @@ class CameraIdentities:
         with self._lock:
             return track_id in self._tracks
 
-    def add(
-        self,
-        track_id: int,
-        embedding: np.ndarray,
-        weight: float,
-        crop: np.ndarray | None,
-        matcher: Matcher,
-    ) -> Naming | None:
-        """Add one embedding to a started track; a :class:`Naming` when its name changed."""
+    def add(self, job: FaceJob, matcher: Matcher) -> tuple[bool, Naming | None]:
+        """Add an embedded face to its started track: whether it was used, and a
+        :class:`Naming` when the track's name changed.
+
+        An explore request that arrives after its track settled is not used (see the module
+        docstring). A track's first evidence may continue a track that ended or is lost nearby.
+        """
+        assert job.embedding is not None
         with self._lock:
-            ident = self._tracks[track_id]
-            weight = max(weight, 1e-3)
-            if crop is not None and weight > ident.best_quality:
-                ident.best_crop, ident.best_quality = crop, weight
-            if not self.policy.update(ident, embedding, weight, matcher):
-                return None
-            return Naming.of(ident)
+            ident = self._tracks[job.track_id]
+            if job.request == Request.EXPLORE and ident.settled:
+                return False, None
+            if job.quality > ident.best_quality or ident.best_crop is None:
+                ident.best_crop = job.crop
+            x1, y1, x2, y2 = (float(v) for v in job.box)
+            ident.place = ((x1 + x2) / 2, (y1 + y2) / 2, max(y2 - y1, 1.0))
+            changed = self.policy.update(ident, job.embedding, job.quality, matcher)
+            if ident.continues is None and ident.embeddings <= self.policy.confident_after:
+                changed = self._continue(ident, matcher) or changed
+            return True, Naming.of(ident) if changed else None
+
+    def _continue(self, ident: TrackIdentity, matcher: Matcher) -> bool:
+        """Merge the evidence of the track ``ident`` continues, if any; True if named anew."""
+        # an open track is a candidate once it has missed frames the new one was present in
+        # (on the new track's first frame it may still be present too)
+        lost = [t for t in self._tracks.values() if t is not ident and t.frames and ident.frames]
+        for old in [*reversed(self._ended), *lost]:
+            if self.policy.continues(ident, old):
+                break
+        else:
+            return False
+        assert old.total is not None and ident.total is not None
+        old.continued = True
+        ident.continues = old.track_id
+        ident.total = ident.total + old.total
+        ident.weight += old.weight
+        ident.weight_sq += old.weight_sq
+        ident.embeddings += old.embeddings
+        ident.kept = sorted(ident.kept + old.kept, key=lambda k: -k[0])[: self.policy.keep]
+        if old.best_quality > ident.best_quality:
+            ident.best_crop, ident.best_quality = old.best_crop, old.best_quality
+        before = ident.name
+        self.policy.decide(ident, matcher)
+        return ident.name != before
 
     def rematch(self, matcher: Matcher) -> list[Naming]:
         """Re-decide every open track against a changed gallery; the names that changed."""
@@ -218,7 +363,8 @@ class CameraIdentities:
 
     def label_unknown(self, track_id: int, book: UnknownBook, camera: str) -> str | None:
         """Give a track whose evidence says "not in the gallery" its stable unknown-N label
-        (once, never one another open track of this camera carries); the new label or None."""
+        (once, never one another open track of this camera carries, unless it is the track this
+        one continues); the new label or None."""
         policy = self.policy
         with self._lock:
             ident = self._tracks.get(track_id)
@@ -232,10 +378,12 @@ class CameraIdentities:
                 return None
             mean = ident.mean
             assert mean is not None
-            taken = {t.unknown for t in self._tracks.values() if t.unknown and t is not ident}
-            ident.unknown = book.assign(
-                mean, taken, ident.best_crop, ident.best_quality, camera
-            )
+            taken = {
+                t.unknown
+                for t in self._tracks.values()
+                if t.unknown and t is not ident and t.track_id != ident.continues
+            }
+            ident.unknown = book.assign(mean, taken, ident.best_crop, ident.best_quality, camera)
             return ident.unknown
 
     def present(
@@ -260,7 +408,10 @@ class CameraIdentities:
     def end(self, track_id: int) -> TrackIdentity | None:
         """Forget the track; its final record (None if it was never started)."""
         with self._lock:
-            return self._tracks.pop(track_id, None)
+            ident = self._tracks.pop(track_id, None)
+            if ident is not None and ident.mean is not None and ident.frames:
+                self._ended.append(ident)
+            return ident
 
     def open_tracks(self) -> list[int]:
         with self._lock:

@@ -97,8 +97,10 @@ class MatchStage(Stage):
         for job in work.jobs:
             if job.embedding is None or job.track_id not in idents:
                 continue
+            used, naming = idents.add(job, matcher)
+            if not used:
+                continue
             self.observer.evidence(camera)
-            naming = idents.add(job.track_id, job.embedding, job.quality, job.crop, matcher)
             if naming is not None:
                 self._named(camera, frame, naming)
             self._label_unknown(camera, job.track_id, frame)
@@ -161,6 +163,7 @@ class MatchStage(Stage):
             embeddings=ident.embeddings,
             name_changes=ident.name_changes,
             unknown=ident.unknown,
+            continues=ident.continues,
         )
 
     def finish(self) -> None:

@@ -43,6 +43,8 @@ class Summary(Observer):
     cameras: dict[str, CameraSummary] = field(default_factory=dict)
     wall_time: float = 0.0
     embed_calls: int = 0
+    #: faces embedded (a few more than the embeddings used: see pipeline.identity)
+    embedded_faces: int = 0
     #: busy seconds per stage step (read, detect, track, align, embed, match, annotate, encode)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
@@ -58,6 +60,7 @@ class Summary(Observer):
 
     def embedded(self, faces: int, seconds: float) -> None:
         self.embed_calls += 1
+        self.embedded_faces += faces
 
     def evidence(self, camera: str) -> None:
         self.cameras[camera].embeddings += 1
@@ -86,6 +89,7 @@ class Summary(Observer):
             "wall_time": round(self.wall_time, 3),
             "fps": round(self.fps, 2),
             "embed_calls": self.embed_calls,
+            "embedded_faces": self.embedded_faces,
             "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
             "interrupted": self.interrupted,
             "error": self.error,
@@ -96,6 +100,7 @@ class Summary(Observer):
                     "faces": c.faces,
                     "tracks": c.tracks,
                     "embeddings": c.embeddings,
+                    "embeddings_per_track": round(c.embeddings / c.tracks, 2) if c.tracks else 0,
                     "dropped": c.dropped,
                     "damage": c.damage,
                     "people": {
@@ -117,6 +122,7 @@ class Summary(Observer):
             lines.append(
                 f"{name}: {c.frames} frames, detector on {c.detector_runs}, {c.faces} faces, "
                 f"{c.tracks} tracks, {c.embeddings} embeddings"
+                + (f" ({c.embeddings / c.tracks:.1f} per track)" if c.tracks else "")
                 + (f", {c.dropped} frames dropped" if c.dropped else "")
             )
             for n, p in sorted(c.people.items(), key=lambda kv: kv[1].first_time):
@@ -132,6 +138,6 @@ class Summary(Observer):
         state = " (interrupted)" if self.interrupted else ""
         lines.append(
             f"total: {self.frames} frames in {self.wall_time:.1f}s, {self.fps:.1f} fps, "
-            f"{self.embed_calls} embedder calls{state}"
+            f"{self.embedded_faces} faces embedded in {self.embed_calls} embedder calls{state}"
         )
         return "\n".join(lines)

@@ -2,7 +2,17 @@
 
 The detector runs only every N frames (or irregularly). On frames without detections every
 track coasts along its per-frame velocity; on detection frames the predicted boxes are matched
-to the detections by optimal assignment over a pluggable cost (default ``1 - IoU``).
+to the detections by optimal assignment over a pluggable cost. The default cost is ``1 - IoU``
+of the predicted box or, when closer, of the last detected one (a face that reversed its motion
+is still found where it was); a small face moving fast overlaps its last box little, so a
+detection of about the same size whose centre is within ``SHIFT`` face heights costs as much as
+the IoU that would be needed at that distance (the gate is reached at ``SHIFT`` heights).
+
+A track that a detection round does not find is *lost*: it is no longer reported as present
+(so no box is drawn where no face was found) but is kept, still predicted, for ``max_missed``
+rounds; a detection that matches it brings it back under the same id, else it ends. A present
+track wins a detection over a lost one that overlaps it about as well (the lost one pays
+``LOST_COST``), so two tracks of one face do not take turns.
 
 Velocity is measured between matched detections (so it is exact for constant motion whatever
 the detection interval) and smoothed with an EMA. Coasting is damped by a hard horizon: a track
@@ -33,6 +43,8 @@ DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # time constant whatever the detection interval (longer spans are also less noisy).
 _VELOCITY_WEIGHT_PER_FRAME = 0.3
 _MIN_SIZE = 1.0  # predicted boxes never shrink below this width/height (pixels)
+#: added to a lost track's matching cost
+LOST_COST = 0.2
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -50,8 +62,28 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def iou_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Default matching cost: ``1 - IoU``."""
+    """Matching cost ``1 - IoU`` (the default cost adds the shift of small fast faces)."""
     return 1.0 - iou_matrix(a, b)
+
+
+#: a detection this many face heights from a track's box can still continue it ...
+SHIFT = 1.0
+#: ... when their heights differ by at most this factor
+SHIFT_SIZE = 1.5
+
+
+def shift_distance(a: np.ndarray, b: np.ndarray, gate: float) -> np.ndarray:
+    """``gate`` times the centre distance of ``a`` [Na, 4] and ``b`` [Nb, 4] in units of
+    ``SHIFT`` mean face heights; infinite where the heights differ by more than ``SHIFT_SIZE``."""
+    a = np.asarray(a, np.float32).reshape(-1, 4)
+    b = np.asarray(b, np.float32).reshape(-1, 4)
+    ha = np.maximum(a[:, 3] - a[:, 1], _MIN_SIZE)[:, None]
+    hb = np.maximum(b[:, 3] - b[:, 1], _MIN_SIZE)[None, :]
+    centre_a = (a[:, None, :2] + a[:, None, 2:]) / 2
+    centre_b = (b[None, :, :2] + b[None, :, 2:]) / 2
+    shift = np.linalg.norm(centre_a - centre_b, axis=2) / ((ha + hb) / 2)
+    similar = np.maximum(ha / hb, hb / ha) <= SHIFT_SIZE
+    return np.where(similar, gate * shift / SHIFT, np.inf)
 
 
 @dataclass
@@ -71,7 +103,8 @@ class IoUTracker:
     """Flat multi-object tracker for faces.
 
     ``iou_threshold``: pairs with IoU below it never match (default distance). ``max_missed``:
-    a track ends on its ``max_missed + 1``-th consecutive detection round without a match.
+    a track ends on its ``max_missed + 1``-th consecutive detection round without a match; from
+    its first missed round on it is lost (not in ``active``).
     ``distance``: custom cost function (see ``DistanceFn``); with it, pairs whose cost exceeds
     ``max_distance`` or is not finite never match (``max_distance`` defaults to
     ``1 - iou_threshold`` for the IoU cost and to no limit for a custom one). ``min_hits``: a
@@ -105,24 +138,46 @@ class IoUTracker:
         self._next_id = 1
         self._frame: int | None = None
 
-    def update(self, frame_index: int, detections: Detections | None) -> TrackUpdate:
-        """Advance to ``frame_index``; ``detections=None`` means the detector did not run."""
+    def update(
+        self,
+        frame_index: int,
+        detections: Detections | None,
+        followed: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> TrackUpdate:
+        """Advance to ``frame_index``; ``detections=None`` means the detector did not run.
+
+        ``followed``: on a frame without detections, the box and landmarks where a track's face
+        was followed to (optical flow); the others move by their velocity.
+        """
         if self._frame is not None and frame_index <= self._frame:
             raise ValueError(f"frame_index must increase: {frame_index} after {self._frame}")
         self._frame = frame_index
         boxes, kps = self._predict(frame_index)
         if detections is None:
+            followed = followed or {}
             for live, box, points in zip(self._live, boxes, kps, strict=True):
-                _present(live.track, frame_index, box, points)
+                track = live.track
+                if track.missed:
+                    continue
+                if track.track_id in followed and track.hits >= self._min_hits:
+                    box, points = followed[track.track_id]
+                    gap = frame_index - track.last_frame
+                    weight = 1.0 - (1.0 - _VELOCITY_WEIGHT_PER_FRAME) ** gap
+                    measured = (box - track.box) / float(gap)
+                    track.velocity = (weight * measured + (1 - weight) * track.velocity).astype(
+                        np.float32
+                    )
+                _present(track, frame_index, box, points)
             return TrackUpdate(self._active(), [], [])
 
-        rows, cols = self._match(boxes, detections.boxes)
+        anchors = np.stack([live.anchor for live in self._live]) if self._live else boxes
+        rows, cols = self._match(boxes, anchors, detections.boxes)
         det_for_row = np.full(len(self._live), -1, np.int64)
         det_for_row[rows] = cols
         started: list[Track] = []
         ended: list[Track] = []
         kept: list[_Live] = []
-        for live, det, box, points in zip(self._live, det_for_row, boxes, kps, strict=True):
+        for live, det in zip(self._live, det_for_row, strict=True):
             track = live.track
             confirmed = track.hits >= self._min_hits
             if det >= 0:
@@ -137,7 +192,7 @@ class IoUTracker:
                 if track.missed > self._max_missed:
                     ended.append(track)
                     continue
-                _present(track, frame_index, box, points)
+                track.det_index = -1  # lost: keeps its last present box, not reported
             kept.append(live)
 
         matched = np.zeros(len(detections), bool)
@@ -158,8 +213,27 @@ class IoUTracker:
         self._frame = None
         return ended
 
+    def predicted(self, frame_index: int) -> list[tuple[Track, np.ndarray]]:
+        """Every reported track (present or lost) with its box predicted at ``frame_index``
+        (the state is not advanced): where to look for a face the detector might miss."""
+        boxes, _ = self._predict(frame_index)
+        return [
+            (live.track, box)
+            for live, box in zip(self._live, boxes, strict=True)
+            if live.track.hits >= self._min_hits
+        ]
+
+    @property
+    def present(self) -> list[Track]:
+        """The tracks present on the last frame."""
+        return self._active()
+
     def _active(self) -> list[Track]:
-        active = [live.track for live in self._live if live.track.hits >= self._min_hits]
+        active = [
+            live.track
+            for live in self._live
+            if live.track.hits >= self._min_hits and not live.track.missed
+        ]
         return sorted(active, key=lambda track: track.track_id)
 
     def _confirm(self, track: Track) -> None:
@@ -188,9 +262,10 @@ class IoUTracker:
         return moved, kps.astype(np.float32)
 
     def _match(
-        self, track_boxes: np.ndarray, det_boxes: np.ndarray
+        self, track_boxes: np.ndarray, anchors: np.ndarray, det_boxes: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Optimal (track row, detection) pairs whose cost passes the gate."""
+        """Optimal (track row, detection) pairs whose cost passes the gate. With the default
+        cost a track is as close as the nearer of its predicted and last detected boxes."""
         n_tracks, n_dets = len(track_boxes), len(det_boxes)
         none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         if n_tracks == 0 or n_dets == 0:
@@ -198,9 +273,21 @@ class IoUTracker:
         cost = np.asarray(self._distance(track_boxes, det_boxes), np.float64)
         if cost.shape != (n_tracks, n_dets):
             raise ValueError(f"distance returned shape {cost.shape}, expected {(n_tracks, n_dets)}")
+        if self._distance is iou_distance:
+            gate = self._max_cost
+            cost = np.minimum.reduce(
+                [
+                    cost,
+                    iou_distance(anchors, det_boxes),
+                    shift_distance(track_boxes, det_boxes, gate),
+                    shift_distance(anchors, det_boxes, gate),
+                ]
+            )
         allowed = np.isfinite(cost) & (cost <= self._max_cost)
         if not allowed.any():
             return none
+        lost = np.array([live.track.missed > 0 for live in self._live])
+        cost = cost + np.where(lost, LOST_COST, 0.0)[:, None]
         # Forbidden pairs get a cost larger than any difference of allowed sums, so the solver
         # maximises the number of allowed pairs first; they are filtered out afterwards.
         forbidden = float(np.abs(cost[allowed]).sum()) + 1.0

@@ -1,0 +1,76 @@
+"""Boxes that follow faces between detections: sparse optical flow on each face.
+
+On a frame without detections, each present track's face is followed from the previous frame
+with OpenCV's pyramidal Lucas-Kanade flow of a few corner points inside its box, checked forward
+and backward; the points' mean shift and median change of scale move the box and its landmarks.
+A face whose points cannot be followed (a cut, an occlusion, blur) keeps the tracker's
+constant-velocity prediction. Only a region around each face is converted to grey: the cost is
+per face, not per frame.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from streamrec.records import Track
+
+#: a point followed forward and back must come home within this many pixels
+MAX_ERROR = 1.0
+#: points needed to trust a face's motion
+MIN_POINTS = 4
+
+
+def follow(
+    prev: np.ndarray, cur: np.ndarray, tracks: list[Track]
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Where each track's face (its box and landmarks in ``prev``) went in ``cur``, by id."""
+    height, width = cur.shape[:2]
+    out = {}
+    for track in tracks:
+        x1, y1, x2, y2 = (float(v) for v in track.box)
+        size = max(x2 - x1, y2 - y1)
+        if size < 8:
+            continue
+        left, top = max(0, int(x1 - size)), max(0, int(y1 - size))
+        right, bottom = min(width, int(x2 + size) + 1), min(height, int(y2 + size) + 1)
+        if right - left < 8 or bottom - top < 8:
+            continue
+        a = cv2.cvtColor(prev[top:bottom, left:right], cv2.COLOR_BGR2GRAY)
+        b = cv2.cvtColor(cur[top:bottom, left:right], cv2.COLOR_BGR2GRAY)
+        mask = np.zeros_like(a)  # points well inside the face (its edges move over background)
+        inset_x, inset_y = 0.15 * (x2 - x1), 0.15 * (y2 - y1)
+        mask[
+            max(0, int(y1 + inset_y) - top) : int(y2 - inset_y) - top,
+            max(0, int(x1 + inset_x) - left) : int(x2 - inset_x) - left,
+        ] = 255
+        points = cv2.goodFeaturesToTrack(
+            a, maxCorners=16, qualityLevel=0.01, minDistance=max(2.0, size / 8), mask=mask
+        )
+        if points is None or len(points) < MIN_POINTS:
+            continue
+        window = (int(np.clip(size / 4, 7, 21)) | 1,) * 2
+        moved, ok, _ = cv2.calcOpticalFlowPyrLK(
+            a, b, points, np.empty_like(points), winSize=window, maxLevel=2
+        )
+        back, ok_back, _ = cv2.calcOpticalFlowPyrLK(
+            b, a, moved, np.empty_like(points), winSize=window, maxLevel=2
+        )
+        error = np.linalg.norm((back - points).reshape(-1, 2), axis=1)
+        good = (ok.ravel() == 1) & (ok_back.ravel() == 1) & (error < MAX_ERROR)
+        if good.sum() < MIN_POINTS:
+            continue
+        p0, p1 = points.reshape(-1, 2)[good], moved.reshape(-1, 2)[good]
+        c0, c1 = p0.mean(axis=0), p1.mean(axis=0)
+        d0 = np.linalg.norm(p0 - c0, axis=1)
+        d1 = np.linalg.norm(p1 - c1, axis=1)
+        spread = d0 > 1.0
+        scale = float(np.median(d1[spread] / d0[spread])) if spread.sum() >= 2 else 1.0
+        scale = float(np.clip(scale, 0.8, 1.25))
+        # x' = c1 + scale (x - c0), in frame coordinates
+        c0 = c0 + np.array([left, top], np.float32)
+        c1 = c1 + np.array([left, top], np.float32)
+        box = ((track.box.reshape(2, 2) - c0) * scale + c1).reshape(4)
+        kps = (track.kps - c0) * scale + c1
+        out[track.track_id] = (box.astype(np.float32), kps.astype(np.float32))
+    return out

@@ -1,0 +1,159 @@
+"""Small faces: found and followed without running the detector on the whole frame at full size.
+
+The whole-frame pass runs at the detector's input size (a 1080p frame shrinks 3x, so a 16 px
+face becomes 5 px and is lost). Two extra passes, at the detector interval, bring the pixels
+back where they matter:
+
+- **tiles**: when the frame is larger than the detector's input, one tile of the frame at its
+  own resolution per detection round, round-robin: the whole frame is searched at full
+  resolution every few rounds, for new small faces. A tile has the size of the whole-frame
+  pass's input, so it costs the same (a 1080p frame: 16 tiles of 640x360);
+- **regions**: a track whose face is small in the whole-frame pass (``small`` px there) and was
+  not found there is looked for again in a region around its predicted box, enlarged so that the
+  face is about ``target`` px; and a small face about to be embedded is detected again the same
+  way, for precise landmarks (better embeddings).
+
+The passes are merged with non-maximum suppression; detections cut by an inner tile border are
+dropped (the overlapping tile has them whole).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from streamrec.models.detector import nms
+from streamrec.models.protocols import Detector
+from streamrec.pipeline.tracking import iou_matrix
+from streamrec.records import Detections
+
+Region = tuple[int, int, int, int]
+
+
+@dataclass
+class SmallFaceSettings:
+    enabled: bool = True
+    #: a tracked face below this height in the whole-frame pass is small
+    small: float = 24.0
+    #: height the region pass enlarges such a face to
+    target: float = 48.0
+    #: region passes per detection round at most (the smallest faces first)
+    max_regions: int = 8
+    #: overlap of neighbouring tiles, as a fraction of the tile
+    overlap: float = 0.2
+
+
+def tiles(width: int, height: int, tile: tuple[int, int], overlap: float) -> list[Region]:
+    """Tiles of at most ``tile`` (width, height) covering the frame, neighbours overlapping by
+    at least ``overlap`` of a tile, spread evenly."""
+
+    def starts(length: int, side: int) -> list[int]:
+        if length <= side:
+            return [0]
+        n = math.ceil((length - side * overlap) / (side * (1 - overlap)))
+        return [round(i * (length - side) / (n - 1)) for i in range(n)]
+
+    tw, th = tile
+    return [
+        (x, y, min(width, x + tw), min(height, y + th))
+        for y in starts(height, th)
+        for x in starts(width, tw)
+    ]
+
+
+def _inside(dets: Detections, tile: Region, width: int, height: int) -> Detections:
+    """Detections not cut by an inner border of the tile (2 px of slack)."""
+    x1, y1, x2, y2 = tile
+    b = dets.boxes
+    keep = (
+        ((b[:, 0] > x1 + 2) | (x1 == 0))
+        & ((b[:, 1] > y1 + 2) | (y1 == 0))
+        & ((b[:, 2] < x2 - 2) | (x2 == width))
+        & ((b[:, 3] < y2 - 2) | (y2 == height))
+    )
+    return dets[keep]
+
+
+def merge(parts: list[Detections], nms_threshold: float) -> Detections:
+    """One set of detections from several passes (the best-scored of overlapping ones)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return Detections.empty()
+    if len(parts) == 1:
+        return parts[0]
+    dets = Detections(
+        np.concatenate([p.boxes for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.kps for p in parts]),
+    )
+    order = np.argsort(-dets.scores, kind="stable")
+    dets = dets[order]
+    return dets[nms(dets.boxes, dets.scores, nms_threshold)]
+
+
+class SmallFaceSearch:
+    """The extra passes of one camera (it remembers which tile comes next)."""
+
+    def __init__(self, settings: SmallFaceSettings, nms_threshold: float) -> None:
+        self.settings = settings
+        self.nms_threshold = nms_threshold
+        self._next_tile = 0
+
+    def small(self, detector: Detector, image: np.ndarray, box: np.ndarray) -> bool:
+        """Whether a face with this box is small in the whole-frame pass."""
+        height, width = image.shape[:2]
+        scale = detector.frame_scale(width, height)
+        return self.settings.enabled and float(box[3] - box[1]) * scale < self.settings.small
+
+    def detect(
+        self, detector: Detector, image: np.ndarray, dets: Detections, tracked: list[np.ndarray]
+    ) -> Detections:
+        """``dets`` (the whole-frame pass) merged with a tile, and with the regions of the small
+        faces among the ``tracked`` boxes (predicted for this frame) that nothing was found at."""
+        s = self.settings
+        if not s.enabled:
+            return dets
+        height, width = image.shape[:2]
+        scale = detector.frame_scale(width, height)
+        parts = [dets]
+        if scale < 0.9:
+            grid = tiles(width, height, (round(width * scale), round(height * scale)), s.overlap)
+            tile = grid[self._next_tile % len(grid)]
+            self._next_tile += 1
+            parts.append(_inside(detector.detect_region(image, tile, 1.0), tile, width, height))
+        found = merge(parts, self.nms_threshold)
+        missed = [b for b in tracked if self.small(detector, image, b) and not _near(b, found)]
+        for box in sorted(missed, key=lambda b: float(b[3] - b[1]))[: s.max_regions]:
+            parts.append(self._region(detector, image, box))
+        return merge(parts, self.nms_threshold) if len(parts) > 1 + (scale < 0.9) else found
+
+    def refine(self, detector: Detector, image: np.ndarray, box: np.ndarray) -> Detections:
+        """The face at ``box`` detected again, enlarged (precise landmarks for an embedding of a
+        small face); empty when it is not found there."""
+        dets = self._region(detector, image, box)
+        if not len(dets):
+            return dets
+        overlap = iou_matrix(np.asarray(box, np.float32)[None], dets.boxes)[0]
+        best = int(overlap.argmax())
+        return dets[[best]] if overlap[best] >= 0.3 else Detections.empty()
+
+    def _region(self, detector: Detector, image: np.ndarray, box: np.ndarray) -> Detections:
+        height, width = image.shape[:2]
+        face = max(float(box[3] - box[1]), 4.0)
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        half = 1.5 * max(face, float(box[2] - box[0]))
+        region = (
+            max(0, int(cx - half)),
+            max(0, int(cy - half)),
+            min(width, math.ceil(cx + half)),
+            min(height, math.ceil(cy + half)),
+        )
+        zoom = min(4.0, max(1.0, self.settings.target / face))
+        return detector.detect_region(image, region, zoom)
+
+
+def _near(box: np.ndarray, dets: Detections) -> bool:
+    """Whether a detection overlaps ``box`` (the tracker would likely take it)."""
+    return bool(len(dets)) and float(iou_matrix(np.asarray(box)[None], dets.boxes).max()) > 0.1
