@@ -53,7 +53,7 @@ class Frame:
     in one scaling pass, ``luma`` the grey levels without converting.
     """
 
-    __slots__ = ("_image", "_lock", "_picture", "captured", "index", "source", "time")
+    __slots__ = ("_image", "_lock", "_luma", "_picture", "captured", "index", "source", "time")
 
     def __init__(
         self,
@@ -73,6 +73,7 @@ class Frame:
             self._picture: Picture | None = None
         else:
             self._image, self._picture = None, image
+        self._luma: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return f"Frame({self.source!r}, {self.index}, {self.time:.3f}, {self.width}x{self.height})"
@@ -103,11 +104,16 @@ class Frame:
         return self._picture.bgr_resized(width, height)
 
     def luma(self) -> np.ndarray:
-        """The frame's grey levels (H x W uint8), without converting the picture."""
-        image = self._image
-        if image is not None or self._picture is None:
-            return cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
-        return self._picture.luma()
+        """The frame's grey levels (H x W uint8): from the decoder's picture without converting
+        it when there is one, else from the BGR image; made once."""
+        grey = self._luma
+        if grey is None:
+            if self._picture is not None:
+                grey = self._picture.luma()
+            else:
+                grey = cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
+            self._luma = grey
+        return grey
 
     @property
     def height(self) -> int:

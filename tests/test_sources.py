@@ -117,6 +117,22 @@ def test_other_containers_and_codecs(tmp_path: Path, suffix: str, codec: str) ->
     assert source.stats.damage == []
 
 
+@pytest.mark.parametrize(("suffix", "codec"), [("mp4", "libx264"), ("avi", "mjpeg")])
+def test_grey_levels_without_colour_conversion(tmp_path: Path, suffix: str, codec: str) -> None:
+    """``Frame.luma`` reads the decoder's Y plane (limited range for x264, full for MJPEG)
+    without making the BGR image, and agrees with converting the BGR image to grey."""
+    path = make_clip(tmp_path / f"clip.{suffix}", codec, n=4)
+    with open_source(str(path)) as source:
+        frames = frames_of(source)
+    for f in frames:
+        grey = f.luma()
+        assert not f.converted, "grey levels never need the colour image"
+        assert grey.shape == (H, W) and grey.dtype == np.uint8
+        expected = cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY).astype(int)
+        assert np.abs(grey.astype(int) - expected).mean() < 3
+        assert grey[5:25, 5:35].mean() > 240 or grey[5:25, 5:35].mean() < 60  # black..white
+
+
 def test_file_url_and_custom_name(clip: Path) -> None:
     with open_source(clip.as_uri(), name="lobby") as source:
         frames = frames_of(source)
@@ -171,6 +187,8 @@ def test_rotated_video_is_turned_upright(tmp_path: Path, clip: Path) -> None:
     with open_source(str(rotated)) as source:
         assert (source.width, source.height) == (H, W)
         frames = frames_of(source)
+    grey = cv2.cvtColor(cv2.imread(str(reference)), cv2.COLOR_BGR2GRAY).astype(int)
+    assert np.abs(frames[5].luma().astype(int) - grey).mean() < 2.0  # turned like the colours
     assert frames[5].image.shape == (W, H, 3)
     assert np.abs(frames[5].image.astype(int) - cv2.imread(str(reference))).mean() < 1.0
     with open_source(str(rotated), SourceOptions(autorotate=False)) as source:

@@ -388,8 +388,8 @@ def test_optical_flow_keeps_boxes_on_a_face_that_turns_back() -> None:
     from streamrec.pipeline.flow import follow
 
     rng = np.random.default_rng(0)
-    background = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
-    texture = cv2.GaussianBlur(rng.integers(0, 256, (60, 60, 3), dtype=np.uint8), (5, 5), 1)
+    background = rng.integers(0, 256, (300, 400), dtype=np.uint8)  # grey, as flow sees frames
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (60, 60), dtype=np.uint8), (5, 5), 1)
 
     def y(t: int) -> int:
         return 100 + 5 * t if t <= 6 else 130 - 7 * (t - 6)

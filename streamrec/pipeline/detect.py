@@ -57,7 +57,7 @@ class _Camera:
     #: indices: a live camera that drops frames still detects every N); None = detect next
     since_detect: int | None = None
     thumb: np.ndarray | None = None  # small grey copy of the last frame (scene cuts)
-    previous: np.ndarray | None = None  # the last frame (optical flow)
+    previous: np.ndarray | None = None  # the last frame's grey levels (optical flow)
 
 
 class DetectStage(Stage):
@@ -89,12 +89,12 @@ class DetectStage(Stage):
             for name, (interval, zones) in cameras.items()
         }
 
-    def is_cut(self, cam: _Camera, image: np.ndarray) -> bool:
+    def is_cut(self, cam: _Camera, grey: np.ndarray) -> bool:
         """A scene cut in edited video: the whole frame changes at once (tracks must not jump)."""
         if not self.settings.scene_cut:
             return False
-        step = max(1, image.shape[1] // 80)
-        thumb = image[::step, ::step].astype(np.int16)
+        step = max(1, grey.shape[1] // 80)
+        thumb = grey[::step, ::step].astype(np.int16)
         prev, cam.thumb = cam.thumb, thumb
         return (
             prev is not None
@@ -112,7 +112,7 @@ class DetectStage(Stage):
         self.observer.frame_read(work.camera)
         t0 = time.perf_counter()
         cut: list[Track] = []
-        if self.is_cut(cam, frame.image):
+        if self.is_cut(cam, frame.luma()):
             cut = cam.tracker.end_all()
             cam.since_detect = None
         detect = cam.since_detect is None or cam.since_detect + 1 >= cam.interval
@@ -132,8 +132,8 @@ class DetectStage(Stage):
             self.observer.busy("detect", took)
         followed = None
         if dets is None and self.settings.flow and cam.previous is not None:
-            followed = follow(cam.previous, frame.image, cam.tracker.present)
-        cam.previous = frame.image if self.settings.flow else None
+            followed = follow(cam.previous, frame.luma(), cam.tracker.present)
+        cam.previous = frame.luma() if self.settings.flow else None
         update = cam.tracker.update(frame.index, dets, followed)
         work.tracks = [copy.copy(t) for t in update.active]
         work.started = [copy.copy(t) for t in update.started]

@@ -4,8 +4,8 @@ On a frame without detections, each present track's face is followed from the pr
 with OpenCV's pyramidal Lucas-Kanade flow of a few corner points inside its box, checked forward
 and backward; the points' mean shift and median change of scale move the box and its landmarks.
 A face whose points cannot be followed (a cut, an occlusion, blur) keeps the tracker's
-constant-velocity prediction. Only a region around each face is converted to grey: the cost is
-per face, not per frame.
+constant-velocity prediction. It works on the frames' grey levels (the decoder's luma plane),
+so a frame without detections is never converted to colour.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ MIN_POINTS = 4
 def follow(
     prev: np.ndarray, cur: np.ndarray, tracks: list[Track]
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Where each track's face (its box and landmarks in ``prev``) went in ``cur``, by id."""
+    """Where each track's face (its box and landmarks in ``prev``) went in ``cur`` (grey
+    images), by id."""
     height, width = cur.shape[:2]
     out = {}
     for track in tracks:
@@ -36,8 +37,7 @@ def follow(
         right, bottom = min(width, int(x2 + size) + 1), min(height, int(y2 + size) + 1)
         if right - left < 8 or bottom - top < 8:
             continue
-        a = cv2.cvtColor(prev[top:bottom, left:right], cv2.COLOR_BGR2GRAY)
-        b = cv2.cvtColor(cur[top:bottom, left:right], cv2.COLOR_BGR2GRAY)
+        a, b = prev[top:bottom, left:right], cur[top:bottom, left:right]
         mask = np.zeros_like(a)  # points well inside the face (its edges move over background)
         inset_x, inset_y = 0.15 * (x2 - x1), 0.15 * (y2 - y1)
         mask[

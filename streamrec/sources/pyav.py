@@ -12,6 +12,7 @@ import av
 import av.container
 import av.error
 import av.video
+import cv2
 import numpy as np
 
 from ..errors import SourceError
@@ -126,6 +127,13 @@ _PLANAR_LUMA = frozenset(
 )
 
 
+#: planar formats whose luma is limited range unless the frame says otherwise
+_LIMITED_LUMA = frozenset({"yuv420p", "yuv422p", "yuv444p", "nv12", "nv21"})
+#: ``AVCOL_RANGE_JPEG``: luma codes black..white as 0..255 (otherwise 16..235, "limited")
+_FULL_RANGE = 2
+_STRETCH = np.clip((np.arange(256) - 16) * 255 / 219 + 0.5, 0, 255).astype(np.uint8)
+
+
 class AvPicture:
     """A decoded PyAV frame, converted to BGR only when a stage asks (``records.Picture``)."""
 
@@ -157,11 +165,16 @@ class AvPicture:
         return self._upright(scaled.to_ndarray())
 
     def luma(self) -> np.ndarray:
+        """Full-range grey levels (0 = black, 255 = white), as ``cv2.COLOR_BGR2GRAY`` gives:
+        a view of the Y plane, stretched when the video codes black..white as 16..235."""
         if self.frame.format.name not in _PLANAR_LUMA:
             return self._upright(self.frame.to_ndarray(format="gray"))
         plane = self.frame.planes[0]
         rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-        return self._upright(rows[: self.frame.height, : self.frame.width])
+        grey = rows[: self.frame.height, : self.frame.width]
+        if self.frame.color_range != _FULL_RANGE and self.frame.format.name in _LIMITED_LUMA:
+            return self._upright(np.asarray(cv2.LUT(grey, _STRETCH), np.uint8))
+        return self._upright(grey)
 
 
 def _open_error(exc: BaseException, shown: str) -> SourceError:
