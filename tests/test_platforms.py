@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -67,8 +68,7 @@ def test_openvino_execution_provider_is_installed_here() -> None:
     assert importlib.metadata.distribution("opencv-python-headless")
 
 
-@pytest.mark.parametrize("target", list(TARGETS))
-def test_each_platform_gets_an_installable_onnxruntime(target: str, tmp_path: Path) -> None:
+def _check_platform(target: str, tmp_path: Path) -> None:
     uv_platform, pip_platforms, openvino = TARGETS[target]
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     if not Path(uv).exists():
@@ -109,6 +109,30 @@ def test_each_platform_gets_an_installable_onnxruntime(target: str, tmp_path: Pa
     }
     assert (OPENVINO if openvino else "onnxruntime") in installed
     assert set(pins) <= installed
+
+
+@pytest.fixture(scope="module")
+def platform_outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BaseException | None]:
+    """Every target checked at once (each waits on PyPI): what each check raised, if anything."""
+
+    def outcome(target: str) -> BaseException | None:
+        try:
+            _check_platform(target, tmp_path_factory.mktemp(target))
+        except BaseException as exc:  # pytest.skip and assertion failures, re-raised per test
+            return exc
+        return None
+
+    with ThreadPoolExecutor(len(TARGETS)) as pool:
+        return dict(zip(TARGETS, pool.map(outcome, TARGETS), strict=True))
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_each_platform_gets_an_installable_onnxruntime(
+    target: str, platform_outcomes: dict[str, BaseException | None]
+) -> None:
+    error = platform_outcomes[target]
+    if error is not None:
+        raise error
 
 
 @pytest.mark.slow

@@ -567,7 +567,7 @@ def test_serve_mjpeg_camera_stays_live(
         wait_for("identified event", lambda: identified(d.events()), 120, d)
         lags: list[float] = []
         seen = 0
-        end = time.monotonic() + 20
+        end = time.monotonic() + 10
         while time.monotonic() < end:  # an event's lag: first seen in the file - captured
             events = d.events()
             now = time.time()
@@ -579,8 +579,8 @@ def test_serve_mjpeg_camera_stays_live(
         print(f"lags: n={len(lags)} max={max(lags, default=0):.2f} s; {frames=} {dropped=}")
         assert len(lags) >= 5
         assert dropped is not None and dropped > 0
-        # queueing every frame at a fraction of 60 fps would lag by tens of seconds after 20 s
-        assert max(lags) < 12.0
+        # queueing every frame at a fraction of 60 fps would lag by more than 8 s after 10 s
+        assert max(lags) < 6.0
 
         cam.stop()
         wait_for("track_end of every track", lambda: not open_tracks(d.events(), "stage"), 30, d)

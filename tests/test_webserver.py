@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,8 @@ def green_pixels(img: np.ndarray) -> int:
     return int(np.count_nonzero((g > 200) & (r < 60) & (b < 60)))
 
 
-@pytest.fixture
-def live() -> Iterator[tuple[LiveStatus, Metrics]]:
+def _publishing(frame: Callable[[int], np.ndarray]) -> Iterator[tuple[LiveStatus, Metrics]]:
+    """A live status fed ``frame(i)`` at 20 fps by a thread, with a recognition every 10th."""
     status, metrics = LiveStatus(max_fps=30, idle_interval=None), Metrics()
     stop = threading.Event()
 
@@ -62,7 +62,7 @@ def live() -> Iterator[tuple[LiveStatus, Metrics]]:
         i = 0
         while not stop.is_set():
             status.frame(CAMERA)
-            status.publish_frame(CAMERA, synthetic_frame(i))
+            status.publish_frame(CAMERA, frame(i))
             if i % 10 == 0:
                 status.add_recognition(CAMERA, "alice", 0.91, track_id=7)
             i += 1
@@ -73,6 +73,18 @@ def live() -> Iterator[tuple[LiveStatus, Metrics]]:
     yield status, metrics
     stop.set()
     thread.join()
+
+
+@pytest.fixture
+def live() -> Iterator[tuple[LiveStatus, Metrics]]:
+    yield from _publishing(synthetic_frame)
+
+
+@pytest.fixture
+def noisy_live() -> Iterator[tuple[LiveStatus, Metrics]]:
+    """Frames of noise: large JPEGs that fill a stalled client's socket buffers in seconds."""
+    noise = np.random.default_rng(0).integers(0, 256, (360, 640, 3), np.uint8)
+    yield from _publishing(lambda i: np.roll(noise, i, axis=1))
 
 
 def make_server(
@@ -488,7 +500,9 @@ def test_idle_connections_do_not_lock_out_clients(live):
             socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(300)
         ]
         try:
+            asked = time.monotonic()
             first = frames_served(server)  # asserts 200 with the token
+            print(f"/health with 300 idle connections open: {time.monotonic() - asked:.3f} s")
             wait_until(lambda: frames_served(server) > first, "the camera state to move on")
             closed: set[int] = set()
 
@@ -581,9 +595,9 @@ def test_connection_cap_refuses_new_connections_when_all_are_busy(live):
         assert get(server, "/health")[0] == 200
 
 
-def test_client_that_stops_reading_is_dropped(live, monkeypatch):
+def test_client_that_stops_reading_is_dropped(noisy_live, monkeypatch):
     monkeypatch.setattr(web, "SEND_TIMEOUT", 0.5)
-    with serving(live) as server:
+    with serving(noisy_live) as server:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", server.port))
@@ -597,7 +611,7 @@ def test_client_that_stops_reading_is_dropped(live, monkeypatch):
         assert get(server, "/health")[0] == 200
 
 
-def test_stop_ends_a_stream_whose_client_stopped_reading(live, monkeypatch, caplog):
+def test_stop_ends_a_stream_whose_client_stopped_reading(noisy_live, monkeypatch, caplog):
     """stop() does not wait for a client that does not read, nor cancel it with errors."""
     monkeypatch.setattr(web, "SEND_TIMEOUT", 3600.0)
     stalled = threading.Event()
@@ -608,7 +622,7 @@ def test_stop_ends_a_stream_whose_client_stopped_reading(live, monkeypatch, capl
         stalled.set()
 
     monkeypatch.setattr(web._Connection, "pause_writing", spy)
-    server = make_server(live)
+    server = make_server(noisy_live)
     server.start()
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -33,23 +33,29 @@ def follow(
         size = max(x2 - x1, y2 - y1)
         if size < 8:
             continue
-        left, top = max(0, int(x1 - size)), max(0, int(y1 - size))
-        right, bottom = min(width, int(x2 + size) + 1), min(height, int(y2 + size) + 1)
+        # a region that holds the face's moves of up to half its size (and the flow's window)
+        margin = size / 2 + 8
+        left, top = max(0, int(x1 - margin)), max(0, int(y1 - margin))
+        right, bottom = min(width, int(x2 + margin) + 1), min(height, int(y2 + margin) + 1)
         if right - left < 8 or bottom - top < 8:
             continue
-        a, b = prev[top:bottom, left:right], cur[top:bottom, left:right]
-        mask = np.zeros_like(a)  # points well inside the face (its edges move over background)
+        # corners well inside the face (its edges move over the background)
         inset_x, inset_y = 0.15 * (x2 - x1), 0.15 * (y2 - y1)
-        mask[
-            max(0, int(y1 + inset_y) - top) : int(y2 - inset_y) - top,
-            max(0, int(x1 + inset_x) - left) : int(x2 - inset_x) - left,
-        ] = 255
+        inner_left, inner_top = max(left, int(x1 + inset_x)), max(top, int(y1 + inset_y))
+        inner = prev[
+            inner_top : max(inner_top, int(y2 - inset_y)),
+            inner_left : max(inner_left, int(x2 - inset_x)),
+        ]
+        if min(inner.shape[:2]) < 3:
+            continue
         points = cv2.goodFeaturesToTrack(
-            a, maxCorners=16, qualityLevel=0.01, minDistance=max(2.0, size / 8), mask=mask
+            inner, maxCorners=16, qualityLevel=0.01, minDistance=max(2.0, size / 8)
         )
         if points is None or len(points) < MIN_POINTS:
             continue
+        points += np.array([inner_left - left, inner_top - top], np.float32)
         window = (int(np.clip(size / 4, 7, 21)) | 1,) * 2
+        a, b = prev[top:bottom, left:right], cur[top:bottom, left:right]
         moved, ok, _ = cv2.calcOpticalFlowPyrLK(
             a, b, points, np.empty_like(points), winSize=window, maxLevel=2
         )
