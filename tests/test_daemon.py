@@ -87,6 +87,18 @@ class Daemon:
         lines = self.events_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.endswith("}")]
 
+    def event_lags(self, seconds: float) -> list[float]:
+        """For ``seconds``: each new event's lag (first seen in the file - its capture time)."""
+        lags: list[float] = []
+        seen = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            events = self.events()
+            now = time.time()
+            lags += [now - e["captured"] for e in events[seen:] if "captured" in e]
+            seen = len(events)
+            time.sleep(0.2)
+        return lags
     def get(self, path: str) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
@@ -294,15 +306,7 @@ def test_live_latency_stays_bounded_when_the_pipeline_is_slower(
             }
         )
         wait_for("first event", d.events, 120, d)
-        lags: list[float] = []
-        seen = 0
-        end = time.monotonic() + 20
-        while time.monotonic() < end:  # an event's lag: first seen in the file - captured
-            events = d.events()
-            now = time.time()
-            lags += [now - e["captured"] for e in events[seen:] if "captured" in e]
-            seen = len(events)
-            time.sleep(0.2)
+        lags = d.event_lags(20)
         dropped = d.metric('streamrec_dropped_frames_total{camera="stage"}')
         frames = d.metric('streamrec_frames_total{camera="stage"}')
         code, _ = d.terminate()

@@ -565,15 +565,7 @@ def test_serve_mjpeg_camera_stays_live(
             }
         )
         wait_for("identified event", lambda: identified(d.events()), 120, d)
-        lags: list[float] = []
-        seen = 0
-        end = time.monotonic() + 10
-        while time.monotonic() < end:  # an event's lag: first seen in the file - captured
-            events = d.events()
-            now = time.time()
-            lags += [now - e["captured"] for e in events[seen:] if "captured" in e]
-            seen = len(events)
-            time.sleep(0.2)
+        lags = d.event_lags(10)
         dropped = d.metric('streamrec_dropped_frames_total{camera="stage"}')
         frames = d.metric('streamrec_frames_total{camera="stage"}')
         print(f"lags: n={len(lags)} max={max(lags, default=0):.2f} s; {frames=} {dropped=}")
