@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,13 @@ class Measured:
     providers: list[str] | None = None
     #: workload-specific numbers (live latency, start-up time, detector timings)
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def percentile(values: list[float], q: int) -> float | None:
+    """The ``q``-th percentile of ``values`` (None when there are none)."""
+    if len(values) < 2:
+        return values[0] if values else None
+    return statistics.quantiles(values, n=100)[q - 1]
 
 
 def overrides(spec: Spec) -> dict[str, Any]:
@@ -151,7 +159,7 @@ def detector(spec: Spec) -> Measured:
     from streamrec.models.registry import resolve
 
     cfg = streamrec_config(spec)
-    path = resolve(spec["detector"], "detector", spec["models"], download=False).path
+    path = resolve(cfg.models.detector, "detector", cfg.models.dir, cfg.models.download).path
     start = time.perf_counter()
     model = ScrfdDetector(path, cfg.detector, cfg.runtime)
     load = time.perf_counter() - start
@@ -165,7 +173,7 @@ def detector(spec: Spec) -> Measured:
         times.append(time.perf_counter() - t)
     if not times or size is None:
         raise RuntimeError(f"no frame decoded from {spec['clip']}")
-    ordered = sorted(times)
+    ms = [1000 * t for t in times]
     return Measured(
         frames=len(times),
         wall_s=sum(times),
@@ -177,8 +185,8 @@ def detector(spec: Spec) -> Measured:
         extra={
             "precision": precisions(),
             "input": f"{size[0]}x{size[1]}",
-            "detect_ms_p50": 1000 * ordered[len(ordered) // 2],
-            "detect_ms_p95": 1000 * ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+            "detect_ms_p50": percentile(ms, 50),
+            "detect_ms_p95": percentile(ms, 95),
         },
     )
 

@@ -7,7 +7,6 @@ measured pipeline, which runs in a child process (:func:`live`).
 
 from __future__ import annotations
 
-import statistics
 import sys
 import threading
 import time
@@ -16,7 +15,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from .cases import Measured, Skipped, Spec, streamrec_config, summary_measured
+from .cases import Measured, Skipped, Spec, percentile, streamrec_config, summary_measured
 
 _THIRDS = ("first_third_", "middle_third_", "last_third_")
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
@@ -53,12 +52,6 @@ class LatencyWriter:
                 self.samples.setdefault(event.camera or "", []).append((now, now - event.captured))
 
 
-def _percentile(values: list[float], q: int) -> float | None:
-    if len(values) < 2:
-        return values[0] if values else None
-    return statistics.quantiles(values, n=100)[q - 1]
-
-
 def latency_stats(samples: list[tuple[float, float]]) -> dict[str, Any]:
     """p50/p95 in ms overall and in each third of the time the events span (first, middle,
     last): latency that grows, or a p95 that is only met on average, shows there."""
@@ -74,8 +67,8 @@ def latency_stats(samples: list[tuple[float, float]]) -> dict[str, Any]:
         ("", [lat * 1000 for _, lat in samples]),
         *zip(_THIRDS, thirds, strict=True),
     ):
-        stats[f"{label}p50_ms"] = _percentile(values, 50)
-        stats[f"{label}p95_ms"] = _percentile(values, 95)
+        stats[f"{label}p50_ms"] = percentile(values, 50)
+        stats[f"{label}p95_ms"] = percentile(values, 95)
     return stats
 
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tqdm import tqdm
-
 import streamrec
-from streamrec.gallery.enroll import enroll_images, image_files, person_folders
+from streamrec.gallery.enroll import import_folder, person_folders
 
 
 def main() -> None:
@@ -25,21 +23,15 @@ def main() -> None:
     parser.add_argument("--config", help="streamrec YAML config (models, enrollment)")
     args = parser.parse_args()
 
-    people = {d.name: image_files(d) for d in person_folders(args.folder)}  # checked first
+    person_folders(args.folder)  # checked before the models load and the gallery is made
     analyzer = streamrec.FaceAnalyzer(args.config)
     with analyzer.open_gallery(args.gallery) as gallery:
         # the bar goes to stderr, and only when it is a terminal
-        bar = tqdm(total=sum(map(len, people.values())), unit="photo", disable=None)
-        for name, photos in people.items():
-            bar.set_postfix_str(name)
-            report = enroll_images(analyzer, gallery, name, photos)
-            bar.update(len(photos))
+        for report in import_folder(analyzer, gallery, args.folder, progress=True):
             for photo, reason in report.skipped:
-                bar.write(f"skipped {photo}: {reason}")
-            bar.write(f"{name}: {len(report.added)} photo(s) enrolled, {report.total} in total")
-        bar.close()
+                print(f"skipped {photo}: {reason}")
+            print(f"{report.name}: {len(report.added)} photo(s) enrolled, {report.total} in total")
         print(f"{len(gallery.people())} people in {args.gallery}")
-
 
 if __name__ == "__main__":
     main()

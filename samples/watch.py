@@ -31,32 +31,37 @@ def main() -> None:
     # Ctrl-C, SIGTERM and the time limit end the run gracefully: every track still ends
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: events.stop())
-    timer = threading.Timer(args.seconds or 0, events.stop)
-    timer.daemon = True
+    timer = None
     if args.seconds is not None:
+        timer = threading.Timer(args.seconds, events.stop)
+        timer.daemon = True
         timer.start()
 
     who: dict[int, str] = {}  # track id -> name or label
     present: defaultdict[str, set[int]] = defaultdict(set)  # name -> its tracks on screen
+
+    def leave(track_id: int, clock: str) -> None:
+        name = who.pop(track_id)
+        present[name].discard(track_id)
+        if not present[name]:
+            print(f"{clock}  {name} left", flush=True)
+
     print(f"watching {args.camera}", flush=True)
     with events:
         for event in events:
             clock = time.strftime("%H:%M:%S", time.localtime(event.captured or time.time()))
             name = event.fields.get("name") or event.fields.get("label")
             if event.event in ("identified", "renamed", "unknown") and name:
-                old = who.get(event.track_id)
-                if old is not None and old != name:
-                    present[old].discard(event.track_id)
+                if who.get(event.track_id, name) != name:  # an unknown named, or a rename
+                    leave(event.track_id, clock)
                 who[event.track_id] = name
                 if not present[name]:
                     print(f"{clock}  {name} arrived", flush=True)
                 present[name].add(event.track_id)
             elif event.event == "track_end" and event.track_id in who:
-                name = who.pop(event.track_id)
-                present[name].discard(event.track_id)
-                if not present[name]:
-                    print(f"{clock}  {name} left", flush=True)
-    timer.cancel()
+                leave(event.track_id, clock)
+    if timer is not None:
+        timer.cancel()
     print("stopped", flush=True)
 
 

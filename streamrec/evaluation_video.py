@@ -236,10 +236,13 @@ def run_streamrec(
         return pipeline.run()
 
 
-def per_frame_names(analyzer: FaceAnalyzer, matcher: Matcher, clip: Path) -> list[set[str]]:
-    """The names per-frame matching gives each frame of ``clip``: every face named by itself."""
+def per_frame_names(
+    cfg: Config, analyzer: FaceAnalyzer, matcher: Matcher, clip: Path
+) -> list[set[str]]:
+    """The names per-frame matching gives each frame of ``clip`` (read as streamrec reads it):
+    every face named by itself."""
     out = []
-    with open_source(str(clip)) as source:
+    with open_source(str(clip), source_options(cfg)) as source:
         for item in source:
             if isinstance(item, Frame):
                 out.append({f.name for f in analyzer.analyze(item.image, matcher) if f.name})
@@ -270,7 +273,7 @@ def evaluate_clip(
     for index in sorted(names):
         streamrec.add(names[index], clip.people)
     per_frame = Counts()
-    for found in per_frame_names(analyzer, gallery.matcher(), clip.path):
+    for found in per_frame_names(cfg, analyzer, gallery.matcher(), clip.path):
         per_frame.add(found, clip.people)
     return ClipResult(clip, streamrec, per_frame, cam.tracks, cam.embeddings, cam.detector_runs)
 

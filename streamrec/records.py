@@ -31,10 +31,6 @@ class Picture(Protocol):
         """H x W x 3 uint8 BGR, C-contiguous."""
         ...
 
-    def bgr_resized(self, width: int, height: int) -> np.ndarray:
-        """BGR at another size, scaled and converted in one pass."""
-        ...
-
     def luma(self) -> np.ndarray:
         """The grey levels (H x W uint8), without any colour conversion."""
         ...
@@ -49,8 +45,8 @@ class Frame:
 
     ``image`` (BGR) is made from the decoder's picture the first time a stage asks for it, so a
     frame that is neither detected, embedded, drawn nor watched is never converted, and a live
-    frame dropped for being late costs no conversion; ``resized`` gives the detector its input
-    in one scaling pass, ``luma`` the grey levels without converting.
+    frame dropped for being late costs no conversion; ``luma`` gives the grey levels without
+    converting.
     """
 
     __slots__ = ("_image", "_lock", "_luma", "_picture", "captured", "index", "source", "time")
@@ -94,14 +90,6 @@ class Frame:
     def converted(self) -> bool:
         """Whether the BGR image has been made (for tests and counters)."""
         return self._image is not None
-
-    def resized(self, width: int, height: int) -> np.ndarray:
-        """BGR at ``width`` x ``height``: one scaling pass from the decoder's picture, or a
-        resize of the BGR image when it exists anyway."""
-        image = self._image
-        if image is not None or self._picture is None:
-            return cv2.resize(self.image, (width, height))
-        return self._picture.bgr_resized(width, height)
 
     def luma(self) -> np.ndarray:
         """The frame's grey levels (H x W uint8): from the decoder's picture without converting

@@ -21,7 +21,7 @@ from streamrec.progress import progress_bar
 from streamrec.sinks import EventSink, FanoutSink, event_sinks
 from streamrec.sinks.video import AudioInput, video_output
 from streamrec.sinks.window import window_output
-from streamrec.sources import FileSource, Source, SourceOptions, open_source
+from streamrec.sources import FileSource, Source, open_source
 
 
 class VideoJob:
@@ -65,7 +65,7 @@ class VideoJob:
             sink = stack.enter_context(FanoutSink([*event_sinks(cfg, events), *sinks]))
             outputs = list(frames)
             if output:
-                outputs.append(video_output(output, source.fps, _audio(source, options)))
+                outputs.append(video_output(output, source.fps, _audio(source)))
             if display:
                 outputs.append(window_output(source.name))
             camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
@@ -81,13 +81,11 @@ class VideoJob:
             return self.pipeline.run()
 
 
-def _audio(source: Source, options: SourceOptions) -> AudioInput | None:
+def _audio(source: Source) -> AudioInput | None:
     """The input's audio for the annotated video: files and recordings have one clock with it."""
     if not isinstance(source, FileSource):
         return None
-    network = "://" in source.uri
-    timeout = (options.open_timeout, options.stall_timeout) if network else None
-    return AudioInput(source.uri, source.origin, dict(options.ffmpeg_options), timeout)
+    return AudioInput(source.uri, source.origin, dict(source.ffmpeg_options), source.timeout)
 
 
 @contextmanager

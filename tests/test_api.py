@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -417,11 +418,18 @@ def test_names_never_reach_the_log(serve, photos, caplog) -> None:
         )
         s.get("/api/people/Secret Person/samples")
         s.delete("/api/people/Secret Person")
+
+        def routes() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.name == "streamrec.service.http"]
+
+        # the server logs a request once its answer is sent: wait for the last one's line
+        deadline = time.monotonic() + 10
+        while len(routes()) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
     server_side = [r for r in caplog.records if not r.name.startswith("urllib3")]
     assert server_side and not [r for r in server_side if "Secret" in r.getMessage()]
     assert "Pete Souza" not in caplog.text  # the photo's EXIF (PIL's debug lines)
-    routes = [r.getMessage() for r in server_side if r.name == "streamrec.service.http"]
-    assert "DELETE /api/people/{name:path} 200" in routes  # the route, not the path
+    assert "DELETE /api/people/{name:path} 200" in routes()  # the route, not the path
 
 
 # -- CompreFace ----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from cli_helpers import LIN, ROOT, SMALL, assert_one_clear_line, streamrec
+from cli_helpers import LIN, ROOT, SMALL, assert_one_clear_line, lin_gallery, streamrec
 
 CLIP = "face_recognition/short_hamilton_clip.mp4"
 
@@ -83,9 +83,7 @@ def test_a_failed_enrolment_leaves_no_gallery(
 
 
 def test_a_failed_enrolment_keeps_an_existing_gallery(media_dir: Path, tmp_path: Path) -> None:
-    gallery = tmp_path / "gallery.db"
-    photo = media_dir / "face_recognition/lin-manuel-miranda.png"
-    streamrec("gallery", "add", LIN, str(photo), "--gallery", str(gallery), *SMALL)
+    gallery = lin_gallery(tmp_path / "gallery.db", media_dir)
     no_face = _no_face_folder(tmp_path / "p", media_dir)
     proc = streamrec("gallery", "import", str(no_face), "--gallery", str(gallery), *SMALL,
                      check=False)  # fmt: skip

@@ -26,13 +26,13 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.models.runtime import loaded_models
-from streamrec.service.daemon import StatusSink
+from streamrec.service.daemon import SinkErasure, StatusSink
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink
 from streamrec.sinks.mqtt import encode_snapshot
 from streamrec.sources import SourceStats
-from streamrec.telemetry import CameraState, Observer
+from streamrec.telemetry import CameraState, Observer, Observers
 
 if TYPE_CHECKING:
     from streamrec.service.http import WebServer
@@ -206,7 +206,7 @@ class HeadStatus:
         self._sink_errors: dict[str, int] = {}
         self._models: dict[str, dict[str, Any]] = {}
         #: told by the gallery feed about the people count and about erasures
-        self.observer: Observer = _HeadObserver(self)
+        self.observer: Observer = Observers([self.metrics, self.status, SinkErasure(sinks)])
 
     def start(self) -> None:
         """Serve HTTP (a busy port is a one-line ConfigError); every camera is ``starting``."""
@@ -270,7 +270,6 @@ class HeadStatus:
         if r.jpeg is not None:
             status.publish_jpeg(camera, r.jpeg)
         self._count_source(camera, r.source)
-        metrics.set_camera_fps(camera, status.snapshot().get(camera, {}).get("fps", 0.0))
         for m in r.models:
             self._models[repr(sorted(m.items()))] = m
 
@@ -292,6 +291,8 @@ class HeadStatus:
     def poll(self) -> None:
         """The event sinks' health (``/health``, ``streamrec_sink_errors_total``) and the
         models the actors run."""
+        for camera, shown in self.status.snapshot().items():
+            self.metrics.set_camera_fps(camera, shown.get("fps", 0.0))
         health = self.sinks.health()
         self.status.set_sinks(health)
         self.status.set_models(list(self._models.values()))
@@ -301,15 +302,3 @@ class HeadStatus:
                 self.metrics.sink_errors(sink, new)
             self._sink_errors[sink] = h["errors"]
 
-
-class _HeadObserver(Observer):
-    def __init__(self, head: HeadStatus) -> None:
-        self.head = head
-
-    def gallery_loaded(self, people: int) -> None:
-        self.head.metrics.gallery_loaded(people)
-
-    def erased(self, name: str) -> None:
-        self.head.metrics.erased(name)
-        self.head.status.erased(name)
-        self.head.sinks.forget(name)

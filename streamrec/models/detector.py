@@ -41,6 +41,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     return np.asarray(keep, dtype=np.int64)
 
 
+def _multiple_of_32(size: float) -> int:
+    """``size`` rounded, then up to a multiple of 32 (SCRFD's largest stride)."""
+    return -(-round(size) // 32) * 32
+
+
 class ScrfdDetector:
     """Detects faces and their 5 landmarks; returns them in original image coordinates."""
 
@@ -82,7 +87,7 @@ class ScrfdDetector:
         if not self.dynamic:
             return self.input_size
         size = self.cfg.input_size
-        short = min(size, -(-round(size * min(width, height) / max(width, height)) // 32) * 32)
+        short = min(size, _multiple_of_32(size * min(width, height) / max(width, height)))
         return (size, short) if width >= height else (short, size)
 
     def _letterbox(self, image: np.ndarray, in_w: int, in_h: int) -> tuple[np.ndarray, float]:
@@ -135,8 +140,8 @@ class ScrfdDetector:
             return Detections.empty()
         in_w, in_h = self.input_size
         if self.dynamic:
-            in_w = max(32, -(-round(crop.shape[1] * scale) // 32) * 32)
-            in_h = max(32, -(-round(crop.shape[0] * scale) // 32) * 32)
+            in_w = max(32, _multiple_of_32(crop.shape[1] * scale))
+            in_h = max(32, _multiple_of_32(crop.shape[0] * scale))
         dets = self._detect(crop, in_w, in_h)
         offset = np.array([x1, y1], np.float32)
         return Detections(dets.boxes + np.tile(offset, 2), dets.scores, dets.kps + offset)

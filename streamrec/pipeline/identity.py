@@ -167,10 +167,11 @@ class IdentityPolicy:
         """Add one embedding of this quality; True when the track's name changed."""
         weight = evidence_weight(quality)
         ident.best_quality = max(ident.best_quality, quality)
-        ident.kept.append((quality, embedding.astype(np.float32)))
+        embedding = embedding.astype(np.float32)
+        ident.kept.append((quality, embedding))
         if len(ident.kept) > self.keep:
             ident.kept.remove(min(ident.kept, key=lambda k: k[0]))
-        vec = embedding.astype(np.float32) * weight
+        vec = embedding * weight
         ident.total = vec if ident.total is None else ident.total + vec
         ident.weight += weight
         ident.weight_sq += weight * weight

@@ -86,6 +86,12 @@ def shift_distance(a: np.ndarray, b: np.ndarray, gate: float) -> np.ndarray:
     return np.where(similar, gate * shift / SHIFT, np.inf)
 
 
+def _smoothed(velocity: np.ndarray, measured: np.ndarray, gap: int) -> np.ndarray:
+    """``velocity`` moved towards a ``measured`` one, by as much as ``gap`` frames allow."""
+    weight = 1.0 - (1.0 - _VELOCITY_WEIGHT_PER_FRAME) ** gap
+    return (weight * measured + (1.0 - weight) * velocity).astype(np.float32)
+
+
 @dataclass
 class TrackUpdate:
     active: list[Track]  # tracks present in this frame (after update), by track_id
@@ -162,11 +168,7 @@ class IoUTracker:
                 if track.track_id in followed and track.hits >= self._min_hits:
                     box, points = followed[track.track_id]
                     gap = frame_index - track.last_frame
-                    weight = 1.0 - (1.0 - _VELOCITY_WEIGHT_PER_FRAME) ** gap
-                    measured = (box - track.box) / float(gap)
-                    track.velocity = (weight * measured + (1 - weight) * track.velocity).astype(
-                        np.float32
-                    )
+                    track.velocity = _smoothed(track.velocity, (box - track.box) / gap, gap)
                 _present(track, frame_index, box, points)
             return TrackUpdate(self._active(), [], [])
 
@@ -303,10 +305,12 @@ class IoUTracker:
         box = detections.boxes[det].astype(np.float32)
         gap = frame_index - track.last_detected
         measured = (box - live.anchor) / float(gap)
-        if track.hits > 1:  # the first measurement replaces the initial zero velocity
-            weight = 1.0 - (1.0 - _VELOCITY_WEIGHT_PER_FRAME) ** gap
-            measured = weight * measured + (1.0 - weight) * track.velocity
-        track.velocity = measured.astype(np.float32)
+        # the first measurement replaces the initial zero velocity
+        track.velocity = (
+            _smoothed(track.velocity, measured, gap)
+            if track.hits > 1
+            else measured.astype(np.float32)
+        )
         track.det_score = float(detections.scores[det])
         track.last_detected = frame_index
         track.hits += 1

@@ -186,7 +186,7 @@ class CameraMonitor:
             sink.set_status(name, state.mqtt)
 
 
-class _Erasure(Observer):
+class SinkErasure(Observer):
     """People who leave the gallery (erased by any process) leave the sinks' state too: their
     retained MQTT topics are cleared (``streamrec erase`` rewrites the event files)."""
 
@@ -263,7 +263,7 @@ class Daemon:
             self.sinks,
             self.analyzer,
             self.gallery,
-            [self.metrics, self.status, _Erasure(self.sinks)],
+            [self.metrics, self.status, SinkErasure(self.sinks)],
         )
         self.monitor = CameraMonitor(
             self.pipeline,

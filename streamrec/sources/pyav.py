@@ -159,11 +159,6 @@ class AvPicture:
     def bgr(self) -> np.ndarray:
         return self._upright(self.frame.to_ndarray(format="bgr24"))
 
-    def bgr_resized(self, width: int, height: int) -> np.ndarray:
-        w, h = (height, width) if self._turns % 2 else (width, height)
-        scaled = self.frame.reformat(width=w, height=h, format="bgr24", interpolation="BILINEAR")
-        return self._upright(scaled.to_ndarray())
-
     def luma(self) -> np.ndarray:
         """Full-range grey levels (0 = black, 255 = white), as ``cv2.COLOR_BGR2GRAY`` gives:
         a view of the Y plane, stretched when the video codes black..white as 16..235."""
@@ -206,11 +201,14 @@ class FileSource(Source):
                 raise SourceError(f"video file not found: {shown}")
             if path.is_dir():
                 raise SourceError(f"is a directory, not a video file: {shown}")
-        ffmpeg_options = {"reconnect": "1"} if network else {}
-        ffmpeg_options.update(options.ffmpeg_options)
-        timeout = (options.open_timeout, options.stall_timeout) if network else None
+        #: how FFmpeg opened it (the audio of the annotated video is opened the same way)
+        self.ffmpeg_options = {"reconnect": "1"} if network else {}
+        self.ffmpeg_options.update(options.ffmpeg_options)
+        self.timeout = (options.open_timeout, options.stall_timeout) if network else None
         try:
-            self._opened = open_video(uri, ffmpeg_options, timeout, options.decoder_threads)
+            self._opened = open_video(
+                uri, self.ffmpeg_options, self.timeout, options.decoder_threads
+            )
         except (av.error.FFmpegError, OSError, SourceError) as exc:
             raise _open_error(exc, shown) from None
         container, stream = self._opened
