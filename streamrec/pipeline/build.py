@@ -102,6 +102,8 @@ class Pipeline:
             for name in sorted(gone | dead):
                 self._observer.erased(name)
             self._observer.gallery_loaded(self.gallery.people())
+            # nothing of this pipeline names them any more: an erasure may complete
+            self.gallery.confirm(revision)
         return True
 
     def _watch(self, done: threading.Event) -> None:
@@ -109,6 +111,7 @@ class Pipeline:
             try:
                 if self.reload_gallery():
                     log.info("gallery revision %d loaded", self._revision)
+                self.gallery.confirm(self._revision)  # alive (at most every few seconds)
             except Exception as exc:  # a busy or briefly unreadable file: next time
                 log.warning("gallery check failed: %s", exc)
 
@@ -125,6 +128,10 @@ class Pipeline:
         start = time.monotonic()
         graph, summary = self.graph, self.summary
         self._observer.gallery_loaded(self.gallery.people())
+        try:  # known as running from now on: an erasure waits until this run has taken it in
+            self.gallery.confirm(self._revision)
+        except StreamrecError as exc:
+            log.warning("cannot register with the gallery: %s", exc)
         done = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(done,), name="gallery", daemon=True)
         watcher.start()

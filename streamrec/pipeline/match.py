@@ -1,4 +1,10 @@
-"""Match: embeddings become track identities, and identities become events."""
+"""Match: embeddings become track identities, and identities become events.
+
+A change of the gallery is taken in at once and in full (:meth:`MatchStage.set_matcher`): it
+waits for the frame being matched, then re-decides every open track of every camera before it
+returns, so once it has returned no event of this stage names a person who was erased (and no
+track carries an unknown label that died). Everything the stage emits is emitted under its lock.
+"""
 
 from __future__ import annotations
 
@@ -39,18 +45,22 @@ class MatchStage(Stage):
         self.sources = sources
         self.observer = observer
         self.unknowns = unknowns
-        self._stale: set[str] = set()  # cameras whose tracks have not seen the new matcher
-        self._dead_labels: set[str] = set()
-        self._lock = threading.Lock()
+        self._last: dict[str, Frame] = {}  # each camera's latest frame (for rematch events)
+        self._lock = threading.RLock()
 
     def set_matcher(self, matcher: Matcher, dead_labels: set[str] | None = None) -> None:
-        """Swap the gallery snapshot (from any thread). Each camera's open tracks are re-decided
-        against it on their next frame; tracks carrying ``dead_labels`` (unknown-N labels that
-        were erased, merged or promoted) lose them."""
+        """Swap the gallery snapshot (from any thread) and re-decide every open track against
+        it now; tracks carrying ``dead_labels`` (unknown-N labels that were erased, merged or
+        promoted) lose them. A track that loses its name says so (``renamed``, name null)."""
         with self._lock:
             self.matcher = matcher
-            self._stale = set(self.identities)
-            self._dead_labels |= dead_labels or set()
+            for camera, idents in self.identities.items():
+                idents.drop_labels(dead_labels or set())
+                changed = idents.rematch(matcher)
+                frame = self._last.get(camera)
+                if frame is not None:  # a camera without a frame has no track yet
+                    for naming in changed:
+                        self._named(camera, frame, naming)
 
     def _emit(
         self,
@@ -69,24 +79,18 @@ class MatchStage(Stage):
 
     def process(self, work: Work) -> None:
         t0 = time.perf_counter()
-        if isinstance(work, FrameWork):
-            self._frame(work)
-        for t in work.ended:
-            self.end_track(work.camera, t.track_id)
+        with self._lock:
+            if isinstance(work, FrameWork):
+                self._frame(work)
+            for t in work.ended:
+                self.end_track(work.camera, t.track_id)
         self.observer.busy("match", time.perf_counter() - t0)
 
     def _frame(self, work: FrameWork) -> None:
         camera, frame = work.camera, work.frame
         idents = self.identities[camera]
-        with self._lock:
-            matcher = self.matcher
-            stale = camera in self._stale
-            self._stale.discard(camera)
-            dead = set(self._dead_labels) if stale else set()
-        if stale:
-            idents.drop_labels(dead)
-            for changed in idents.rematch(matcher):
-                self._named(camera, frame, changed)
+        matcher = self.matcher
+        self._last[camera] = frame
         for t in work.started:
             idents.announce(t.track_id)
             self.observer.track_started(camera)
@@ -138,6 +142,10 @@ class MatchStage(Stage):
             self.observer.unknown(camera, track_id, label, self.identities[camera].crop(track_id))
 
     def end_track(self, camera: str, track_id: int) -> None:
+        with self._lock:
+            self._end_track(camera, track_id)
+
+    def _end_track(self, camera: str, track_id: int) -> None:
         ident = self.identities[camera].end(track_id)
         if ident is None or not ident.announced:  # never reached this stage: never existed
             return
@@ -168,6 +176,7 @@ class MatchStage(Stage):
 
     def finish(self) -> None:
         """End every track still open (after an abort, or a stream that never ended)."""
-        for camera, idents in self.identities.items():
-            for track_id in idents.open_tracks():
-                self.end_track(camera, track_id)
+        with self._lock:
+            for camera, idents in self.identities.items():
+                for track_id in idents.open_tracks():
+                    self._end_track(camera, track_id)
