@@ -103,9 +103,8 @@ def erase(
         cleared = clear_retained(
             cfg.events.mqtt, report.labels, mqtt_timeout, unowned_snapshots=not running
         )
-        report.add(
-            f"MQTT {cfg.events.mqtt.host}: {cleared} retained topic(s) cleared", found=False
-        )
+        host = cfg.events.mqtt.host
+        report.add(f"MQTT {host}: retained topics cleared of them ({cleared})", found=False)
     return report
 
 

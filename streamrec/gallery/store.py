@@ -922,10 +922,21 @@ class Gallery:
             self._refresh(db, pid, judge=False)
             self._bump(db)
             if self.crops is not None:
-                for jpeg, q in zip(jpegs, quality_list, strict=True):
-                    if jpeg is not None:
-                        self.crops.save(label, jpeg, q)
+                self._save_crops(label, jpegs, quality_list)
         return True
+
+    def _save_crops(
+        self, label: str, jpegs: Sequence[bytes | None], qualities: Sequence[float | None]
+    ) -> None:
+        """The review crop files of a sighting (a failure is logged: the gallery has the faces)."""
+        assert self.crops is not None
+        for jpeg, q in zip(jpegs, qualities, strict=True):
+            if jpeg is None:
+                continue
+            try:
+                self.crops.save(label, jpeg, q)
+            except (OSError, GalleryError) as exc:
+                log.error("cannot save a review crop of %s: %s", label, exc)
 
     def unknowns(self) -> list[UnknownPerson]:
         """Unconfirmed people, by label number."""

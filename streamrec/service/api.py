@@ -704,8 +704,8 @@ ICON = (
 
 
 def pages() -> APIRouter:
-    """The Faces page and the pages' icon, served from the package (its script and style are inline: the page CSP
-    allows exactly those, by hash)."""
+    """The Faces page and the pages' icon, served from the package (the page's script and
+    style are inline: its CSP allows exactly those, by hash)."""
     page = (resources.files("streamrec.service") / "web" / "faces.html").read_bytes()
     headers = {"content-security-policy": page_csp(page)}
     ui = APIRouter(include_in_schema=False)
