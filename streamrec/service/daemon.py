@@ -252,7 +252,12 @@ class Daemon:
             self.sinks,
             self.analyzer,
             self.gallery,
-            [self.metrics, self.status, SinkErasure(self.sinks)],
+            [
+                self.metrics,
+                self.status,
+                SinkErasure(self.sinks),
+                *(SinkErasure(b) for b in self.bridges),
+            ],
         )
         self.monitor = CameraMonitor(
             self.pipeline,
@@ -289,7 +294,6 @@ class Daemon:
         for label in labels:
             self.sinks.forget(label)
             self.metrics.forget(label)
-            self.status.forget(label)
         erase_files(self.cfg, labels, [])
 
     def stop(self) -> None:

@@ -306,12 +306,13 @@ class FanoutSink:
 
 
 class SinkErasure(Observer):
-    """People who leave the gallery (erased by any process, renamed, merged) leave the sinks
-    too: their events still waiting in a buffer are dropped and their retained MQTT topics
-    cleared (``streamrec erase`` rewrites the event files once every pipeline has done this)."""
+    """People who leave the gallery (erased by any process, renamed, merged) leave what keeps
+    their names too: the sinks (events still waiting in a buffer are dropped, retained MQTT
+    topics cleared) or a Frigate bridge (objects it follows lose the name). ``streamrec erase``
+    rewrites the event files once every pipeline has done this."""
 
-    def __init__(self, sinks: FanoutSink) -> None:
-        self.sinks = sinks
+    def __init__(self, keeper: Forgetting) -> None:
+        self.keeper = keeper
 
     def erased(self, name: str) -> None:
-        self.sinks.forget(name)
+        self.keeper.forget(name)
