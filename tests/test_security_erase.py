@@ -289,6 +289,7 @@ def test_a_running_pipeline_forgets_an_erased_person_before_erase_returns(tmp_pa
     assert "Test Person" not in text, [x for x in text.splitlines() if "Test Person" in x]
     ends = [e for e in read_events(events) if e["event"] == "track_end"]
     assert ends and all(e["name"] is None for e in ends)
+    assert pipeline.summary.cameras["door"].people == {}  # the run's summary forgot them too
 
 
 def test_erase_waits_for_a_running_pipeline_and_says_so_when_it_does_not_answer(
