@@ -433,12 +433,15 @@ class HttpConfig:
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    #: bearer token; required when host is not a loopback address
+    #: bearer token; required (at least 16 characters) when host is not a loopback address
     token: str | None = None
     #: Host header names accepted besides the loopback names and the bound address
     #: (``nvr.lan``, ``*.lan``; ``*`` accepts any and needs a token)
     allowed_hosts: list[str] = dataclasses.field(default_factory=list)
-    #: open connections at most; past it the oldest one still waiting for its request is closed
+    #: web pages of other sites allowed to change things (POST, PATCH, DELETE), e.g.
+    #: ``https://ha.lan:8123``; browsers' requests from any other site are refused
+    allowed_origins: list[str] = Field(default_factory=list, max_length=100)
+    #: open connections at most; past it the oldest idle, then slow, then busy one is closed
     max_connections: int = Field(default=100, ge=1, le=10_000)
     #: concurrent MJPEG live streams at most; more get 503
     max_streams: int = Field(default=8, ge=1, le=1000)
@@ -448,6 +451,30 @@ class HttpConfig:
     header_timeout: float = Field(default=5.0, gt=0, le=300)
     #: seconds a request has to send its body once the headers arrived
     body_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            try:
+                parts = urlsplit(origin)
+                parts.port  # noqa: B018 -- raises ValueError on a bad port
+            except ValueError:
+                parts = None
+            if (
+                parts is None
+                or parts.scheme.lower() not in ("http", "https")
+                or not parts.hostname
+                or parts.path.strip("/")
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ValueError(
+                    f"{_brief(origin)} is not a web origin: give scheme://host[:port], "
+                    "e.g. https://ha.lan:8123"
+                )
+        return value
 
 
 @dataclass(config=_STRICT)
@@ -522,11 +549,14 @@ def _brief(value: Any) -> str:
 
 
 class _Refused(yaml.MarkedYAMLError):
-    """Valid YAML that is refused: nested too deeply, or an absurdly long number."""
+    """Valid YAML that is refused: a key given twice, nested too deeply, or an absurdly long
+    number."""
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with bounds on nesting (the composer recurses) and integer length."""
+    """``yaml.SafeLoader`` with bounds on nesting (the composer recurses) and integer length,
+    and no key given twice in a mapping (YAML forbids it; PyYAML would keep the last one,
+    silently dropping the first: a second ``token:`` or ``http:`` section)."""
 
     depth = 0
 
@@ -549,6 +579,25 @@ class _Loader(yaml.SafeLoader):
         return super().construct_yaml_int(node)
 
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *defaults``: later keys override merged ones, as intended
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if duplicate:
+                raise _Refused(
+                    problem=f"key {_brief(key)} given twice in the same section",
+                    problem_mark=key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
@@ -569,10 +618,11 @@ def _yaml_problem(where: str, exc: yaml.YAMLError, text: str) -> str:
             at = f" at line {context.line + 1}, column {context.column + 1}" if context else ""
             what += f" ({exc.context}{at})"
         lines = text.splitlines()[(context or mark).line : mark.line + 1]
-        if any(is_secret_key(line) or "@" in line for line in lines):
+        refused = isinstance(exc, _Refused)  # our words: a key's name, a number's length
+        if not refused and any(is_secret_key(line) or "@" in line for line in lines):
             what = _QUOTED.sub(f"'{MASK}'", what)
         what = " ".join(what.split())
-        if not isinstance(exc, _Refused):
+        if not refused:
             what = f"not valid YAML: {what}"
         return f"{where}, line {mark.line + 1}, column {mark.column + 1}: {what}"
     if isinstance(exc, yaml.reader.ReaderError):
