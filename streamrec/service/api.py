@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
+import cv2
 import numpy as np
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
@@ -49,8 +51,13 @@ from streamrec.service.status import LiveStatus
 
 log = logging.getLogger(__name__)
 
-#: uploads with more pixels are refused (a small file can hold a huge image)
+#: JPEG uploads with more pixels are refused (a small file can hold a huge image); a JPEG is
+#: decoded at a reduced scale, so a 50 MP one costs about 90 MB at most
 MAX_PIXELS = 50_000_000
+#: uploads of other formats are decoded whole (Pillow: 4 bytes a pixel, and 16 for WebP,
+#: which its decoder copies twice): refused beyond these, so one costs 90 MB at most
+MAX_FULL_PIXELS = 8_000_000
+_PIXEL_LIMITS = {"JPEG": MAX_PIXELS, "WEBP": 4_000_000}
 #: uploads are analysed at most this big (longest side); detection runs smaller anyway
 MAX_SIDE = 2048
 #: what Pillow may decode (CompreFace's list); nothing that runs external programs
@@ -90,33 +97,51 @@ class FoundFace:
 
 def decode_image(data: bytes) -> tuple[np.ndarray, float]:
     """A BGR image of at most ``MAX_SIDE`` px from an upload, upright (EXIF orientation), and
-    the scale back to the original (original pixels per returned pixel)."""
+    the scale back to the original (original pixels per returned pixel).
+
+    Memory stays bounded (about 90 MB at most): a JPEG is decoded at a reduced scale (1/2,
+    1/4, 1/8: ``draft``), other formats, decoded whole, have a lower pixel limit; the image is
+    scaled down before it is turned upright and converted, so only the decoded image and the
+    small copy ever coexist.
+    """
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
             width, height = im.size
-            if width * height > MAX_PIXELS:
+            limit = _PIXEL_LIMITS.get(im.format or "", MAX_FULL_PIXELS)
+            if width * height > limit:
+                more = "" if limit == MAX_PIXELS else f"; a JPEG may have {MAX_PIXELS:,}"
                 raise ApiError(
                     400,
-                    f"image too large: {width}x{height} pixels (at most {MAX_PIXELS:,}); "
-                    "scale it down",
+                    f"image too large: {width}x{height} pixels (at most {limit:,} in "
+                    f"{im.format}{more}): scale it down",
                     26,
                 )
-            im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a reduced scale
-            upright = ImageOps.exif_transpose(im).convert("RGB")
+            im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: the smallest scale of >= MAX_SIDE
+            im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+            upright = ImageOps.exif_transpose(im)  # the small copy, turned
+            if upright.mode != "RGB":
+                upright = upright.convert("RGB")
     except ApiError:
         raise
     except Exception:  # Pillow raises many kinds for bad, truncated or hostile files
         raise ApiError(400, NOT_AN_IMAGE, 21) from None
-    if max(upright.size) > MAX_SIDE:
-        upright.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     scale = max(width, height) / max(upright.size)
-    return np.ascontiguousarray(np.asarray(upright)[:, :, ::-1]), scale
+    return cv2.cvtColor(np.asarray(upright), cv2.COLOR_RGB2BGR), scale
 
 
 def sample_uuid(sample: Sample) -> str:
     """The stable UUID of a sample (CompreFace's ``image_id``): a sample id that SQLite hands
     out again after a deletion gets another UUID, since its creation time differs."""
     return str(uuid.uuid5(_IMAGE_NAMESPACE, f"{sample.id}:{sample.created!r}"))
+
+
+def shown_source(source: str) -> str:
+    """A sample's source as answers show it: a file's name only (``photo.jpg``,
+    ``clip.mp4#frame=12``), never where the server keeps it; uploads and camera tracks as
+    they are."""
+    if source.startswith(("upload ", "camera ")):
+        return source
+    return re.split(r"[\\/]", source)[-1]
 
 
 def face_url(face_id: int) -> str:
@@ -433,7 +458,7 @@ def router(lib: FaceLibrary) -> APIRouter:
         return [
             SampleOut(
                 id=s.id,
-                source=s.source,
+                source=shown_source(s.source),
                 created=s.created,
                 face=None if s.face is None else face_url(s.face),
                 image_id=sample_uuid(s),
@@ -497,7 +522,7 @@ def router(lib: FaceLibrary) -> APIRouter:
         return erase(lib.person(name).name)
 
     @api.get(
-        "/faces/{face_id}.jpg",
+        "/faces/{face_id:rowid}.jpg",
         response_class=Response,
         responses={**JPEG, 404: {"description": "no such face"}},
     )
