@@ -51,15 +51,22 @@ from streamrec.service.status import LiveStatus
 
 log = logging.getLogger(__name__)
 
-#: JPEG uploads with more pixels are refused (a small file can hold a huge image); a JPEG is
-#: decoded at a reduced scale, so a 50 MP one costs about 90 MB at most
-MAX_PIXELS = 50_000_000
-#: uploads of other formats are decoded whole (Pillow: 4 bytes a pixel, and 16 for WebP,
-#: which its decoder copies twice): refused beyond these, so one costs 90 MB at most
-MAX_FULL_PIXELS = 8_000_000
-_PIXEL_LIMITS = {"JPEG": MAX_PIXELS, "WEBP": 4_000_000}
 #: uploads are analysed at most this big (longest side); detection runs smaller anyway
 MAX_SIDE = 2048
+#: uploads with more pixels are refused (a small file can hold a huge image); a baseline JPEG
+#: is decoded at a reduced scale (1/2, 1/4, 1/8), so one of 50 MP costs about 75 MB at most
+MAX_PIXELS = 50_000_000
+#: images decoded whole are refused beyond this: progressive JPEGs (their decoder holds every
+#: coefficient: up to 6 bytes a pixel) and other formats (Pillow: 4 bytes a pixel, WebP 16,
+#: its decoder copies twice); so one upload never costs more than about 90 MB
+MAX_FULL_PIXELS = 8_000_000
+_PIXELS = {"WEBP": 4_000_000}
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 #: what Pillow may decode (CompreFace's list); nothing that runs external programs
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "ICO")
 NOT_AN_IMAGE = "not an image (JPEG, PNG, BMP, GIF, TIFF, WebP or ICO)"
@@ -99,34 +106,44 @@ def decode_image(data: bytes) -> tuple[np.ndarray, float]:
     """A BGR image of at most ``MAX_SIDE`` px from an upload, upright (EXIF orientation), and
     the scale back to the original (original pixels per returned pixel).
 
-    Memory stays bounded (about 90 MB at most): a JPEG is decoded at a reduced scale (1/2,
-    1/4, 1/8: ``draft``), other formats, decoded whole, have a lower pixel limit; the image is
-    scaled down before it is turned upright and converted, so only the decoded image and the
-    small copy ever coexist.
+    Pillow reads the header (the format must be one of ``IMAGE_FORMATS``; the size is checked
+    before anything is decoded). A baseline JPEG is then decoded by OpenCV at a reduced scale
+    (``IMREAD_REDUCED_*``); anything else by Pillow, scaled down before it is turned upright
+    and converted, so only the decoded image and the small copy ever coexist.
     """
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
             width, height = im.size
-            limit = _PIXEL_LIMITS.get(im.format or "", MAX_FULL_PIXELS)
+            reduced = im.format == "JPEG" and not im.info.get("progressive")
+            limit = MAX_PIXELS if reduced else _PIXELS.get(im.format or "", MAX_FULL_PIXELS)
             if width * height > limit:
-                more = "" if limit == MAX_PIXELS else f"; a JPEG may have {MAX_PIXELS:,}"
+                kind = "a baseline JPEG" if reduced else f"{im.format}, unless a baseline JPEG"
                 raise ApiError(
                     400,
-                    f"image too large: {width}x{height} pixels (at most {limit:,} in "
-                    f"{im.format}{more}): scale it down",
+                    f"image too large: {width}x{height} pixels (at most {limit:,} in {kind}): "
+                    "scale it down",
                     26,
                 )
-            im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: the smallest scale of >= MAX_SIDE
-            im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-            upright = ImageOps.exif_transpose(im)  # the small copy, turned
-            if upright.mode != "RGB":
-                upright = upright.convert("RGB")
+            if not reduced:
+                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+                ImageOps.exif_transpose(im, in_place=True)  # on the small image
+                rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+                image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     except ApiError:
         raise
     except Exception:  # Pillow raises many kinds for bad, truncated or hostile files
         raise ApiError(400, NOT_AN_IMAGE, 21) from None
-    scale = max(width, height) / max(upright.size)
-    return cv2.cvtColor(np.asarray(upright), cv2.COLOR_RGB2BGR), scale
+    if reduced:  # OpenCV turns it upright by its EXIF orientation, and refuses a truncated one
+        factor = max(f for f in _REDUCED if f == 1 or max(width, height) / f >= MAX_SIDE)
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+        if decoded is None:
+            raise ApiError(400, NOT_AN_IMAGE, 21)
+        image = decoded
+    longest = max(image.shape[:2])
+    if longest > MAX_SIDE:
+        f = MAX_SIDE / longest
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    return image, max(width, height) / max(image.shape[:2])
 
 
 def sample_uuid(sample: Sample) -> str:
