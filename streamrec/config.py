@@ -23,7 +23,7 @@ import reprlib
 import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 from pydantic import (
@@ -261,6 +261,18 @@ _Polygon = Annotated[
 ]
 
 
+def _http_address(value: str) -> SplitResult | None:
+    """``value`` split, when it is an http(s) address with a host (and a valid port, if any)
+    and neither a query nor a fragment; else None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        return None
+    valid = parts.scheme.lower() in ("http", "https") and parts.hostname
+    return parts if valid and not parts.query and not parts.fragment else None
+
+
 def _topic_levels(value: str) -> str:
     """An MQTT topic prefix: one or more levels, no wildcards."""
     if not value.strip("/") or "+" in value or "#" in value:
@@ -314,18 +326,7 @@ class FrigateConfig:
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 -- raises ValueError on a bad port
-        except ValueError:
-            parts = None
-        if (
-            parts is None
-            or parts.scheme.lower() not in ("http", "https")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-        ):
+        if _http_address(value) is None:
             raise ValueError(
                 "expected Frigate's API address without query, e.g. http://frigate:5000"
             )
@@ -456,20 +457,8 @@ class HttpConfig:
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
         for origin in value:
-            try:
-                parts = urlsplit(origin)
-                parts.port  # noqa: B018 -- raises ValueError on a bad port
-            except ValueError:
-                parts = None
-            if (
-                parts is None
-                or parts.scheme.lower() not in ("http", "https")
-                or not parts.hostname
-                or parts.path.strip("/")
-                or parts.query
-                or parts.fragment
-                or parts.username is not None
-            ):
+            parts = _http_address(origin)
+            if parts is None or parts.path.strip("/") or parts.username is not None:
                 raise ValueError(
                     f"{_brief(origin)} is not a web origin: give scheme://host[:port], "
                     "e.g. https://ha.lan:8123"

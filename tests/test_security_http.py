@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.server
+import importlib.util
 import json
 import logging
 import os
@@ -34,6 +35,10 @@ from streamrec.service import http as web
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
+
+SELENIUM = importlib.util.find_spec("selenium") is not None
+if SELENIUM:  # the browser fixture: Debian chromium driven by Selenium
+    from test_faces_page import browser  # noqa: F401
 
 TOKEN = "security-test-token-0123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -286,16 +291,14 @@ class _AttackerPage(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.skipif(
-    not (os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
-    reason=f"{CHROMIUM} and {CHROMEDRIVER} (Debian chromium, chromium-driver) not installed",
+    not (SELENIUM and os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)),
+    reason=f"selenium, {CHROMIUM} and {CHROMEDRIVER} (Debian chromium-driver) not installed",
 )
 def test_a_page_of_another_site_cannot_enrol_a_face(
-    site, analyzer: FaceAnalyzer, media_dir: Path, tmp_path: Path
+    site, analyzer: FaceAnalyzer, media_dir: Path, request: pytest.FixtureRequest
 ) -> None:
     """A real browser opens a page on another origin that posts a multipart form to the
     server on the default config (loopback, no token): the server refuses it."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.support.ui import WebDriverWait
 
     s = site()
@@ -305,19 +308,7 @@ def test_a_page_of_another_site_cannot_enrol_a_face(
     _AttackerPage.target = f"http://127.0.0.1:{s.port}/api/people"
     attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AttackerPage)
     threading.Thread(target=attacker.serve_forever, daemon=True).start()
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--no-first-run",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = request.getfixturevalue("browser")
     try:
         # localhost: another site than 127.0.0.1 for the browser
         driver.get(f"http://localhost:{attacker.server_address[1]}/")
@@ -326,7 +317,6 @@ def test_a_page_of_another_site_cannot_enrol_a_face(
         )
         assert "cross-site request refused" in driver.page_source, driver.page_source
     finally:
-        driver.quit()
         attacker.shutdown()
     assert s.gallery.people() == []
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +32,6 @@ from streamrec.redact import RedactingFilter, redact, register_config
 @pytest.fixture
 def clip(media_dir: Path) -> Path:
     return media_dir / "face_recognition/short_hamilton_clip.mp4"
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], Daemon]]:
-    started: list[Daemon] = []
-
-    def start(config: dict[str, Any]) -> Daemon:
-        started.append(Daemon(tmp_path, config))
-        return started[-1]
-
-    yield start
-    for d in started:
-        d.close()
 
 
 # -- numbers -----------------------------------------------------------------------------------
@@ -102,35 +89,38 @@ def test_a_sink_that_cannot_write_fails_the_run(clip: Path, tmp_path: Path) -> N
 
 
 def test_a_down_webhook_logs_once_and_counts_in_health_and_metrics(
-    clip: Path, daemon: Callable[[dict[str, Any]], Daemon], tmp_path: Path
+    clip: Path, tmp_path: Path
 ) -> None:
     hook = f"http://127.0.0.1:{free_port()}/hook"  # nobody listens
     with rtsp_server.RtspStream(clip) as cam:
-        d = daemon(
+        d = Daemon(
+            tmp_path,
             {
                 "cameras": [{"name": "stage", "source": cam.url, "rtsp_transport": "udp"}],
                 "events": {
                     "jsonl": str(tmp_path / "events.jsonl"),
                     "webhook": {"url": hook, "retries": 0, "timeout": 2},
                 },
-            }
+            },
         )
+        try:
 
-        def lost(least: int) -> Callable[[], dict[str, Any] | None]:
-            def check() -> dict[str, Any] | None:
-                sink = ((d.health() or {}).get("sinks") or {}).get(hook, {})
-                return sink if sink.get("errors", 0) >= least else None
+            def lost(least: int) -> Callable[[], dict[str, Any] | None]:
+                def check() -> dict[str, Any] | None:
+                    sink = ((d.health() or {}).get("sinks") or {}).get(hook, {})
+                    return sink if sink.get("errors", 0) >= least else None
 
-            return check
+                return check
 
-        sink = wait_for("the webhook's lost events in /health", lost(5), 180, d)
-        assert sink["ok"] is False and "refused" in (sink["error"] or "").lower()
-        metric = f'streamrec_sink_errors_total{{sink="{hook}"}}'
-        wait_for("streamrec_sink_errors_total", lambda: (d.metric(metric) or 0) >= 5, 30, d)
-        code, _ = d.terminate()
+            sink = wait_for("the webhook's lost events in /health", lost(5), 180, d)
+            assert sink["ok"] is False and "refused" in (sink["error"] or "").lower()
+            metric = f'streamrec_sink_errors_total{{sink="{hook}"}}'
+            wait_for("streamrec_sink_errors_total", lambda: (d.metric(metric) or 0) >= 5, 30, d)
+            code, _ = d.terminate()
+        finally:
+            d.close()
     assert code == 0
-    log = d.log()
-    errors = [line for line in log.splitlines() if " ERROR " in line and "webhook" in line]
+    errors = [line for line in d.log().splitlines() if " ERROR " in line and "webhook" in line]
     gave_up = [line for line in errors if "gave up on an event" in line]
     assert len(gave_up) == 1, "\n".join(errors)
 

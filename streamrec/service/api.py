@@ -353,7 +353,9 @@ class PersonOut(BaseModel):
 
 class SampleOut(BaseModel):
     id: int
-    source: str = Field(description="where it came from (a file, an upload, a camera track)")
+    source: str = Field(
+        description="where it came from (a file's name, an upload, a camera track)"
+    )
     created: float
     face: str | None = Field(description="URL of its face image")
     image_id: str = Field(description="its CompreFace image_id")

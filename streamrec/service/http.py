@@ -14,17 +14,21 @@ FastAPI on uvicorn, run from a background thread of the daemon. Routes (all GET)
                              scripts, which would see a ``?token=`` in the page address)
 
 Access: binds 127.0.0.1 unless told otherwise and refuses a non-loopback address without a
-token. With a token every route needs ``Authorization: Bearer <token>``, ``x-api-key: <token>``
-or ``?token=<token>`` (an ``<img>`` MJPEG stream cannot send headers; the page forwards its own
-``?token=``). Requests whose ``Host`` is not a loopback name, the bound address or one of
-``http.allowed_hosts`` are refused (DNS rebinding).
+token of at least ``MIN_TOKEN`` characters. With a token every route needs ``Authorization:
+Bearer <token>``, ``x-api-key: <token>`` or ``?token=<token>`` (an ``<img>`` MJPEG stream cannot
+send headers; the page forwards its own ``?token=``); a client address that offers wrong tokens
+is throttled (429, :class:`_Throttle`). Requests whose ``Host`` is not a loopback name, the
+bound address or one of ``http.allowed_hosts`` are refused (DNS rebinding), and so are
+state-changing requests from a web page of another site (``Origin``/``Sec-Fetch-Site``, unless
+in ``http.allowed_origins``). A refusal closes the connection without reading the body.
 
-Limits (``http:`` keys): ``max_connections`` open connections (past it the oldest connection
-still waiting for its request is closed, so idle sockets cannot lock clients out), the request
-headers within ``header_timeout`` s and the body within ``body_timeout`` s, bodies up to
-``max_body`` bytes (413), ``max_streams`` MJPEG streams (503), and a client that stops reading
-is dropped after ``SEND_TIMEOUT`` s. uvicorn has no connection cap or request deadline, so they
-live in a subclass of its HTTP/1.1 protocol (:class:`_Connection`).
+Limits (``http:`` keys): ``max_connections`` open connections (past it the oldest idle, then
+slow, then busy connection is closed, so a new client is always served), the request headers
+within ``header_timeout`` s and the body within ``body_timeout`` s, bodies up to ``max_body``
+bytes (413), ``max_streams`` MJPEG streams (503), and a client that stops reading is dropped
+after ``SEND_TIMEOUT`` s. uvicorn has no connection cap or request deadline, so they live in a
+subclass of its HTTP/1.1 protocol (:class:`_Connection`). Error answers never carry a path of
+this machine (:func:`without_paths`).
 """
 
 from __future__ import annotations
