@@ -442,7 +442,8 @@ class HttpConfig:
     #: web pages of other sites allowed to change things (POST, PATCH, DELETE), e.g.
     #: ``https://ha.lan:8123``; browsers' requests from any other site are refused
     allowed_origins: list[str] = Field(default_factory=list, max_length=100)
-    #: open connections at most; past it the oldest idle, then slow, then busy one is closed
+    #: open connections at most; past it the one idle or slow the longest (else the oldest busy
+    #: one) is closed
     max_connections: int = Field(default=100, ge=1, le=10_000)
     #: concurrent MJPEG live streams at most; more get 503
     max_streams: int = Field(default=8, ge=1, le=1000)

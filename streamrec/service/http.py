@@ -22,8 +22,9 @@ bound address or one of ``http.allowed_hosts`` are refused (DNS rebinding), and 
 state-changing requests from a web page of another site (``Origin``/``Sec-Fetch-Site``, unless
 in ``http.allowed_origins``). A refusal closes the connection without reading the body.
 
-Limits (``http:`` keys): ``max_connections`` open connections (past it the oldest idle, then
-slow, then busy connection is closed, so a new client is always served), the request headers
+Limits (``http:`` keys): ``max_connections`` open connections (past it the one that has owed
+its request the longest, idle or slow, else the oldest busy one is closed: a new client is
+always served), the request headers
 within ``header_timeout`` s and the body within ``body_timeout`` s, bodies up to ``max_body``
 bytes (413), ``max_streams`` MJPEG streams (503), and a client that stops reading is dropped
 after ``SEND_TIMEOUT`` s. uvicorn has no connection cap or request deadline, so they live in a
@@ -651,40 +652,35 @@ class _HostPolicy:
 
 
 class _Limits:
-    """What every connection of one server shares: the cap, the deadlines, and who is where.
+    """What every connection of one server shares: the cap, the deadlines, and who waits.
 
-    ``phases`` holds the open connections by what they are doing, each in the order it got
-    there: owing its request's headers (``head``: idle keep-alive or slow), owing its body
-    (``body``), or being answered (``done``).
+    ``waiting`` holds the connections that owe the server something, in the order they
+    started to owe it: their request's headers (idle keep-alive, or slow) or its body (slow);
+    ``busy`` the ones being answered, oldest first.
     """
 
     def __init__(self, max_connections: int, header_timeout: float, body_timeout: float) -> None:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
-        self.phases: dict[str, dict[_Connection, None]] = {"head": {}, "body": {}, "done": {}}
+        self.waiting: dict[_Connection, None] = {}
+        self.busy: dict[_Connection, None] = {}
         self.shed = Burst(log, logging.WARNING)
 
-    @property
-    def open(self) -> int:
-        return sum(map(len, self.phases.values()))
-
     def make_room(self) -> None:
-        """At the cap, close the connection that has waited longest for its request's headers,
-        else the one that has owed its body longest, else the oldest being answered: a new
-        client (with the token: always the one that matters) is never turned away."""
-        if self.open < self.max_connections:
+        """At the cap, close the connection that has owed its request (headers or body) the
+        longest, else the oldest one being answered: a new client (with the token: always the
+        one that matters) is never turned away."""
+        if len(self.waiting) + len(self.busy) < self.max_connections:
             return
-        for phase in self.phases.values():
-            oldest = next(iter(phase), None)
-            if oldest is not None:
-                self.shed.hit(
-                    "HTTP: %d connections open (http.max_connections): closing the oldest (idle, "
-                    "slow, then busy) for new clients",
-                    self.max_connections,
-                )
-                oldest._drop()
-                return
+        oldest = next(iter(self.waiting), None) or next(iter(self.busy), None)
+        if oldest is not None:
+            self.shed.hit(
+                "HTTP: %d connections open (http.max_connections): closing the ones idle or "
+                "slow the longest (else busy) for new clients",
+                self.max_connections,
+            )
+            oldest._drop()
 
 
 class _Connection(H11Protocol):
@@ -750,10 +746,10 @@ class _Connection(H11Protocol):
         phase = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else "done"
         if phase == self._phase:
             return
-        if self._phase:
-            limits.phases[self._phase].pop(self, None)
         self._phase = phase
-        limits.phases[phase][self] = None
+        limits.waiting.pop(self, None)  # and in again at the end: owing since now
+        limits.busy.pop(self, None)
+        (limits.busy if phase == "done" else limits.waiting)[self] = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -767,8 +763,8 @@ class _Connection(H11Protocol):
         self.transport.abort()
 
     def _forget(self) -> None:
-        if self._phase:
-            self._limits.phases[self._phase].pop(self, None)
+        self._limits.waiting.pop(self, None)
+        self._limits.busy.pop(self, None)
         for timer in (self._deadline, self._send_deadline):
             if timer is not None:
                 timer.cancel()
