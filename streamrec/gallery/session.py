@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from streamrec.errors import StreamrecError
+from streamrec.files import private_dir
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer, open_existing
 from streamrec.gallery.unknowns import Sighting, UnknownBook
@@ -243,9 +244,7 @@ class GallerySession:
 
     def _save_crop(self, folder: Path, s: Sighting, crop: np.ndarray) -> None:
         """The label's best ``unknowns.max_crops`` faces as private JPEG files."""
-        target = folder / s.label
-        for d in (folder, target):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = private_dir(folder / s.label)  # and its parents: 0700
         kept = self._crops.setdefault(s.label, [])
         if len(kept) >= self.cfg.unknowns.max_crops and s.quality <= min(q for q, _ in kept):
             return
