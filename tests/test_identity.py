@@ -358,6 +358,31 @@ def test_unknown_book_learns_bounds_and_reports_every_sighting() -> None:
     assert book.labels == ["unknown-6", "unknown-7"]
 
 
+def test_unknown_book_takes_from_the_store_only_what_it_never_held() -> None:
+    """The book's own identities lead (the store gets its sightings later); what it evicted
+    stays evicted (taking it back would depend on when the store is read)."""
+    book = UnknownBook(0.5, max_identities=2)
+    a = book.assign(unit(0))
+    book.take({a: unit(5)[None], "unknown-7": unit(3)[None]}, next_index=8)
+    assert book.assign(unit(0, 0.05)) == a and book.assign(unit(5)) == "unknown-8"
+    assert book.labels == [a, "unknown-8"]  # unknown-7 was the least recently seen
+    book.take({"unknown-7": unit(3)[None], "unknown-9": unit(4)[None]}, next_index=1)
+    assert "unknown-7" not in book and "unknown-9" in book and book.next_index == 9
+
+
+def test_unknown_book_an_identity_is_as_close_as_its_closest_sample() -> None:
+    """Two looks of one stranger (two tracks' means far apart): a track like either finds
+    it; a book seeded with the samples gives what the book that learnt them gives."""
+    book = UnknownBook(0.8)
+    a = book.assign(unit(0))
+    book.learn(a, unit(1), None, 0.5, "cam")
+    seeded = UnknownBook(0.8)
+    seeded.take({a: np.stack([unit(0), unit(1)])}, next_index=2)
+    for b in (book, seeded):
+        assert b.assign(between(0, 2, 0.2)) == a and b.assign(between(1, 2, 0.2)) == a
+        assert b.assign(between(0, 1, 0.5)) != a  # between the two looks (0.71): near neither
+
+
 def test_subcenters_split_two_looks_and_drop_a_stray() -> None:
     looks = [unit(0, 0.1, s) for s in range(4)] + [unit(1, 0.1, s + 10) for s in range(4)]
     x = np.stack([*looks, unit(8)])

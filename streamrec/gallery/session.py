@@ -179,11 +179,7 @@ class GallerySession:
         if not self.persist:
             return set()
         assert self.gallery is not None
-        held = set(book.labels)  # the book's own samples lead: the store lags behind it
-        for label, samples in self.unknown_identities(book.max_samples).items():
-            if label not in held and not book.evicted(label):
-                book.seed(label, samples)
-        book.next_index = max(book.next_index, self.gallery.next_unknown_index())
+        book.take(self.unknown_identities(book.max_samples), self.gallery.next_unknown_index())
         with self._lock:
             dead, self._dead = self._dead, set()
         dead |= {label for label in book.labels if self.gallery.tombstoned(label)}

@@ -80,22 +80,24 @@ class UnknownBook:
         with self._lock:
             return list(self._samples)
 
-    def evicted(self, label: str) -> bool:
-        """Whether this book forgot ``label`` to stay within ``max_identities``."""
-        with self._lock:
-            return label in self._evicted
-
-    def samples(self, label: str) -> np.ndarray:
-        """An identity's samples [n, D], oldest first."""
-        with self._lock:
-            return np.stack(self._samples[label])
-
     def seed(self, label: str, samples: np.ndarray) -> None:
         """Add (or reset) an identity known from the store: its samples [n, D], oldest first."""
-        rows = np.asarray(samples, np.float32).reshape(len(samples), -1)
         with self._lock:
-            self._samples[label] = deque(rows[-self.max_samples :], maxlen=self.max_samples)
-            self._touch(label)
+            self._set(label, samples)
+
+    def take(self, identities: dict[str, np.ndarray], next_index: int) -> None:
+        """From the store: the identities this book never held (another process's; its own lead,
+        the store lags behind them), and the lowest N a new label may take."""
+        with self._lock:
+            for label, samples in identities.items():
+                if label not in self._samples and label not in self._evicted:
+                    self._set(label, samples)
+            self.next_index = max(self.next_index, next_index)
+
+    def _set(self, label: str, samples: np.ndarray) -> None:
+        rows = np.asarray(samples, np.float32).reshape(len(samples), -1)
+        self._samples[label] = deque(rows[-self.max_samples :], maxlen=self.max_samples)
+        self._touch(label)
 
     def _touch(self, label: str) -> None:
         """Mark the identity seen; keep within ``max_identities`` (lock held)."""
@@ -120,12 +122,8 @@ class UnknownBook:
         with self._lock:
             self._drop([label for label in set(labels) if label in self._samples])
 
-    def scores(self, mean: np.ndarray) -> dict[str, float]:
-        """Each identity's similarity to ``mean``: that of its closest sample."""
-        with self._lock:
-            return self._scores(np.asarray(mean, np.float32))
-
     def _scores(self, mean: np.ndarray) -> dict[str, float]:
+        """Each identity's similarity to ``mean``: that of its closest sample (lock held)."""
         if not self._samples:
             return {}
         if self._stacked is None:
