@@ -18,7 +18,6 @@ the end of the run.
 from __future__ import annotations
 
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -59,7 +58,7 @@ class UnknownBook:
         self.max_identities = max_identities
         self.max_samples = max_samples
         self.on_sighting = on_sighting
-        self._samples: dict[str, deque[np.ndarray]] = {}
+        self._samples: dict[str, np.ndarray] = {}  # [n, D] per identity, oldest first
         self._seen: dict[str, int] = {}  # a counter value per identity, for least-recently-seen
         #: labels this book forgot to stay within max_identities (the newest ones): the store
         #: may still list them, and taking them back at the next sync would depend on its timing
@@ -96,7 +95,7 @@ class UnknownBook:
 
     def _set(self, label: str, samples: np.ndarray) -> None:
         rows = np.asarray(samples, np.float32).reshape(len(samples), -1)
-        self._samples[label] = deque(rows[-self.max_samples :], maxlen=self.max_samples)
+        self._samples[label] = rows[-self.max_samples :].copy()
         self._touch(label)
 
     def _touch(self, label: str) -> None:
@@ -128,13 +127,10 @@ class UnknownBook:
             return {}
         if self._stacked is None:
             labels = list(self._samples)
-            sizes = [len(self._samples[k]) for k in labels]
-            owners = np.repeat(np.arange(len(labels)), sizes)
-            rows = np.stack([row for k in labels for row in self._samples[k]])
-            self._stacked = (labels, owners, rows)
-        labels, owners, rows = self._stacked
-        best = np.full(len(labels), -1.0, np.float32)
-        np.maximum.at(best, owners, rows @ mean)
+            starts = np.cumsum([0] + [len(self._samples[k]) for k in labels[:-1]])
+            self._stacked = (labels, starts, np.concatenate(list(self._samples.values())))
+        labels, starts, rows = self._stacked
+        best = np.maximum.reduceat(rows @ mean, starts)  # each identity's rows are contiguous
         return dict(zip(labels, best.tolist(), strict=True))
 
     def assign(
@@ -160,8 +156,10 @@ class UnknownBook:
             if label is None:
                 label = f"unknown-{self.next_index}"
                 self.next_index += 1
-                self._samples[label] = deque(maxlen=self.max_samples)
-            self._add(label, mean)
+                self._samples[label] = mean[None].copy()
+                self._touch(label)
+            else:
+                self._add(label, mean)
         self._report(Sighting(label, mean, crop, quality, camera))
         return label
 
@@ -177,7 +175,9 @@ class UnknownBook:
 
     def _add(self, label: str, mean: np.ndarray) -> None:
         """A track's mean becomes one of the identity's samples (lock held)."""
-        self._samples[label].append(mean)
+        self._samples[label] = np.concatenate([self._samples[label], mean[None]])[
+            -self.max_samples :
+        ]
         self._touch(label)
 
     def _report(self, sighting: Sighting) -> None:
