@@ -286,8 +286,8 @@ class FedGallery:
         the last sync (tracks carrying them lose the label)."""
         snap = self.snapshot
         for label, samples in snap.unknowns.items():
-            book.seed(label, samples)
-        book.next_index = max(book.next_index, snap.next_unknown)
+            book.seed(label, samples)  # the head's store: what every camera taught
+        book.take({}, snap.next_unknown)  # under the book's lock: a label minted meanwhile stays
         dead = set(snap.dead - self._forgotten)
         self._forgotten = snap.dead
         book.forget(dead)
