@@ -16,7 +16,7 @@ import numpy as np
 
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.unknowns import UnknownBook
-from streamrec.pipeline.identity import CameraIdentities, Naming
+from streamrec.pipeline.identity import CameraIdentities, Naming, TrackIdentity
 from streamrec.pipeline.stage import Stage
 from streamrec.records import Event, Frame, FrameWork, Work
 from streamrec.telemetry import Observer
@@ -45,22 +45,19 @@ class MatchStage(Stage):
         self.sources = sources
         self.observer = observer
         self.unknowns = unknowns
-        self._last: dict[str, Frame] = {}  # each camera's latest frame (for rematch events)
         self._lock = threading.RLock()
 
     def set_matcher(self, matcher: Matcher, dead_labels: set[str] | None = None) -> None:
         """Swap the gallery snapshot (from any thread) and re-decide every open track against
         it now; tracks carrying ``dead_labels`` (unknown-N labels that were erased, merged or
-        promoted) lose them. A track that loses its name says so (``renamed``, name null)."""
+        promoted) lose them. A track that loses its name says so (``renamed``, name null, at
+        its last frame)."""
         with self._lock:
             self.matcher = matcher
             for camera, idents in self.identities.items():
                 idents.drop_labels(dead_labels or set())
-                changed = idents.rematch(matcher)
-                frame = self._last.get(camera)
-                if frame is not None:  # a camera without a frame has no track yet
-                    for naming in changed:
-                        self._named(camera, frame, naming)
+                for naming in idents.rematch(matcher):
+                    self._named(camera, None, naming)
 
     def _emit(
         self,
@@ -82,15 +79,15 @@ class MatchStage(Stage):
         with self._lock:
             if isinstance(work, FrameWork):
                 self._frame(work)
-            for t in work.ended:
-                self.end_track(work.camera, t.track_id)
+            else:
+                for t in work.ended:
+                    self.end_track(work.camera, t.track_id)
         self.observer.busy("match", time.perf_counter() - t0)
 
     def _frame(self, work: FrameWork) -> None:
         camera, frame = work.camera, work.frame
         idents = self.identities[camera]
         matcher = self.matcher
-        self._last[camera] = frame
         for t in work.started:
             idents.announce(t.track_id)
             self.observer.track_started(camera)
@@ -98,29 +95,36 @@ class MatchStage(Stage):
             self._emit(
                 "track_start", camera, t.track_id, frame.index, frame.time, frame.captured, box=box
             )
+        idents.seen([t.track_id for t in work.tracks], frame.index, frame.time, frame.captured)
+        for t in work.ended:  # gone before this frame: their labels are free for it
+            self.end_track(camera, t.track_id, frame)
         for job in work.jobs:
             if job.embedding is None or job.track_id not in idents:
                 continue
-            used, naming = idents.add(job, matcher)
+            used, namings = idents.add(job, matcher)
             if not used:
                 continue
             self.observer.evidence(camera)
-            if naming is not None:
+            for naming in namings:
                 self._named(camera, frame, naming)
-            self._label_unknown(camera, job.track_id, frame)
         for t in work.tracks:
-            label = idents.present(t.track_id, frame.index, frame.time, frame.captured)
+            self._label_unknown(camera, t.track_id, frame)
+            label = idents.label(t.track_id)
             if label is not None:
                 work.labels[t.track_id] = label
 
-    def _named(self, camera: str, frame: Frame, naming: Naming) -> None:
+    def _named(self, camera: str, frame: Frame | None, naming: Naming) -> None:
+        """Emit a naming at ``frame`` (None: at the track's last frame)."""
+        index, t, captured = (
+            (frame.index, frame.time, frame.captured) if frame is not None else naming.last
+        )
         self._emit(
             "renamed" if naming.renamed else "identified",
             camera,
             naming.track_id,
-            frame.index,
-            frame.time,
-            frame.captured,
+            index,
+            t,
+            captured,
             naming.crop,
             name=naming.name,
             score=None if naming.score is None else round(naming.score, 4),
@@ -128,7 +132,7 @@ class MatchStage(Stage):
         if naming.name is not None:
             score = naming.score or 0.0
             self.observer.identified(
-                camera, naming.track_id, naming.name, score, frame.captured, naming.crop
+                camera, naming.track_id, naming.name, score, captured, naming.crop
             )
 
     def _label_unknown(self, camera: str, track_id: int, frame: Frame) -> None:
@@ -141,14 +145,17 @@ class MatchStage(Stage):
             )
             self.observer.unknown(camera, track_id, label, self.identities[camera].crop(track_id))
 
-    def end_track(self, camera: str, track_id: int) -> None:
+    def end_track(self, camera: str, track_id: int, frame: Frame | None = None) -> None:
+        """End a track; the tracks its end names (continuing it, or taking its name) are named
+        at ``frame`` (None: at their last frame)."""
         with self._lock:
-            self._end_track(camera, track_id)
+            ident, namings = self.identities[camera].end(track_id, self.matcher)
+            if ident is not None and ident.announced:  # else it never reached this stage
+                self._ended(camera, ident)
+            for naming in namings:
+                self._named(camera, frame, naming)
 
-    def _end_track(self, camera: str, track_id: int) -> None:
-        ident = self.identities[camera].end(track_id)
-        if ident is None or not ident.announced:  # never reached this stage: never existed
-            return
+    def _ended(self, camera: str, ident: TrackIdentity) -> None:
         last_time = ident.last_time if ident.frames else ident.first_time
         self.observer.track_ended(camera, ident.name, ident.first_time, last_time)
         if ident.name is None and ident.unknown is not None and self.unknowns is not None:
@@ -159,7 +166,7 @@ class MatchStage(Stage):
         self._emit(
             "track_end",
             camera,
-            track_id,
+            ident.track_id,
             last_frame,
             last_time,
             ident.last_captured,
@@ -179,4 +186,4 @@ class MatchStage(Stage):
         with self._lock:
             for camera, idents in self.identities.items():
                 for track_id in idents.open_tracks():
-                    self._end_track(camera, track_id)
+                    self.end_track(camera, track_id)

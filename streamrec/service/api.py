@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -41,8 +42,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
+import cv2
 import numpy as np
-from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Path, Query, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field
@@ -68,10 +70,22 @@ from streamrec.service.status import LiveStatus
 
 log = logging.getLogger(__name__)
 
-#: uploads with more pixels are refused (a small file can hold a huge image)
-MAX_PIXELS = 50_000_000
 #: uploads are analysed at most this big (longest side); detection runs smaller anyway
 MAX_SIDE = 2048
+#: uploads with more pixels are refused (a small file can hold a huge image); a baseline JPEG
+#: is decoded at a reduced scale (1/2, 1/4, 1/8), so one of 50 MP costs about 75 MB at most
+MAX_PIXELS = 50_000_000
+#: images decoded whole are refused beyond this: progressive JPEGs (their decoder holds every
+#: coefficient: up to 6 bytes a pixel) and other formats (Pillow: 4 bytes a pixel, WebP 16,
+#: its decoder copies twice); so one upload never costs more than about 90 MB
+MAX_FULL_PIXELS = 8_000_000
+_PIXELS = {"WEBP": 4_000_000}
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 #: what Pillow may decode (CompreFace's list); nothing that runs external programs
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "ICO")
 NOT_AN_IMAGE = "not an image (JPEG, PNG, BMP, GIF, TIFF, WebP or ICO)"
@@ -82,8 +96,6 @@ JPEG: dict[int | str, dict[str, Any]] = {
 }
 #: image ids (CompreFace's ``image_id``) are derived from a sample's id and creation time
 _IMAGE_NAMESPACE = uuid.UUID("6f0c1b52-4d1e-4a8e-9f5e-2b7d3c9a1e40")
-#: row ids in paths: SQLite's integers (a bigger number is a 404, not an overflow)
-RowId = Annotated[int, Path(ge=0, le=(1 << 63) - 1, description="an id from a listing")]
 
 
 class ApiError(HTTPException):
@@ -112,27 +124,46 @@ class FoundFace:
 
 def decode_image(data: bytes) -> tuple[np.ndarray, float]:
     """A BGR image of at most ``MAX_SIDE`` px from an upload, upright (EXIF orientation), and
-    the scale back to the original (original pixels per returned pixel)."""
+    the scale back to the original (original pixels per returned pixel).
+
+    Pillow reads the header (the format must be one of ``IMAGE_FORMATS``; the size is checked
+    before anything is decoded). A baseline JPEG is then decoded by OpenCV at a reduced scale
+    (``IMREAD_REDUCED_*``); anything else by Pillow, scaled down before it is turned upright
+    and converted, so only the decoded image and the small copy ever coexist.
+    """
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
             width, height = im.size
-            if width * height > MAX_PIXELS:
+            reduced = im.format == "JPEG" and not im.info.get("progressive")
+            limit = MAX_PIXELS if reduced else _PIXELS.get(im.format or "", MAX_FULL_PIXELS)
+            if width * height > limit:
+                kind = "a baseline JPEG" if reduced else f"{im.format}, unless a baseline JPEG"
                 raise ApiError(
                     400,
-                    f"image too large: {width}x{height} pixels (at most {MAX_PIXELS:,}); "
+                    f"image too large: {width}x{height} pixels (at most {limit:,} in {kind}): "
                     "scale it down",
                     26,
                 )
-            im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a reduced scale
-            upright = ImageOps.exif_transpose(im).convert("RGB")
+            if not reduced:
+                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+                ImageOps.exif_transpose(im, in_place=True)  # on the small image
+                rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+                image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     except ApiError:
         raise
     except Exception:  # Pillow raises many kinds for bad, truncated or hostile files
         raise ApiError(400, NOT_AN_IMAGE, 21) from None
-    if max(upright.size) > MAX_SIDE:
-        upright.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-    scale = max(width, height) / max(upright.size)
-    return np.ascontiguousarray(np.asarray(upright)[:, :, ::-1]), scale
+    if reduced:  # OpenCV turns it upright by its EXIF orientation, and refuses a truncated one
+        factor = max(f for f in _REDUCED if f == 1 or max(width, height) / f >= MAX_SIDE)
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+        if decoded is None:
+            raise ApiError(400, NOT_AN_IMAGE, 21)
+        image = decoded
+    longest = max(image.shape[:2])
+    if longest > MAX_SIDE:
+        f = MAX_SIDE / longest
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    return image, max(width, height) / max(image.shape[:2])
 
 
 def sample_uuid(sample: Sample) -> str:
@@ -141,13 +172,17 @@ def sample_uuid(sample: Sample) -> str:
     return str(uuid.uuid5(_IMAGE_NAMESPACE, f"{sample.id}:{sample.created!r}"))
 
 
+def shown_source(source: str) -> str:
+    """A sample's source as answers show it: a file's name only (``photo.jpg``,
+    ``clip.mp4#frame=12``), never where the server keeps it; uploads and camera tracks as
+    they are."""
+    if source.startswith(("upload ", "camera ")):
+        return source
+    return re.split(r"[\\/]", source)[-1]
+
+
 def face_url(face_id: int) -> str:
     return f"api/faces/{face_id}.jpg"
-
-
-def shown_source(source: str) -> str:
-    """A sample's source as answers show it: a file's name without its folders."""
-    return source.rsplit("/", 1)[-1] if source.startswith("/") else source
 
 
 def jpeg_response(data: bytes) -> Response:
@@ -377,7 +412,9 @@ class PersonOut(BaseModel):
 
 class SampleOut(BaseModel):
     id: int
-    source: str = Field(description="where it came from (a file's name, a camera track)")
+    source: str = Field(
+        description="where it came from (a file's name, an upload, a camera track)"
+    )
     created: float
     face: str | None = Field(description="URL of its face image")
     face_id: int | None = Field(description="id of its face image (to pick it as thumbnail)")
@@ -510,8 +547,8 @@ def router(lib: FaceLibrary) -> APIRouter:
             raise ApiError(409, "a person of that name exists: add samples to them instead", 43)
         return enrolled(name, samples_of(files or [], recent))
 
-    @api.get("/people/{person_id}/samples", responses=not_found)
-    def samples(person_id: RowId) -> list[SampleOut]:
+    @api.get("/people/{person_id:rowid}/samples", responses=not_found)
+    def samples(person_id: int) -> list[SampleOut]:
         """A person's samples, oldest first."""
         lib.person(person_id)
         return [
@@ -527,9 +564,9 @@ def router(lib: FaceLibrary) -> APIRouter:
             for s in lib.gallery.samples(person_id)
         ]
 
-    @api.post("/people/{person_id}/samples", status_code=201, responses=not_found)
+    @api.post("/people/{person_id:rowid}/samples", status_code=201, responses=not_found)
     def add_sample(
-        person_id: RowId,
+        person_id: int,
         file: Annotated[UploadFile | None, File(description="a photo with one face")] = None,
         recent: Annotated[int | None, Form(description="id of a recent recognition")] = None,
     ) -> EnrolOut:
@@ -538,10 +575,10 @@ def router(lib: FaceLibrary) -> APIRouter:
         return enrolled(name, samples_of([file] if file is not None else [], recent))
 
     @api.delete(
-        "/people/{person_id}/samples/{sample_id}",
+        "/people/{person_id:rowid}/samples/{sample_id:rowid}",
         responses={**not_found, 409: {"description": "the person's last sample"}},
     )
-    def delete_sample(person_id: RowId, sample_id: RowId) -> LeftOut:
+    def delete_sample(person_id: int, sample_id: int) -> LeftOut:
         """Delete one sample (and its face image); the last one cannot go: delete the person."""
         lib.person(person_id)
         if sample_id not in {s.id for s in lib.gallery.samples(person_id)}:
@@ -550,16 +587,16 @@ def router(lib: FaceLibrary) -> APIRouter:
         lib.changed()
         return LeftOut(samples=left)
 
-    @api.get("/people/{person_id}", responses=not_found)
-    def person(person_id: RowId) -> PersonOut:
+    @api.get("/people/{person_id:rowid}", responses=not_found)
+    def person(person_id: int) -> PersonOut:
         """One enrolled person."""
         return person_out(lib.person(person_id))
 
     @api.patch(
-        "/people/{person_id}",
+        "/people/{person_id:rowid}",
         responses={**not_found, 400: {"description": "refused"}, 409: {"description": "taken"}},
     )
-    def change_person(person_id: RowId, body: PersonPatch) -> PersonOut:
+    def change_person(person_id: int, body: PersonPatch) -> PersonOut:
         """Rename a person (``name``) and/or pick their thumbnail (``thumbnail``: one of their
         face images' ids, or null for the best enrolled photo)."""
         lib.person(person_id)
@@ -572,8 +609,11 @@ def router(lib: FaceLibrary) -> APIRouter:
         lib.changed()
         return person_out(lib.person(person_id))
 
-    @api.post("/people/{person_id}/merge", responses={**not_found, 409: {"description": "no"}})
-    def merge_person(person_id: RowId, body: MergeIn) -> EnrolOut:
+    @api.post(
+        "/people/{person_id:rowid}/merge",
+        responses={**not_found, 409: {"description": "the same person, or an unknown"}},
+    )
+    def merge_person(person_id: int, body: MergeIn) -> EnrolOut:
         """Fold a person into another one (``into``): their samples and faces become the
         other's, their name joins the other's lineage (an erasure of the other erases it)."""
         lib.person(person_id)
@@ -587,18 +627,18 @@ def router(lib: FaceLibrary) -> APIRouter:
         lib.erased(removed)
         return RemovedOut(name=removed.name, samples=removed.samples, faces=removed.faces)
 
-    @api.delete("/people/{person_id}", responses=not_found)
-    def delete_person(person_id: RowId) -> RemovedOut:
+    @api.delete("/people/{person_id:rowid}", responses=not_found)
+    def delete_person(person_id: int) -> RemovedOut:
         """Erase a person: every sample, face image and template; every label they had, in
         the event files and the sinks."""
         return erase(lib.person(person_id).id)
 
     @api.get(
-        "/faces/{face_id}.jpg",
+        "/faces/{face_id:rowid}.jpg",
         response_class=Response,
         responses={**JPEG, 404: {"description": "no such face"}},
     )
-    def face(face_id: RowId) -> Response:
+    def face(face_id: int) -> Response:
         """A stored face image (an aligned crop) of a person or an unknown."""
         found = lib.gallery.face(face_id)
         if found is None:
@@ -625,10 +665,10 @@ def router(lib: FaceLibrary) -> APIRouter:
     unknown_404: dict[int | str, dict[str, Any]] = {404: {"description": "no such unknown"}}
 
     @api.post(
-        "/unknowns/{unknown_id}/name",
+        "/unknowns/{unknown_id:rowid}/name",
         responses={**unknown_404, 409: {"description": "the name is an enrolled person's"}},
     )
-    def name_unknown(unknown_id: RowId, body: NameIn) -> EnrolOut:
+    def name_unknown(unknown_id: int, body: NameIn) -> EnrolOut:
         """Name an unknown person: confirmed under that name. If the name is an enrolled
         person's, nothing happens (409) unless ``merge`` is true: then it is folded into them
         (their enrolled photos are never dropped for its samples). Its label is never used
@@ -644,8 +684,8 @@ def router(lib: FaceLibrary) -> APIRouter:
         lib.changed()
         return enrol_out(lib.person(lib.gallery.person(name).id), [], result)
 
-    @api.post("/unknowns/{unknown_id}/merge", responses=unknown_404)
-    def merge_unknown(unknown_id: RowId, body: MergeIn) -> EnrolOut:
+    @api.post("/unknowns/{unknown_id:rowid}/merge", responses=unknown_404)
+    def merge_unknown(unknown_id: int, body: MergeIn) -> EnrolOut:
         """Fold an unknown person into another unknown or an enrolled person (``into``)."""
         lib.unknown(unknown_id)
         target = lib._find(body.into)
@@ -664,8 +704,8 @@ def router(lib: FaceLibrary) -> APIRouter:
             strays=[s.describe() for s in result.strays],
         )
 
-    @api.delete("/unknowns/{unknown_id}", responses=unknown_404)
-    def delete_unknown(unknown_id: RowId) -> RemovedOut:
+    @api.delete("/unknowns/{unknown_id:rowid}", responses=unknown_404)
+    def delete_unknown(unknown_id: int) -> RemovedOut:
         """Erase an unknown person with its faces; its label is never used again."""
         return erase(lib.unknown(unknown_id).id)
 
