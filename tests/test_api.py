@@ -457,7 +457,7 @@ def test_names_never_reach_the_log(serve, photos, caplog) -> None:
     server_side = [r for r in caplog.records if not r.name.startswith("urllib3")]
     assert server_side and not [r for r in server_side if "Secret" in r.getMessage()]
     assert "Pete Souza" not in caplog.text  # the photo's EXIF (PIL's debug lines)
-    assert "DELETE /api/people/{person_id} 200" in routes()  # the route, not the path
+    assert "DELETE /api/people/{person_id:rowid} 200" in routes()  # the route, not the path
 
 
 # -- CompreFace ----------------------------------------------------------------------------
