@@ -8,13 +8,24 @@ from pathlib import Path
 import pytest
 
 SMALL_MODELS = {"models.detector": "det_500m.onnx", "models.recognizer": "mobilefacenet_128d.onnx"}
+MEDIA_VARS = ("STREAMREC_MODELS", "STREAMREC_MEDIA")
+
+
+def _absolute_media_vars() -> None:
+    """README's quick loop exports ``../shared/models``: made absolute once, here, so that every
+    command a test starts elsewhere (another working directory) finds the same folders."""
+    for var in MEDIA_VARS:
+        value = os.environ.get(var)
+        if value:
+            os.environ[var] = str(Path(value).expanduser().resolve())
+
+
+_absolute_media_vars()
 
 
 def _env_dir(var: str) -> Path | None:
     value = os.environ.get(var)
-    if value and Path(value).is_dir():
-        return Path(value).resolve()
-    return None
+    return Path(value) if value and Path(value).is_dir() else None
 
 
 @pytest.fixture(autouse=True)
