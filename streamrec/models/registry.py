@@ -11,6 +11,7 @@ its own sha256 and its parent's, so it resolves like any file and is verified th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from ..config import ModelsConfig
 from ..errors import ModelError
+from ..files import write_private
 
 log = logging.getLogger("streamrec.models")
 
@@ -233,13 +235,8 @@ def sha256_of(path: Path) -> str:
         return str(memo[key])
     digest = _hash(path)
     memo[key] = digest
-    try:
-        cache_dir().mkdir(parents=True, exist_ok=True)
-        tmp = memo_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(memo))
-        tmp.replace(memo_file)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # atomic, with a temp file of this process's own
+        write_private(memo_file, json.dumps(memo))
     return digest
 
 
