@@ -162,3 +162,37 @@ def test_long_commands_show_progress_on_a_terminal_only(
         (tmp_path / "g.db").unlink()
     piped = streamrec(*args, *SMALL).stderr  # not a terminal: no bar
     assert unit not in piped
+
+
+def test_a_misspelt_set_key_is_blamed_on_the_set(models_dir: Path) -> None:
+    proc = streamrec("config", "show", "--set", "recogniton.threshold=0.5", check=False)
+    assert_one_clear_line(
+        proc, "--set recogniton.threshold: unknown key 'recogniton'",
+        "did you mean 'recognition'?",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "built-in defaults" not in proc.stderr
+
+
+def test_a_misspelt_model_name_gets_a_did_you_mean(
+    offline: dict[str, str], media_dir: Path
+) -> None:
+    proc = streamrec("run", str(media_dir / CLIP), "--set", "models.detector=bufalo_s",
+                     "--set", "models.recognizer=buffalo_s", env=offline, check=False)  # fmt: skip
+    assert_one_clear_line(proc, "detector bufalo_s (did you mean buffalo_s?)")
+    assert proc.returncode == 2
+
+
+def test_recognize_a_missing_photo_before_the_models(
+    offline: dict[str, str], media_dir: Path
+) -> None:
+    """Offline: had it loaded the models first, the error would be about them."""
+    photo = str(media_dir / "face_recognition/obama.jpg")
+    proc = streamrec("recognize", "nosuch.jpg", photo, env=offline, check=False)
+    assert_one_clear_line(proc, "image not found: nosuch.jpg")
+    assert proc.stderr.startswith("streamrec: error: ") and proc.returncode == 2
+
+
+def test_a_missing_webcam_is_one_line_without_opencv_warnings(models_dir: Path) -> None:
+    proc = streamrec("run", "57", *SMALL, check=False)
+    assert_one_clear_line(proc, "cannot open webcam 57")
+    assert "WARN" not in proc.stderr and proc.returncode == 2, proc.stderr

@@ -12,6 +12,7 @@ its own sha256 and its parent's, so it resolves like any file and is verified th
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import logging
@@ -48,7 +49,7 @@ class ModelInfo:
     kind: Literal["detector", "recognizer"]
     sha256: str | None
     size: int | None = None
-    #: cosine threshold for recognizers (see README "Thresholds")
+    #: cosine threshold for recognizers (see docs/models.md, "Thresholds")
     threshold: float | None = None
     description: str = ""
 
@@ -283,7 +284,8 @@ class _Missing:
             return f"{self.kind} {self.path} (no such file)"
         if self.packs:
             return f"{self.kind} {self.file} (pack {', '.join(p.name for p in self.packs)})"
-        return f"{self.kind} {self.file}"
+        guess = difflib.get_close_matches(self.file, [*PACKS, *MODELS], n=1, cutoff=0.75)
+        return f"{self.kind} {self.file}" + (f" (did you mean {guess[0]}?)" if guess else "")
 
 
 def _locate(
