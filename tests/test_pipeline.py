@@ -314,6 +314,9 @@ def test_sigint_leaves_playable_video_and_complete_events(media_dir: Path, tmp_p
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: a suite started in the background (nohup, &) ignores SIGINT, and
+        # so would the run, Python installing its Ctrl-C handler only where it is not ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 600  # only a hang detector: the run starts tracks
