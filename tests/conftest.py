@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 SMALL_MODELS = {"models.detector": "det_500m.onnx", "models.recognizer": "mobilefacenet_128d.onnx"}
+#: FP32 everywhere: ``runtime.precision: auto`` would pick BF16 on a CPU that has it, after a
+#: timing made under whatever load there is, and results compared with FP32 references would
+#: then depend on the machine (the precision choice has its own tests in test_models)
+FP32 = {"runtime.precision": "FP32"}
 MEDIA_VARS = ("STREAMREC_MODELS", "STREAMREC_MEDIA")
 
 
@@ -58,7 +62,7 @@ def small_config(models_dir: Path):
     """Config with the small real models (det_500m + MobileFaceNet)."""
     from streamrec import load_config
 
-    return load_config(None, {**SMALL_MODELS, "models.download": False})
+    return load_config(None, {**SMALL_MODELS, **FP32, "models.download": False})
 
 
 @pytest.fixture(scope="session")
