@@ -45,21 +45,25 @@ def check_event_schema(events: list[dict]) -> None:
     assert started == ended, "every started track ends exactly once"
 
 
+def enrolled(analyzer, gallery: Path, people: dict[str, Path], folder: Path | None = None) -> Path:
+    """A gallery made with the session's models (as ``gallery import FOLDER`` and ``gallery
+    add NAME PHOTO`` make it, without a process and a model load each)."""
+    from streamrec.gallery.enroll import enroll_images, import_folder
+
+    with analyzer.open_gallery(gallery) as g:
+        if folder is not None:
+            import_folder(analyzer, g, folder)
+        for name, photo in people.items():
+            report = enroll_images(analyzer, g, name, [photo])
+            assert report.added or report.duplicates, photo
+    return gallery
+
+
 @pytest.fixture(scope="module")
-def hamilton_gallery(models_dir: Path, media_dir: Path, tmp_path_factory) -> Path:
-    g = tmp_path_factory.mktemp("hg") / "g.db"
+def hamilton_gallery(analyzer, media_dir: Path, tmp_path_factory) -> Path:
     m = media_dir / "face_recognition"
-    streamrec("gallery", "add", LIN, str(m / "lin-manuel-miranda.png"), "--gallery", str(g), *SMALL)
-    streamrec(
-        "gallery",
-        "add",
-        "Alex Lacamoire",
-        str(m / "alex-lacamoire.png"),
-        "--gallery",
-        str(g),
-        *SMALL,
-    )
-    return g
+    people = {LIN: m / "lin-manuel-miranda.png", "Alex Lacamoire": m / "alex-lacamoire.png"}
+    return enrolled(analyzer, tmp_path_factory.mktemp("hg") / "g.db", people)
 
 
 @pytest.fixture(scope="module")
@@ -191,23 +195,10 @@ def test_interval_1_and_5_find_the_same_people(hamilton, hamilton_gallery, media
     assert 275 / 5 <= cam5["detector_runs"] <= 275 / 5 + 5
 
 
-def test_pedestrians_get_no_gallery_name(media_dir: Path, tmp_path: Path) -> None:
-    gallery = tmp_path / "g.db"
-    streamrec(
-        "gallery",
-        "import",
-        str(media_dir / "face_recognition/knn_examples/train"),
-        "--gallery",
-        str(gallery),
-        *SMALL,
-    )
+def test_pedestrians_get_no_gallery_name(analyzer, media_dir: Path, tmp_path: Path) -> None:
     m = media_dir / "face_recognition"
-    for person, photo in (
-        ("obama", "obama.jpg"),
-        ("biden", "biden.jpg"),
-        (LIN, "lin-manuel-miranda.png"),
-    ):
-        streamrec("gallery", "add", person, str(m / photo), "--gallery", str(gallery), *SMALL)
+    people = {"obama": m / "obama.jpg", "biden": m / "biden.jpg", LIN: m / "lin-manuel-miranda.png"}
+    gallery = enrolled(analyzer, tmp_path / "g.db", people, m / "knn_examples/train")
     events, summary = run_clip(media_dir / "facenet_pytorch/video.mp4", gallery, tmp_path)
     check_event_schema(events)
     assert sum(e["event"] == "track_start" for e in events) >= 5
