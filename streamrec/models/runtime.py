@@ -390,14 +390,14 @@ def _staged_cache(folder: Path) -> Iterator[Path]:
     stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=folder))
     try:
         shared: dict[str, int] = {}  # entry name -> inode, as linked into the stage
-        for entry in os.scandir(folder):
+        for entry in _entries(folder):
             if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                 continue
             with contextlib.suppress(OSError):  # gone meanwhile, or no hard links here
                 os.link(entry.path, stage / entry.name)
                 shared[entry.name] = os.stat(stage / entry.name).st_ino
         yield stage
-        for entry in os.scandir(stage):
+        for entry in _entries(stage):
             if entry.is_file() and shared.get(entry.name) != entry.inode():
                 with contextlib.suppress(OSError):  # the folder went away: uncached next time
                     os.replace(entry.path, folder / entry.name)
@@ -405,10 +405,15 @@ def _staged_cache(folder: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)  # an entry in use stays open (POSIX)
 
 
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as it:
+        return list(it)
+
+
 def _remove_stale_stages(folder: Path) -> None:
     """Remove the private folders of loads whose process died long ago."""
     now = time.time()
-    for entry in os.scandir(folder):
+    for entry in _entries(folder):
         if entry.name.startswith(_STAGE_PREFIX) and entry.is_dir(follow_symlinks=False):
             with contextlib.suppress(OSError):
                 if now - entry.stat().st_mtime > _STALE_STAGE_S:

@@ -360,9 +360,10 @@ class StreamSource(LiveSource[Opened]):
         return open_video(self._uri, ffmpeg_options, timeout, o.decoder_threads)
 
     def _hint(self, exc: Exception) -> str | None:
-        # a camera that cannot stream RTP over its RTSP connection refuses the TCP SETUP
-        # (400 Bad Request, or 461 Unsupported Transport) and is then retried forever
-        refused = any(code in str(exc) for code in ("400 Bad Request", "461"))
+        # a camera that cannot stream RTP over its RTSP connection refuses the TCP SETUP:
+        # 400 Bad Request, or 461 Unsupported Transport (FFmpeg: "4XX Client Error")
+        reason = describe_error(exc)
+        refused = "400 Bad Request" in reason or "4XX Client Error" in reason
         if self._rtsp and self.options.rtsp_transport == "tcp" and refused:
             return (
                 "the camera refused RTSP over TCP: set 'rtsp_transport: udp' in its camera "
