@@ -176,9 +176,12 @@ def _resolve(target: str, tmp_path: Path) -> None:
 def resolutions(tmp_path_factory: pytest.TempPathFactory) -> dict[str, BaseException | None]:
     """Every target resolved at once (each waits on PyPI): what each raised, if anything."""
 
+    # made here: tmp_path_factory is not safe to call from several threads at once
+    folders = {target: tmp_path_factory.mktemp(target) for target in UV_TARGETS}
+
     def outcome(target: str) -> BaseException | None:
         try:
-            _resolve(target, tmp_path_factory.mktemp(target))
+            _resolve(target, folders[target])
         except BaseException as exc:  # pytest.skip and assertion failures, re-raised per test
             return exc
         return None
