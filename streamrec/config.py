@@ -700,8 +700,13 @@ def _problems(exc: ValidationError, file: Path | None, overridden: list[str]) ->
     lines = []
     for err in errors[:MAX_PROBLEMS]:
         key = ".".join(map(str, err["loc"]))
-        where = next(
-            (f"--set {k}" for k in overridden if key == k or key.startswith(k + ".")), default
+        where = next(  # the --set at the key, below it (a misspelt section) or above it
+            (
+                f"--set {k}"
+                for k in overridden
+                if key == k or key.startswith(k + ".") or k.startswith(key + ".")
+            ),
+            default,
         )
         lines.append(f"{where}: {_describe(err)}")
     if len(errors) > MAX_PROBLEMS:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import ConfigError, StreamrecError
-from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.matcher import Matcher, same_people
 from streamrec.gallery.session import GallerySession, PipelineGallery
 from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import UnknownBook
@@ -97,18 +97,23 @@ class Pipeline:
             self._revision = revision
             dead = self.gallery.sync(self.unknowns) if self.unknowns is not None else set()
             matcher = self.gallery.matcher()
+            changed = bool(dead) or not same_people(self._match.matcher, matcher)
             self._match.set_matcher(matcher, dead)
             gone, self._names = self._names - set(matcher.names), set(matcher.names)
             for name in sorted(gone | dead):
                 self._observer.erased(name)
-            self._observer.gallery_loaded(self.gallery.people())
+            people = self.gallery.people()
+            self._observer.gallery_loaded(people)
+        # the run's own unknown people move the revision about once a second: only a change
+        # of who is matched or an erased label is worth a line
+        level = logging.INFO if changed else logging.DEBUG
+        log.log(level, "gallery revision %d loaded: %d people", revision, people)
         return True
 
     def _watch(self, done: threading.Event) -> None:
         while not done.wait(self.gallery_poll):
             try:
-                if self.reload_gallery():
-                    log.info("gallery revision %d loaded", self._revision)
+                self.reload_gallery()
             except Exception as exc:  # a busy or briefly unreadable file: next time
                 log.warning("gallery check failed: %s", exc)
 

@@ -359,6 +359,18 @@ class StreamSource(LiveSource[Opened]):
         timeout = (o.open_timeout, o.stall_timeout + 1.0)
         return open_video(self._uri, ffmpeg_options, timeout, o.decoder_threads)
 
+    def _hint(self, exc: Exception) -> str | None:
+        # a camera that cannot stream RTP over its RTSP connection refuses the TCP SETUP:
+        # 400 Bad Request, or 461 Unsupported Transport (FFmpeg: "4XX Client Error")
+        reason = describe_error(exc)
+        refused = "400 Bad Request" in reason or "4XX Client Error" in reason
+        if self._rtsp and self.options.rtsp_transport == "tcp" and refused:
+            return (
+                "the camera refused RTSP over TCP: set 'rtsp_transport: udp' in its camera "
+                "entry (or live.rtsp_transport: udp, e.g. --set live.rtsp_transport=udp)"
+            )
+        return None
+
     def _read(self, conn: Opened) -> Generator[Grab, None, None]:
         autorotate = self.options.autorotate
         timed = conn[0].format.name not in UNTIMED_FORMATS
