@@ -91,17 +91,14 @@ def video_cases(group: str, models: Path, full: bool) -> list[Case]:
              {**base, "kind": "streamrec", "set": {interval: 1, "recognition.batch_size": 1}},
              clip),
     ]  # fmt: skip
-    split = {"runtime.sharing": "split"}
     if full:
         cases += [
-            sr("small_split", "sharing split", split),
             sr("mbf_bf16", "MobileFaceNet BF16", bf16),
             sr("mbf_int8", "MobileFaceNet INT8", {}, recognizer="mbf_int8"),
         ]
     cases.append(sr("r50_fp32", "R50-eq FP32", fp32, recognizer="r50"))
     if full:
         cases += [
-            sr("r50_fp32_split", "R50-eq FP32, sharing split", {**fp32, **split}, recognizer="r50"),
             sr("r50_bf16", "R50-eq BF16", bf16, recognizer="r50"),
             sr("r50_int8", "R50-eq INT8", {}, recognizer="r50_int8"),
         ]
@@ -146,10 +143,6 @@ def live_cases(models: Path, seconds: float) -> list[Case]:
         Case("live", f"small_{n}", f"{n}× 720p@25 RTSP, small", {**spec, "streams": n}, clip)
         for n in LIVE_SMALL
     ]
-    split = {**spec, "streams": 4, "set": {"runtime.sharing": "split"}}
-    cases.append(
-        Case("live", "small_4_split", "4× 720p@25 RTSP, small, sharing split", split, clip)
-    )
     r50 = {**spec, "streams": LIVE_R50, "detector": "det_2.5g.onnx"}
     name = f"{LIVE_R50}× 720p@25 RTSP, det_2.5g + R50-eq"
     cases.append(Case("live", f"r50_{LIVE_R50}", name, r50, {**clip, "recognizer": "r50"}))

@@ -207,12 +207,9 @@ class RuntimeConfig:
     #: compiled-model cache (speeds up start-up): a folder, auto ($XDG_CACHE_HOME or ~/.cache,
     #: then streamrec/ov_cache), or null (no cache)
     cache_dir: str | None = "auto"
-    #: how the detector and the recognizer share the cores: turns (each may use every core, one
-    #: inference at a time: the busier model, e.g. an IResNet-50 recognizer, gets the machine
-    #: when it needs it; measured faster on 2 cores, see benchmarks/results) or split (half
-    #: each, both run at once)
-    sharing: Literal["split", "turns"] = "turns"
-    #: inference threads per model; 0 = by `sharing` (split: half the cores; turns: all)
+    #: inference threads per model (each model runs one inference at a time; the detector and
+    #: the recognizer run at the same time); 0 = one on up to 4 cores, a quarter of the cores
+    #: above (a second thread costs more CPU than it saves time on small machines)
     threads: int = Field(default=0, ge=0, le=256)
 
 
