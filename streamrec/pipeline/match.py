@@ -13,7 +13,7 @@ from streamrec.gallery.unknowns import UnknownBook
 from streamrec.pipeline.identity import CameraIdentities, Naming
 from streamrec.pipeline.stage import Stage
 from streamrec.records import Event, Frame, FrameWork, Work
-from streamrec.telemetry import Observer
+from streamrec.telemetry import Latency, Observer
 
 
 class EventWriter(Protocol):
@@ -40,6 +40,8 @@ class MatchStage(Stage):
         self.observer = observer
         self.unknowns = unknowns
         self._stale: set[str] = set()  # cameras whose tracks have not seen the new matcher
+        #: capture time of each open track's first frame, by (camera, track): decision latency
+        self._first_seen: dict[tuple[str, int], float] = {}
         self._dead_labels: set[str] = set()
         self._lock = threading.Lock()
 
@@ -66,13 +68,21 @@ class MatchStage(Stage):
         source = self.sources[camera]
         event = Event(kind, source, track_id, frame, t, captured, camera, fields, snapshot)
         self.events.write(event)
+        if captured and kind in ("track_start", "identified", "unknown"):
+            now = time.time()
+            self.observer.latency(camera, Latency.EVENT, now - captured)
+            key = (camera, track_id)
+            first = self._first_seen.pop(key, None) if kind != "track_start" else None
+            if first is not None:  # the track's first decision (identified or unknown)
+                self.observer.latency(camera, Latency.DECISION, now - first)
 
     def process(self, work: Work) -> None:
         t0 = time.perf_counter()
         if isinstance(work, FrameWork):
             self._frame(work)
+        ended_by = work.frame if isinstance(work, FrameWork) else None
         for t in work.ended:
-            self.end_track(work.camera, t.track_id)
+            self.end_track(work.camera, t.track_id, ended_by)
         self.observer.busy("match", time.perf_counter() - t0)
 
     def _frame(self, work: FrameWork) -> None:
@@ -90,6 +100,8 @@ class MatchStage(Stage):
         for t in work.started:
             idents.announce(t.track_id)
             self.observer.track_started(camera)
+            if frame.captured:
+                self._first_seen[(camera, t.track_id)] = frame.captured
             box = [round(float(v), 1) for v in t.box]
             self._emit(
                 "track_start", camera, t.track_id, frame.index, frame.time, frame.captured, box=box
@@ -137,7 +149,10 @@ class MatchStage(Stage):
             )
             self.observer.unknown(camera, track_id, label, self.identities[camera].crop(track_id))
 
-    def end_track(self, camera: str, track_id: int) -> None:
+    def end_track(self, camera: str, track_id: int, ended_by: Frame | None = None) -> None:
+        """End a track; ``ended_by``: the frame whose detection round ended it (None: the
+        stream ended or dropped)."""
+        self._first_seen.pop((camera, track_id), None)
         ident = self.identities[camera].end(track_id)
         if ident is None or not ident.announced:  # never reached this stage: never existed
             return
@@ -164,7 +179,11 @@ class MatchStage(Stage):
             name_changes=ident.name_changes,
             unknown=ident.unknown,
             continues=ident.continues,
+            ended_frame=ended_by.index if ended_by is not None else last_frame,
+            ended_time=round(ended_by.time, 4) if ended_by is not None else last_time,
         )
+        if ended_by is not None and ended_by.captured:
+            self.observer.latency(camera, Latency.TRACK_END, time.time() - ended_by.captured)
 
     def finish(self) -> None:
         """End every track still open (after an abort, or a stream that never ended)."""
