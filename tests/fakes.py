@@ -36,6 +36,9 @@ class FakeDetector:
     def frame_scale(self, width: int, height: int) -> float:
         return self.scale
 
+    def cost(self, width: int, height: int, scale: float) -> int:
+        return round(width * height * scale * scale)
+
     def detect_region(
         self, image: np.ndarray, region: tuple[int, int, int, int], scale: float
     ) -> Detections:
