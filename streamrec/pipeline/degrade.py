@@ -120,12 +120,13 @@ class Degradation:
         if lost > DROP_LIMIT:
             if self._last_step_back is not None and now - self._last_step_back < RELAPSE:
                 self._wait = min(self._wait * 2, self.recover_after * MAX_WAIT_FACTOR)
+                self._last_step_back = None  # one doubling per step back given up
             self._last_overload = now
             number += 1 + int(lost / 0.25)  # a heavy loss takes several steps at once
         elif number and now - self._last_overload >= self._wait:
             number -= 1
             self._last_overload = self._last_step_back = now
-        elif self._last_step_back is not None and now - self._last_step_back > 5 * RELAPSE:
+        elif now - self._last_overload > 5 * RELAPSE:
             self._wait = self.recover_after  # settled: the next step back comes sooner again
         number = max(0, min(number, len(self.steps) - 1))
         if number != self.level.number:

@@ -2,15 +2,16 @@
 
 The background is a running average of the thumbnail (:func:`cv2.accumulateWeighted`), and each
 pixel keeps a running average of its own deviation from it. A pixel moves when it differs from
-the background by more than ``threshold`` grey levels and by more than :data:`NOISE_FACTOR`
-times its usual deviation, so sensor noise (averaged away by the thumbnail, whose pixels are the
-means of many), compression flicker (learnt per pixel) and slow changes of light (followed by
-the background) do not count. Moving pixels feed the background :data:`STILL_SLOWDOWN` times
-more slowly, so a person who stops melts into it only after a while. When most of the picture
-changes at once (an IR switch, a cloud, headlights: "lightning", as Frigate calls it) the
-background is learnt anew from that frame. Moving pixels are dilated and grouped; a group of at
-least ``contour_area`` thumbnail pixels is a moving region. Masked pixels (``motion.mask`` and
-the camera's ``ignore_zones``) never move.
+the background, beyond the change of the whole picture's mean (exposure, light), by more than
+``threshold`` grey levels and by more than :data:`NOISE_FACTOR` times its usual deviation, so
+sensor noise (averaged away by the thumbnail, whose pixels are the means of many), compression
+flicker (learnt per pixel) and changes of light (followed by the background) do not count.
+Moving pixels feed the background :data:`STILL_SLOWDOWN` times more slowly, so a person who stops
+melts into it only after a while. Moving pixels are dilated and grouped; a group of at least
+``contour_area`` thumbnail pixels is a moving region. When more than ``lightning_threshold`` of
+the picture moves at once (an IR switch, a cloud, headlights: "lightning", as Frigate calls it)
+the background is learnt anew from that frame. Masked pixels (``motion.mask`` and the camera's
+``ignore_zones``) never move.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class MotionDetector:
         self.settings = settings
         self._background: np.ndarray | None = None  # float32, the thumbnail's shape
         self._deviation: np.ndarray | None = None
-        self._mask: np.ndarray | None = None  # uint8 255 where motion counts
+        self._mask: np.ndarray | None = None  # uint8 1 where motion counts
         self._size: tuple[int, int] = (0, 0)  # the frame's width and height
 
     def reset(self) -> None:
@@ -85,11 +86,14 @@ class MotionDetector:
             return Motion([])
         mask = self._mask
         assert mask is not None
-        diff = cv2.absdiff(grey, background)
+        change = cv2.subtract(grey, background)
+        # the whole picture brighter or darker (exposure, light) is no motion
+        diff = cv2.absdiff(change, cv2.mean(change, mask)[0])
         limit = np.maximum(deviation * NOISE_FACTOR, s.threshold)
         moving = np.asarray((diff > limit), np.uint8) * mask
         count = cv2.countNonZero(moving)
-        if count > s.lightning_threshold * max(1, cv2.countNonZero(mask)):
+        grown = cv2.dilate(moving, _DILATE) * mask if count else moving
+        if count and cv2.countNonZero(grown) > s.lightning_threshold * cv2.countNonZero(mask):
             background[:] = grey
             return Motion([], lightning=True)
         still = cv2.bitwise_not(moving * 255)
@@ -97,9 +101,7 @@ class MotionDetector:
         if count:
             cv2.accumulateWeighted(grey, background, LEARN / STILL_SLOWDOWN, mask=moving)
         cv2.accumulateWeighted(np.minimum(diff, 4 * s.threshold), deviation, LEARN / 2)
-        if not count:
-            return Motion([])
-        return Motion(self._regions(moving))
+        return Motion(self._regions(grown) if count else [])
 
     def _start(self, grey: np.ndarray, width: int, height: int) -> None:
         self._background = grey.copy()
@@ -111,13 +113,12 @@ class MotionDetector:
             for polygon in self.settings.masks:
                 points = np.round(polygon.reshape(-1, 2) * scale).astype(np.int32)
                 cv2.fillPoly(mask, [points], 0)
-            self._mask = mask // 255
+            self._mask = mask // 255  # 1 where motion counts
 
-    def _regions(self, moving: np.ndarray) -> list[Region]:
-        grown = cv2.dilate(moving, _DILATE)
+    def _regions(self, grown: np.ndarray) -> list[Region]:
         n, _, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
         width, height = self._size
-        th, tw = moving.shape
+        th, tw = grown.shape
         sx, sy = width / tw, height / th
         found = [
             (int(area), (int(x * sx), int(y * sy), int((x + w) * sx + 0.999),
