@@ -88,7 +88,7 @@ class MotionDetector:
         assert mask is not None
         change = cv2.subtract(grey, background)
         # the whole picture brighter or darker (exposure, light) is no motion
-        diff = cv2.absdiff(change, cv2.mean(change, mask)[0])
+        diff = np.abs(change - np.float32(cv2.mean(change, mask)[0]))
         limit = np.maximum(deviation * NOISE_FACTOR, s.threshold)
         moving = np.asarray((diff > limit), np.uint8) * mask
         count = cv2.countNonZero(moving)
