@@ -285,16 +285,19 @@ def test_degradation_steps_down_on_drops_and_back_after_a_quiet_while() -> None:
     d = Degradation(levels(640, 2, 640), 1.0, 10.0, changes.append, clock=lambda: now[0])
     index = 0
 
-    def run(seconds: float, lost_every: int = 0) -> None:
+    def run(seconds: float, lost_every: int = 0, waited: float = 0.06) -> None:
+        """25 fps; frames taken ``waited`` s after their capture, one in ``lost_every`` lost."""
         nonlocal index
         for _ in range(int(seconds * 25)):
             now[0] += 0.04
             index += 1
             if lost_every and index % lost_every == 0:
                 index += 1  # a frame lost before this one
-            d.frame(index)
+            d.frame(index, index * 0.04, waited)
 
-    run(3.0, lost_every=10)  # 10 % lost: one step per second, to the last level
+    run(3.0, lost_every=10, waited=0.005)  # lost, but the others taken at once: not behind
+    assert changes == []
+    run(3.0, lost_every=10)  # 10 % lost and the others waited: one step per second
     assert [c.number for c in changes] == [1, 2]
     run(9.0)
     assert d.level.number == 2  # not before recover_after

@@ -2,13 +2,17 @@
 keep up, and takes back when it can.
 
 The signal is the frames a live camera lost before the detect stage took them (its frame indices
-count every frame the camera sent, so a gap is a frame dropped by the source or in its lane):
-every stage behind the detect stage blocks when it falls behind, so any bottleneck shows there.
-Each ``window`` seconds with more than :data:`DROP_LIMIT` of the frames lost, the camera goes one
-step down (more steps at once for heavy losses); after ``recover_after`` seconds without losses
-it goes one step back up. A step back that has to be given up again within :data:`RELAPSE`
-seconds doubles the wait before the next one (up to :data:`MAX_WAIT_FACTOR` times), so a
-machine at the edge settles instead of oscillating.
+count every frame the camera sent, so a gap is a frame dropped by the source or in its lane)
+while the frames it did take had waited in its lane: every stage behind the detect stage blocks
+when it falls behind, so any bottleneck of the pipeline shows there. (Frames lost while the
+others are taken at once are the machine's doing, a reader thread not scheduled in time: giving
+up detection would not bring them back.) A ``window`` of seconds is overloaded when more than
+:data:`DROP_LIMIT` of the frames were lost and the frames taken had waited at least
+:data:`WAITED` of a frame interval (median); each overloaded window takes the camera one step
+down (more steps at once for heavy losses); after ``recover_after`` seconds without an
+overloaded window it goes one step back up. A step back that has to be given up again within
+:data:`RELAPSE` seconds doubles the wait before the next one (up to :data:`MAX_WAIT_FACTOR`
+times), so a machine at the edge settles instead of oscillating.
 
 The levels (:func:`levels`), in order: normal; the extras off (small-face tiles and regions,
 optical flow: boxes coast on their velocity); the detection interval stretched, one camera
@@ -23,8 +27,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-#: lost frames (a fraction of those the camera sent) that make a window overloaded
+#: lost frames (a fraction of those the camera sent) that make a window overloaded ...
 DROP_LIMIT = 0.01
+#: ... when the frames taken had waited this fraction of a frame interval (median)
+WAITED = 0.5
 #: a step back given up again within this many seconds doubles the next wait
 RELAPSE = 60.0
 #: the wait before a step back grows at most to this many times ``recover_after``
@@ -88,8 +94,10 @@ class Degradation:
         self.on_change = on_change
         self.clock = clock
         self.level = steps[0]
-        self._last_index: int | None = None
+        self._last: tuple[int, float] | None = None  # the last frame's index and capture time
         self._received = self._lost = 0
+        self._waits: list[float] = []  # seconds each frame waited before it was taken
+        self._intervals: list[float] = []  # seconds between two frames the camera sent
         now = clock()
         self._window_start = now
         self._last_overload = now
@@ -98,14 +106,17 @@ class Degradation:
 
     def restart(self) -> None:
         """The camera's stream restarted (a reconnect): its frame indices may jump."""
-        self._last_index = None
+        self._last = None
 
-    def frame(self, index: int) -> Level:
-        """Count the frame with this index (and the frames lost before it); the level to use."""
-        last, self._last_index = self._last_index, index
-        if last is not None and index > last:
-            self._lost += index - last - 1
+    def frame(self, index: int, captured: float, waited: float) -> Level:
+        """Count the frame with this index, captured at ``captured`` (wall clock), taken
+        ``waited`` seconds later (and the frames lost before it); the level to use."""
+        last, self._last = self._last, (index, captured)
+        if last is not None and index > last[0]:
+            self._lost += index - last[0] - 1
+            self._intervals.append((captured - last[1]) / (index - last[0]))
         self._received += 1
+        self._waits.append(waited)
         now = self.clock()
         if now - self._window_start >= self.window:
             self._judge(now)
@@ -114,10 +125,12 @@ class Degradation:
     def _judge(self, now: float) -> None:
         sent = self._received + self._lost
         lost = self._lost / sent if sent else 0.0
+        waited = _median(self._waits) >= WAITED * _median(self._intervals)
         self._received = self._lost = 0
+        self._waits, self._intervals = [], []
         self._window_start = now
         number = self.level.number
-        if lost > DROP_LIMIT:
+        if lost > DROP_LIMIT and waited:
             if self._last_step_back is not None and now - self._last_step_back < RELAPSE:
                 self._wait = min(self._wait * 2, self.recover_after * MAX_WAIT_FACTOR)
                 self._last_step_back = None  # one doubling per step back given up
@@ -132,3 +145,7 @@ class Degradation:
         if number != self.level.number:
             self.level = self.steps[number]
             self.on_change(self.level)
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2] if values else 0.0

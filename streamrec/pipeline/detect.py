@@ -183,7 +183,7 @@ class DetectStage(Stage):
             bool(self.settings.scene_cut)
             and prev is not None
             and prev.shape == thumb.shape
-            and float(cv2.absdiff(thumb, prev).mean()) > self.settings.scene_cut
+            and cv2.norm(thumb, prev, cv2.NORM_L1) > self.settings.scene_cut * thumb.size
         )
 
     def process(self, work: Work) -> None:
@@ -195,7 +195,9 @@ class DetectStage(Stage):
         frame = work.frame
         self.observer.frame_read(work.camera)
         t0 = time.perf_counter()
-        level = cam.degradation.frame(frame.index) if cam.degradation is not None else _NORMAL
+        level = _NORMAL
+        if cam.degradation is not None:
+            level = cam.degradation.frame(frame.index, frame.captured, time.time() - frame.captured)
         thumb = frame.thumbnail(cam.settings.motion.frame_height)
         cut: list[Track] = []
         if self.is_cut(cam, thumb):
