@@ -220,12 +220,16 @@ class DetectStage(Stage):
                 dets = dets[~in_zones(centers, cam.zones)]
             self.observer.detected(work.camera, len(dets), took)
             self.observer.busy("detect", took)
-        pyramid = Pyramid(frame.luma(full_range=False)) if self.settings.flow else None
-        followed = None
-        if dets is None and level.extras and pyramid is not None and cam.pyramid is not None:
-            followed = follow(cam.pyramid, pyramid, cam.tracker.present)
-        cam.pyramid = pyramid
+        followed, pyramid = None, None
+        present = cam.tracker.present
+        if dets is None and level.extras and cam.pyramid is not None and present:
+            pyramid = Pyramid(frame.luma(full_range=False))
+            followed = follow(cam.pyramid, pyramid, present)
         update = cam.tracker.update(frame.index, dets, followed)
+        # the next frame follows the faces present now from this frame's grey levels
+        cam.pyramid = None
+        if self.settings.flow and update.active:
+            cam.pyramid = pyramid or Pyramid(frame.luma(full_range=False))
         work.tracks = [copy.copy(t) for t in update.active]
         work.started = [copy.copy(t) for t in update.started]
         work.ended = cut + [copy.copy(t) for t in update.ended]
