@@ -10,7 +10,7 @@ back where they matter:
   runs only where a small face can be: a tile that found no face the whole-frame pass missed
   waits twice as many rounds for its next turn (up to :data:`MAX_WAIT` rounds), one that found
   one comes back next round; with motion gating, only tiles where something moves are searched,
-  and a tile where motion starts is due at once;
+  and a tile where motion starts after :data:`QUIET` still rounds is due at once;
 - **regions**: a track whose face is small in the whole-frame pass (``small`` px there) and was
   not found there is looked for again in a region around its predicted box, enlarged so that the
   face is about ``target`` px; and a small face about to be embedded is detected again the same
@@ -35,6 +35,8 @@ from streamrec.records import Detections
 
 #: the most detection rounds a tile that keeps finding nothing waits for its next turn
 MAX_WAIT = 32
+#: motion starting in a tile that was still for this many rounds makes it due at once
+QUIET = 8
 
 
 @dataclass
@@ -105,11 +107,11 @@ class SmallFaceSearch:
         self.settings = settings
         self.nms_threshold = nms_threshold
         self._round = 0
-        #: per tile: the round it is due, the rounds it waits after finding nothing, and
-        #: whether something moved in it last round
+        #: per tile: the round it is due, the rounds it waits after finding nothing, and the
+        #: last round something moved in it
         self._due: list[int] = []
         self._wait: list[int] = []
-        self._moving: list[bool] = []
+        self._moved: list[int] = []
 
     def small(self, detector: Detector, image: np.ndarray, box: np.ndarray) -> bool:
         """Whether a face with this box is small in the whole-frame pass."""
@@ -154,16 +156,15 @@ class SmallFaceSearch:
         """The tile to search this round (the longest overdue), or None."""
         if len(self._due) != len(grid):
             self._due, self._wait = [0] * len(grid), [1] * len(grid)
-            self._moving = [False] * len(grid)
+            self._moved = [-QUIET] * len(grid)
         candidates = []
         for i, tile in enumerate(grid):
             if moving is not None:
-                now = any(overlaps(tile, m) for m in moving)
-                if now and not self._moving[i]:
-                    self._due[i] = self._round  # motion starts here: look at once
-                self._moving[i] = now
-                if not now:
+                if not any(overlaps(tile, m) for m in moving):
                     continue
+                if self._round - self._moved[i] >= QUIET:
+                    self._due[i] = self._round  # motion starts here: look at once
+                self._moved[i] = self._round
             if self._due[i] <= self._round:
                 candidates.append(i)
         return min(candidates, key=lambda i: (self._due[i], i)) if candidates else None
