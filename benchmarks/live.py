@@ -4,13 +4,16 @@ The suite process serves the streams (:func:`rtsp_streams`: one rtsp-server-perl
 publisher per camera, reusing ``tests/rtsp_server.py``), so their CPU is charged to neither
 child. Two children run at the same time on the same streams: the pipeline (:func:`live`) and
 PyAV decoding them with nothing else (:func:`live_decode`, the same decoder settings as the
-pipeline's sources). Each measures its own CPU time (all its threads, ``time.process_time``)
-over the same wall-clock window (``spec["window"]``, after a warm-up), so the pipeline's CPU per
-frame is a ratio to decoding's measured under the same load, whatever else runs on the machine.
+pipeline's sources). The pipeline child touches ``spec["ready_file"]`` once its first frame is
+through; the suite then writes the measured window (wall clock, after a warm-up) to
+``spec["window_file"]``, and each child measures its own CPU time over it (all its threads,
+``time.process_time``), so the pipeline's CPU per frame is a ratio to decoding's measured under
+the same load, whatever else runs on the machine.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -113,13 +116,22 @@ def _wait_until(t: float) -> None:
         time.sleep(min(left, 0.5))
 
 
+def _window(spec: Spec) -> tuple[float, float]:
+    """The measured window, once the suite has written it."""
+    path = Path(spec["window_file"])
+    while not path.exists():
+        time.sleep(0.1)
+    t0, t1 = json.loads(path.read_text())
+    return float(t0), float(t1)
+
+
 class _NoEvents:
     def write(self, event: Any) -> None:
         pass
 
 
 def live(spec: Spec) -> Measured:
-    """One Pipeline over ``spec["urls"]`` (UDP RTSP), measured over ``spec["window"]``."""
+    """One Pipeline over ``spec["urls"]`` (UDP RTSP), measured over the suite's window."""
     from streamrec.analyzer import FaceAnalyzer
     from streamrec.pipeline import Camera, build_pipeline
     from streamrec.pipeline.build import source_options
@@ -131,15 +143,12 @@ def live(spec: Spec) -> Measured:
     options = source_options(cfg, "udp")
     sources = [open_source(url, options) for url in spec["urls"]]
     recorder = LiveRecorder()
-    window: tuple[float, float] = (spec["window"][0], spec["window"][1])
+    window = (0.0, 0.0)
     marks: dict[str, tuple[float, dict[str, tuple[int, int, int]]]] = {}
     try:
         cams = [Camera(f"cam{i}", src, cfg.detector.interval) for i, src in enumerate(sources)]
         pipeline = build_pipeline(cfg, cams, _NoEvents(), analyzer, observers=[recorder])
         load = time.perf_counter() - start
-        if time.time() > window[0] - 2.0:
-            raise RuntimeError("the pipeline was not running 2 s before the measured window: "
-                               "raise --live-warmup")  # fmt: skip
 
         def mark() -> tuple[float, dict[str, tuple[int, int, int]]]:
             cams = pipeline.summary.cameras
@@ -147,6 +156,14 @@ def live(spec: Spec) -> Measured:
             return time.process_time(), counts
 
         def measure() -> None:
+            nonlocal window
+            while pipeline.progress == 0 and not pipeline.stopping:
+                time.sleep(0.05)
+            Path(spec["ready_file"]).touch()
+            window = _window(spec)
+            if time.time() > window[0] + 1.0:  # the suite stopped waiting for the first frame
+                pipeline.stop()
+                return
             _wait_until(window[0])
             marks["start"] = mark()
             _wait_until(window[1])
@@ -161,7 +178,8 @@ def live(spec: Spec) -> Measured:
         for src in sources:
             src.close()
     if "end" not in marks:
-        raise RuntimeError(f"the pipeline stopped before the end of the window: {summary.error}")
+        why = summary.error or "its first frame came after the window had started"
+        raise RuntimeError(f"the pipeline was not running through the measured window: {why}")
     out = summary_measured(summary, load)
     (cpu0, counts0), (cpu1, counts1) = marks["start"], marks["end"]
     seconds = window[1] - window[0]
@@ -200,7 +218,7 @@ def _latencies(recorder: LiveRecorder, window: tuple[float, float], camera: str 
 
 def live_decode(spec: Spec) -> Measured:
     """PyAV decoding ``spec["urls"]`` (UDP RTSP, each in its own thread) with the pipeline's
-    decoder settings and nothing else, measured over ``spec["window"]``."""
+    decoder settings and nothing else, measured over the suite's window."""
     from streamrec.pipeline.build import source_options
     from streamrec.sources.pyav import decode_video, open_video
 
@@ -230,7 +248,7 @@ def live_decode(spec: Spec) -> Measured:
                for i, u in enumerate(spec["urls"])]  # fmt: skip
     for t in threads:
         t.start()
-    t0, t1 = spec["window"]
+    t0, t1 = _window(spec)
     _wait_until(t0)
     cpu0, n0 = time.process_time(), sum(counts)
     _wait_until(t1)

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,10 @@ CACHE = HERE / ".cache"
 OUTPUTS = ("suite.md", "suite.json", "suite.png", "suite_live.png")
 LIVE_SMALL = (1, 2, 4, 8)
 LIVE_R50 = 2
-#: seconds a live case's children get to start (models, streams) before the measured window
-LIVE_WARMUP = 25.0
+#: seconds from a live case's first processed frame to its measured window
+LIVE_WARMUP = 10.0
+#: seconds a live case's pipeline may take to load its models and process its first frame
+LIVE_START = 600.0
 #: seconds a case may take beyond its own duration before it is killed
 CASE_TIMEOUT = 3600.0
 
@@ -188,9 +191,12 @@ def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     return run_children([spec], timeout)[0]
 
 
-def run_children(specs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+def run_children(
+    specs: list[dict[str, Any]], timeout: float, meanwhile: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
     """Run workloads at the same time, each in a fresh process; their results, each with the
-    processes' wall time and the load before and after."""
+    processes' wall time and the load before and after. ``meanwhile`` runs once they are all
+    started."""
     with tempfile.TemporaryDirectory(prefix="bench-case-") as tmp:
         load0 = os.getloadavg()
         start = time.perf_counter()
@@ -209,6 +215,8 @@ def run_children(specs: list[dict[str, Any]], timeout: float) -> list[dict[str, 
             proc.stdin.close()
             running.append((proc, out, log))
         deadline = time.monotonic() + timeout
+        if meanwhile is not None:
+            meanwhile()
         for proc, _, _ in running:
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
@@ -238,16 +246,24 @@ def _result(proc: subprocess.Popen[bytes], out: Path, log: Path, timeout: float
 
 def run_live(spec: dict[str, Any], warmup: float) -> dict[str, Any]:
     """A live case: its cameras served, the pipeline and PyAV decode-only of the same streams
-    run at the same time over one measured window; the pipeline's result with the decoder's
-    beside it (``decode``)."""
+    run at the same time over one measured window, which starts ``warmup`` seconds after the
+    pipeline's first frame (models loaded, background learnt, degradation settled); the
+    pipeline's result with the decoder's beside it (``decode``)."""
     clips = [Path(spec[f"clip_{kind}"]) for kind in spec["clips"]]
-    with rtsp_streams(clips) as urls:
-        t0 = time.time() + warmup
-        window = [t0, t0 + spec["seconds"]]
-        both = {**spec, "urls": urls, "window": window}
-        result, decode = run_children(
-            [both, {**both, "kind": "live_decode"}], warmup + spec["seconds"] + 180.0
-        )
+    with rtsp_streams(clips) as urls, tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+        ready, window = Path(tmp) / "ready", Path(tmp) / "window.json"
+        both = {**spec, "urls": urls, "ready_file": str(ready), "window_file": str(window)}
+
+        def open_window() -> None:
+            deadline = time.monotonic() + LIVE_START
+            while not ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            t0 = time.time() + warmup  # not ready in time: the pipeline child says so
+            _write(window, json.dumps([t0, t0 + spec["seconds"]]))
+
+        timeout = LIVE_START + warmup + spec["seconds"] + 180.0
+        result, decode = run_children([both, {**both, "kind": "live_decode"}], timeout,
+                                      open_window)  # fmt: skip
     if "error" not in result and "skipped" not in result:
         if "measured" not in decode:
             result["error"] = f"decode-only beside it: {decode.get('error', decode)}"
@@ -344,8 +360,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     p.add_argument(
         "--live-warmup", type=float,
-        help=f"seconds a live case's pipeline and decoder get to start before the measured "
-        f"window (default {LIVE_WARMUP:g}; --quick 15)",
+        help=f"seconds from a live case's first processed frame to its measured window "
+        f"(default {LIVE_WARMUP:g}; --quick 5)",
     )  # fmt: skip
     p.add_argument(
         "--live-seconds", type=float,
@@ -385,7 +401,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.live_seconds is None:
         args.live_seconds = 15.0 if args.quick else 60.0
     if args.live_warmup is None:
-        args.live_warmup = 15.0 if args.quick else LIVE_WARMUP
+        args.live_warmup = 5.0 if args.quick else LIVE_WARMUP
     if args.loops < 1 or args.live_seconds <= 0 or args.live_warmup < 0:
         p.error("--loops must be >= 1, --live-seconds > 0 and --live-warmup >= 0")
     partial = args.quick or args.only is not None

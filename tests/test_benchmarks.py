@@ -250,7 +250,7 @@ def test_a_live_case_measures_the_pipeline_beside_decode_only(
     decoding the same stream are measured over the same window (no figure is judged)."""
     inputs = Inputs(media_dir, models_dir, tmp_path, tmp_path, loops=1, quick=True)
     case = next(c for c in suite.live_cases(models_dir, 4.0) if c.key == "static_1")
-    suite.run_case(case, inputs, warmup=12.0)
+    suite.run_case(case, inputs, warmup=2.0)
     if "skipped" in case.result:
         pytest.skip(case.result["skipped"])
     assert "error" not in case.result, case.result
