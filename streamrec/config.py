@@ -209,7 +209,7 @@ _Polygon = Annotated[
 class MotionConfig:
     #: detect faces only when something moved, a face is tracked, or every detector.max_skip
     #: seconds: auto = on live cameras (files are detected every interval), true, false
-    enabled: bool | Literal["auto"] = "auto"
+    enabled: Literal[True, False, "auto"] = "auto"
     #: grey levels (0-255) a pixel of the motion thumbnail must differ from the learnt
     #: background (and beyond its own noise) to count as moving
     threshold: float = Field(default=15.0, gt=0.0, le=255.0)
@@ -871,8 +871,7 @@ def _allowed(cls: Any, name: str) -> str:
     hint = get_type_hints(cls)[name]
     literal = next((get_args(h) for h in (hint, *get_args(hint)) if get_origin(h) is Literal), None)
     if literal:
-        flags = ("true", "false") if bool in get_args(hint) else ()
-        return " | ".join([*flags, *map(str, literal)])
+        return " | ".join(_scalar(v) for v in literal)
     bounds: dict[str, Any] = {}
     for meta in cls.__pydantic_fields__[name].metadata:
         for attr in ("ge", "gt", "le", "lt", "multiple_of", "max_length"):
