@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -45,22 +46,44 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True) -> None:
         p.add_argument("--gallery", metavar="FILE", help="gallery file (SQLite)")
 
 
+#: the longest time into a video --start/--end accept (about 31 years)
+MAX_SECONDS = 1e9
+#: the most days --days accepts (a century, as unknowns.retention_days)
+MAX_DAYS = 36_500.0
+
+
 def _seconds(text: str) -> float:
     """A time in a file: seconds (``90``, ``12.5``) or ``[H:]M:S`` (``1:30``)."""
     try:
         parts = [float(p) for p in text.split(":")]
-        if len(parts) > 3 or any(p < 0 for p in parts) or any(p >= 60 for p in parts[1:]):
+        if len(parts) > 3 or not all(0 <= p <= MAX_SECONDS for p in parts):  # nan, inf, -1
+            raise ValueError
+        if any(p >= 60 for p in parts[1:]):
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a time: give seconds (90, 12.5) or [H:]M:S (1:30)"
+            f"{text[:40]!r} is not a time: give seconds (90, 12.5) or [H:]M:S (1:30), at most "
+            f"{MAX_SECONDS:.0e} s"
         ) from None
     seconds = 0.0
     for part in parts:
         seconds = seconds * 60 + part
-    if not seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time")
+    if seconds > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r}: at most {MAX_SECONDS:.0e} s")
     return seconds
+
+
+def _days(text: str) -> float:
+    """A number of days, 0 to :data:`MAX_DAYS` (never nan, inf or negative)."""
+    try:
+        days = float(text)
+    except ValueError:
+        days = math.nan
+    if not 0 <= days <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r} is not a number of days: give 0 to {MAX_DAYS:g} (e.g. 30 or 0.5)"
+        )
+    return days
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p = usub.add_parser("purge", help="delete unconfirmed people not seen for N days")
     p.add_argument(
-        "--days", type=float, metavar="N", help="default: unknowns.retention_days (0 = never)"
+        "--days", type=_days, metavar="N", help="default: unknowns.retention_days (0 = never)"
     )
     _common(p)
 
@@ -206,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("events", help="event files: retention")
     esub = p.add_subparsers(dest="events_command", required=True, metavar="ACTION")
     p = esub.add_parser("purge", help="drop events captured more than N days ago")
-    p.add_argument("--days", type=float, required=True, metavar="N")
+    p.add_argument("--days", type=_days, required=True, metavar="N")
     p.add_argument(
         "--events",
         metavar="FILE",
@@ -568,23 +591,31 @@ def _run_source(args: argparse.Namespace) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from streamrec.runner import run_video
+    from streamrec.pipeline import Summary
+    from streamrec.runner import LostEvents, run_video
+
+    def report(summary: Summary) -> None:
+        print(summary.format())
+        if args.summary_json:
+            write_private(args.summary_json, json.dumps(summary.to_dict(), indent=2))
 
     cfg = _config(args)
-    summary = run_video(
-        cfg,
-        _run_source(args),
-        output=args.output,
-        events=args.events,
-        display=args.display,
-        progress=not args.no_progress,
-        live_http=args.live,
-        start=args.start,
-        end=args.end,
-    )
-    print(summary.format())
-    if args.summary_json:
-        write_private(args.summary_json, json.dumps(summary.to_dict(), indent=2))
+    try:
+        summary = run_video(
+            cfg,
+            _run_source(args),
+            output=args.output,
+            events=args.events,
+            display=args.display,
+            progress=not args.no_progress,
+            live_http=args.live,
+            start=args.start,
+            end=args.end,
+        )
+    except LostEvents as exc:  # the rest of the run is done: show it, then fail
+        report(exc.summary)
+        raise
+    report(summary)
     return 130 if summary.interrupted else 0
 
 

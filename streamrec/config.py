@@ -23,7 +23,7 @@ import reprlib
 import textwrap
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import yaml
 from pydantic import (
@@ -302,6 +302,18 @@ class LiveConfig:
     reconnect_max: float = Field(default=30.0, gt=0, le=86_400)
 
 
+def _http_address(value: str) -> SplitResult | None:
+    """``value`` split, when it is an http(s) address with a host (and a valid port, if any)
+    and neither a query nor a fragment; else None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError:
+        return None
+    valid = parts.scheme.lower() in ("http", "https") and parts.hostname
+    return parts if valid and not parts.query and not parts.fragment else None
+
+
 def _topic_levels(value: str) -> str:
     """An MQTT topic prefix: one or more levels, no wildcards."""
     if not value.strip("/") or "+" in value or "#" in value:
@@ -355,18 +367,7 @@ class FrigateConfig:
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        try:
-            parts = urlsplit(value)
-            parts.port  # noqa: B018 -- raises ValueError on a bad port
-        except ValueError:
-            parts = None
-        if (
-            parts is None
-            or parts.scheme.lower() not in ("http", "https")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-        ):
+        if _http_address(value) is None:
             raise ValueError(
                 "expected Frigate's API address without query, e.g. http://frigate:5000"
             )
@@ -482,12 +483,16 @@ class HttpConfig:
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    #: bearer token; required when host is not a loopback address
+    #: bearer token; required (at least 16 characters) when host is not a loopback address
     token: str | None = None
     #: Host header names accepted besides the loopback names and the bound address
     #: (``nvr.lan``, ``*.lan``; ``*`` accepts any and needs a token)
     allowed_hosts: list[str] = dataclasses.field(default_factory=list)
-    #: open connections at most; past it the oldest one still waiting for its request is closed
+    #: web pages of other sites allowed to change things (POST, PATCH, DELETE), e.g.
+    #: ``https://ha.lan:8123``; browsers' requests from any other site are refused
+    allowed_origins: list[str] = Field(default_factory=list, max_length=100)
+    #: open connections at most; past it the one idle or slow the longest (else the oldest busy
+    #: one) is closed
     max_connections: int = Field(default=100, ge=1, le=10_000)
     #: concurrent MJPEG live streams at most; more get 503
     max_streams: int = Field(default=8, ge=1, le=1000)
@@ -497,6 +502,18 @@ class HttpConfig:
     header_timeout: float = Field(default=5.0, gt=0, le=300)
     #: seconds a request has to send its body once the headers arrived
     body_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = _http_address(origin)
+            if parts is None or parts.path.strip("/") or parts.username is not None:
+                raise ValueError(
+                    f"{_brief(origin)} is not a web origin: give scheme://host[:port], "
+                    "e.g. https://ha.lan:8123"
+                )
+        return value
 
 
 @dataclass(config=_STRICT)
@@ -597,11 +614,14 @@ def _brief(value: Any) -> str:
 
 
 class _Refused(yaml.MarkedYAMLError):
-    """Valid YAML that is refused: nested too deeply, or an absurdly long number."""
+    """Valid YAML that is refused: a key given twice, nested too deeply, or an absurdly long
+    number."""
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` with bounds on nesting (the composer recurses) and integer length."""
+    """``yaml.SafeLoader`` with bounds on nesting (the composer recurses) and integer length,
+    and no key given twice in a mapping (YAML forbids it; PyYAML would keep the last one,
+    silently dropping the first: a second ``token:`` or ``http:`` section)."""
 
     depth = 0
 
@@ -624,6 +644,25 @@ class _Loader(yaml.SafeLoader):
         return super().construct_yaml_int(node)
 
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # ``<<: *defaults``: later keys override merged ones, as intended
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class says so
+                break
+            if duplicate:
+                raise _Refused(
+                    problem=f"key {_brief(key)} given twice in the same section",
+                    problem_mark=key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep)
+
+
 _Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
 
 
@@ -644,10 +683,11 @@ def _yaml_problem(where: str, exc: yaml.YAMLError, text: str) -> str:
             at = f" at line {context.line + 1}, column {context.column + 1}" if context else ""
             what += f" ({exc.context}{at})"
         lines = text.splitlines()[(context or mark).line : mark.line + 1]
-        if any(is_secret_key(line) or "@" in line for line in lines):
+        refused = isinstance(exc, _Refused)  # our words: a key's name, a number's length
+        if not refused and any(is_secret_key(line) or "@" in line for line in lines):
             what = _QUOTED.sub(f"'{MASK}'", what)
         what = " ".join(what.split())
-        if not isinstance(exc, _Refused):
+        if not refused:
             what = f"not valid YAML: {what}"
         return f"{where}, line {mark.line + 1}, column {mark.column + 1}: {what}"
     if isinstance(exc, yaml.reader.ReaderError):

@@ -6,6 +6,7 @@ The modes are set at creation, whatever the process umask; existing files keep t
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import IO, Any
 
@@ -46,12 +47,14 @@ def open_private(path: str | Path, mode: str = "a", encoding: str | None = "utf-
 
 
 def write_private(path: str | Path, data: bytes | str) -> Path:
-    """Write a whole private file atomically (a temp file beside it, then a rename)."""
+    """Write a whole private file atomically: a new temp file beside it (a random name, created
+    exclusively: a link planted there is never followed), then a rename over the target (which
+    replaces a link at ``path`` rather than writing through it)."""
     p = Path(path).expanduser()
     private_dir(p.parent)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)  # 0600
+    tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)

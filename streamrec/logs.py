@@ -6,12 +6,12 @@ import json
 import logging
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from streamrec.redact import RedactingFilter
+from streamrec.redact import RedactingFilter, register_config
 
 if TYPE_CHECKING:
-    from streamrec.config import LoggingConfig
+    from streamrec.config import Config, LoggingConfig
 
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -67,3 +67,41 @@ def configure_logging(cfg: LoggingConfig, verbose: bool = False) -> None:
     for handler in root.handlers:
         if isinstance(handler, _Handler):
             handler.setFormatter(formatter)
+
+
+def setup_worker_logging(cfg: Config) -> None:
+    """The daemon's logging in a process of its own (a Ray worker, which logs on its own and
+    whose output Ray forwards to the head): the config's secrets remembered, streamrec's
+    handler with its redacting filter on the root logger, and that filter on every handler
+    already there."""
+    register_config(cfg)
+    root = logging.getLogger()
+    if not any(isinstance(h, _Handler) for h in root.handlers):
+        setup_logging()
+    configure_logging(cfg.logging)
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+class Burst:
+    """One log line per burst of like events (refused connections, failed deliveries): the
+    first is logged, the next ones are counted until ``quiet`` seconds pass without one; the
+    first line of the next burst says how many the last one had."""
+
+    def __init__(self, logger: logging.Logger, level: int, quiet: float = 60.0) -> None:
+        self._log, self._level, self._quiet = logger, level, quiet
+        self._last = float("-inf")
+        self.count = 0  # events of the current burst after the logged one
+
+    def hit(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._quiet:
+            before = f" ({self.count} more in the last burst)" if self.count else ""
+            self._log.log(
+                self._level, message + "; more are counted, not logged" + before, *args
+            )
+            self.count = 0
+        else:
+            self.count += 1
+        self._last = now

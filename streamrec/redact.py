@@ -4,12 +4,15 @@ Two complementary nets:
 
 - :func:`redact_url` parses a URL: its user info (up to the *last* ``@`` of the authority, since a
   password may hold ``/ ? # @``, spaces or ``%``) and every query parameter named like a secret
-  (``token``, ``password``, ``key``..., also percent-encoded as ``%74oken``) become ``***``.
-  :func:`redact` applies it to every URL inside a text.
+  (``token``, ``password``, ``key``..., also percent-encoded as ``%74oken``) or like the
+  credentials of a camera's URL (:data:`CAMERA_SECRETS`, :data:`CAMERA_USERS`: ``pwd``,
+  ``usr``, ``sid``, ``k``...) become ``***``. :func:`redact` applies it to every URL inside a
+  text.
 - :func:`register` remembers secret values (camera URL credentials, the MQTT password, webhook
   headers, the HTTP token...; :func:`register_config` takes them all from a config), and
   :func:`redact` also masks any occurrence of them, raw or percent-encoded, wherever it appears
-  (a library's error message that quotes half a URL, a log line).
+  (a library's error message that quotes half a URL, a log line); one shorter than 4
+  characters only where it stands alone (not inside a longer word).
 
 :class:`RedactingFilter` runs every log record through :func:`redact`; the CLI installs it on
 its handlers, so nothing logged by streamrec or the libraries it uses carries a secret.
@@ -33,11 +36,31 @@ MASK = "***"
 _SECRET_NAME = re.compile(
     r"pass|pwd|token|secret|key|auth|credential|cookie|headers$|signature|session|^sig$", re.I
 )
+#: query parameters of cameras' snapshot and stream URLs that carry a password, a session or
+#: a key, by vendor: Hikvision/Ezviz (``auth``, ``k``), Dahua/Amcrest/Lorex (``loginpas``),
+#: Reolink (``password``, ``token``), Foscam (``pwd``, ``loginpas``), Axis (``pwd``), Synology
+#: Surveillance Station (``_sid``, ``sid``), TP-Link Tapo/Kasa (``stok``), Ubiquiti
+#: (``api_key``), Blue Iris (``pw``, ``session``), Milestone, Instar (``pwd``), Vivotek
+#: (``passwd``), Motion/motionEye (``_signature``), Shinobi (``auth``), plus the usual
+#: ``key``/``secret``/``sig`` forms (matched by :data:`_SECRET_NAME` too)
+CAMERA_SECRETS = frozenset(
+    {
+        "k", "sid", "_sid", "ssid", "stok", "pw", "pwd", "psw", "passwd", "loginpas",
+        "loginpass", "pass", "password", "passwort", "apikey", "api_key", "access_token",
+        "accesstoken", "sig", "_signature", "hash",
+    }
+)  # fmt: skip
+#: query parameters naming the user of those credentials (Foscam ``usr``, Reolink ``user``,
+#: Dahua ``loginuse``...): masked in URLs, but not remembered as secrets (``admin``)
+CAMERA_USERS = frozenset(
+    {"u", "usr", "user", "username", "loginuse", "login", "account", "acc", "uid"}
+)
 #: a URL in a text: a scheme, then everything up to white space that is followed by something
 #: that does not look like it still belongs to the URL (a password may hold spaces; see below)
 _URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]*")
 _QUERY_PARAM = re.compile(r"([^&;=#]+)=([^&;#]*)")
-#: shortest value registered as a secret (shorter ones would mask ordinary words)
+#: secrets shorter than this are masked only where they stand alone (a 3-letter token inside
+#: an ordinary word is not it)
 _MIN_SECRET = 4
 
 _secrets: set[str] = set()
@@ -48,6 +71,15 @@ _lock = threading.Lock()
 def is_secret_key(name: str) -> bool:
     """Whether a key, query parameter or header name holds a secret (percent-encoding undone)."""
     return bool(_SECRET_NAME.search(unquote(name)))
+
+
+def is_secret_param(name: str) -> bool:
+    """Whether a URL's query parameter carries a secret (a camera vendor's names included)."""
+    return is_secret_key(name) or unquote(name).strip().lower() in CAMERA_SECRETS
+
+
+def _masked_param(name: str) -> bool:
+    return is_secret_param(name) or unquote(name).strip().lower() in CAMERA_USERS
 
 
 def _split_authority(url: str) -> tuple[str, str, str] | None:
@@ -92,7 +124,7 @@ def redact_url(url: str) -> str:
     query, hash_, fragment = query.partition("#")
 
     def param(m: re.Match[str]) -> str:
-        return f"{m[1]}={MASK}" if is_secret_key(m[1]) else m[0]
+        return f"{m[1]}={MASK}" if _masked_param(m[1]) else m[0]
 
     return f"{head}?{_QUERY_PARAM.sub(param, query)}{hash_}{fragment}"
 
@@ -102,16 +134,20 @@ def register(*values: str | None) -> None:
     global _pattern
     forms = set()
     for value in values:
-        if not value or len(value) < _MIN_SECRET:
-            continue
-        forms |= {value, unquote(value), quote(value, safe=""), quote(unquote(value), safe="")}
-    forms = {f for f in forms if len(f) >= _MIN_SECRET}
+        if value:
+            forms |= {value, unquote(value), quote(value, safe=""), quote(unquote(value), safe="")}
+    forms.discard("")
     with _lock:
         if forms <= _secrets:
             return
         _secrets.update(forms)
         ordered = sorted(_secrets, key=len, reverse=True)  # longest first: no partial leftovers
-        _pattern = re.compile("|".join(re.escape(s) for s in ordered))
+        _pattern = re.compile(
+            "|".join(
+                re.escape(s) if len(s) >= _MIN_SECRET else rf"(?<![^\W_]){re.escape(s)}(?![^\W_])"
+                for s in ordered
+            )
+        )
 
 
 def forget_registered() -> None:
@@ -133,7 +169,7 @@ def register_url(url: str | None) -> None:
     _, question, query = url.partition("?")
     if question:
         for m in _QUERY_PARAM.finditer(query.partition("#")[0]):
-            if is_secret_key(m[1]):
+            if is_secret_param(m[1]):
                 register(m[2])
 
 

@@ -18,10 +18,19 @@ from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.progress import progress_bar
-from streamrec.sinks import EventSink, FanoutSink, event_sinks
+from streamrec.sinks import EventSink, FanoutSink, SinkError, event_sinks
 from streamrec.sinks.video import AudioInput, video_output
 from streamrec.sinks.window import window_output
 from streamrec.sources import FileSource, Source, open_source
+
+
+class LostEvents(SinkError):
+    """The run finished, but an event sink could not take every event (a full disk,
+    ``/dev/full``, a webhook that gave up): the run failed. ``summary`` is what it did."""
+
+    def __init__(self, summary: Summary, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.summary = summary
 
 
 class VideoJob:
@@ -62,7 +71,9 @@ class VideoJob:
                 )
             self.analyzer = analyzer if analyzer is not None else FaceAnalyzer(cfg)
             gallery = stack.enter_context(GallerySession(cfg, self.analyzer.recognizer))
-            sink = stack.enter_context(FanoutSink([*event_sinks(cfg, events), *sinks]))
+            self.sink = sink = stack.enter_context(
+                FanoutSink([*event_sinks(cfg, events), *sinks])
+            )
             outputs = list(frames)
             if output:
                 outputs.append(video_output(output, source.fps, _audio(source)))
@@ -75,10 +86,16 @@ class VideoJob:
     def run(self) -> Summary:
         """Process the video until its end or ``pipeline.stop()``; everything is closed after.
 
-        Raises the error that stopped the pipeline, once the summary is complete.
+        Raises the error that stopped the pipeline, once the summary is complete, and
+        :class:`LostEvents` when an event sink lost events (once every output is closed).
         """
         with self._stack:
-            return self.pipeline.run()
+            summary = self.pipeline.run()
+        lost = self.sink.failures()
+        if lost:
+            summary.error = "; ".join(lost)
+            raise LostEvents(summary, lost)
+        return summary
 
 
 def _audio(source: Source) -> AudioInput | None:

@@ -338,12 +338,19 @@ def test_unknown_people_persist_and_can_be_named(
     shutil.copy(hamilton_gallery, gallery)
     crops = tmp_path / "crops"
     clip = media_dir / "face_recognition/short_hamilton_clip.mp4"
+
+    def stored() -> list[dict]:
+        out = streamrec("unknowns", "list", "--gallery", str(gallery), "--json").stdout
+        return json.loads(out)
+
+    # the module's earlier runs may have left unknown people in the gallery copied here
+    before = {u["label"] for u in stored()}
     first, _ = run_clip(clip, gallery, tmp_path / "r1", "--set", f"unknowns.crops_dir={crops}")
     labels = {e["label"] for e in first if e["event"] == "unknown"}
     assert labels
-    listed = json.loads(streamrec("unknowns", "list", "--gallery", str(gallery), "--json").stdout)
-    assert {u["label"] for u in listed} == labels
-    best = max(listed, key=lambda u: u["embeddings"])
+    listed = stored()
+    assert labels <= {u["label"] for u in listed} <= labels | before
+    best = max((u for u in listed if u["label"] in labels), key=lambda u: u["embeddings"])
     assert best["faces"] >= 1
     files = list((crops / best["label"]).glob("*.jpg"))
     assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
@@ -351,7 +358,7 @@ def test_unknown_people_persist_and_can_be_named(
 
     second, _ = run_clip(clip, gallery, tmp_path / "r2")
     again = {e["label"] for e in second if e["event"] == "unknown"}
-    assert again & labels, "the same unknown people keep their labels across runs"
+    assert again == labels, "the same unknown people keep their labels across runs"
 
     streamrec("unknowns", "name", best["label"], "Somebody", "--gallery", str(gallery))
     third, _ = run_clip(clip, gallery, tmp_path / "r3")

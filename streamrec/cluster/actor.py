@@ -22,6 +22,7 @@ from streamrec.cluster.snapshot import FedGallery, GallerySnapshot
 from streamrec.cluster.telemetry import Recorder, SourceCounters, source_counters
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import StreamrecError
+from streamrec.logs import setup_worker_logging
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import open_camera, source_options
 from streamrec.records import Event, Frame
@@ -73,6 +74,7 @@ class CameraActor:
     """
 
     def __init__(self, cfg: Config, camera: CameraConfig, slot: int = 0, slots: int = 1) -> None:
+        setup_worker_logging(cfg)  # first: nothing this process logs may carry a secret
         self.cfg, self.camera = cfg, camera
         self.gallery = FedGallery(cfg, slot, slots)
         self.recorder = Recorder()

@@ -4,7 +4,7 @@ SQLite documents WAL mode as unsafe on network file systems, so no camera actor 
 gallery. :class:`GalleryFeed` runs on the head (in the driver): it opens the gallery once, follows
 its revision every ``cluster.gallery_poll`` seconds (and at once on SIGHUP) and makes a new
 :class:`GallerySnapshot` whenever something the actors must take in has changed: the people to
-match (names, templates, owners), the unknown people (labels and centroid sums), the unknown
+match (names, templates, owners), the unknown people (labels and their samples), the unknown
 labels that died (erased, merged, promoted, or refused by the store). The driver ships each
 snapshot once through Ray's object store to every actor.
 
@@ -28,7 +28,7 @@ from streamrec.errors import StreamrecError
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.session import QUEUE_SIZE, GallerySession
 from streamrec.gallery.store import Recognizer
-from streamrec.gallery.unknowns import Sighting, UnknownBook
+from streamrec.gallery.unknowns import MAX_SAMPLES, Sighting, UnknownBook
 from streamrec.telemetry import Observer
 
 log = logging.getLogger("streamrec.cluster")
@@ -50,7 +50,7 @@ class GallerySnapshot:
     templates: np.ndarray
     owners: np.ndarray
     people_version: int
-    #: unknown label -> sum of its templates, and the lowest N a new ``unknown-N`` may take
+    #: unknown label -> its newest samples, and the lowest N a new ``unknown-N`` may take
     unknowns: dict[str, np.ndarray]
     next_unknown: int
     #: unknown labels that died recently (the newest ``DEAD_KEPT``)
@@ -163,7 +163,7 @@ class GalleryFeed:
                 templates=matcher.templates,
                 owners=matcher.owners,
                 people_version=self._people_version,
-                unknowns=session.unknown_identities() if session.persist else {},
+                unknowns=session.unknown_identities(MAX_SAMPLES) if session.persist else {},
                 next_unknown=book.next_index if book is not None else 1,
                 dead=frozenset(self._dead),
                 sightings=book is not None and book.on_sighting is not None,
@@ -285,9 +285,9 @@ class FedGallery:
         """Bring the book in line with the head's store; returns the labels that died since
         the last sync (tracks carrying them lose the label)."""
         snap = self.snapshot
-        for label, total in snap.unknowns.items():
-            book.seed(label, total)
-        book.next_index = max(book.next_index, snap.next_unknown)
+        for label, samples in snap.unknowns.items():
+            book.seed(label, samples)  # the head's store: what every camera taught
+        book.take({}, snap.next_unknown)  # under the book's lock: a label minted meanwhile stays
         dead = set(snap.dead - self._forgotten)
         self._forgotten = snap.dead
         book.forget(dead)

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from streamrec.errors import StreamrecError
+from streamrec.files import private_dir
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer, open_existing
 from streamrec.gallery.unknowns import Sighting, UnknownBook
@@ -172,32 +173,25 @@ class GallerySession:
         """Bring the book in line with the store; returns the labels it must forget (erased,
         merged away or promoted) — tracks carrying them lose the label.
 
-        Labels the book holds keep its own centroids: the store may not have the latest
-        sightings yet (they are written in the background), and re-reading them at whatever
-        moment a reload happens would make a run's labels depend on timing."""
+        Only identities the book never held are taken from the store (another process's): the
+        store may not have the book's latest sightings yet (they are written in the background),
+        and re-reading them at whatever moment a reload happens would make a run's labels depend
+        on timing."""
         if not self.persist:
             return set()
         assert self.gallery is not None
-        held = set(book.labels)  # the book's own centroids lead: the store lags behind it
-        for label, total in self.unknown_identities().items():
-            if label not in held:
-                book.seed(label, total)
-        book.next_index = max(book.next_index, self.gallery.next_unknown_index())
+        book.take(self.unknown_identities(book.max_samples), self.gallery.next_unknown_index())
         with self._lock:
             dead, self._dead = self._dead, set()
         dead |= {label for label in book.labels if self.gallery.tombstoned(label)}
         book.forget(dead)
         return dead
 
-    def unknown_identities(self) -> dict[str, np.ndarray]:
-        """The store's unconfirmed people: label -> the sum of their templates (a book's seed)."""
+    def unknown_identities(self, newest: int) -> dict[str, np.ndarray]:
+        """The store's unconfirmed people: label -> their ``newest`` samples (a book's seed)."""
         if self.gallery is None:
             return {}
-        known = self.gallery.unknown_matcher()
-        return {
-            label: known.templates[known.owners == i].sum(axis=0)
-            for i, label in enumerate(known.names)
-        }
+        return self.gallery.unknown_samples(newest)
 
     # -- the writer --------------------------------------------------------------------------
 
@@ -243,9 +237,7 @@ class GallerySession:
 
     def _save_crop(self, folder: Path, s: Sighting, crop: np.ndarray) -> None:
         """The label's best ``unknowns.max_crops`` faces as private JPEG files."""
-        target = folder / s.label
-        for d in (folder, target):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = private_dir(folder / s.label)  # and its parents: 0700
         kept = self._crops.setdefault(s.label, [])
         if len(kept) >= self.cfg.unknowns.max_crops and s.quality <= min(q for q, _ in kept):
             return

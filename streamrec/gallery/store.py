@@ -739,6 +739,19 @@ class Gallery:
         """Matching among unconfirmed people only."""
         return self._matcher(False)
 
+    def unknown_samples(self, newest: int) -> dict[str, np.ndarray]:
+        """Each unconfirmed person's ``newest`` sample embeddings [n, D], oldest first."""
+        rows = self._read(
+            "SELECT p.name, e.vector FROM people p JOIN embeddings e ON e.person_id = p.id "
+            "WHERE p.confirmed = 0 AND e.id IN (SELECT id FROM embeddings "
+            "WHERE person_id = p.id ORDER BY id DESC LIMIT ?) ORDER BY p.id, e.id",
+            (newest,),
+        )
+        out: dict[str, list[np.ndarray]] = {}
+        for name, vector in rows:
+            out.setdefault(name, []).append(np.frombuffer(vector, np.float32))
+        return {name: np.stack(vectors) for name, vectors in out.items()}
+
     def next_unknown_index(self) -> int:
         """N for the next ``unknown-N``: above every label used so far (never reused)."""
         names = self._read("SELECT name FROM people UNION ALL SELECT label FROM tombstones")

@@ -11,6 +11,7 @@ its own sha256 and its parent's, so it resolves like any file and is verified th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from ..config import ModelsConfig
 from ..errors import ModelError
+from ..files import private_dir, write_private
 
 log = logging.getLogger("streamrec.models")
 
@@ -233,13 +235,8 @@ def sha256_of(path: Path) -> str:
         return str(memo[key])
     digest = _hash(path)
     memo[key] = digest
-    try:
-        cache_dir().mkdir(parents=True, exist_ok=True)
-        tmp = memo_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(memo))
-        tmp.replace(memo_file)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):  # a read-only cache: hashed again next time
+        write_private(memo_file, json.dumps(memo))  # 0600: it lists the models' paths
     return digest
 
 
@@ -413,8 +410,7 @@ def pull_pack(pack: Pack, dest: Path | None = None) -> list[Path]:
     are not extracted.
     """
     url = pack_url(pack)
-    dest = dest if dest is not None else cache_dir()
-    dest.mkdir(parents=True, exist_ok=True)
+    dest = private_dir(dest if dest is not None else cache_dir())
     log.info("downloading %s from %s", pack.archive, url)
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         archive = Path(tmp) / pack.archive

@@ -35,6 +35,7 @@ import onnxruntime as ort
 
 from ..config import RuntimeConfig
 from ..errors import ModelError
+from ..files import private_dir, write_private
 from .registry import cache_dir
 
 log = logging.getLogger("streamrec.runtime")
@@ -267,10 +268,7 @@ def choose_precision(
         verdict = check_precision(path, cfg, candidate)
         verdicts[key] = verdict
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            tmp.write_text(json.dumps(verdicts, indent=1))
-            tmp.replace(cache)
+            write_private(cache, json.dumps(verdicts, indent=1))
         except OSError as exc:
             log.warning("cannot cache the precision check in %s: %s", cache, exc)
     measured = (
@@ -361,8 +359,7 @@ def _openvino_session(
     }
     folder = compiled_cache(cfg)
     if folder is not None and cache:
-        folder.mkdir(parents=True, exist_ok=True)
-        options["cache_dir"] = str(folder)
+        options["cache_dir"] = str(private_dir(folder))
     session = ort.InferenceSession(
         str(path), _session_options(cfg), providers=[(OPENVINO, options), CPU]
     )

@@ -30,9 +30,15 @@ Once a track is *settled* (named with confidence) its explore requests stop: the
 stops asking as soon as it sees it, and the match stage drops any explore request that was
 still in flight, so the evidence a track gets does not depend on when the detect stage noticed.
 
-A new track whose first evidence is close to the evidence of a track that just ended (or is
-lost) nearby continues it: the evidence is merged, so a track broken by an occlusion or a
-missed detection keeps what it learnt (``continues``).
+A new track whose first evidence is close to the evidence of a track that just ended nearby
+continues it: the evidence is merged and the unknown-N label carried on, so a track broken by an
+occlusion or a missed detection keeps what it learnt (``continues``). A track that is only lost
+may still come back (then the two tracks are two faces): a new track that matches it waits, without
+an unknown label, and continues it once it has ended; if it comes back, nothing was merged.
+
+One person is in one place: no two tracks open on a camera hold the same name or unknown-N label
+(a track whose evidence names a person another open track holds is *blocked* until the name is
+free).
 
 :class:`CameraIdentities` owns the identity records of one camera's tracks: the detect stage
 starts tracks and asks which faces to embed, the match stage adds evidence and ends tracks, both
@@ -87,6 +93,12 @@ class TrackIdentity:
     place: tuple[float, float, float] | None = None  # centre x, y and height of its last face
     continues: int | None = None  # the track whose evidence it took over
     continued: bool = False  # another track took over its evidence
+    #: a lost track it continues if that one ends without coming back (nothing merged yet)
+    awaits: int | None = None
+    #: the unknown-N label of the track it continues (carried on when it is not named)
+    heir: str | None = None
+    #: the person its evidence names, held by another open track of the camera
+    blocked: str | None = None
     #: its best embeddings (quality, vector), for the single-face rule; bounded
     kept: list[tuple[float, np.ndarray]] = field(default_factory=list)
     # the request schedule (written by the detect stage only)
@@ -162,9 +174,15 @@ class IdentityPolicy:
         return kind
 
     def update(
-        self, ident: TrackIdentity, embedding: np.ndarray, quality: float, matcher: Matcher
+        self,
+        ident: TrackIdentity,
+        embedding: np.ndarray,
+        quality: float,
+        matcher: Matcher,
+        taken: set[str] | frozenset[str] = frozenset(),
     ) -> bool:
-        """Add one embedding of this quality; True when the track's name changed."""
+        """Add one embedding of this quality; True when the track's name changed (never to a
+        name in ``taken``, see :meth:`decide`)."""
         weight = evidence_weight(quality)
         ident.best_quality = max(ident.best_quality, quality)
         embedding = embedding.astype(np.float32)
@@ -176,13 +194,17 @@ class IdentityPolicy:
         ident.weight += weight
         ident.weight_sq += weight * weight
         ident.embeddings += 1
-        return self.decide(ident, matcher)
+        return self.decide(ident, matcher, taken)
 
-    def decide(self, ident: TrackIdentity, matcher: Matcher) -> bool:
+    def decide(
+        self, ident: TrackIdentity, matcher: Matcher, taken: set[str] | frozenset[str] = frozenset()
+    ) -> bool:
         """(Re)decide the track's name from its evidence against ``matcher``; True if it changed.
 
         Also called when the gallery changes: a person who was erased loses the name at once,
-        a person just enrolled is found without waiting for new evidence.
+        a person just enrolled is found without waiting for new evidence. A name in ``taken``
+        (held by another track open on the camera: one person is not in two places) is not
+        given: the track is ``blocked`` on it until it is free.
         """
         mean = ident.mean
         if mean is None:
@@ -191,6 +213,7 @@ class IdentityPolicy:
         if ident.name is not None and ident.name not in matcher.names:
             ident.name, ident.confident, changed = None, False, True  # erased from the gallery
             ident.settled = False
+        ident.blocked = None
         if len(matcher) == 0:
             ident.score = None
         else:
@@ -202,11 +225,17 @@ class IdentityPolicy:
                 if (best_score >= self.threshold and ident.embeddings >= self.min_embeddings) or (
                     self._best_face(ident, matcher, best) >= single
                 ):
-                    ident.name, changed = best_name, True
+                    if best_name in taken:
+                        ident.blocked = best_name
+                    else:
+                        ident.name, changed = best_name, True
             elif best_name != ident.name:
                 current = float(scores[matcher.names.index(ident.name)])
                 if best_score >= self.threshold + self.margin and current < self.threshold:
-                    ident.name, changed = best_name, True
+                    if best_name in taken:
+                        ident.blocked = best_name  # keeps its name meanwhile
+                    else:
+                        ident.name, changed = best_name, True
             ident.score = (
                 float(scores[matcher.names.index(ident.name)])
                 if ident.name is not None
@@ -260,21 +289,30 @@ class Naming:
     score: float | None
     renamed: bool  # False: the track's first name
     crop: np.ndarray | None  # the track's best face so far
+    #: the track's last frame: its index, media time and capture time
+    last: tuple[int, float, float | None] = (0, 0.0, None)
 
     @classmethod
     def of(cls, ident: TrackIdentity) -> Naming:
         renamed = ident.name_changes > 1 or ident.name is None
-        return cls(ident.track_id, ident.name, ident.score, renamed, ident.best_crop)
+        last = (ident.last_frame, ident.last_time, ident.last_captured)
+        return cls(ident.track_id, ident.name, ident.score, renamed, ident.best_crop, last)
 
 
 class CameraIdentities:
-    """The identity records of one camera's tracks, behind one lock (see the module docstring)."""
+    """The identity records of one camera's tracks, behind one lock (see the module docstring).
+
+    Labels are exclusive: no two tracks open on the camera (present, or lost and perhaps about
+    to come back) hold the same name or the same unknown-N label, whichever way a track gets it
+    (its evidence, a changed gallery, an unknown identity, the track it continues).
+    """
 
     def __init__(self, policy: IdentityPolicy) -> None:
         self.policy = policy
         self._tracks: dict[int, TrackIdentity] = {}
         #: recently ended tracks that a new track may continue (bounded)
         self._ended: deque[TrackIdentity] = deque(maxlen=64)
+        self._frame = -1  # the frame the match stage is at (:meth:`seen`)
         self._lock = threading.Lock()
 
     def start(self, track_id: int, frame_index: int, time: float) -> None:
@@ -301,40 +339,98 @@ class CameraIdentities:
         with self._lock:
             return track_id in self._tracks
 
-    def add(self, job: FaceJob, matcher: Matcher) -> tuple[bool, Naming | None]:
+    def _names(self, ident: TrackIdentity) -> set[str]:
+        """The names held by the camera's other open tracks (lock held)."""
+        return {t.name for t in self._tracks.values() if t.name is not None and t is not ident}
+
+    def seen(
+        self, track_ids: list[int], frame_index: int, time: float, captured: float | None = None
+    ) -> None:
+        """These tracks are in this frame (told before the frame's evidence is added).
+
+        A lost track that is back is not the track a newer one was waiting to continue: the
+        two are different faces.
+        """
+        with self._lock:
+            self._frame = frame_index
+            for track_id in track_ids:
+                ident = self._tracks.get(track_id)
+                if ident is None:
+                    continue
+                ident.frames += 1
+                ident.last_frame, ident.last_time = frame_index, time
+                ident.last_captured = captured or ident.last_captured
+            back = set(track_ids)
+            for ident in self._tracks.values():
+                if ident.awaits in back:
+                    ident.awaits = None
+
+    def add(self, job: FaceJob, matcher: Matcher) -> tuple[bool, list[Naming]]:
         """Add an embedded face to its started track: whether it was used, and a
-        :class:`Naming` when the track's name changed.
+        :class:`Naming` for every track whose name changed (this one, or a track waiting for
+        the name this one gave up).
 
         An explore request that arrives after its track settled is not used (see the module
-        docstring). A track's first evidence may continue a track that ended or is lost nearby.
+        docstring). A track's first evidence may continue a track that ended nearby, or wait to
+        continue a track that is lost nearby (:meth:`end`).
         """
         assert job.embedding is not None
         with self._lock:
             ident = self._tracks[job.track_id]
             if job.request == Request.EXPLORE and ident.settled:
-                return False, None
+                return False, []
             if job.quality > ident.best_quality or ident.best_crop is None:
                 ident.best_crop = job.crop
             x1, y1, x2, y2 = (float(v) for v in job.box)
             ident.place = ((x1 + x2) / 2, (y1 + y2) / 2, max(y2 - y1, 1.0))
-            changed = self.policy.update(ident, job.embedding, job.quality, matcher)
-            if ident.continues is None and ident.embeddings <= self.policy.confident_after:
-                changed = self._continue(ident, matcher) or changed
-            return True, Naming.of(ident) if changed else None
+            before = ident.name
+            self.policy.update(ident, job.embedding, job.quality, matcher, self._names(ident))
+            if (
+                ident.continues is None
+                and ident.awaits is None
+                and ident.embeddings <= self.policy.confident_after
+            ):
+                self._relink(ident, matcher)
+            return True, self._named(ident, before, matcher)
 
-    def _continue(self, ident: TrackIdentity, matcher: Matcher) -> bool:
-        """Merge the evidence of the track ``ident`` continues, if any; True if named anew."""
-        # an open track is a candidate once it has missed frames the new one was present in
-        # (on the new track's first frame it may still be present too)
-        lost = [t for t in self._tracks.values() if t is not ident and t.frames and ident.frames]
-        for old in [*reversed(self._ended), *lost]:
+    def _named(self, ident: TrackIdentity, before: str | None, matcher: Matcher) -> list[Naming]:
+        """The namings after ``ident``'s name may have changed from ``before`` (lock held)."""
+        if ident.name == before:
+            return []
+        return [Naming.of(ident), *self._release(before, matcher)]
+
+    def _release(self, name: str | None, matcher: Matcher) -> list[Naming]:
+        """``name`` is free: the tracks blocked on it are decided again (lock held)."""
+        namings = []
+        for other in list(self._tracks.values()):
+            if name is not None and other.blocked == name:
+                before = other.name
+                self.policy.decide(other, matcher, self._names(other))
+                namings += self._named(other, before, matcher)
+        return namings
+
+    def _relink(self, ident: TrackIdentity, matcher: Matcher) -> None:
+        """Continue a track that ended nearby, or wait for one that is lost nearby (lock held).
+
+        A lost track may come back: the two tracks are then two faces, so nothing is merged
+        until it has ended (:meth:`end`).
+        """
+        for old in reversed(self._ended):
             if self.policy.continues(ident, old):
-                break
-        else:
-            return False
+                self._merge(ident, old, matcher)
+                return
+        for old in self._tracks.values():
+            if old is not ident and old.frames and self.policy.continues(ident, old):
+                ident.awaits = old.track_id
+                return
+
+    def _merge(self, ident: TrackIdentity, old: TrackIdentity, matcher: Matcher) -> None:
+        """``ident`` continues the ended ``old``: it takes over its evidence and its unknown
+        label (lock held); the caller reports the change of name."""
         assert old.total is not None and ident.total is not None
         old.continued = True
         ident.continues = old.track_id
+        ident.heir = old.unknown
         ident.total = ident.total + old.total
         ident.weight += old.weight
         ident.weight_sq += old.weight_sq
@@ -342,18 +438,18 @@ class CameraIdentities:
         ident.kept = sorted(ident.kept + old.kept, key=lambda k: -k[0])[: self.policy.keep]
         if old.best_quality > ident.best_quality:
             ident.best_crop, ident.best_quality = old.best_crop, old.best_quality
-        before = ident.name
-        self.policy.decide(ident, matcher)
-        return ident.name != before
+        self.policy.decide(ident, matcher, self._names(ident))
 
     def rematch(self, matcher: Matcher) -> list[Naming]:
         """Re-decide every open track against a changed gallery; the names that changed."""
         with self._lock:
-            return [
-                Naming.of(ident)
-                for ident in self._tracks.values()
-                if ident.announced and self.policy.decide(ident, matcher)
-            ]
+            namings = []
+            for ident in list(self._tracks.values()):
+                if ident.announced:
+                    before = ident.name
+                    self.policy.decide(ident, matcher, self._names(ident))
+                    namings += self._named(ident, before, matcher)
+            return namings
 
     def drop_labels(self, labels: set[str]) -> None:
         """Tracks carrying these unknown-N labels (erased, merged, promoted) lose them."""
@@ -361,11 +457,17 @@ class CameraIdentities:
             for ident in self._tracks.values():
                 if ident.unknown in labels:
                     ident.unknown = None
+                if ident.heir in labels:
+                    ident.heir = None
 
     def label_unknown(self, track_id: int, book: UnknownBook, camera: str) -> str | None:
         """Give a track whose evidence says "not in the gallery" its stable unknown-N label
-        (once, never one another open track of this camera carries, unless it is the track this
-        one continues); the new label or None."""
+        (once): the label of the track it continues, else the book's; never one that another
+        open track of this camera carries. The new label, or None.
+
+        A track waits while it may continue a lost track, while its person is on another track,
+        and while its closest unknown identity is held by a lost track (which may come back, or
+        end and free its label)."""
         policy = self.policy
         with self._lock:
             ident = self._tracks.get(track_id)
@@ -373,31 +475,30 @@ class CameraIdentities:
                 ident is None
                 or ident.name is not None
                 or ident.unknown is not None
+                or ident.awaits is not None
+                or ident.blocked is not None
                 or ident.embeddings < policy.min_embeddings
                 or (ident.score is not None and ident.score >= policy.threshold)
             ):
                 return None
             mean = ident.mean
             assert mean is not None
-            taken = {
-                t.unknown
-                for t in self._tracks.values()
-                if t.unknown and t is not ident and t.track_id != ident.continues
-            }
-            ident.unknown = book.assign(mean, taken, ident.best_crop, ident.best_quality, camera)
+            others = [t for t in self._tracks.values() if t.unknown and t is not ident]
+            taken = {t.unknown for t in others if t.unknown}
+            if ident.heir is not None and ident.heir not in taken and ident.heir in book:
+                ident.unknown = ident.heir
+            else:
+                lost = {t.unknown for t in others if t.unknown and t.last_frame < self._frame}
+                crop, quality = ident.best_crop, ident.best_quality
+                ident.unknown = book.assign(mean, taken - lost, crop, quality, camera, lost)
             return ident.unknown
 
-    def present(
-        self, track_id: int, frame_index: int, time: float, captured: float | None = None
-    ) -> Label | None:
-        """The track is in this frame: count it and return what to draw on it."""
+    def label(self, track_id: int) -> Label | None:
+        """What to draw on the track in this frame."""
         with self._lock:
             ident = self._tracks.get(track_id)
             if ident is None:
                 return None
-            ident.frames += 1
-            ident.last_frame, ident.last_time = frame_index, time
-            ident.last_captured = captured or ident.last_captured
             return Label(ident.name or ident.unknown, ident.score, ident.name is not None)
 
     def crop(self, track_id: int) -> np.ndarray | None:
@@ -406,13 +507,25 @@ class CameraIdentities:
             ident = self._tracks.get(track_id)
             return None if ident is None else ident.best_crop
 
-    def end(self, track_id: int) -> TrackIdentity | None:
-        """Forget the track; its final record (None if it was never started)."""
+    def end(self, track_id: int, matcher: Matcher) -> tuple[TrackIdentity | None, list[Naming]]:
+        """Forget the track: its final record (None if it was never started), and the namings
+        of the tracks its end changed: a track that waited to continue it does (the first
+        that still matches it), a track blocked on its name may take it."""
         with self._lock:
             ident = self._tracks.pop(track_id, None)
-            if ident is not None and ident.mean is not None and ident.frames:
+            if ident is None:
+                return None, []
+            namings = []
+            if ident.mean is not None and ident.frames:
                 self._ended.append(ident)
-            return ident
+            for other in list(self._tracks.values()):
+                if other.awaits == track_id:
+                    other.awaits = None
+                    if self.policy.continues(other, ident):
+                        before = other.name
+                        self._merge(other, ident, matcher)
+                        namings += self._named(other, before, matcher)
+            return ident, namings + self._release(ident.name, matcher)
 
     def open_tracks(self) -> list[int]:
         with self._lock:

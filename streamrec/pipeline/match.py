@@ -10,7 +10,7 @@ import numpy as np
 
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.unknowns import UnknownBook
-from streamrec.pipeline.identity import CameraIdentities, Naming
+from streamrec.pipeline.identity import CameraIdentities, Naming, TrackIdentity
 from streamrec.pipeline.stage import Stage
 from streamrec.records import Event, Frame, FrameWork, Work
 from streamrec.telemetry import Latency, Observer
@@ -80,9 +80,9 @@ class MatchStage(Stage):
         t0 = time.perf_counter()
         if isinstance(work, FrameWork):
             self._frame(work)
-        ended_by = work.frame if isinstance(work, FrameWork) else None
-        for t in work.ended:
-            self.end_track(work.camera, t.track_id, ended_by)
+        else:
+            for t in work.ended:
+                self.end_track(work.camera, t.track_id)
         self.observer.busy("match", time.perf_counter() - t0)
 
     def _frame(self, work: FrameWork) -> None:
@@ -106,29 +106,36 @@ class MatchStage(Stage):
             self._emit(
                 "track_start", camera, t.track_id, frame.index, frame.time, frame.captured, box=box
             )
+        idents.seen([t.track_id for t in work.tracks], frame.index, frame.time, frame.captured)
+        for t in work.ended:  # gone before this frame: their labels are free for it
+            self.end_track(camera, t.track_id, frame)
         for job in work.jobs:
             if job.embedding is None or job.track_id not in idents:
                 continue
-            used, naming = idents.add(job, matcher)
+            used, namings = idents.add(job, matcher)
             if not used:
                 continue
             self.observer.evidence(camera)
-            if naming is not None:
+            for naming in namings:
                 self._named(camera, frame, naming)
-            self._label_unknown(camera, job.track_id, frame)
         for t in work.tracks:
-            label = idents.present(t.track_id, frame.index, frame.time, frame.captured)
+            self._label_unknown(camera, t.track_id, frame)
+            label = idents.label(t.track_id)
             if label is not None:
                 work.labels[t.track_id] = label
 
-    def _named(self, camera: str, frame: Frame, naming: Naming) -> None:
+    def _named(self, camera: str, frame: Frame | None, naming: Naming) -> None:
+        """Emit a naming at ``frame`` (None: at the track's last frame)."""
+        index, t, captured = (
+            (frame.index, frame.time, frame.captured) if frame is not None else naming.last
+        )
         self._emit(
             "renamed" if naming.renamed else "identified",
             camera,
             naming.track_id,
-            frame.index,
-            frame.time,
-            frame.captured,
+            index,
+            t,
+            captured,
             naming.crop,
             name=naming.name,
             score=None if naming.score is None else round(naming.score, 4),
@@ -136,7 +143,7 @@ class MatchStage(Stage):
         if naming.name is not None:
             score = naming.score or 0.0
             self.observer.identified(
-                camera, naming.track_id, naming.name, score, frame.captured, naming.crop
+                camera, naming.track_id, naming.name, score, captured, naming.crop
             )
 
     def _label_unknown(self, camera: str, track_id: int, frame: Frame) -> None:
@@ -149,13 +156,20 @@ class MatchStage(Stage):
             )
             self.observer.unknown(camera, track_id, label, self.identities[camera].crop(track_id))
 
-    def end_track(self, camera: str, track_id: int, ended_by: Frame | None = None) -> None:
-        """End a track; ``ended_by``: the frame whose detection round ended it (None: the
-        stream ended or dropped)."""
+    def end_track(self, camera: str, track_id: int, frame: Frame | None = None) -> None:
+        """End a track at ``frame``, the frame whose detection round ended it (None: the stream
+        ended or dropped); the tracks its end names (continuing it, or taking its name) are
+        named at ``frame`` (None: at their last frame)."""
         self._first_seen.pop((camera, track_id), None)
-        ident = self.identities[camera].end(track_id)
-        if ident is None or not ident.announced:  # never reached this stage: never existed
-            return
+        with self._lock:
+            matcher = self.matcher
+        ident, namings = self.identities[camera].end(track_id, matcher)
+        if ident is not None and ident.announced:  # else it never reached this stage
+            self._ended(camera, ident, frame)
+        for naming in namings:
+            self._named(camera, frame, naming)
+
+    def _ended(self, camera: str, ident: TrackIdentity, frame: Frame | None) -> None:
         last_time = ident.last_time if ident.frames else ident.first_time
         self.observer.track_ended(camera, ident.name, ident.first_time, last_time)
         if ident.name is None and ident.unknown is not None and self.unknowns is not None:
@@ -166,7 +180,7 @@ class MatchStage(Stage):
         self._emit(
             "track_end",
             camera,
-            track_id,
+            ident.track_id,
             last_frame,
             last_time,
             ident.last_captured,
@@ -179,11 +193,11 @@ class MatchStage(Stage):
             name_changes=ident.name_changes,
             unknown=ident.unknown,
             continues=ident.continues,
-            ended_frame=ended_by.index if ended_by is not None else last_frame,
-            ended_time=round(ended_by.time, 4) if ended_by is not None else last_time,
+            ended_frame=frame.index if frame is not None else last_frame,
+            ended_time=round(frame.time, 4) if frame is not None else last_time,
         )
-        if ended_by is not None and ended_by.captured:
-            self.observer.latency(camera, Latency.TRACK_END, time.time() - ended_by.captured)
+        if frame is not None and frame.captured:
+            self.observer.latency(camera, Latency.TRACK_END, time.time() - frame.captured)
 
     def finish(self) -> None:
         """End every track still open (after an abort, or a stream that never ended)."""

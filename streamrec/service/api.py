@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 
+import cv2
 import numpy as np
 from fastapi import APIRouter, FastAPI, File, Form, HTTPException, UploadFile
 from fastapi.responses import Response
@@ -49,10 +51,22 @@ from streamrec.service.status import LiveStatus
 
 log = logging.getLogger(__name__)
 
-#: uploads with more pixels are refused (a small file can hold a huge image)
-MAX_PIXELS = 50_000_000
 #: uploads are analysed at most this big (longest side); detection runs smaller anyway
 MAX_SIDE = 2048
+#: uploads with more pixels are refused (a small file can hold a huge image); a baseline JPEG
+#: is decoded at a reduced scale (1/2, 1/4, 1/8), so one of 50 MP costs about 75 MB at most
+MAX_PIXELS = 50_000_000
+#: images decoded whole are refused beyond this: progressive JPEGs (their decoder holds every
+#: coefficient: up to 6 bytes a pixel) and other formats (Pillow: 4 bytes a pixel, WebP 16,
+#: its decoder copies twice); so one upload never costs more than about 90 MB
+MAX_FULL_PIXELS = 8_000_000
+_PIXELS = {"WEBP": 4_000_000}
+_REDUCED = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 #: what Pillow may decode (CompreFace's list); nothing that runs external programs
 IMAGE_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "ICO")
 NOT_AN_IMAGE = "not an image (JPEG, PNG, BMP, GIF, TIFF, WebP or ICO)"
@@ -90,33 +104,61 @@ class FoundFace:
 
 def decode_image(data: bytes) -> tuple[np.ndarray, float]:
     """A BGR image of at most ``MAX_SIDE`` px from an upload, upright (EXIF orientation), and
-    the scale back to the original (original pixels per returned pixel)."""
+    the scale back to the original (original pixels per returned pixel).
+
+    Pillow reads the header (the format must be one of ``IMAGE_FORMATS``; the size is checked
+    before anything is decoded). A baseline JPEG is then decoded by OpenCV at a reduced scale
+    (``IMREAD_REDUCED_*``); anything else by Pillow, scaled down before it is turned upright
+    and converted, so only the decoded image and the small copy ever coexist.
+    """
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
             width, height = im.size
-            if width * height > MAX_PIXELS:
+            reduced = im.format == "JPEG" and not im.info.get("progressive")
+            limit = MAX_PIXELS if reduced else _PIXELS.get(im.format or "", MAX_FULL_PIXELS)
+            if width * height > limit:
+                kind = "a baseline JPEG" if reduced else f"{im.format}, unless a baseline JPEG"
                 raise ApiError(
                     400,
-                    f"image too large: {width}x{height} pixels (at most {MAX_PIXELS:,}); "
+                    f"image too large: {width}x{height} pixels (at most {limit:,} in {kind}): "
                     "scale it down",
                     26,
                 )
-            im.draft("RGB", (MAX_SIDE, MAX_SIDE))  # JPEG: decode at a reduced scale
-            upright = ImageOps.exif_transpose(im).convert("RGB")
+            if not reduced:
+                im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+                ImageOps.exif_transpose(im, in_place=True)  # on the small image
+                rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+                image = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     except ApiError:
         raise
     except Exception:  # Pillow raises many kinds for bad, truncated or hostile files
         raise ApiError(400, NOT_AN_IMAGE, 21) from None
-    if max(upright.size) > MAX_SIDE:
-        upright.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
-    scale = max(width, height) / max(upright.size)
-    return np.ascontiguousarray(np.asarray(upright)[:, :, ::-1]), scale
+    if reduced:  # OpenCV turns it upright by its EXIF orientation, and refuses a truncated one
+        factor = max(f for f in _REDUCED if f == 1 or max(width, height) / f >= MAX_SIDE)
+        decoded = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+        if decoded is None:
+            raise ApiError(400, NOT_AN_IMAGE, 21)
+        image = decoded
+    longest = max(image.shape[:2])
+    if longest > MAX_SIDE:
+        f = MAX_SIDE / longest
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    return image, max(width, height) / max(image.shape[:2])
 
 
 def sample_uuid(sample: Sample) -> str:
     """The stable UUID of a sample (CompreFace's ``image_id``): a sample id that SQLite hands
     out again after a deletion gets another UUID, since its creation time differs."""
     return str(uuid.uuid5(_IMAGE_NAMESPACE, f"{sample.id}:{sample.created!r}"))
+
+
+def shown_source(source: str) -> str:
+    """A sample's source as answers show it: a file's name only (``photo.jpg``,
+    ``clip.mp4#frame=12``), never where the server keeps it; uploads and camera tracks as
+    they are."""
+    if source.startswith(("upload ", "camera ")):
+        return source
+    return re.split(r"[\\/]", source)[-1]
 
 
 def face_url(face_id: int) -> str:
@@ -311,7 +353,9 @@ class PersonOut(BaseModel):
 
 class SampleOut(BaseModel):
     id: int
-    source: str = Field(description="where it came from (a file, an upload, a camera track)")
+    source: str = Field(
+        description="where it came from (a file's name, an upload, a camera track)"
+    )
     created: float
     face: str | None = Field(description="URL of its face image")
     image_id: str = Field(description="its CompreFace image_id")
@@ -433,7 +477,7 @@ def router(lib: FaceLibrary) -> APIRouter:
         return [
             SampleOut(
                 id=s.id,
-                source=s.source,
+                source=shown_source(s.source),
                 created=s.created,
                 face=None if s.face is None else face_url(s.face),
                 image_id=sample_uuid(s),
@@ -497,7 +541,7 @@ def router(lib: FaceLibrary) -> APIRouter:
         return erase(lib.person(name).name)
 
     @api.get(
-        "/faces/{face_id}.jpg",
+        "/faces/{face_id:rowid}.jpg",
         response_class=Response,
         responses={**JPEG, 404: {"description": "no such face"}},
     )

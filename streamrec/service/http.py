@@ -14,17 +14,22 @@ FastAPI on uvicorn, run from a background thread of the daemon. Routes (all GET)
                              scripts, which would see a ``?token=`` in the page address)
 
 Access: binds 127.0.0.1 unless told otherwise and refuses a non-loopback address without a
-token. With a token every route needs ``Authorization: Bearer <token>``, ``x-api-key: <token>``
-or ``?token=<token>`` (an ``<img>`` MJPEG stream cannot send headers; the page forwards its own
-``?token=``). Requests whose ``Host`` is not a loopback name, the bound address or one of
-``http.allowed_hosts`` are refused (DNS rebinding).
+token of at least ``MIN_TOKEN`` characters. With a token every route needs ``Authorization:
+Bearer <token>``, ``x-api-key: <token>`` or ``?token=<token>`` (an ``<img>`` MJPEG stream cannot
+send headers; the page forwards its own ``?token=``); a client address that offers wrong tokens
+is throttled (429, :class:`_Throttle`). Requests whose ``Host`` is not a loopback name, the
+bound address or one of ``http.allowed_hosts`` are refused (DNS rebinding), and so are
+state-changing requests from a web page of another site (``Origin``/``Sec-Fetch-Site``, unless
+in ``http.allowed_origins``). A refusal closes the connection without reading the body.
 
-Limits (``http:`` keys): ``max_connections`` open connections (past it the oldest connection
-still waiting for its request is closed, so idle sockets cannot lock clients out), the request
-headers within ``header_timeout`` s and the body within ``body_timeout`` s, bodies up to
-``max_body`` bytes (413), ``max_streams`` MJPEG streams (503), and a client that stops reading
-is dropped after ``SEND_TIMEOUT`` s. uvicorn has no connection cap or request deadline, so they
-live in a subclass of its HTTP/1.1 protocol (:class:`_Connection`).
+Limits (``http:`` keys): ``max_connections`` open connections (past it the one that has owed
+its request the longest, idle or slow, else the oldest busy one is closed: a new client is
+always served), the request headers
+within ``header_timeout`` s and the body within ``body_timeout`` s, bodies up to ``max_body``
+bytes (413), ``max_streams`` MJPEG streams (503), and a client that stops reading is dropped
+after ``SEND_TIMEOUT`` s. uvicorn has no connection cap or request deadline, so they live in a
+subclass of its HTTP/1.1 protocol (:class:`_Connection`). Error answers never carry a path of
+this machine (:func:`without_paths`).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import re
 import socket
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from typing import Annotated, Any
@@ -56,6 +62,7 @@ import uvicorn
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -63,6 +70,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from streamrec import __version__
 from streamrec.config import HttpConfig
 from streamrec.errors import ConfigError
+from streamrec.logs import Burst
 from streamrec.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
@@ -79,6 +87,10 @@ _RECENT_MAX = 1000
 _STOP_GRACE = 2  # seconds open requests get at stop() before they are cancelled
 _BACKLOG = 128
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+MIN_TOKEN = 16
+"""Characters a token needs when the server is reachable from other machines."""
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")  # they change nothing: cross-site is harmless
+_ERROR_BODY_MAX = 65536  # error answers up to this size are searched for server paths
 _WILDCARD_BINDS = ("", "0.0.0.0", "::")
 _HOST_HEADER = re.compile(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+)(?::\d{1,5})?")
 _HOST_PATTERN = re.compile(r"\*|(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*|[0-9a-f:.]+")
@@ -90,6 +102,22 @@ _SECURITY_HEADERS = (
     ("cross-origin-resource-policy", "same-origin"),
     ("content-security-policy", "default-src 'none'; frame-ancestors 'none'"),
 )
+
+
+class RowId(Convertor[int]):
+    """``{id:rowid}`` in a route: an id of at most 18 digits (SQLite's ids stop at 2**63-1,
+    19 digits); anything else matches no route, so it is a 404, never a 500."""
+
+    regex = "[0-9]{1,18}"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: int) -> str:
+        return str(value)
+
+
+register_url_convertor("rowid", RowId())
 
 
 def is_loopback(host: str) -> bool:
@@ -118,10 +146,13 @@ class WebServer:
         token: str | None = None,
         config: HttpConfig | None = None,
     ) -> None:
-        if not token and not is_loopback(host):
+        if not is_loopback(host) and len(token or "") < MIN_TOKEN:
             raise ConfigError(
-                f"http.host={host or '0.0.0.0'} requires http.token: the live view and metrics "
-                "would be open to the network; set http.token or bind http.host=127.0.0.1"
+                f"http.host={host or '0.0.0.0'} requires http.token of at least {MIN_TOKEN} "
+                f"characters{' (it has ' + str(len(token)) + ')' if token else ''}: the live "
+                "view, the face library and the metrics would be open to the network; set "
+                "http.token (e.g. to the output of 'openssl rand -hex 16') or bind "
+                "http.host=127.0.0.1"
             )
         self.config = config if config is not None else HttpConfig()
         self.status = status
@@ -130,6 +161,8 @@ class WebServer:
         self._port = port
         self._token = token.encode() if token else None
         self._hosts = _HostPolicy(host, self.config.allowed_hosts, has_token=bool(token))
+        self._origins = _OriginPolicy(self.config.allowed_origins)
+        self._throttle = _Throttle()
         page = (resources.files("streamrec.service") / "web" / "index.html").read_bytes()
         self._page = page
         self._page_csp = page_csp(page)
@@ -291,7 +324,7 @@ class WebServer:
             return status.recent(n)
 
         @app.get(
-            "/api/recent/{recent_id}.jpg",
+            "/api/recent/{recent_id:rowid}.jpg",
             response_class=Response,
             responses={404: {"description": "expired or without a face"}},
         )
@@ -334,10 +367,8 @@ class WebServer:
         app.openapi = openapi  # type: ignore[method-assign]
         return app
 
-    def authorized(self, headers: Headers, query: bytes) -> bool:
-        """Whether the request offers the token (header, ``x-api-key`` or ``?token=``)."""
-        if self._token is None:
-            return True
+    def offered_tokens(self, headers: Headers, query: bytes) -> list[bytes]:
+        """The tokens a request offers (``Authorization: Bearer``, ``x-api-key``, ``?token=``)."""
         offered: list[bytes] = []
         bearer = headers.get("authorization", "")
         if bearer[:7].lower() == "bearer ":
@@ -345,7 +376,7 @@ class WebServer:
         if "x-api-key" in headers:
             offered.append(headers["x-api-key"].strip().encode("latin-1"))
         offered += [t.encode() for t in parse_qs(query.decode("latin-1")).get("token", [])[:1]]
-        return any(hmac.compare_digest(t, self._token) for t in offered)
+        return offered
 
     async def _mjpeg_parts(self, camera: str) -> AsyncIterator[bytes]:
         status = self.status
@@ -389,19 +420,22 @@ class _MjpegResponse(StreamingResponse):
 
 
 class _Gate:
-    """ASGI middleware before every route: Host allow-list and token; adds the security
-    headers to every response (refusals included). Bodies are limited by FastAPI's
-    ``max_body_size`` (413)."""
+    """ASGI middleware before every route: Host allow-list, cross-site writes, token (with a
+    throttle on wrong ones); adds the security headers to every response (refusals included)
+    and takes server paths out of error answers. A refusal closes the connection without
+    reading the request's body. Bodies are limited by FastAPI's ``max_body_size`` (413)."""
 
     def __init__(self, app: ASGIApp, web: WebServer) -> None:
         self.app = app
         self.web = web
+        self.refused = Burst(log, logging.WARNING)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         code = 0
+        held: list[Message] = []  # an error answer, until its body is complete
 
         async def send_with_headers(message: Message) -> None:
             nonlocal code
@@ -410,10 +444,25 @@ class _Gate:
                 headers = MutableHeaders(scope=message)
                 for name, value in _SECURITY_HEADERS:
                     headers.setdefault(name, value)
+                size = headers.get("content-length", "")
+                if code >= 400 and size.isdigit() and int(size) <= _ERROR_BODY_MAX:
+                    held.append(message)
+                    return
+            elif held:
+                held.append(message)
+                if message.get("more_body", False):
+                    return
+                start, *parts = held
+                held.clear()
+                body = without_paths(b"".join(p.get("body", b"") for p in parts))
+                MutableHeaders(scope=start)["content-length"] = str(len(body))
+                await send(start)
+                message = {"type": "http.response.body", "body": body, "more_body": False}
             await send(message)
 
         refusal = self._refusal(scope)
         if refusal is not None:
+            refusal.headers["connection"] = "close"  # its body, if any, is never read
             await refusal(scope, receive, send_with_headers)
         else:
             await self.app(scope, receive, send_with_headers)
@@ -426,14 +475,131 @@ class _Gate:
         if not web._hosts.allows(headers.get("host")):
             detail = "unknown Host header: add the server's name to http.allowed_hosts"
             return JSONResponse({"detail": detail}, status_code=421)
-        if not web.authorized(headers, scope["query_string"]):
-            detail = "unauthorized: send Authorization: Bearer <token>, x-api-key or ?token="
-            return JSONResponse(
-                {"detail": detail},
-                status_code=401,
-                headers={"www-authenticate": 'Bearer realm="streamrec"'},
+        if scope["method"] not in _SAFE_METHODS and web._origins.cross_site(headers):
+            self.refused.hit("HTTP: refused a cross-site %s request", scope["method"])
+            detail = (
+                "cross-site request refused: a page of another site may not change anything "
+                "here (list its origin in http.allowed_origins to allow it)"
             )
-        return None
+            return JSONResponse({"detail": detail}, status_code=403)
+        if web._token is None:
+            return None
+        client = _client(scope)
+        offered = web.offered_tokens(headers, scope["query_string"])
+        wait = web._throttle.wait(client) if offered else 0
+        if offered and not wait:
+            if any(hmac.compare_digest(t, web._token) for t in offered):
+                return None
+            web._throttle.failed(client)
+            self.refused.hit("HTTP: refused a wrong token from %s", client)
+        if wait:
+            detail = "too many wrong tokens from this address: retry later"
+            return JSONResponse(
+                {"detail": detail}, status_code=429, headers={"retry-after": str(wait)}
+            )
+        detail = "unauthorized: send Authorization: Bearer <token>, x-api-key or ?token="
+        return JSONResponse(
+            {"detail": detail},
+            status_code=401,
+            headers={"www-authenticate": 'Bearer realm="streamrec"'},
+        )
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "?"
+
+
+class _Throttle:
+    """Wrong tokens per client address: ``burst`` at once, then one every ``interval`` s;
+    past that every token the client offers is refused unchecked (429) until it may try again.
+    The table is bounded: the clients that failed least recently are forgotten first."""
+
+    def __init__(self, burst: int = 10, interval: float = 6.0, size: int = 4096) -> None:
+        self.burst, self.interval, self.size = burst, interval, size
+        self._clients: OrderedDict[str, tuple[float, float]] = OrderedDict()  # tries, when
+
+    def _tries(self, client: str, now: float) -> float:
+        tries, then = self._clients.get(client, (self.burst, now))
+        return min(float(self.burst), tries + (now - then) / self.interval)
+
+    def wait(self, client: str) -> int:
+        """Seconds until ``client`` may offer a token again (0: now)."""
+        if client not in self._clients:
+            return 0
+        tries = self._tries(client, time.monotonic())
+        return 0 if tries >= 1 else math.ceil((1 - tries) * self.interval)
+
+    def failed(self, client: str) -> None:
+        now = time.monotonic()
+        self._clients[client] = (self._tries(client, now) - 1, now)
+        self._clients.move_to_end(client)
+        while len(self._clients) > self.size:
+            self._clients.popitem(last=False)
+
+
+class _OriginPolicy:
+    """Whether a state-changing request comes from a web page of another site.
+
+    A browser names the page that makes a request in ``Origin`` (and ``Sec-Fetch-Site``);
+    other clients (curl, Home Assistant, Double Take) send neither and are not concerned. The
+    page's origin must be the server's own (the ``Host`` it was asked for) or one of
+    ``http.allowed_origins``; ``Origin: null`` (a sandboxed frame, a file) is refused.
+    """
+
+    def __init__(self, allowed: Sequence[str]) -> None:
+        self.allowed = frozenset(_origin(a) for a in allowed)
+
+    def cross_site(self, headers: Headers) -> bool:
+        origin = headers.get("origin")
+        if origin is None:
+            return headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+        mine = {_origin(f"{scheme}://{headers.get('host', '')}") for scheme in ("http", "https")}
+        return _origin(origin) not in self.allowed | mine
+
+
+def _origin(text: str) -> str:
+    """``scheme://host[:port]`` lower-cased, without the scheme's default port."""
+    text = text.strip().lower().rstrip("/")
+    for default in ("http://", ":80"), ("https://", ":443"):
+        if text.startswith(default[0]) and text.endswith(default[1]):
+            text = text[: -len(default[1])]
+    return text
+
+
+_ROOT_ENTRIES: frozenset[str] | None = None
+_PATH_START = re.compile(rb"(?:(?<=[\s'\"(=\[])|^)/[^\s'\"/]+/")
+
+
+def without_paths(body: bytes) -> bytes:
+    """``body`` with every absolute path of this machine (``/home/...``, ``/var/...``: its first
+    folder exists) replaced by its file name: answers never show where the server keeps things.
+    A path may hold spaces: it goes on while the next word still has a ``/``."""
+    global _ROOT_ENTRIES
+    if _ROOT_ENTRIES is None:
+        try:
+            _ROOT_ENTRIES = frozenset(os.listdir("/"))
+        except OSError:
+            _ROOT_ENTRIES = frozenset()
+    out, pos = [], 0
+    for m in _PATH_START.finditer(body):
+        if m.start() < pos or m.group()[1:-1].decode("utf-8", "replace") not in _ROOT_ENTRIES:
+            continue
+        end = m.end()
+        while True:
+            word = re.match(rb"[^\s'\"]*", body[end:])
+            end += word.end() if word else 0
+            after = re.match(rb" ([^\s'\"]*/[^\s'\"]*)", body[end:])
+            if after is None:
+                break
+            end += 1
+        path = body[m.start() : end]
+        trail = re.search(rb"[.,:;)\]]*$", path)
+        cut = trail.start() if trail else len(path)
+        out += [body[pos : m.start()], path[:cut].rstrip(b"/").rsplit(b"/", 1)[-1], path[cut:]]
+        pos = end
+    out.append(body[pos:])
+    return b"".join(out)
 
 
 class _HostPolicy:
@@ -486,23 +652,45 @@ class _HostPolicy:
 
 
 class _Limits:
-    """What every connection of one server shares: the caps and who is waiting."""
+    """What every connection of one server shares: the cap, the deadlines, and who waits.
+
+    ``waiting`` holds the connections that owe the server something, in the order they
+    started to owe it: their request's headers (idle keep-alive, or slow) or its body (slow);
+    ``busy`` the ones being answered, oldest first.
+    """
 
     def __init__(self, max_connections: int, header_timeout: float, body_timeout: float) -> None:
         self.max_connections = max_connections
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
-        self.open: set[_Connection] = set()
-        self.waiting: dict[_Connection, None] = {}  # owe their request's headers, oldest first
+        self.waiting: dict[_Connection, None] = {}
+        self.busy: dict[_Connection, None] = {}
+        self.shed = Burst(log, logging.WARNING)
+
+    def make_room(self) -> None:
+        """At the cap, close the connection that has owed its request (headers or body) the
+        longest, else the oldest one being answered: a new client (with the token: always the
+        one that matters) is never turned away."""
+        if len(self.waiting) + len(self.busy) < self.max_connections:
+            return
+        oldest = next(iter(self.waiting), None) or next(iter(self.busy), None)
+        if oldest is not None:
+            self.shed.hit(
+                "HTTP: %d connections open (http.max_connections): closing the ones idle or "
+                "slow the longest (else busy) for new clients",
+                self.max_connections,
+            )
+            oldest._drop()
 
 
 class _Connection(H11Protocol):
     """uvicorn's HTTP/1.1 protocol plus what uvicorn leaves out.
 
-    * a connection cap: past ``max_connections`` the oldest connection still waiting for its
-      request's headers is closed (or the new one, when all are busy);
+    * a connection cap that sheds (:meth:`_Limits.make_room`) rather than refuses;
     * deadlines on what the client owes, counted from when it started to owe it (trickling
       bytes does not extend them): the headers (also between keep-alive requests), the body;
+    * a request answered before its body arrived (a refusal, 413) closes the connection
+      instead of reading a body nobody wants;
     * a send deadline: a client that leaves the send buffer full for ``SEND_TIMEOUT`` s is cut.
     """
 
@@ -515,16 +703,7 @@ class _Connection(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        limits = self._limits
-        if len(limits.open) >= limits.max_connections:
-            oldest = next(iter(limits.waiting), None)
-            if oldest is None:
-                log.warning("HTTP: all %d connections busy, refusing one", limits.max_connections)
-                transport.abort()
-                return
-            log.debug("HTTP: connection cap reached, closing the oldest idle connection")
-            oldest._drop()
-        limits.open.add(self)
+        self._limits.make_room()
         self._track()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -536,6 +715,9 @@ class _Connection(H11Protocol):
         self._track()
 
     def on_response_complete(self) -> None:
+        if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
+            self._forget()
+            self.transport.close()  # after the answer is flushed; the rest is never read
         super().on_response_complete()
         self._track()
 
@@ -558,19 +740,20 @@ class _Connection(H11Protocol):
     def _track(self) -> None:
         """Follow the client's side of the exchange and arm the deadline of what it owes."""
         limits = self._limits
-        if self.transport.is_closing() or self not in limits.open:
+        if self.transport.is_closing():
             return
         state = self.conn.their_state
         phase = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else "done"
         if phase == self._phase:
             return
         self._phase = phase
-        limits.waiting.pop(self, None)
+        limits.waiting.pop(self, None)  # and in again at the end: owing since now
+        limits.busy.pop(self, None)
+        (limits.busy if phase == "done" else limits.waiting)[self] = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
         if phase == "head":
-            limits.waiting[self] = None
             self._deadline = self.loop.call_later(limits.header_timeout, self._drop)
         elif phase == "body":
             self._deadline = self.loop.call_later(limits.body_timeout, self._drop)
@@ -580,8 +763,8 @@ class _Connection(H11Protocol):
         self.transport.abort()
 
     def _forget(self) -> None:
-        self._limits.open.discard(self)
         self._limits.waiting.pop(self, None)
+        self._limits.busy.pop(self, None)
         for timer in (self._deadline, self._send_deadline):
             if timer is not None:
                 timer.cancel()

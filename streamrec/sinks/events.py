@@ -128,13 +128,15 @@ class JsonlEventSink:
                 with locked(self._file):
                     self._file.write(line)
                     self._file.flush()
-            except OSError:
+            except OSError as exc:
                 # a full disk: start again from a fresh handle rather than let the buffer of
                 # the failed lines grow (the failure is counted and reported by the fan-out)
                 with contextlib.suppress(OSError):
                     self._file.close()
                 self._file = open_private(self.path, "a")
-                raise
+                raise SinkError(
+                    f"cannot write events to {self.path}: {exc.strerror or exc}"
+                ) from None
 
     def close(self) -> None:
         with self._lock:
@@ -226,6 +228,7 @@ class FanoutSink:
         self.sinks = list(sinks)
         self.errors = [0] * len(self.sinks)
         self._failing: list[str | None] = [None] * len(self.sinks)  # the burst's first error
+        self._reason: list[str | None] = [None] * len(self.sinks)  # the last error, kept
 
     def write(self, event: Event) -> None:
         for i, sink in enumerate(self.sinks):
@@ -233,6 +236,7 @@ class FanoutSink:
                 sink.write(event)
             except Exception as exc:
                 self.errors[i] += 1
+                self._reason[i] = str(exc)
                 if self._failing[i] is None:
                     self._failing[i] = str(exc)
                     log.error(
@@ -240,7 +244,7 @@ class FanoutSink:
                         "recovers)",
                         sink_name(sink),
                         exc,
-                        exc_info=not isinstance(exc, OSError),
+                        exc_info=not isinstance(exc, (OSError, SinkError)),
                     )
                 continue
             if self._failing[i] is not None:
@@ -258,17 +262,32 @@ class FanoutSink:
                     log.error("event sink %s could not erase a person: %s", sink_name(sink), exc)
 
     def health(self) -> dict[str, dict[str, Any]]:
-        """Per sink: ``ok``, ``errors`` (failed writes so far), ``error`` (the current burst's
-        first), plus what the sink reports of itself (a broker not connected, events pending)."""
+        """Per sink: ``ok``, ``errors`` (events lost so far: failed writes, plus what a sink
+        that delivers later counts itself, e.g. a webhook's events given up), ``error`` (the
+        current burst's first), and what the sink reports of itself (a broker not connected,
+        events pending)."""
         out: dict[str, dict[str, Any]] = {}
         for i, sink in enumerate(self.sinks):
             own: dict[str, Any] = sink.health() if isinstance(sink, HealthReporting) else {}
             out[sink_name(sink)] = {
                 **own,
                 "ok": self._failing[i] is None and bool(own.get("ok", True)),
-                "errors": self.errors[i],
-                "error": self._failing[i],
+                "errors": self.errors[i] + int(own.get("errors", 0)),
+                "error": self._failing[i] or own.get("error"),
             }
+        return out
+
+    def failures(self) -> list[str]:
+        """Per sink that lost events so far, how many and why (empty when none did)."""
+        out = []
+        for i, sink in enumerate(self.sinks):
+            own: dict[str, Any] = sink.health() if isinstance(sink, HealthReporting) else {}
+            lost = self.errors[i] + int(own.get("errors", 0))
+            why = self._reason[i] or own.get("error")
+            if lost:
+                out.append(
+                    f"event sink {sink_name(sink)}: {lost} event(s) lost" + (f": {why}" * bool(why))
+                )
         return out
 
     def close(self) -> None:

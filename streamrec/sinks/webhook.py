@@ -57,9 +57,12 @@ class WebhookEventSink:
 
     Connection errors, timeouts, 5xx and 429 are retried ``retries`` times with exponential
     backoff starting at ``backoff`` s (at least what a Retry-After header asks, at most 30 s);
-    then the event is given up and logged. Other 4xx answers are given up at once. While the
-    endpoint is slow or down, events wait in a buffer of ``buffer_max`` events; when it is full
-    the oldest is dropped (counted and logged).
+    then the event is given up. Other 4xx answers are given up at once. While the endpoint is
+    slow or down, events wait in a buffer of ``buffer_max`` events; when it is full the oldest
+    is dropped (counted and logged). A failing endpoint is logged once per burst: a warning when
+    it starts failing, one error for the first event given up, a line with the count when it
+    delivers again; events given up or dropped are its ``errors`` in ``/health`` (and
+    ``streamrec_sink_errors_total``).
     """
 
     def __init__(
@@ -113,6 +116,8 @@ class WebhookEventSink:
         self._closing = False
         self._abort = threading.Event()
         self._failing = False  # the endpoint failed since the last success (log once)
+        self._problem: str | None = None  # what went wrong last, while failing
+        self._given_up = 0  # events given up in the current burst (the first is logged)
         self._dropped = DropCounter(f"webhook {self.name}")
         self.delivered = 0
         self.failed = 0  # events given up after retries or a 4xx answer
@@ -130,9 +135,12 @@ class WebhookEventSink:
         return self._dropped.count
 
     def health(self) -> dict[str, Any]:
-        """For ``/health``: whether the endpoint answers, events waiting, given up, dropped."""
+        """For ``/health``: whether the endpoint answers, what went wrong, events waiting, given
+        up (``failed``), dropped, and ``errors``: the events lost (given up or dropped)."""
         return {
             "ok": not self._failing,
+            "error": self._problem,
+            "errors": self.failed + self.dropped,
             "pending": self.pending,
             "failed": self.failed,
             "dropped": self.dropped,
@@ -186,6 +194,7 @@ class WebhookEventSink:
                 self.delivered += 1
             else:
                 self.failed += 1
+                self._given_up += 1
 
     def _deliver(self, body: bytes) -> bool | None:
         """True when delivered, False when given up, None when close() aborted it."""
@@ -195,37 +204,44 @@ class WebhookEventSink:
                 self._post(body)
             except urllib.error.HTTPError as exc:
                 exc.close()
-                if exc.code < 500 and exc.code != 429:
-                    log.error(
-                        "webhook %s rejected an event with HTTP %d %s; dropping it",
-                        self.name,
-                        exc.code,
-                        exc.reason,
-                    )
-                    return False
                 problem, wait = f"HTTP {exc.code} {exc.reason}", _retry_after(exc.headers)
+                if exc.code < 500 and exc.code != 429:
+                    self._give_up(f"rejected with {problem}")
+                    return False
             except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
                 problem, wait = str(getattr(exc, "reason", exc)), 0.0
             else:
-                if self._failing:
-                    self._failing = False
-                    log.info("webhook %s: delivering again", self.name)
+                self._recovered()
                 return True
             if not self._failing:
                 self._failing = True
                 log.warning("webhook %s: %s; retrying with backoff", self.name, problem)
+            self._problem = problem
             if attempt == self._retries:
                 break
             if self._abort.wait(min(max(delay, wait), MAX_BACKOFF)):
                 return None
             delay *= 2
-        log.error(
-            "webhook %s: giving up on an event after %d attempts (%s)",
-            self.name,
-            attempt + 1,
-            problem,
-        )
+        self._give_up(f"after {attempt + 1} attempts ({problem})")
         return False
+
+    def _give_up(self, why: str) -> None:
+        """Log the first event given up of a burst; the next ones are only counted."""
+        self._failing = True
+        self._problem = why
+        if self._given_up == 0:
+            log.error(
+                "webhook %s: gave up on an event %s; further events given up are counted "
+                "until it delivers again",
+                self.name,
+                why,
+            )
+
+    def _recovered(self) -> None:
+        if self._failing:
+            gone = f" ({self._given_up} event(s) given up meanwhile)" if self._given_up else ""
+            log.info("webhook %s: delivering again%s", self.name, gone)
+        self._failing, self._problem, self._given_up = False, None, 0
 
     def _post(self, body: bytes) -> None:
         request = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
