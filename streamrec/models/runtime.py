@@ -97,39 +97,39 @@ def cores() -> int:
 
 
 def default_threads() -> int:
-    """Half the cores: the decoder threads' default, and each model's with ``sharing: split``.
-
-    The detector and the recognizer run at the same time in their own pipeline stages; giving
-    each all the cores while both run oversubscribes them (measured: 1080p went from 13 to 26 fps
-    on 2 cores).
-    """
+    """Half the cores: the decoder threads' default."""
     return max(1, cores() // 2)
 
 
 def model_threads(cfg: RuntimeConfig) -> int:
-    """Inference threads of one model: ``runtime.threads``, or by ``runtime.sharing``: half the
-    cores each (``split``), or every core, one inference at a time (``turns``)."""
+    """Inference threads of one model: ``runtime.threads``, or one on up to 4 cores and a quarter
+    of the cores above.
+
+    Measured on 2 cores (README: Performance): a second inference thread costs 40-50 % more CPU
+    per call for a small wall-clock gain, and OpenVINO's extra threads spin for about a
+    millisecond after every call, which no OpenVINO option stops; a single thread does not. The
+    detector and the recognizer run at the same time in their own stages.
+    """
     if cfg.threads:
         return cfg.threads
-    return cores() if cfg.sharing == "turns" else default_threads()
-
-
-#: with ``runtime.sharing: turns`` every inference of the process takes this lock: the model
-#: that has work uses the whole machine, the busier one (the recognizer with IResNet-50) most
-_TURN = threading.Lock()
+    n = cores()
+    return 1 if n <= 4 else n // 4
 
 
 class Session:
-    """An ONNX Runtime session under the process's thread budget (``runtime.sharing``)."""
+    """An ONNX Runtime session that runs one inference at a time.
 
-    def __init__(self, session: ort.InferenceSession, turns: bool) -> None:
+    Each model has its own turn (the detector and the recognizer run at the same time, each
+    with :func:`model_threads` threads): callers from several threads (stages, the HTTP API)
+    queue for it instead of running it twice at once and oversubscribing the cores.
+    """
+
+    def __init__(self, session: ort.InferenceSession) -> None:
         self.inner = session
-        self._turns = turns
+        self._turn = threading.Lock()
 
     def run(self, outputs: list[str] | None, feed: dict[str, Any]) -> list[Any]:
-        if not self._turns:
-            return list(self.inner.run(outputs, feed))
-        with _TURN:
+        with self._turn:
             return list(self.inner.run(outputs, feed))
 
     def get_inputs(self) -> list[Any]:
@@ -346,6 +346,10 @@ def _session_options(cfg: RuntimeConfig) -> ort.SessionOptions:
     so.intra_op_num_threads = model_threads(cfg)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # idle ONNX Runtime threads sleep instead of spinning (measured on the CPU provider: a
+    # spinning second thread burns ~75 % of a core between calls)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return so
 
 
@@ -428,7 +432,7 @@ def _load_error(path: str | Path, exc: Exception) -> ModelError:
 def open_session(path: str | Path, cfg: RuntimeConfig) -> tuple[Session, RuntimeInfo]:
     """A session for ``path`` with the configured provider, device, precision and threads."""
     session, info = _open(path, cfg)
-    return Session(session, cfg.sharing == "turns"), info
+    return Session(session), info
 
 
 def _open(path: str | Path, cfg: RuntimeConfig) -> tuple[ort.InferenceSession, RuntimeInfo]:
