@@ -35,6 +35,7 @@ def _workload(kind: str) -> Callable[[Spec], Measured]:
         "insightface": peers.insightface,
         "face_recognition": peers.face_recognition,
         "live": live.live,
+        "live_decode": live.live_decode,
     }
     return table[kind]
 

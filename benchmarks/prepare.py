@@ -22,6 +22,11 @@ CLIPS = {
 }
 LIVE_SIZE = (1280, 720)
 LIVE_FPS = 25
+#: the static scene: a landscape without a face (``insightface/view.jpg``), sensor noise,
+#: H.264 at a camera's bitrate with a key frame every 2 s
+STILL = Path("insightface") / "view.jpg"
+STATIC_BITRATE = "2M"
+STATIC_SECONDS = 20
 SHORT_FRAMES = 5
 R50 = "w600k_r50_arch_equiv.onnx"
 DET10G = "det_10g_arch_equiv.onnx"
@@ -62,6 +67,7 @@ class Inputs:
             "clip_360p": lambda: media / CLIPS["360p"],
             "clip_short": self._short,
             "clip_live": self._live,
+            "clip_static": self._static,
             "r50": self._r50,
             "det10g": self._det10g,
             "mbf_int8": lambda: self._int8(models / "mobilefacenet_128d.onnx", pairs=True),
@@ -108,6 +114,19 @@ class Inputs:
         ffmpeg("-i", str(self.media / CLIPS["360p"]), "-map", "0:v:0", "-vf", f"scale={w}:{h}",
                "-r", str(LIVE_FPS), "-c:v", "libx264", "-preset", "veryfast", "-g", str(LIVE_FPS),
                "-bf", "0", "-y", str(out))  # fmt: skip
+        return out
+
+    def _static(self) -> Path:
+        """A camera watching a still scene: the still, temporal sensor noise on every frame,
+        H.264 at a camera's bitrate (the noise makes the encoder work as on a real camera)."""
+        w, h = LIVE_SIZE
+        out = self.work / f"static_{h}p{LIVE_FPS}.mp4"
+        noise = "noise=c0s=8:c0f=t+u:c1s=3:c1f=t:c2s=3:c2f=t"
+        ffmpeg("-loop", "1", "-framerate", str(LIVE_FPS), "-i", str(self.media / STILL),
+               "-t", str(STATIC_SECONDS), "-vf", f"scale={w}:{h},format=yuv420p,{noise}",
+               "-c:v", "libx264", "-preset", "veryfast", "-b:v", STATIC_BITRATE, "-maxrate",
+               STATIC_BITRATE, "-bufsize", "4M", "-g", str(2 * LIVE_FPS), "-bf", "0", "-y",
+               str(out))  # fmt: skip
         return out
 
     # ----------------------------------------------------------------------------- models

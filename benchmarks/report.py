@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from .prepare import LIVE_FPS
 
+#: cameras of the mixed live case (one with people)
+LIVE_MIXED = 8
+
 if TYPE_CHECKING:
     from .suite import Case
 
@@ -175,42 +178,67 @@ def detector_table(cases: list[Case]) -> str:
     return _table(head, _rows(cases, len(head), row))
 
 
+def cpu_ratio(case: Case) -> float | None:
+    """The pipeline's CPU per frame received over PyAV decode-only's, measured side by side."""
+    x, decode = _extra(case), case.result.get("decode")
+    if not decode or not x.get("received") or not decode["frames"]:
+        return None
+    dec = decode["extra"]["cpu_s"] / decode["frames"]
+    return (x["cpu_s"] / x["received"]) / dec if dec > 0 else None
+
+
+def _ms(x: dict[str, Any], kind: str) -> str:
+    """p95 of a latency, with its count: "120 (34)"."""
+    n = x.get(f"{kind}_count", 0)
+    return f"{_fmt(x.get(f'{kind}_p95_ms'), 0)} ({n})" if n else "–"
+
+
 def live_table(cases: list[Case]) -> str:
-    head = ["case", f"fps per camera (of {LIVE_FPS})", "dropped %", "events", "latency p50 ms",
-            "p95 ms", "p95 first / middle / last third ms", "precision", *COMMON]  # fmt: skip
+    head = ["case", f"fps per camera (of {LIVE_FPS})", "dropped %", "CPU ms/frame",
+            "× decode-only CPU", "CPU % (window)", "detector runs/s",
+            "degradation level max", "p95 ms (count): frame", "decision",
+            "event", "event by third", "track_end", "precision", "load 1m"]  # fmt: skip
 
     def row(c: Case) -> list[str]:
         x = _extra(c)
         cams = x["cameras"]
-        thirds = [_fmt(x[f"{t}_third_p95_ms"], 0) for t in ("first", "middle", "last")]
+        seconds = c.result["measured"]["wall_s"]
+        thirds = [_fmt(x[f"event_{t}_third_p95_ms"], 0) for t in ("first", "middle", "last")]
         return [
             c.name,
             " ".join(f"{cam['fps']:.1f}" for cam in cams.values()),
             _fmt(_dropped(cams)),
-            str(x["events"]),
-            _fmt(x["p50_ms"], 0),
-            _fmt(x["p95_ms"], 0),
+            _fmt(1000 * x["cpu_s"] / x["received"] if x["received"] else None, 2),
+            _fmt(cpu_ratio(c), 2),
+            _fmt(100 * x["cpu_s"] / seconds if seconds else None, 0),
+            _fmt(sum(cam["detector_runs"] for cam in cams.values()) / seconds, 1),
+            " ".join(str(cam["max_level"]) for cam in cams.values()),
+            _ms(x, "frame"),
+            _ms(x, "decision"),
+            _ms(x, "event"),
             " / ".join(thirds),
+            _ms(x, "track_end"),
             x["precision"],
-            *_common(c),
+            _common(c)[2],
         ]
 
     return _table(head, _rows(cases, len(head), row))
 
 
 def camera_table(cases: list[Case]) -> str:
-    """Every camera of every live case: its fps, drops and latency."""
-    head = ["case", "camera", "fps", "dropped %", "events", "p50 ms", "p95 ms",
-            "p50 first→last third ms"]  # fmt: skip
+    """Every camera of every live case: its fps, drops, detector runs, degradation, latencies."""
+    head = ["case", "camera", "clip", "fps", "dropped %", "detector runs", "degradation max / end",
+            "s degraded", "p95 ms: frame", "decision", "event", "track_end"]  # fmt: skip
     rows = []
     for c in cases:
         if status(c):
             continue
         for name, cam in _extra(c)["cameras"].items():
             rows.append([
-                c.name, name, _fmt(cam["fps"]), _fmt(_dropped({name: cam})), str(cam["events"]),
-                _fmt(cam["p50_ms"], 0), _fmt(cam["p95_ms"], 0),
-                f"{_fmt(cam['first_third_p50_ms'], 0)}→{_fmt(cam['last_third_p50_ms'], 0)}",
+                c.name, name, cam["clip"], _fmt(cam["fps"]), _fmt(_dropped({name: cam})),
+                str(cam["detector_runs"]), f"{cam['max_level']} / {cam['end_level']}",
+                _fmt(cam["degraded_s"]), _ms(cam, "frame"), _ms(cam, "decision"),
+                _ms(cam, "event"), _ms(cam, "track_end"),
             ])  # fmt: skip
     return _table(head, rows)
 
@@ -278,18 +306,26 @@ def _ratio(a: Case, b: Case) -> float | None:
 
 
 def _live_8(cases: list[Case]) -> Target:
-    name = "live small, 8 streams: ≥ 20 fps each, p95 latency < 300 ms flat over 60 s"
+    name = "live small, 8 streams: ≥ 20 fps each, p95 event latency < 300 ms flat over 60 s"
     missing = _unmeasured(name, cases, [("live", "small_8")])
     case = _find(cases, "live", "small_8")
     if missing or case is None:
         return missing or (name, "not measured", None)
     x = _extra(case)
     worst = min(cam["fps"] for cam in x["cameras"].values())
-    thirds = [x[f"{t}_third_p95_ms"] for t in ("first", "middle", "last")]
+    thirds = [x[f"event_{t}_third_p95_ms"] for t in ("first", "middle", "last")]
     text = f"slowest camera {worst:.1f} fps; p95 by third {'/'.join(_fmt(t, 0) for t in thirds)} ms"
     if case.spec["seconds"] < LIVE_WINDOW:
         return name, f"{text} (a {case.spec['seconds']:g} s run: needs {LIVE_WINDOW:g} s)", None
     return name, text, worst >= 20 and all(t is not None and t < 300 for t in thirds)
+
+
+def _dropped_of(case: Case) -> float | None:
+    return _dropped(_extra(case)["cameras"])
+
+
+def _p95(kind: str) -> Callable[[Case], float | None]:
+    return lambda case: _extra(case).get(f"{kind}_p95_ms")
 
 
 def targets(cases: list[Case]) -> list[Target]:
@@ -306,13 +342,27 @@ def targets(cases: list[Case]) -> list[Target]:
                  [(hd, "small_i5"), (hd, "decode")], _ratio, lambda v: v >= 0.8, "{:.2f}×"),
         _measure("small models, interval 5 ≥ 10× InsightFace per frame", cases,
                  [(hd, "small_i5"), (hd, "insightface")], _ratio, lambda v: v >= 10, "{:.1f}×"),
+        _measure("live 1× with people: CPU ≤ 4× PyAV decode-only CPU of the same stream",
+                 cases, [("live", "small_1")], cpu_ratio, lambda v: v <= 4, "{:.2f}×"),
+        _measure("live 1× static scene: CPU ≤ 1.5× PyAV decode-only CPU of the same stream",
+                 cases, [("live", "static_1")], cpu_ratio, lambda v: v <= 1.5, "{:.2f}×"),
         _measure("live small, 4 streams: < 1 % dropped", cases, [("live", "small_4")],
-                 lambda c: _dropped(_extra(c)["cameras"]), lambda v: v < 1, "{:.1f} % dropped"),
+                 _dropped_of, lambda v: v < 1, "{:.1f} % dropped"),
+        _measure("live small, 8 mixed streams (1 with people, 7 static): < 1 % dropped", cases,
+                 [("live", f"mixed_{LIVE_MIXED}")], _dropped_of, lambda v: v < 1,
+                 "{:.1f} % dropped"),
+        _measure("live small, 4 streams: event latency p95 (track_start, identified, unknown) "
+                 "< 150 ms", cases, [("live", "small_4")], _p95("event"), lambda v: v < 150,
+                 "{:.0f} ms"),
+        _measure("live small, 4 streams: frame latency p95 < 150 ms", cases,
+                 [("live", "small_4")], _p95("frame"), lambda v: v < 150, "{:.0f} ms"),
+        _measure("live small, 4 streams: decision latency p95 < 400 ms", cases,
+                 [("live", "small_4")], _p95("decision"), lambda v: v < 400, "{:.0f} ms"),
     ]  # fmt: skip
     out += [
         _live_8(cases),
         _measure("live det_2.5g + R50-eq, 2 streams: < 5 % dropped", cases, [("live", "r50_2")],
-                 lambda c: _dropped(_extra(c)["cameras"]), lambda v: v < 5, "{:.1f} % dropped"),
+                 _dropped_of, lambda v: v < 5, "{:.1f} % dropped"),
         _measure("start-up to the first processed frame < 1 s (warm cache, whole process)",
                  cases, [("startup", "startup_warm")], lambda c: c.result["measured"]["wall_s"],
                  lambda v: v < 1, "{:.2f} s"),
@@ -365,7 +415,7 @@ def render(cases: list[Case], meta: dict[str, Any], pending: list[str]) -> str:
             out += [f"## {title}", table(chosen)]
             if group == "live" and any(not status(c) for c in chosen):
                 out += ["Per camera:", camera_table(chosen)]
-    out += ["## Targets (issue 13)", targets_table(cases)]
+    out += ["## Targets (issues 13 and 22)", targets_table(cases)]
     for name, report in meta.get("prepared", {}).items():
         if report:
             out += [f"## `streamrec models optimize` → {name}", f"```text\n{report}\n```"]
@@ -425,21 +475,23 @@ def _video_axes(ax_fps: Any, ax_stage: Any, group: str, done: list[Case]) -> Non
 
 
 def _live_axes(ax_fps: Any, ax_lat: Any, live: list[Case]) -> None:
-    """Slowest camera's fps and latency against the number of streams, one line per model set."""
+    """Slowest camera's fps and latencies against the number of streams with people, one line
+    per model set (the static and mixed cases are in the tables)."""
     sets: dict[str, list[Case]] = {}
     for c in live:
-        sets.setdefault(c.name.split(", ", 1)[-1], []).append(c)
+        if c.spec.get("scene", "people") == "people":
+            sets.setdefault(c.name.split(", ", 1)[-1], []).append(c)
     for label, chosen in sets.items():
         streams = [c.spec["streams"] for c in chosen]
         extras = [_extra(c) for c in chosen]
         worst = [min(cam["fps"] for cam in x["cameras"].values()) for x in extras]
         ax_fps.plot(streams, worst, "o-", label=f"{label}: slowest camera")
-        for key, q in (("p50_ms", "p50"), ("p95_ms", "p95")):
-            ax_lat.plot(streams, [x[key] or 0.0 for x in extras], "o-", label=f"{label} {q}")
-    ticks = sorted({c.spec["streams"] for c in live})
+        for kind in ("frame", "event", "decision"):
+            values = [x.get(f"{kind}_p95_ms") or 0.0 for x in extras]
+            ax_lat.plot(streams, values, "o-", label=f"{label} {kind} p95")
+    ticks = sorted({c.spec["streams"] for cs in sets.values() for c in cs})
     ax_fps.axhline(LIVE_FPS, color="gray", linestyle="--", label=f"{LIVE_FPS} fps (real time)")
     ax_fps.set(xlabel="simultaneous 720p streams", ylabel="processed fps per camera", xticks=ticks)
     ax_fps.legend(fontsize=8)
-    ax_lat.set(xlabel="simultaneous 720p streams", ylabel="capture-to-event latency ms",
-               xticks=ticks)  # fmt: skip
+    ax_lat.set(xlabel="simultaneous 720p streams", ylabel="latency p95 ms", xticks=ticks)
     ax_lat.legend(fontsize=8)

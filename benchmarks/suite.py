@@ -30,14 +30,15 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .cases import DETECTOR, RECOGNIZER, ROOT, Skipped
 from .live import rtsp_streams
-from .prepare import CLIPS, LIVE_FPS, LIVE_SIZE, SHORT_FRAMES, Inputs
-from .report import machine_info, render, targets, write_plots
+from .prepare import CLIPS, LIVE_FPS, LIVE_SIZE, SHORT_FRAMES, STATIC_BITRATE, STILL, Inputs
+from .report import LIVE_MIXED, machine_info, render, targets, write_plots
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -46,6 +47,10 @@ CACHE = HERE / ".cache"
 OUTPUTS = ("suite.md", "suite.json", "suite.png", "suite_live.png")
 LIVE_SMALL = (1, 2, 4, 8)
 LIVE_R50 = 2
+#: seconds from a live case's first processed frame to its measured window
+LIVE_WARMUP = 10.0
+#: seconds a live case's pipeline may take to load its models and process its first frame
+LIVE_START = 600.0
 #: seconds a case may take beyond its own duration before it is killed
 CASE_TIMEOUT = 3600.0
 
@@ -91,17 +96,14 @@ def video_cases(group: str, models: Path, full: bool) -> list[Case]:
              {**base, "kind": "streamrec", "set": {interval: 1, "recognition.batch_size": 1}},
              clip),
     ]  # fmt: skip
-    split = {"runtime.sharing": "split"}
     if full:
         cases += [
-            sr("small_split", "sharing split", split),
             sr("mbf_bf16", "MobileFaceNet BF16", bf16),
             sr("mbf_int8", "MobileFaceNet INT8", {}, recognizer="mbf_int8"),
         ]
     cases.append(sr("r50_fp32", "R50-eq FP32", fp32, recognizer="r50"))
     if full:
         cases += [
-            sr("r50_fp32_split", "R50-eq FP32, sharing split", {**fp32, **split}, recognizer="r50"),
             sr("r50_bf16", "R50-eq BF16", bf16, recognizer="r50"),
             sr("r50_int8", "R50-eq INT8", {}, recognizer="r50_int8"),
         ]
@@ -140,19 +142,28 @@ def detector_cases(models: Path) -> list[Case]:
 
 
 def live_cases(models: Path, seconds: float) -> list[Case]:
+    """Live RTSP cameras: with people (the live clip), static scenes, and both mixed."""
     spec = {"kind": "live", "models": str(models), "seconds": seconds, "set": {}}
-    clip = {"clip": "clip_live"}
+    clips = {"people": "clip_live", "static": "clip_static"}
+
+    def case(key: str, name: str, cameras: list[str], **extra: Any) -> Case:
+        needs = {f"clip_{kind}": clips[kind] for kind in dict.fromkeys(cameras)}
+        if "recognizer" in extra:
+            needs["recognizer"] = extra.pop("recognizer")
+        scene = cameras[0] if len(set(cameras)) == 1 else "mixed"
+        full = {**spec, **extra, "streams": len(cameras), "clips": cameras, "scene": scene}
+        return Case("live", key, name, full, needs)
+
     cases = [
-        Case("live", f"small_{n}", f"{n}× 720p@25 RTSP, small", {**spec, "streams": n}, clip)
-        for n in LIVE_SMALL
+        case(f"small_{n}", f"{n}× 720p@25 RTSP, small", ["people"] * n) for n in LIVE_SMALL
     ]
-    split = {**spec, "streams": 4, "set": {"runtime.sharing": "split"}}
-    cases.append(
-        Case("live", "small_4_split", "4× 720p@25 RTSP, small, sharing split", split, clip)
-    )
-    r50 = {**spec, "streams": LIVE_R50, "detector": "det_2.5g.onnx"}
+    cases.insert(1, case("static_1", "1× 720p@25 RTSP static scene, small", ["static"]))
+    mixed = ["people"] + ["static"] * (LIVE_MIXED - 1)
+    name = f"{LIVE_MIXED}× 720p@25 RTSP mixed (1 with people, {LIVE_MIXED - 1} static), small"
+    cases.append(case(f"mixed_{LIVE_MIXED}", name, mixed))
     name = f"{LIVE_R50}× 720p@25 RTSP, det_2.5g + R50-eq"
-    cases.append(Case("live", f"r50_{LIVE_R50}", name, r50, {**clip, "recognizer": "r50"}))
+    cases.append(case(f"r50_{LIVE_R50}", name, ["people"] * LIVE_R50,
+                      detector="det_2.5g.onnx", recognizer="r50"))  # fmt: skip
     return cases
 
 
@@ -177,48 +188,98 @@ def startup_cases(models: Path, work: Path) -> list[Case]:
 
 def run_child(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Run one workload in a fresh process; its result plus process wall time and load."""
+    return run_children([spec], timeout)[0]
+
+
+def run_children(
+    specs: list[dict[str, Any]], timeout: float, meanwhile: Callable[[], None] | None = None
+) -> list[dict[str, Any]]:
+    """Run workloads at the same time, each in a fresh process; their results, each with the
+    processes' wall time and the load before and after. ``meanwhile`` runs once they are all
+    started."""
     with tempfile.TemporaryDirectory(prefix="bench-case-") as tmp:
-        out, log = Path(tmp) / "result.json", Path(tmp) / "stderr.txt"
         load0 = os.getloadavg()
         start = time.perf_counter()
-        spec = {**spec, "t0": time.time()}
-        with log.open("wb") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.child", str(out)],
-                stdin=subprocess.PIPE,
-                stderr=err,
-                cwd=ROOT,
-            )
+        running = []
+        for i, spec in enumerate(specs):
+            out, log = Path(tmp) / f"result{i}.json", Path(tmp) / f"stderr{i}.txt"
+            with log.open("wb") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "benchmarks.child", str(out)],
+                    stdin=subprocess.PIPE,
+                    stderr=err,
+                    cwd=ROOT,
+                )
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(spec).encode())
+            proc.stdin.write(json.dumps({**spec, "t0": time.time()}).encode())
             proc.stdin.close()
+            running.append((proc, out, log))
+        deadline = time.monotonic() + timeout
+        if meanwhile is not None:
+            meanwhile()
+        for proc, _, _ in running:
             try:
-                proc.wait(timeout)
+                proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
         elapsed = time.perf_counter() - start
-        result: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
-        if not result or "error" in result:  # the end of its traceback, for the terminal
-            tail = log.read_text(errors="replace").strip().splitlines()[-20:]
-            sys.stderr.write("\n".join(tail) + "\n")
-        if not result:
-            why = f"timed out after {timeout:.0f} s" if proc.returncode == -9 else "crashed"
-            result = {"error": f"child {why} (exit {proc.returncode}): {(tail or [''])[-1]}"}
-    result["process_s"] = elapsed
-    result["loadavg"] = [load0, os.getloadavg()]
+        results = [_result(proc, out, log, timeout) for proc, out, log in running]
+    load1 = os.getloadavg()
+    for result in results:
+        result["process_s"] = elapsed
+        result["loadavg"] = [load0, load1]
+    return results
+
+
+def _result(proc: subprocess.Popen[bytes], out: Path, log: Path, timeout: float
+            ) -> dict[str, Any]:  # fmt: skip
+    result: dict[str, Any] = json.loads(out.read_text()) if out.is_file() else {}
+    tail = log.read_text(errors="replace").strip().splitlines()[-20:]
+    if not result or "error" in result:  # the end of its traceback, for the terminal
+        sys.stderr.write("\n".join(tail) + "\n")
+    if not result:
+        why = f"timed out after {timeout:.0f} s" if proc.returncode == -9 else "crashed"
+        result = {"error": f"child {why} (exit {proc.returncode}): {(tail or [''])[-1]}"}
     return result
 
 
-def run_case(case: Case, inputs: Inputs) -> None:
-    """Measure one case into ``case.result``; never raises (a skip or failure is its result)."""
+def run_live(spec: dict[str, Any], warmup: float) -> dict[str, Any]:
+    """A live case: its cameras served, the pipeline and PyAV decode-only of the same streams
+    run at the same time over one measured window, which starts ``warmup`` seconds after the
+    pipeline's first frame (models loaded, background learnt, degradation settled); the
+    pipeline's result with the decoder's beside it (``decode``)."""
+    clips = [Path(spec[f"clip_{kind}"]) for kind in spec["clips"]]
+    with rtsp_streams(clips) as urls, tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
+        ready, window = Path(tmp) / "ready", Path(tmp) / "window.json"
+        both = {**spec, "urls": urls, "ready_file": str(ready), "window_file": str(window)}
+
+        def open_window() -> None:
+            deadline = time.monotonic() + LIVE_START
+            while not ready.exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            t0 = time.time() + warmup  # not ready in time: the pipeline child says so
+            _write(window, json.dumps([t0, t0 + spec["seconds"]]))
+
+        timeout = LIVE_START + warmup + spec["seconds"] + 180.0
+        result, decode = run_children([both, {**both, "kind": "live_decode"}], timeout,
+                                      open_window)  # fmt: skip
+    if "error" not in result and "skipped" not in result:
+        if "measured" not in decode:
+            result["error"] = f"decode-only beside it: {decode.get('error', decode)}"
+        else:
+            result["decode"] = decode["measured"]
+    return result
+
+
+def run_case(case: Case, inputs: Inputs, warmup: float = LIVE_WARMUP) -> None:
+    """Measure one case into ``case.result``; never raises (a skip or failure is its result).
+    ``warmup``: seconds a live case's children get before its measured window."""
     try:
         prepared = {key: str(inputs.get(name)) for key, name in case.needs.items()}
         case.spec = {**case.spec, **prepared}  # a new dict: cases may share their spec's base
         if case.group == "live":
-            timeout = case.spec["seconds"] + 180.0
-            with rtsp_streams(Path(case.spec["clip"]), case.spec["streams"]) as urls:
-                case.result = run_child({**case.spec, "urls": urls}, timeout)
+            case.result = run_live(case.spec, warmup)
         else:
             case.result = run_child(case.spec, CASE_TIMEOUT)
     except Skipped as exc:
@@ -298,6 +359,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick 1)",
     )  # fmt: skip
     p.add_argument(
+        "--live-warmup", type=float,
+        help=f"seconds from a live case's first processed frame to its measured window "
+        f"(default {LIVE_WARMUP:g}; --quick 5)",
+    )  # fmt: skip
+    p.add_argument(
         "--live-seconds", type=float,
         help="duration of each live case (default 60, the targets' window; --quick 15)",
     )  # fmt: skip
@@ -326,7 +392,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.models is None or args.media is None:
         p.error("set STREAMREC_MODELS and STREAMREC_MEDIA, or pass --models and --media")
     needed = [args.models / m for m in (DETECTOR, "det_2.5g.onnx", RECOGNIZER)]
-    needed += [args.media / c for c in CLIPS.values()]
+    needed += [args.media / c for c in (*CLIPS.values(), STILL)]
     missing = [str(f) for f in needed if not f.is_file()]
     if missing:
         p.error(f"not found: {', '.join(missing)}")
@@ -334,8 +400,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.loops = 1 if args.quick else 3
     if args.live_seconds is None:
         args.live_seconds = 15.0 if args.quick else 60.0
-    if args.loops < 1 or args.live_seconds <= 0:
-        p.error("--loops must be >= 1 and --live-seconds > 0")
+    if args.live_warmup is None:
+        args.live_warmup = 5.0 if args.quick else LIVE_WARMUP
+    if args.loops < 1 or args.live_seconds <= 0 or args.live_warmup < 0:
+        p.error("--loops must be >= 1, --live-seconds > 0 and --live-warmup >= 0")
     partial = args.quick or args.only is not None
     if args.out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -401,18 +469,21 @@ def main(argv: list[str] | None = None) -> int:
             "inputs": {
                 "1080p": f"{CLIPS['1080p']} ×{args.loops}",
                 "360p": str(CLIPS["360p"]),
-                "live": f"{CLIPS['360p']} scaled to {w}×{h}, {LIVE_FPS} fps, looped, "
-                f"{args.live_seconds:g} s per case",
+                "live": f"{CLIPS['360p']} scaled to {w}×{h}, {LIVE_FPS} fps (people); "
+                f"{STILL} with sensor noise, H.264 {STATIC_BITRATE}bit/s (static scene); "
+                f"looped, {args.live_warmup:g} s warm-up then {args.live_seconds:g} s measured "
+                "per case",
                 "startup": f"{CLIPS['360p']} (first frame); its first {SHORT_FRAMES} frames "
                 "(whole run)",
             },
             "live_seconds": args.live_seconds,
+            "live_warmup": args.live_warmup,
             "quick": args.quick,
             "prepared": inputs.notes,
         }
         try:
             for case in cases:
-                run_case(case, inputs)
+                run_case(case, inputs, args.live_warmup)
                 write_results(out, cases, meta, final=False)
         except KeyboardInterrupt:
             print(f"interrupted: what was measured is in {out}", file=sys.stderr)

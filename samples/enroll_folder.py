@@ -34,4 +34,7 @@ def main() -> None:
         print(f"{len(gallery.people())} people in {args.gallery}")
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except streamrec.StreamrecError as exc:  # a missing model, photo, video or gallery
+        raise SystemExit(f"error: {exc}") from None

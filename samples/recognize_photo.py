@@ -44,4 +44,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except streamrec.StreamrecError as exc:  # a missing model, photo, video or gallery
+        raise SystemExit(f"error: {exc}") from None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .config import Config, load_config
-from .errors import StreamrecError
+from .errors import MediaError, StreamrecError
 from .files import private_dir, write_private
 from .logs import configure_logging, setup_logging
 from .redact import redact
@@ -576,6 +576,9 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     from .analyzer import read_image
 
     cfg = _config(args)
+    missing = [name for name in args.images if not Path(name).is_file()]
+    if missing:  # a user mistake: said before the models load
+        raise MediaError(f"image{'s' * (len(missing) > 1)} not found: {', '.join(missing)}")
     analyzer = _analyzer(cfg)
     matcher = None
     if cfg.gallery:
@@ -588,9 +591,9 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     for name in args.images:
         try:
             image = read_image(name)
-        except StreamrecError as exc:
+        except StreamrecError as exc:  # unreadable: the others are still recognized
             failed += 1
-            print(f"error: {exc}", file=sys.stderr)
+            _print_error(str(exc))
             continue
         faces = analyzer.analyze(image, matcher)
         results.append(
@@ -621,7 +624,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
             write_private(target, cv2.imencode(".jpg", image)[1].tobytes())
     if args.json:
         print(json.dumps(results, indent=2))
-    return 1 if failed else 0
+    return MediaError.exit_code if failed else 0
 
 
 def _run_source(args: argparse.Namespace) -> str:
@@ -785,14 +788,19 @@ COMMANDS = {
 }
 
 
+def _print_error(message: str) -> None:
+    """``streamrec: error: ...`` on stderr, a line per problem (a config error lists each)."""
+    for line in message.splitlines() or [""]:
+        print(f"streamrec: error: {redact(line)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except StreamrecError as exc:
-        for line in str(exc).splitlines() or [""]:  # a config error lists every problem
-            print(f"streamrec: error: {redact(line)}", file=sys.stderr)
+        _print_error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         print("streamrec: interrupted", file=sys.stderr)

@@ -95,6 +95,9 @@ class DetectorConfig:
     small_faces: bool = True
     #: height (px, in the whole-frame pass at input_size) below which a tracked face is small
     small_face_size: int = Field(default=24, ge=1, le=4096)
+    #: with motion gating (`motion.enabled`), the whole frame is still detected at least every
+    #: this many seconds, so that a person standing perfectly still is not missed
+    max_skip: float = Field(default=5.0, gt=0.0, le=3600.0)
 
 
 @dataclass(config=_STRICT)
@@ -195,6 +198,51 @@ class TrackerConfig:
     flow: bool = True
 
 
+#: an ignore zone: 3 to 1000 [x, y] points
+_Polygon = Annotated[
+    list[Annotated[list[float], Field(min_length=2, max_length=2)]],
+    Field(min_length=3, max_length=1000),
+]
+
+
+@dataclass(config=_STRICT)
+class MotionConfig:
+    #: detect faces only when something moved, a face is tracked, or every detector.max_skip
+    #: seconds: auto = on live cameras (files are detected every interval), true, false
+    enabled: Literal[True, False, "auto"] = "auto"
+    #: grey levels (0-255) a pixel of the motion thumbnail must differ from the learnt
+    #: background (and beyond its own noise) to count as moving
+    threshold: float = Field(default=15.0, gt=0.0, le=255.0)
+    #: moving thumbnail pixels (after a 3x3 dilation) that make a moving region
+    contour_area: int = Field(default=10, ge=1, le=1_000_000)
+    #: rows of the grey thumbnail that motion is judged on (made from the decoder's luma)
+    frame_height: int = Field(default=100, ge=16, le=1080)
+    #: this fraction of the picture moving at once is a change of light (IR switch, clouds,
+    #: headlights): the background is learnt anew and the frame is detected once
+    lightning_threshold: float = Field(default=0.8, gt=0.0, le=1.0)
+    #: polygons (lists of [x, y] pixel points) where motion is ignored (swaying trees, a TV);
+    #: the camera's ignore_zones are masked too
+    mask: list[_Polygon] = Field(default_factory=list, max_length=100)
+
+
+@dataclass(config=_STRICT)
+class DegradationConfig:
+    #: when a live camera falls behind (frames dropped), spend less per frame, in this order:
+    #: the extras (small-face passes, optical flow) off, the detection interval longer, the
+    #: detection pass smaller; one step back after recover_after seconds without drops. Frames
+    #: are dropped only past the last step
+    enabled: bool = True
+    #: the longest detection interval, as a multiple of the camera's interval
+    max_interval_factor: int = Field(default=4, ge=1, le=100)
+    #: the smallest long side (px) of the whole-frame detection pass
+    min_input_size: int = Field(default=320, ge=32, le=4096, multiple_of=32)
+    #: seconds of dropped frames that make one step (the evidence is gathered this long)
+    window: float = Field(default=1.0, gt=0.0, le=3600.0)
+    #: seconds without dropped frames before one step back (doubled each time the step back
+    #: had to be taken again within a minute)
+    recover_after: float = Field(default=10.0, gt=0.0, le=86_400.0)
+
+
 @dataclass(config=_STRICT)
 class RuntimeConfig:
     provider: Literal["openvino", "cpu"] = "openvino"
@@ -207,12 +255,9 @@ class RuntimeConfig:
     #: compiled-model cache (speeds up start-up): a folder, auto ($XDG_CACHE_HOME or ~/.cache,
     #: then streamrec/ov_cache), or null (no cache)
     cache_dir: str | None = "auto"
-    #: how the detector and the recognizer share the cores: turns (each may use every core, one
-    #: inference at a time: the busier model, e.g. an IResNet-50 recognizer, gets the machine
-    #: when it needs it; measured faster on 2 cores, see benchmarks/results) or split (half
-    #: each, both run at once)
-    sharing: Literal["split", "turns"] = "turns"
-    #: inference threads per model; 0 = by `sharing` (split: half the cores; turns: all)
+    #: inference threads per model (each model runs one inference at a time; the detector and
+    #: the recognizer run at the same time); 0 = one on up to 4 cores, a quarter of the cores
+    #: above (a second thread costs more CPU than it saves time on small machines)
     threads: int = Field(default=0, ge=0, le=256)
 
 
@@ -220,6 +265,9 @@ class RuntimeConfig:
 class PipelineConfig:
     #: bound of the queues between pipeline stages (frames); files block, live sources drop
     queue_size: int = Field(default=8, ge=1, le=1024)
+    #: faces sent to the recognizer with one frame at most; a burst (a crowd walks in, a
+    #: scene cut) is spread over the next frames, so no frame waits for all of them
+    embeddings_per_frame: int = Field(default=2, ge=1, le=256)
     #: decoder threads; 0 = derived from the cores
     decoder_threads: int = Field(default=0, ge=0, le=256)
     #: seconds a stopping run or daemon may take to finish the frames in flight and flush every
@@ -252,13 +300,6 @@ class LiveConfig:
     #: first reconnect delay (s); it doubles per failed attempt (with jitter) up to reconnect_max
     reconnect_initial: float = Field(default=0.5, gt=0, le=3600)
     reconnect_max: float = Field(default=30.0, gt=0, le=86_400)
-
-
-#: an ignore zone: 3 to 1000 [x, y] points
-_Polygon = Annotated[
-    list[Annotated[list[float], Field(min_length=2, max_length=2)]],
-    Field(min_length=3, max_length=1000),
-]
 
 
 def _http_address(value: str) -> SplitResult | None:
@@ -344,6 +385,9 @@ class CameraConfig:
     interval: int | None = Field(default=None, ge=1, le=1000)
     #: polygons (lists of [x, y] pixel points) whose faces are ignored
     ignore_zones: list[_Polygon] = Field(default_factory=list, max_length=100)
+    #: this camera's motion gating (its mask, its threshold); keys not given come from the
+    #: top-level motion section
+    motion: MotionConfig | None = None
     rtsp_transport: Literal["tcp", "udp"] | None = None
     #: an http(s) source is a live camera (MJPEG, HLS: newest frame wins, reconnects); false
     #: reads it as a recording, every frame. RTSP and webcams are always live, files never
@@ -356,9 +400,14 @@ class CameraConfig:
         if (self.source is None) == (self.frigate is None):
             raise ValueError("give either 'source' (a video source) or 'frigate' (a Frigate NVR)")
         if self.frigate is not None and (
-            self.interval is not None or self.ignore_zones or self.rtsp_transport is not None
+            self.interval is not None
+            or self.ignore_zones
+            or self.rtsp_transport is not None
+            or self.motion is not None
         ):
-            raise ValueError("interval, ignore_zones and rtsp_transport are for a 'source'")
+            raise ValueError(
+                "interval, ignore_zones, motion and rtsp_transport are for a 'source'"
+            )
         http = (self.source or "").strip().lower().startswith(("http://", "https://"))
         if not self.live and not http:
             raise ValueError(
@@ -487,6 +536,11 @@ class Config:
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
     #: video pipeline
     pipeline: PipelineConfig = dataclasses.field(default_factory=PipelineConfig)
+    #: motion gating of face detection on live cameras (each camera may have its own, with
+    #: masks)
+    motion: MotionConfig = dataclasses.field(default_factory=MotionConfig)
+    #: what a live camera gives up, in order, when the machine cannot keep up
+    degradation: DegradationConfig = dataclasses.field(default_factory=DegradationConfig)
     #: live sources (cameras, streams): opening, stalls, reconnects
     live: LiveConfig = dataclasses.field(default_factory=LiveConfig)
     #: gallery file (SQLite)
@@ -503,6 +557,27 @@ class Config:
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     #: file the config was loaded from (set by load_config, not a YAML key)
     source_file: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _camera_motion(cls, data: Any) -> Any:
+        """The keys a camera's ``motion:`` does not give come from the top-level ``motion:``."""
+        if not isinstance(data, dict):
+            return data
+        top, cameras = data.get("motion"), data.get("cameras")
+        if not isinstance(top, dict) or not isinstance(cameras, list):
+            return data
+        merged = [
+            {**c, "motion": {**top, **c["motion"]}}
+            if isinstance(c, dict) and isinstance(c.get("motion"), dict)
+            else c
+            for c in cameras
+        ]
+        return {**data, "cameras": merged}
+
+    def camera_motion(self, camera: CameraConfig) -> MotionConfig:
+        """The motion gating of a camera: its own section, or the top-level one."""
+        return camera.motion if camera.motion is not None else self.motion
 
 
 _ADAPTER = TypeAdapter(Config)
@@ -700,8 +775,13 @@ def _problems(exc: ValidationError, file: Path | None, overridden: list[str]) ->
     lines = []
     for err in errors[:MAX_PROBLEMS]:
         key = ".".join(map(str, err["loc"]))
-        where = next(
-            (f"--set {k}" for k in overridden if key == k or key.startswith(k + ".")), default
+        where = next(  # the --set at the key, below it (a misspelt section) or above it
+            (
+                f"--set {k}"
+                for k in overridden
+                if key == k or key.startswith(k + ".") or k.startswith(key + ".")
+            ),
+            default,
         )
         lines.append(f"{where}: {_describe(err)}")
     if len(errors) > MAX_PROBLEMS:
@@ -836,7 +916,7 @@ def _allowed(cls: Any, name: str) -> str:
     hint = get_type_hints(cls)[name]
     literal = next((get_args(h) for h in (hint, *get_args(hint)) if get_origin(h) is Literal), None)
     if literal:
-        return " | ".join(map(str, literal))
+        return " | ".join(_scalar(v) for v in literal)
     bounds: dict[str, Any] = {}
     for meta in cls.__pydantic_fields__[name].metadata:
         for attr in ("ge", "gt", "le", "lt", "multiple_of", "max_length"):

@@ -31,9 +31,28 @@ class Picture(Protocol):
         """H x W x 3 uint8 BGR, C-contiguous."""
         ...
 
-    def luma(self) -> np.ndarray:
-        """The grey levels (H x W uint8), without any colour conversion."""
+    def plane(self) -> tuple[np.ndarray, bool]:
+        """The luma plane as the decoder coded it (H x W uint8, without any conversion) and
+        whether it codes black..white as 16..235 ("limited" range) rather than 0..255."""
         ...
+
+
+#: limited-range luma (16..235) to full range (0..255)
+_STRETCH = np.clip((np.arange(256) - 16) * 255 / 219 + 0.5, 0, 255).astype(np.uint8)
+
+
+def shrink(grey: np.ndarray, height: int) -> np.ndarray:
+    """``grey`` resized to ``height`` rows: halved by pixel area while it is at least twice as
+    tall (OpenCV's fast path), then interpolated the rest of the way (area resizing by other
+    factors is ten times slower)."""
+    while grey.shape[0] >= 2 * height:
+        grey = cv2.resize(
+            grey, (grey.shape[1] // 2, grey.shape[0] // 2), interpolation=cv2.INTER_AREA
+        )
+    if grey.shape[0] != height:
+        width = max(1, round(grey.shape[1] * height / grey.shape[0]))
+        grey = cv2.resize(grey, (width, height), interpolation=cv2.INTER_LINEAR)
+    return grey
 
 
 class Frame:
@@ -49,7 +68,9 @@ class Frame:
     converting.
     """
 
-    __slots__ = ("_image", "_lock", "_luma", "_picture", "captured", "index", "source", "time")
+    __slots__ = (
+        "_image", "_lock", "_luma", "_picture", "_thumb", "captured", "index", "source", "time",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -70,6 +91,7 @@ class Frame:
         else:
             self._image, self._picture = None, image
         self._luma: np.ndarray | None = None
+        self._thumb: np.ndarray | None = None
 
     def __repr__(self) -> str:
         return f"Frame({self.source!r}, {self.index}, {self.time:.3f}, {self.width}x{self.height})"
@@ -91,17 +113,42 @@ class Frame:
         """Whether the BGR image has been made (for tests and counters)."""
         return self._image is not None
 
-    def luma(self) -> np.ndarray:
+    def luma(self, full_range: bool = True) -> np.ndarray:
         """The frame's grey levels (H x W uint8): from the decoder's picture without converting
-        it when there is one, else from the BGR image; made once."""
+        it when there is one, else from the BGR image; made once.
+
+        ``full_range=False`` gives the plane as coded (black may be 16, white 235) without the
+        full-frame stretch, for uses that do not compare levels (optical flow).
+        """
         grey = self._luma
         if grey is None:
-            if self._picture is not None:
-                grey = self._picture.luma()
+            if self._picture is None:
+                grey = self._luma = cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
             else:
-                grey = cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
-            self._luma = grey
+                plane, limited = self._picture.plane()
+                if not limited:
+                    grey = self._luma = plane
+                elif not full_range:
+                    return plane
+                else:
+                    grey = self._luma = np.asarray(cv2.LUT(plane, _STRETCH), np.uint8)
         return grey
+
+    def thumbnail(self, height: int) -> np.ndarray:
+        """The grey levels shrunk to ``height`` rows (the aspect kept, each pixel the mean of the
+        frame's pixels it covers, full range): what motion and scene cuts are judged on. Made
+        once, from the decoder's plane without stretching the whole frame."""
+        thumb = self._thumb
+        if thumb is None or thumb.shape[0] != height:
+            if self._picture is None or self._luma is not None:
+                plane, limited = self.luma(), False
+            else:
+                plane, limited = self._picture.plane()
+            thumb = shrink(plane, height)
+            if limited:
+                thumb = np.asarray(cv2.LUT(thumb, _STRETCH), np.uint8)
+            self._thumb = thumb
+        return thumb
 
     @property
     def height(self) -> int:
@@ -192,6 +239,9 @@ class FaceJob:
     box: np.ndarray  # float32[4] the face's box
     det_score: float
     request: str = "explore"  # why it is embedded (``pipeline.identity.Request``)
+    #: the BGR frame the landmarks are in, when not the frame the job travels with (a burst of
+    #: new faces is spread over the next frames)
+    image: np.ndarray | None = field(default=None, repr=False)
     crop: np.ndarray | None = None  # aligned BGR crop (embed stage)
     embedding: np.ndarray | None = None  # float32[D], L2-normalised (embed stage)
 

@@ -51,6 +51,18 @@ class CameraState(str, Enum):
         return "offline"
 
 
+class Latency(str, Enum):
+    """The latencies the pipeline reports, each from a frame's capture (wall clock) to a moment
+    of its journey."""
+
+    FRAME = "frame"  # the frame left the pipeline (annotated for the live view, written)
+    DECISION = "decision"  # a track's first frame -> its first identified or unknown event
+    EVENT = "event"  # a track_start, identified or unknown event was emitted
+    #: the frame whose detection round ended a track -> its track_end was emitted (a track ends
+    #: ``tracker.max_missed`` rounds after it was last seen, by design: measured apart)
+    TRACK_END = "track_end"
+
+
 class Observer:
     """Telemetry of the pipeline's stages; every method does nothing unless overridden.
 
@@ -106,6 +118,12 @@ class Observer:
 
     def busy(self, step: str, seconds: float) -> None:
         """Time spent in one step of a stage (read, detect, track, align, embed, match, ...)."""
+
+    def latency(self, camera: str, kind: Latency, seconds: float) -> None:
+        """Wall seconds of one latency (see :class:`Latency`) of ``camera``."""
+
+    def degraded(self, camera: str, level: int, what: str) -> None:
+        """A live camera's degradation level changed (0: normal; ``what`` it gives up)."""
 
 
 class Observers(Observer):
@@ -172,3 +190,11 @@ class Observers(Observer):
     def busy(self, step: str, seconds: float) -> None:
         for o in self.observers:
             o.busy(step, seconds)
+
+    def latency(self, camera: str, kind: Latency, seconds: float) -> None:
+        for o in self.observers:
+            o.latency(camera, kind, seconds)
+
+    def degraded(self, camera: str, level: int, what: str) -> None:
+        for o in self.observers:
+            o.degraded(camera, level, what)

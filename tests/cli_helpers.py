@@ -9,12 +9,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the small real models (det_500m + MobileFaceNet) as --set overrides
+#: the small real models (det_500m + MobileFaceNet) as --set overrides, in FP32 whatever the
+#: CPU offers (see conftest.FP32)
 SMALL = [
     "--set",
     "models.detector=det_500m.onnx",
     "--set",
     "models.recognizer=mobilefacenet_128d.onnx",
+    "--set",
+    "runtime.precision=FP32",
 ]
 LIN = "Lin-Manuel Miranda"
 ALEX = "Alex Lacamoire"

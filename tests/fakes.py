@@ -1,14 +1,15 @@
 """Fake models and sources: the pipeline's logic on synthetic frames, in milliseconds.
 
-A "face" is a filled square of a pure colour on a black frame. :class:`FakeDetector` finds the
-squares (connected components) and gives each frontal landmarks; :class:`FakeEmbedder` embeds an
+A "face" is a filled square of a pure colour on a dark frame (black, or a grey :class:`Scene`
+with sensor noise and changes of light). :class:`FakeDetector` finds the squares (connected
+components of bright pixels) and gives each frontal landmarks; :class:`FakeEmbedder` embeds an
 aligned crop as its mean colour, so red, green and blue faces are three orthogonal people.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
@@ -26,20 +27,26 @@ _KPS = np.array([[0.3, 0.35], [0.7, 0.35], [0.5, 0.55], [0.35, 0.75], [0.65, 0.7
 
 class FakeDetector:
     """Finds the squares; ``scale`` is how much the whole-frame pass would shrink the frame
-    (the squares are found at any size, but the small-face passes follow it)."""
+    (the squares are found at any size, but the small-face passes follow it). Each call takes
+    ``delay`` seconds (a slow machine; change it while it runs)."""
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, delay: float = 0.0) -> None:
         self.calls = 0
         self.region_calls = 0
         self.scale = scale
+        self.delay = delay
 
     def frame_scale(self, width: int, height: int) -> float:
         return self.scale
+
+    def cost(self, width: int, height: int, scale: float) -> int:
+        return round(width * height * scale * scale)
 
     def detect_region(
         self, image: np.ndarray, region: tuple[int, int, int, int], scale: float
     ) -> Detections:
         self.region_calls += 1
+        time.sleep(self.delay)
         x1, y1, x2, y2 = region
         dets = self._find(image[y1:y2, x1:x2])
         offset = np.array([x1, y1], np.float32)
@@ -47,10 +54,11 @@ class FakeDetector:
 
     def detect(self, image: np.ndarray) -> Detections:
         self.calls += 1
+        time.sleep(self.delay)
         return self._find(image)
 
     def _find(self, image: np.ndarray) -> Detections:
-        mask = (image.max(axis=2) > 0).astype(np.uint8)
+        mask = (image.max(axis=2) > 127).astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
         boxes = [
             [x, y, x + w, y + h] for x, y, w, h, area in stats[1:n] if area >= 64 and h >= 8
@@ -105,8 +113,32 @@ class Face:
     frames: range = range(0, 10**9)  # frames in which it is visible
 
 
-def render(faces: Iterable[Face], index: int, width: int = 320, height: int = 240) -> np.ndarray:
-    image = np.zeros((height, width, 3), np.uint8)
+@dataclass
+class Scene:
+    """A grey background with sensor noise: ``light(index)`` is its grey level, ``noise`` the
+    noise's standard deviation (fresh on every frame)."""
+
+    light: Callable[[int], float] = lambda index: 60.0
+    noise: float = 6.0
+    seed: int = 0
+
+    def background(self, index: int, width: int, height: int) -> np.ndarray:
+        rng = np.random.default_rng((self.seed, index))
+        grey = rng.normal(self.light(index), self.noise, (height, width, 1))
+        return np.repeat(np.clip(grey, 0, 110), 3, axis=2).astype(np.uint8)
+
+
+def render(
+    faces: Iterable[Face],
+    index: int,
+    width: int = 320,
+    height: int = 240,
+    scene: Scene | None = None,
+) -> np.ndarray:
+    if scene is None:
+        image = np.zeros((height, width, 3), np.uint8)
+    else:
+        image = scene.background(index, width, height)
     for f in faces:
         if index in f.frames:
             x = round(f.x + f.dx * index)
@@ -116,7 +148,10 @@ def render(faces: Iterable[Face], index: int, width: int = 320, height: int = 24
 
 
 class FakeSource(Source):
-    """Frames rendered from a scene (and ``Gap`` items at given indices), in memory."""
+    """Frames rendered from faces on a scene (and ``Gap`` items at given indices), in memory.
+
+    ``paced``: a live camera's frames come in real time at ``fps``; a frame the pipeline has
+    not taken when the next one is due is lost, as with a camera (its index is skipped)."""
 
     def __init__(
         self,
@@ -126,20 +161,33 @@ class FakeSource(Source):
         fps: float = 25.0,
         gaps: Iterable[int] = (),
         live: bool = False,
+        scene: Scene | None = None,
+        paced: bool = False,
     ) -> None:
         super().__init__(name, SourceOptions())
         self.live = live
         self.fps, self.total_frames = fps, frames
-        self._items = self._generate(faces, frames, set(gaps))
+        self.paced = paced
+        self._items = self._generate(faces, frames, set(gaps), scene)
 
-    def _generate(self, faces: list[Face], frames: int, gaps: set[int]) -> Iterator[Frame | Gap]:
+    def _generate(
+        self, faces: list[Face], frames: int, gaps: set[int], scene: Scene | None
+    ) -> Iterator[Frame | Gap]:
+        start = time.monotonic()
         for i in range(frames):
             if self._closed.is_set():
                 return
+            if self.paced:
+                late = time.monotonic() - start - i / self.fps
+                if late > 1 / self.fps:  # the camera sent this one while we were busy
+                    self._counted(time.time())
+                    continue
+                self._closed.wait(max(0.0, -late))
             if i in gaps:
                 yield Gap(self.name, "fake camera dropped", float(i))
             index = self._counted(time.time())
-            yield Frame(self.name, index, i / self.fps, render(faces, i), time.time())
+            image = render(faces, i, scene=scene)
+            yield Frame(self.name, index, i / self.fps, image, time.time())
 
     def _next_item(self) -> Frame | Gap | None:
         return next(self._items, None)

@@ -16,8 +16,8 @@ import pytest
 
 from benchmarks import suite
 from benchmarks.cases import Skipped, decode_frames, streamrec_config
-from benchmarks.live import latency_stats, rtsp_streams
-from benchmarks.prepare import CLIPS, Inputs
+from benchmarks.live import LiveRecorder, latency_stats, rtsp_streams
+from benchmarks.prepare import CLIPS, STILL, Inputs
 from benchmarks.report import render, targets
 from benchmarks.scrfd10g import build_scrfd10g, gmacs, parameter_count
 from benchmarks.suite import Case, parse_args, run_case, run_child
@@ -88,11 +88,20 @@ def test_decode_frames_gives_every_frame_as_bgr(media_dir: Path) -> None:
 def test_latency_stats_by_thirds_of_the_time() -> None:
     # 60 s of events: 100 ms latency, growing to 400 ms in the last 20 s
     samples = [(t, 0.1 if t < 40 else 0.4) for t in np.arange(0.0, 60.0, 0.5)]
-    stats = latency_stats(samples)
-    assert stats["events"] == len(samples)
-    assert stats["first_third_p95_ms"] == pytest.approx(100)
-    assert stats["last_third_p95_ms"] == pytest.approx(400)
+    stats = latency_stats(samples, "event_")
+    assert stats["event_count"] == len(samples)
+    assert stats["event_first_third_p95_ms"] == pytest.approx(100)
+    assert stats["event_last_third_p95_ms"] == pytest.approx(400)
     assert latency_stats([])["p95_ms"] is None
+
+
+def test_degradation_over_the_window() -> None:
+    recorder = LiveRecorder()
+    recorder.levels["cam0"] = [(5.0, 1), (12.0, 3), (20.0, 0), (40.0, 1)]
+    assert recorder.degradation("cam0", (10.0, 30.0)) == {
+        "max_level": 3, "end_level": 0, "degraded_s": 10.0,
+    }  # fmt: skip
+    assert recorder.degradation("cam1", (10.0, 30.0))["max_level"] == 0
 
 
 def test_no_bf16_device_is_a_skip(models_dir: Path) -> None:
@@ -145,7 +154,7 @@ def test_missing_ffmpeg_skips_the_cases_that_need_it(no_tools: None, tmp_path: P
 
 
 def test_missing_rtsp_server_or_ffmpeg_is_a_skip(no_tools: None, tmp_path: Path) -> None:
-    with pytest.raises(Skipped, match="not installed"), rtsp_streams(tmp_path / "x.mp4", 2):
+    with pytest.raises(Skipped, match="not installed"), rtsp_streams([tmp_path / "x.mp4"] * 2):
         pass
 
 
@@ -195,7 +204,7 @@ def fake_shared(tmp_path: Path) -> tuple[Path, Path]:
     for f in [models / m for m in ("det_500m.onnx", "det_2.5g.onnx", "mobilefacenet_128d.onnx")]:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.touch()
-    for clip in CLIPS.values():
+    for clip in (*CLIPS.values(), STILL):
         (media / clip).parent.mkdir(parents=True, exist_ok=True)
         (media / clip).touch()
     return models, media
@@ -234,6 +243,27 @@ def test_a_partial_run_refuses_the_results_folder(
     assert "for full runs only" in capsys.readouterr().err
 
 
+def test_a_live_case_measures_the_pipeline_beside_decode_only(
+    models_dir: Path, media_dir: Path, tmp_path: Path
+) -> None:
+    """A short live case on a real RTSP camera (the static scene): the pipeline and PyAV
+    decoding the same stream are measured over the same window (no figure is judged)."""
+    inputs = Inputs(media_dir, models_dir, tmp_path, tmp_path, loops=1, quick=True)
+    case = next(c for c in suite.live_cases(models_dir, 4.0) if c.key == "static_1")
+    suite.run_case(case, inputs, warmup=2.0)
+    if "skipped" in case.result:
+        pytest.skip(case.result["skipped"])
+    assert "error" not in case.result, case.result
+    x = case.result["measured"]["extra"]
+    decode = case.result["decode"]
+    assert x["received"] > 0 and decode["frames"] > 0 and x["cpu_s"] > 0
+    assert set(x["cameras"]["cam0"]) >= {"fps", "dropped", "detector_runs", "max_level",
+                                          "frame_p95_ms", "track_end_count"}  # fmt: skip
+    assert x["frame_count"] > 0
+    text = render([case], _meta(), [])
+    assert "| 1× 720p@25 RTSP static scene, small | " in text and "× decode-only CPU" in text
+
+
 def test_help_lists_every_case_and_target() -> None:
     import subprocess
 
@@ -266,10 +296,15 @@ def _measured(group: str, key: str, fps: float, **extra: Any) -> Case:
     return case
 
 
-def _live(key: str, fps: float, dropped: int, p95: float, seconds: float) -> Case:
+def _live(key: str, fps: float, dropped: int, p95: float, seconds: float,
+          cpu_s: float = 10.0, decode_cpu_s: float = 5.0) -> Case:  # fmt: skip
     cams = {"cam0": {"fps": fps, "frames": 1000, "dropped": dropped}}
-    thirds = {f"{t}_third_p95_ms": p95 for t in ("first", "middle", "last")}
-    return _measured("live", key, fps, cameras=cams, seconds=seconds, **thirds)
+    thirds = {f"event_{t}_third_p95_ms": p95 for t in ("first", "middle", "last")}
+    latencies = {f"{k}_p95_ms": p95 for k in ("event", "frame", "decision")}
+    case = _measured("live", key, fps, cameras=cams, seconds=seconds, cpu_s=cpu_s,
+                     received=1000 + dropped, **thirds, **latencies)  # fmt: skip
+    case.result["decode"] = {"frames": 1000 + dropped, "extra": {"cpu_s": decode_cpu_s}}
+    return case
 
 
 def test_targets_are_judged_from_the_cases() -> None:
@@ -283,6 +318,9 @@ def test_targets_are_judged_from_the_cases() -> None:
         _measured("1080p", "r50_fp32", 12.0),
         skipped,
         _live("small_4", 25.0, dropped=5, p95=100.0, seconds=60.0),  # 0.5 %
+        _live("small_1", 25.0, dropped=0, p95=50.0, seconds=60.0, cpu_s=15.0),  # 3×
+        _live("static_1", 25.0, dropped=0, p95=50.0, seconds=60.0, cpu_s=8.0),  # 1.6×
+        _live("mixed_8", 24.0, dropped=300, p95=200.0, seconds=60.0),  # 23 %
         _live("small_8", 24.0, dropped=0, p95=200.0, seconds=15.0),  # too short to judge
         _live("r50_2", 20.0, dropped=100, p95=900.0, seconds=60.0),  # 9.1 %
     ]
@@ -297,7 +335,12 @@ def test_targets_are_judged_from_the_cases() -> None:
     assert verdict("R50-eq FP32")[1] is None
     assert "insightface is not installed" in verdict("R50-eq FP32")[0]
     assert verdict("R50-eq INT8 with det_2.5g")[1] is None
-    assert verdict("live small, 4 streams") == ("0.5 % dropped", True)
+    assert verdict("live small, 4 streams: <") == ("0.5 % dropped", True)
+    assert verdict("live small, 4 streams: event latency") == ("100 ms", True)
+    assert verdict("live small, 4 streams: decision") == ("100 ms", True)
+    assert verdict("live 1× with people") == ("3.00×", True)
+    assert verdict("live 1× static scene") == ("1.60×", False)
+    assert verdict("live small, 8 mixed") == ("23.1 % dropped", False)
     assert verdict("live small, 8 streams")[1] is None
     assert "needs 60 s" in verdict("live small, 8 streams")[0]
     assert verdict("live det_2.5g") == ("9.1 % dropped", False)

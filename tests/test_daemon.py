@@ -44,7 +44,10 @@ def dead_rtsp_url() -> str:
     return f"rtsp://127.0.0.1:{free_port()}/nothing"
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float, proc: Daemon) -> Any:
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float, proc: Daemon, every: float = 0.25
+) -> Any:
+    """``check()``'s first true value, asked every ``every`` s for at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -56,7 +59,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, proc: Daemon) 
             )
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} after {timeout:g} s; log: {proc.log()[-3000:]}")
-        time.sleep(0.25)
+        time.sleep(every)
 
 
 class Daemon:

@@ -27,6 +27,7 @@ SMALL = [
     "--set=models.detector=det_500m.onnx",
     "--set=models.recognizer=mobilefacenet_128d.onnx",
     "--set=models.download=false",
+    "--set=runtime.precision=FP32",  # as the InsightFace reference (see conftest.FP32)
 ]
 PAIR_FILES = ["master.csv", "face-recognition-pivot.csv"]
 

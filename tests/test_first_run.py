@@ -39,10 +39,33 @@ def test_quick_start_offline_is_one_line_with_the_ways_out(
                      env=offline, check=False)  # fmt: skip
     assert_one_clear_line(
         proc, "det_10g.onnx", "w600k_r50.onnx", "streamrec models pull buffalo_l",
-        "STREAMREC_MODELS", "buffalo_s",
+        "STREAMREC_MODELS", "buffalo_s, a download",
     )  # fmt: skip
+    assert "models found" not in proc.stderr  # there are none
     assert proc.returncode == 2
     assert not out.exists() and not events.exists()
+
+
+def test_offline_the_error_names_the_models_found_and_the_line_that_uses_them(
+    offline: dict[str, str], models_dir: Path, media_dir: Path, tmp_path: Path
+) -> None:
+    """The default pack cannot be had, but STREAMREC_MODELS holds a detector and a recognizer
+    streamrec knows: the error lists them and gives the ``--set`` line, which then works."""
+    here = tmp_path / "my-models"
+    here.mkdir()
+    for name in ("det_500m.onnx", "mobilefacenet_128d.onnx", "face_detection_yunet_2023mar.onnx"):
+        if (models_dir / name).exists():
+            (here / name).symlink_to(models_dir / name)
+    env = {**offline, "STREAMREC_MODELS": str(here)}
+    clip = str(media_dir / CLIP)
+    proc = streamrec("run", clip, "--end", "1", "--no-progress", env=env, check=False)
+    line = "--set models.detector=det_500m.onnx --set models.recognizer=mobilefacenet_128d.onnx"
+    assert_one_clear_line(proc, f"in {here}: det_500m.onnx, mobilefacenet_128d.onnx", line)
+    assert "yunet" not in proc.stderr  # not a model streamrec can run
+    events = tmp_path / "events.jsonl"
+    streamrec("run", clip, "--end", "1", "--no-progress", "--events", str(events), *line.split(),
+              env=env)  # fmt: skip
+    assert events.read_text().count("track_start") >= 1
 
 
 def test_a_missing_video_is_reported_before_the_models(
@@ -139,3 +162,37 @@ def test_long_commands_show_progress_on_a_terminal_only(
         (tmp_path / "g.db").unlink()
     piped = streamrec(*args, *SMALL).stderr  # not a terminal: no bar
     assert unit not in piped
+
+
+def test_a_misspelt_set_key_is_blamed_on_the_set(models_dir: Path) -> None:
+    proc = streamrec("config", "show", "--set", "recogniton.threshold=0.5", check=False)
+    assert_one_clear_line(
+        proc, "--set recogniton.threshold: unknown key 'recogniton'",
+        "did you mean 'recognition'?",
+    )  # fmt: skip
+    assert proc.returncode == 2 and "built-in defaults" not in proc.stderr
+
+
+def test_a_misspelt_model_name_gets_a_did_you_mean(
+    offline: dict[str, str], media_dir: Path
+) -> None:
+    proc = streamrec("run", str(media_dir / CLIP), "--set", "models.detector=bufalo_s",
+                     "--set", "models.recognizer=buffalo_s", env=offline, check=False)  # fmt: skip
+    assert_one_clear_line(proc, "detector bufalo_s (did you mean buffalo_s?)")
+    assert proc.returncode == 2
+
+
+def test_recognize_a_missing_photo_before_the_models(
+    offline: dict[str, str], media_dir: Path
+) -> None:
+    """Offline: had it loaded the models first, the error would be about them."""
+    photo = str(media_dir / "face_recognition/obama.jpg")
+    proc = streamrec("recognize", "nosuch.jpg", photo, env=offline, check=False)
+    assert_one_clear_line(proc, "image not found: nosuch.jpg")
+    assert proc.stderr.startswith("streamrec: error: ") and proc.returncode == 2
+
+
+def test_a_missing_webcam_is_one_line_without_opencv_warnings(models_dir: Path) -> None:
+    proc = streamrec("run", "57", *SMALL, check=False)
+    assert_one_clear_line(proc, "cannot open webcam 57")
+    assert "WARN" not in proc.stderr and proc.returncode == 2, proc.stderr

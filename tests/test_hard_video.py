@@ -28,6 +28,7 @@ SMALL = [
     "--set=models.detector=det_500m.onnx",
     "--set=models.recognizer=mobilefacenet_128d.onnx",
     "--set=models.download=false",
+    "--set=runtime.precision=FP32",  # whatever the CPU offers (see conftest.FP32)
 ]
 MAN, WOMAN = "webcam man", "tiktok woman"
 #: clip, source, size it is scaled to, where it is placed, frames, frame rate (None: the
@@ -102,6 +103,7 @@ def far_eval(hard_set: Path) -> tuple[dict, dict[str, dict[int, list[Shown]]]]:
             "models.detector": "det_500m.onnx",
             "models.recognizer": "mobilefacenet_128d.onnx",
             "models.download": False,
+            "runtime.precision": "FP32",
             "gallery": str(hard_set / "gallery.db"),
         },
     )

@@ -312,14 +312,16 @@ def test_detector_rejects_non_scrfd_model(models_dir: Path) -> None:
 def test_fixed_and_dynamic_batch_recognizers_agree(analyzer, models_dir: Path, media_dir: Path):
     from streamrec.models.embedder import ArcFaceEmbedder
 
-    cfg = load_config()
+    # one precision for both (auto may pick BF16 for one of them on a CPU that has it)
+    cfg = load_config(None, {"runtime.precision": "FP32"})
     b1 = ArcFaceEmbedder(models_dir / "mobilefacenet_128d_b1.onnx", cfg.embedder, cfg.runtime)
-    assert b1.fixed_batch == 1 and b1.dim == 128 and analyzer.embedder.fixed_batch is None
+    dyn = ArcFaceEmbedder(models_dir / "mobilefacenet_128d.onnx", cfg.embedder, cfg.runtime)
+    assert b1.fixed_batch == 1 and b1.dim == 128 and dyn.fixed_batch is None
     image = read_image(media_dir / "insightface/t1.jpg")
     dets = analyzer.detect(image)
     from streamrec.models.alignment import align
 
     crops = [align(image, k) for k in dets.kps]
-    a, b = analyzer.embedder.embed(crops), b1.embed(crops)
+    a, b = dyn.embed(crops), b1.embed(crops)
     assert a.shape == b.shape == (len(dets), 128)
     assert float(np.min(np.sum(a * b, axis=1))) > 0.999

@@ -191,3 +191,32 @@ def test_watch_an_rtsp_camera_until_sigterm(lin_db: Path, config: str, media_dir
         seen.append(lines.get())
     assert seen[0] == f"watching {url}" and seen[-1] == "stopped", seen
     arrivals_balanced(seen[1:-1])
+
+
+@pytest.mark.parametrize(
+    "sample", ["recognize_photo.py", "video_events.py", "custom_sink.py", "watch.py",
+               "enroll_folder.py"],
+)  # fmt: skip
+def test_a_sample_without_its_models_says_so_without_a_traceback(
+    sample: str, media_dir: Path, tmp_path: Path
+) -> None:
+    source = {
+        "recognize_photo.py": [str(media_dir / "face_recognition/obama.jpg")],
+        "enroll_folder.py": [str(media_dir / KNN / "train"), "--gallery", str(tmp_path / "g.db")],
+    }.get(sample, [str(media_dir / CLIP)])
+    offline = {
+        "HOME": str(tmp_path / "home"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "STREAMREC_MODELS": str(tmp_path / "no-models"),
+        "STREAMREC_MODEL_MIRROR": "http://127.0.0.1:9",
+    }
+    proc = subprocess.run(
+        [sys.executable, str(SAMPLES / sample), *source],
+        capture_output=True,
+        text=True,
+        env={**sample_env(), **offline},
+        timeout=600,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "error: model(s) not found" in proc.stderr, proc.stderr

@@ -295,8 +295,9 @@ def test_redact() -> None:
     assert redact("rtsp://admin:secret@10.0.0.5:554/live") == "rtsp://***@10.0.0.5:554/live"
     assert redact("rtsp://admin@cam/live") == "rtsp://***@cam/live"
     assert redact("rtsp://u:p@ss@cam/x?y=1") == "rtsp://***@cam/x?y=1"
+    # user names in camera URLs are masked too (vendor key list), not remembered as secrets
     assert redact("http://cam/stream?user=a&password=hunter2") == (
-        "http://cam/stream?user=a&password=***"
+        "http://cam/stream?user=***&password=***"
     )
     assert redact("rtsp://cam:554/live") == "rtsp://cam:554/live"
     assert redact("/videos/a@b.mp4") == "/videos/a@b.mp4"
@@ -460,6 +461,24 @@ def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFix
     assert "hunter2" not in logged
     assert "stream lost: end of stream" in logged and "stream lost: stalled" in logged
     assert "reconnected" in logged
+
+
+def test_rtsp_camera_that_refuses_tcp_gets_the_udp_hint_once(
+    rtsp_clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The test server relays RTP over UDP only and answers a TCP SETUP with 400 Bad Request,
+    as such cameras do: the log says once what to change, the retries go on."""
+    caplog.set_level(logging.WARNING, logger="streamrec.sources")
+    options = SourceOptions(rtsp_transport="tcp", reconnect_initial=0.05, reconnect_max=0.1)
+    with RtspStream(rtsp_clip) as camera, open_source(camera.url, options) as source:
+        deadline = time.monotonic() + 60
+        while caplog.text.count("cannot connect") < 3:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
+        assert source.stats.state == CameraState.CONNECTING
+    assert "400 Bad Request" in caplog.text
+    assert caplog.text.count("refused RTSP over TCP") == 1, caplog.text
+    assert "rtsp_transport: udp" in caplog.text
 
 
 @pytest.fixture

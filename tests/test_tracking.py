@@ -385,7 +385,7 @@ def test_frame_index_must_increase() -> None:
 def test_optical_flow_keeps_boxes_on_a_face_that_turns_back() -> None:
     """Between detections the tracker alone extrapolates the last motion; following the
     face's own pixels keeps the box on it when it reverses (down, then up again)."""
-    from streamrec.pipeline.flow import follow
+    from streamrec.pipeline.flow import Pyramid, follow
 
     rng = np.random.default_rng(0)
     background = rng.integers(0, 256, (300, 400), dtype=np.uint8)  # grey, as flow sees frames
@@ -407,7 +407,9 @@ def test_optical_flow_keeps_boxes_on_a_face_that_turns_back() -> None:
                 box = truth[None]
                 update = tracker.update(t, Detections(box, np.ones(1, np.float32), landmarks(box)))
             else:
-                moved = follow(previous, image, tracker.present) if with_flow else None
+                moved = None
+                if with_flow:
+                    moved = follow(Pyramid(previous), Pyramid(image), tracker.present)
                 update = tracker.update(t, None, moved)
             worst = min(worst, iou(update.active[0].box, truth))
             previous = image

@@ -25,7 +25,7 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
-from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.matcher import Matcher, same_people
 from streamrec.gallery.session import QUEUE_SIZE, GallerySession
 from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import MAX_SAMPLES, Sighting, UnknownBook
@@ -147,7 +147,8 @@ class GalleryFeed:
             self._revision = revision
             matcher = session.matcher()
             old = self._snapshot
-            if old is None or not _same_people(old, matcher):
+            changed = old is None or not same_people(old, matcher)
+            if changed:
                 self._people_version += 1
             gone = set(old.names) - set(matcher.names) if old is not None else set()
             for label in dead:
@@ -175,17 +176,10 @@ class GalleryFeed:
         if force:
             log.info("gallery reloaded: %d people", people)
         elif old is not None:
-            log.info("gallery revision %d loaded", revision)
+            # unknown people written by the actors move the revision every second or so
+            level = logging.INFO if changed or gone or dead else logging.DEBUG
+            log.log(level, "gallery revision %d loaded: %d people", revision, people)
         return True
-
-
-def _same_people(snapshot: GallerySnapshot, matcher: Matcher) -> bool:
-    return (
-        snapshot.names == matcher.names
-        and snapshot.templates.shape == matcher.templates.shape
-        and bool(np.array_equal(snapshot.templates, matcher.templates))
-        and bool(np.array_equal(snapshot.owners, matcher.owners))
-    )
 
 
 class SlotBook(UnknownBook):

@@ -32,7 +32,7 @@ from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink, SinkErasure
 from streamrec.sinks.mqtt import encode_snapshot
 from streamrec.sources import SourceStats
-from streamrec.telemetry import CameraState, Observer, Observers
+from streamrec.telemetry import CameraState, Latency, Observer, Observers
 
 if TYPE_CHECKING:
     from streamrec.service.http import WebServer
@@ -83,7 +83,9 @@ class CameraReport:
     detect_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     embeds: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     identities: Counter[str] = field(default_factory=Counter)
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    latencies: deque[tuple[Latency, float]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
+    #: the camera's degradation level and what it gives up, when it changed
+    degradation: tuple[int, str] | None = None
     recognitions: deque[Recognition] = field(default_factory=lambda: deque(maxlen=RECENT))
     jpeg: bytes | None = None
     source: SourceCounters = field(default_factory=SourceCounters)
@@ -154,9 +156,15 @@ class Recorder(Observer):
         seen = Recognition(track_id, name, None, score, _copy(crop))
         with self._lock:
             self._report.identities[name] += 1
-            if captured:
-                self._report.latencies.append(time.time() - captured)
             self._report.recognitions.append(seen)
+
+    def latency(self, camera: str, kind: Latency, seconds: float) -> None:
+        with self._lock:
+            self._report.latencies.append((kind, seconds))
+
+    def degraded(self, camera: str, level: int, what: str) -> None:
+        with self._lock:
+            self._report.degradation = (level, what)
 
     def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
         seen = Recognition(track_id, None, label, None, _copy(crop))
@@ -239,8 +247,11 @@ class HeadStatus:
             sink.set_status(camera, state.mqtt)
 
     def new_incarnation(self, camera: str) -> None:
-        """The camera's actor was recreated: its source counters start again from 0."""
+        """The camera's actor was recreated: its source counters start again from 0, its
+        pipeline at degradation level 0."""
         self._seen[camera] = _Seen()
+        self.metrics.degraded(camera, 0, "normal")
+        self.status.degraded(camera, 0, "normal")
 
     def report(self, camera: str, r: CameraReport) -> None:
         """Take in what the camera's actor did since the last poll."""
@@ -260,8 +271,11 @@ class HeadStatus:
         for name, n in r.identities.items():
             for _ in range(n):
                 metrics.identity(camera, name)
-        for seconds in r.latencies:
-            metrics.observe_latency(camera, seconds)
+        for kind, seconds in r.latencies:
+            metrics.latency(camera, kind, seconds)
+        if r.degradation is not None:
+            metrics.degraded(camera, *r.degradation)
+            status.degraded(camera, *r.degradation)
         for rec in r.recognitions:
             if rec.name is not None:
                 status.identified(camera, rec.track_id, rec.name, rec.score or 0.0, None, rec.crop)

@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from streamrec.gallery.index import TemplateIndex
+
+
+class People(Protocol):
+    """The people a gallery matches against: names, templates and each template's owner."""
+
+    @property
+    def names(self) -> list[str]: ...
+
+    @property
+    def templates(self) -> np.ndarray: ...
+
+    @property
+    def owners(self) -> np.ndarray: ...
+
+
+def same_people(a: People, b: People) -> bool:
+    """Whether two snapshots of a gallery match faces alike (same names and templates)."""
+    return (
+        a.names == b.names
+        and a.templates.shape == b.templates.shape
+        and bool(np.array_equal(a.templates, b.templates))
+        and bool(np.array_equal(a.owners, b.owners))
+    )
 
 
 class Matcher:

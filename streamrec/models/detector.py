@@ -122,6 +122,13 @@ class ScrfdDetector:
         in_w, in_h = self.input_for(width, height)
         return min(in_w / width, in_h / height)
 
+    def cost(self, width: int, height: int, scale: float) -> int:
+        """The detector input's pixels for a region of this size resized by ``scale`` (a model
+        with a fixed input size always costs that size)."""
+        if not self.dynamic:
+            return self.input_size[0] * self.input_size[1]
+        return max(32, _multiple_of_32(width * scale)) * max(32, _multiple_of_32(height * scale))
+
     def detect(self, image: np.ndarray) -> Detections:
         """Faces in a BGR image, sorted by score (or by size when ``max_faces`` cuts them)."""
         if image.ndim != 3 or image.shape[2] != 3:

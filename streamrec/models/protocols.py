@@ -25,6 +25,11 @@ class Detector(Protocol):
         """How much ``detect`` resizes an image of this size for the detector."""
         ...
 
+    def cost(self, width: int, height: int, scale: float) -> int:
+        """The pixels the detector runs on for a region of this size resized by ``scale`` (what
+        a pass costs, compared between passes)."""
+        ...
+
 
 class Embedder(Protocol):
     #: embedding dimension

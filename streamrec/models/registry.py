@@ -12,6 +12,7 @@ its own sha256 and its parent's, so it resolves like any file and is verified th
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
 import json
 import logging
@@ -48,7 +49,7 @@ class ModelInfo:
     kind: Literal["detector", "recognizer"]
     sha256: str | None
     size: int | None = None
-    #: cosine threshold for recognizers (see README "Thresholds")
+    #: cosine threshold for recognizers (see docs/models.md, "Thresholds")
     threshold: float | None = None
     description: str = ""
 
@@ -283,7 +284,8 @@ class _Missing:
             return f"{self.kind} {self.path} (no such file)"
         if self.packs:
             return f"{self.kind} {self.file} (pack {', '.join(p.name for p in self.packs)})"
-        return f"{self.kind} {self.file}"
+        guess = difflib.get_close_matches(self.file, [*PACKS, *MODELS], n=1, cutoff=0.75)
+        return f"{self.kind} {self.file}" + (f" (did you mean {guess[0]}?)" if guess else "")
 
 
 def _locate(
@@ -366,6 +368,32 @@ def _packs_covering(missing: list[_Missing]) -> list[Pack]:
     return chosen
 
 
+def _usable_here(extra_dir: str | None) -> dict[str, list[tuple[str, Path]]]:
+    """The detector and recognizer files streamrec knows that lie in the searched folders:
+    per kind, (file name, folder), in the registry's order (largest models first), then
+    optimized models by their records."""
+    found: dict[str, list[tuple[str, Path]]] = {"detector": [], "recognizer": []}
+    seen: set[str] = set()
+    folders = [d for d in dict.fromkeys(search_dirs(extra_dir)) if d.is_dir()]
+    for d in folders:
+        for file, info in MODELS.items():
+            if file not in seen and (d / file).is_file():
+                seen.add(file)
+                found[info.kind].append((file, d))
+    for d in folders:
+        for path in sorted(d.glob("*.onnx")):
+            if path.name in seen:
+                continue
+            try:
+                derived = Derived.read(path)
+            except ModelError:
+                continue
+            if derived is not None:
+                seen.add(path.name)
+                found[derived.kind].append((path.name, d))
+    return found
+
+
 def _missing_message(
     missing: list[_Missing], extra_dir: str | None, download: bool, failures: list[str]
 ) -> str:
@@ -379,6 +407,15 @@ def _missing_message(
     elif not download and packs:
         msg += " (downloads are off: models.download is false)"
     ways = []
+    usable = _usable_here(extra_dir)
+    kinds = list(dict.fromkeys(m.kind for m in missing))
+    if all(usable[kind] for kind in kinds):
+        listed = "; ".join(
+            f"in {d}: " + ", ".join(f for kind in kinds for f, where in usable[kind] if where == d)
+            for d in dict.fromkeys(d for kind in kinds for _, d in usable[kind])
+        )
+        sets = " ".join(f"--set models.{kind}={usable[kind][0][0]}" for kind in kinds)
+        ways.append(f"use models found in the searched folders ({listed}): {sets}")
     if packs:
         ways.append(
             f"run 'streamrec models pull {' '.join(packs)}' on a connected machine and copy "
@@ -390,8 +427,8 @@ def _missing_message(
     )
     if any(p.name != SMALL_PACK for m in missing for p in m.packs) or not packs:
         ways.append(
-            f"use the smaller pack {SMALL_PACK} (about 16 MB: --set models.detector={SMALL_PACK} "
-            f"--set models.recognizer={SMALL_PACK})"
+            f"use the smaller pack {SMALL_PACK}, a download of about 16 MB (--set "
+            f"models.detector={SMALL_PACK} --set models.recognizer={SMALL_PACK})"
         )
     return msg + ". Ways out: " + "; ".join(f"({i}) {w}" for i, w in enumerate(ways, 1))
 

@@ -14,18 +14,24 @@ is cached per model sha256, device and onnxruntime version in ``precision.json``
 OpenVINO model cache. The precision goes to OpenVINO as ``INFERENCE_PRECISION_HINT`` through
 the provider's ``load_config``, since the provider's own ``precision`` option refuses BF16 on CPU
 (and onnxruntime then drops to the CPU provider without a word).
+
+The compiled-model cache is shared by every process of the machine (see :func:`_staged_cache`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
 import logging
 import os
 import platform
+import shutil
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,10 @@ MIN_COSINE = 0.995
 MIN_SPEEDUP = 1.1
 #: OpenVINO's names of the precisions the config offers
 _HINTS = {"FP32": "f32", "BF16": "bf16", "FP16": "f16"}
+#: private folders of loads in progress inside the compiled-model cache
+_STAGE_PREFIX = ".load-"
+#: a load's folder older than this was left by a process that died: removed
+_STALE_STAGE_S = 3600.0
 
 _lock = threading.Lock()
 _loaded: dict[str, RuntimeInfo] = {}
@@ -87,39 +97,39 @@ def cores() -> int:
 
 
 def default_threads() -> int:
-    """Half the cores: the decoder threads' default, and each model's with ``sharing: split``.
-
-    The detector and the recognizer run at the same time in their own pipeline stages; giving
-    each all the cores while both run oversubscribes them (measured: 1080p went from 13 to 26 fps
-    on 2 cores).
-    """
+    """Half the cores: the decoder threads' default."""
     return max(1, cores() // 2)
 
 
 def model_threads(cfg: RuntimeConfig) -> int:
-    """Inference threads of one model: ``runtime.threads``, or by ``runtime.sharing``: half the
-    cores each (``split``), or every core, one inference at a time (``turns``)."""
+    """Inference threads of one model: ``runtime.threads``, or one on up to 4 cores and a quarter
+    of the cores above.
+
+    Measured on 2 cores (README: Performance): a second inference thread costs 40-50 % more CPU
+    per call for a small wall-clock gain, and OpenVINO's extra threads spin for about a
+    millisecond after every call, which no OpenVINO option stops; a single thread does not. The
+    detector and the recognizer run at the same time in their own stages.
+    """
     if cfg.threads:
         return cfg.threads
-    return cores() if cfg.sharing == "turns" else default_threads()
-
-
-#: with ``runtime.sharing: turns`` every inference of the process takes this lock: the model
-#: that has work uses the whole machine, the busier one (the recognizer with IResNet-50) most
-_TURN = threading.Lock()
+    n = cores()
+    return 1 if n <= 4 else n // 4
 
 
 class Session:
-    """An ONNX Runtime session under the process's thread budget (``runtime.sharing``)."""
+    """An ONNX Runtime session that runs one inference at a time.
 
-    def __init__(self, session: ort.InferenceSession, turns: bool) -> None:
+    Each model has its own turn (the detector and the recognizer run at the same time, each
+    with :func:`model_threads` threads): callers from several threads (stages, the HTTP API)
+    queue for it instead of running it twice at once and oversubscribing the cores.
+    """
+
+    def __init__(self, session: ort.InferenceSession) -> None:
         self.inner = session
-        self._turns = turns
+        self._turn = threading.Lock()
 
     def run(self, outputs: list[str] | None, feed: dict[str, Any]) -> list[Any]:
-        if not self._turns:
-            return list(self.inner.run(outputs, feed))
-        with _TURN:
+        with self._turn:
             return list(self.inner.run(outputs, feed))
 
     def get_inputs(self) -> list[Any]:
@@ -268,7 +278,7 @@ def choose_precision(
         verdict = check_precision(path, cfg, candidate)
         verdicts[key] = verdict
         try:
-            write_private(cache, json.dumps(verdicts, indent=1))
+            write_private(cache, json.dumps(verdicts, indent=1))  # atomic, per-process temp
         except OSError as exc:
             log.warning("cannot cache the precision check in %s: %s", cache, exc)
     measured = (
@@ -336,6 +346,10 @@ def _session_options(cfg: RuntimeConfig) -> ort.SessionOptions:
     so.intra_op_num_threads = model_threads(cfg)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # idle ONNX Runtime threads sleep instead of spinning (measured on the CPU provider: a
+    # spinning second thread burns ~75 % of a core between calls)
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return so
 
 
@@ -353,13 +367,61 @@ def _openvino_session(
         "num_of_threads": str(threads),
         "load_config": json.dumps({cfg.device.split(":")[0].split(".")[0]: device_config}),
     }
-    folder = compiled_cache(cfg)
-    if folder is not None and cache:
-        options["cache_dir"] = str(private_dir(folder))
-    session = ort.InferenceSession(
-        str(path), _session_options(cfg), providers=[(OPENVINO, options), CPU]
-    )
+    folder = compiled_cache(cfg) if cache else None
+    with contextlib.ExitStack() as stack:
+        if folder is not None:
+            options["cache_dir"] = str(stack.enter_context(_staged_cache(folder)))
+        session = ort.InferenceSession(
+            str(path), _session_options(cfg), providers=[(OPENVINO, options), CPU]
+        )
     return session, session.get_providers()[0]
+
+
+@contextlib.contextmanager
+def _staged_cache(folder: Path) -> Iterator[Path]:
+    """A private view of the shared compiled-model cache ``folder`` for one model load.
+
+    OpenVINO writes a cache entry in place and removes one it cannot read, so two processes
+    loading the same model into one folder (two cameras' actors, a run beside the daemon) can
+    read a half-written entry, or fail when the other removes the entry they are writing. Each
+    load therefore sees the folder's entries through hard links in a folder of its own, where
+    OpenVINO reads and writes; a new entry enters the shared folder only once complete, by
+    ``os.replace`` (readers see a whole entry or none; of two writers of one entry, the last
+    wins, whole).
+    """
+    private_dir(folder)
+    _remove_stale_stages(folder)
+    stage = Path(tempfile.mkdtemp(prefix=_STAGE_PREFIX, dir=folder))
+    try:
+        shared: dict[str, int] = {}  # entry name -> inode, as linked into the stage
+        for entry in _entries(folder):
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            with contextlib.suppress(OSError):  # gone meanwhile, or no hard links here
+                os.link(entry.path, stage / entry.name)
+                shared[entry.name] = os.stat(stage / entry.name).st_ino
+        yield stage
+        for entry in _entries(stage):
+            if entry.is_file() and shared.get(entry.name) != entry.inode():
+                with contextlib.suppress(OSError):  # the folder went away: uncached next time
+                    os.replace(entry.path, folder / entry.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # an entry in use stays open (POSIX)
+
+
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as it:
+        return list(it)
+
+
+def _remove_stale_stages(folder: Path) -> None:
+    """Remove the private folders of loads whose process died long ago."""
+    now = time.time()
+    for entry in _entries(folder):
+        if entry.name.startswith(_STAGE_PREFIX) and entry.is_dir(follow_symlinks=False):
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > _STALE_STAGE_S:
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _load_error(path: str | Path, exc: Exception) -> ModelError:
@@ -370,7 +432,7 @@ def _load_error(path: str | Path, exc: Exception) -> ModelError:
 def open_session(path: str | Path, cfg: RuntimeConfig) -> tuple[Session, RuntimeInfo]:
     """A session for ``path`` with the configured provider, device, precision and threads."""
     session, info = _open(path, cfg)
-    return Session(session, cfg.sharing == "turns"), info
+    return Session(session), info
 
 
 def _open(path: str | Path, cfg: RuntimeConfig) -> tuple[ort.InferenceSession, RuntimeInfo]:
@@ -415,11 +477,14 @@ def _open(path: str | Path, cfg: RuntimeConfig) -> tuple[ort.InferenceSession, R
     try:
         session, provider = _openvino_session(path, cfg, choice.precision)
     except Exception as exc:
-        if "OpenVINO" not in str(exc) or not cfg.cache_dir:
+        if not cfg.cache_dir:
             raise _load_error(path, exc) from None
-        # Another process writing the same compiled-model cache entry can make OpenVINO fail
-        # to load it; the model itself may be fine, so try once more without the cache.
-        log.warning("loading %s with the OpenVINO model cache failed; retrying without it", path)
+        # A cache folder that cannot be written (read-only, full) must not stop the model:
+        # try once more without the cache; a fault of the model itself shows again there.
+        log.warning(
+            "loading %s with the OpenVINO model cache failed (%s); retrying without it",
+            path, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc,
+        )
         try:
             session, provider = _openvino_session(path, cfg, choice.precision, cache=False)
         except Exception as exc2:

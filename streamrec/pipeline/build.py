@@ -12,20 +12,28 @@ import threading
 import time
 from collections.abc import Sequence
 
+import numpy as np
+
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import ConfigError, StreamrecError
-from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.matcher import Matcher, same_people
 from streamrec.gallery.session import GallerySession, PipelineGallery
 from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.models.protocols import FaceModels
 from streamrec.models.runtime import default_threads
 from streamrec.pipeline.annotate import AnnotateStage
-from streamrec.pipeline.detect import DetectStage, TrackerSettings
+from streamrec.pipeline.detect import (
+    CameraSettings,
+    DegradationSettings,
+    DetectStage,
+    TrackerSettings,
+)
 from streamrec.pipeline.embed import EmbedStage
 from streamrec.pipeline.graph import Camera, Graph
 from streamrec.pipeline.identity import CameraIdentities, IdentityPolicy
 from streamrec.pipeline.match import EventWriter, MatchStage
+from streamrec.pipeline.motion import MotionSettings
 from streamrec.pipeline.output import OutputStage
 from streamrec.pipeline.small_faces import SmallFaceSettings
 from streamrec.pipeline.stage import Stage
@@ -97,20 +105,25 @@ class Pipeline:
             self._revision = revision
             dead = self.gallery.sync(self.unknowns) if self.unknowns is not None else set()
             matcher = self.gallery.matcher()
+            changed = bool(dead) or not same_people(self._match.matcher, matcher)
             self._match.set_matcher(matcher, dead)
             gone, self._names = self._names - set(matcher.names), set(matcher.names)
             for name in sorted(gone | dead):
                 self._observer.erased(name)
-            self._observer.gallery_loaded(self.gallery.people())
+            people = self.gallery.people()
+            self._observer.gallery_loaded(people)
             # nothing of this pipeline names them any more: an erasure may complete
             self.gallery.confirm(revision)
+        # the run's own unknown people move the revision about once a second: only a change
+        # of who is matched or an erased label is worth a line
+        level = logging.INFO if changed else logging.DEBUG
+        log.log(level, "gallery revision %d loaded: %d people", revision, people)
         return True
 
     def _watch(self, done: threading.Event) -> None:
         while not done.wait(self.gallery_poll):
             try:
-                if self.reload_gallery():
-                    log.info("gallery revision %d loaded", self._revision)
+                self.reload_gallery()
                 self.gallery.confirm(self._revision)  # alive (at most every few seconds)
             except Exception as exc:  # a busy or briefly unreadable file: next time
                 log.warning("gallery check failed: %s", exc)
@@ -184,15 +197,25 @@ def build_pipeline(
     )
     identities = {c.name: CameraIdentities(policy) for c in cameras}
     unknowns = gallery.unknown_book(models.threshold)
-    t, d = cfg.tracker, cfg.detector
+    t, d, g = cfg.tracker, cfg.detector, cfg.degradation
     detect = DetectStage(
         models.detector,
-        {c.name: (c.interval, c.ignore_zones) for c in cameras},
+        {c.name: camera_settings(cfg, c) for c in cameras},
         identities,
         observer,
         TrackerSettings(t.iou_threshold, t.max_missed, t.scene_cut, t.flow),
         SmallFaceSettings(d.small_faces, float(d.small_face_size)),
         d.nms_threshold,
+        max_skip=d.max_skip,
+        embeddings_per_frame=cfg.pipeline.embeddings_per_frame,
+        degradation=DegradationSettings(
+            g.enabled,
+            g.max_interval_factor,
+            g.min_input_size,
+            d.input_size,
+            g.window,
+            g.recover_after,
+        ),
     )
     match = MatchStage(
         identities,
@@ -213,6 +236,17 @@ def build_pipeline(
     ]
     graph = Graph(cameras, stages, cfg.pipeline.queue_size)
     return Pipeline(graph, match, output, summary, observer, gallery, unknowns, gallery_poll)
+
+
+def camera_settings(cfg: Config, cam: Camera) -> CameraSettings:
+    """What the detect stage needs of a camera: its interval, zones and motion gating (on live
+    sources with ``motion.enabled: auto``); motion in its ignore zones does not count."""
+    m = cam.motion or cfg.motion
+    masks = [np.asarray(z, np.float32) for z in (*m.mask, *cam.ignore_zones)]
+    motion = MotionSettings(m.threshold, m.contour_area, m.frame_height, m.lightning_threshold,
+                            masks)  # fmt: skip
+    gated = m.enabled is True or (m.enabled == "auto" and cam.source.live)
+    return CameraSettings(cam.interval, cam.ignore_zones, motion, gated, cam.source.live)
 
 
 def source_options(cfg: Config, transport: str | None = None) -> SourceOptions:
@@ -257,7 +291,8 @@ def open_camera(cfg: Config, cam: CameraConfig, source: Source | None = None) ->
             source = open_source(cam.source, options, live_http=cam.live)
         except StreamrecError as exc:
             raise type(exc)(f"camera '{cam.name}': {exc}") from None
-    return Camera(cam.name, source, cam.interval or cfg.detector.interval, cam.ignore_zones)
+    interval = cam.interval or cfg.detector.interval
+    return Camera(cam.name, source, interval, cam.ignore_zones, cfg.camera_motion(cam))
 
 
 def open_cameras(cfg: Config, cams: list[CameraConfig]) -> list[Camera]:

@@ -39,7 +39,8 @@ class EmbedStage(Stage):
             if not isinstance(work, FrameWork):
                 continue
             for job in work.jobs:
-                job.crop = align(work.frame.image, job.kps, self.embedder.input_size)
+                image = job.image if job.image is not None else work.frame.image
+                job.crop = align(image, job.kps, self.embedder.input_size)
                 job.quality = face_quality(job.box, job.kps, job.det_score, job.crop)
                 jobs.append(job)
         self.observer.busy("align", time.perf_counter() - t0)

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from streamrec.config import MotionConfig
 from streamrec.errors import StreamrecError
 from streamrec.pipeline.mux import FrameMux
 from streamrec.pipeline.output import OutputFactory
@@ -37,6 +38,8 @@ class Camera:
     source: Source
     interval: int
     ignore_zones: list[list[list[float]]] = field(default_factory=list)
+    #: the camera's own motion gating (None: the config's ``motion:`` section)
+    motion: MotionConfig | None = None
     #: annotated-frame consumers (video writer, window); created lazily from the first frame
     outputs: list[OutputFactory] = field(default_factory=list)
 

@@ -19,7 +19,7 @@ from streamrec.gallery.unknowns import UnknownBook
 from streamrec.pipeline.identity import CameraIdentities, Naming, TrackIdentity
 from streamrec.pipeline.stage import Stage
 from streamrec.records import Event, Frame, FrameWork, Work
-from streamrec.telemetry import Observer
+from streamrec.telemetry import Latency, Observer
 
 
 class EventWriter(Protocol):
@@ -45,6 +45,8 @@ class MatchStage(Stage):
         self.sources = sources
         self.observer = observer
         self.unknowns = unknowns
+        #: capture time of each open track's first frame, by (camera, track): decision latency
+        self._first_seen: dict[tuple[str, int], float] = {}
         self._lock = threading.RLock()
 
     def set_matcher(self, matcher: Matcher, dead_labels: set[str] | None = None) -> None:
@@ -73,6 +75,13 @@ class MatchStage(Stage):
         source = self.sources[camera]
         event = Event(kind, source, track_id, frame, t, captured, camera, fields, snapshot)
         self.events.write(event)
+        if captured and kind in ("track_start", "identified", "unknown"):
+            now = time.time()
+            self.observer.latency(camera, Latency.EVENT, now - captured)
+            key = (camera, track_id)
+            first = self._first_seen.pop(key, None) if kind != "track_start" else None
+            if first is not None:  # the track's first decision (identified or unknown)
+                self.observer.latency(camera, Latency.DECISION, now - first)
 
     def process(self, work: Work) -> None:
         t0 = time.perf_counter()
@@ -91,6 +100,8 @@ class MatchStage(Stage):
         for t in work.started:
             idents.announce(t.track_id)
             self.observer.track_started(camera)
+            if frame.captured:
+                self._first_seen[(camera, t.track_id)] = frame.captured
             box = [round(float(v), 1) for v in t.box]
             self._emit(
                 "track_start", camera, t.track_id, frame.index, frame.time, frame.captured, box=box
@@ -146,16 +157,18 @@ class MatchStage(Stage):
             self.observer.unknown(camera, track_id, label, self.identities[camera].crop(track_id))
 
     def end_track(self, camera: str, track_id: int, frame: Frame | None = None) -> None:
-        """End a track; the tracks its end names (continuing it, or taking its name) are named
-        at ``frame`` (None: at their last frame)."""
+        """End a track at ``frame``, the frame whose detection round ended it (None: the stream
+        ended or dropped); the tracks its end names (continuing it, or taking its name) are
+        named at ``frame`` (None: at their last frame)."""
         with self._lock:
+            self._first_seen.pop((camera, track_id), None)
             ident, namings = self.identities[camera].end(track_id, self.matcher)
             if ident is not None and ident.announced:  # else it never reached this stage
-                self._ended(camera, ident)
+                self._ended(camera, ident, frame)
             for naming in namings:
                 self._named(camera, frame, naming)
 
-    def _ended(self, camera: str, ident: TrackIdentity) -> None:
+    def _ended(self, camera: str, ident: TrackIdentity, frame: Frame | None) -> None:
         last_time = ident.last_time if ident.frames else ident.first_time
         self.observer.track_ended(camera, ident.name, ident.first_time, last_time)
         if ident.name is None and ident.unknown is not None and self.unknowns is not None:
@@ -179,7 +192,11 @@ class MatchStage(Stage):
             name_changes=ident.name_changes,
             unknown=ident.unknown,
             continues=ident.continues,
+            ended_frame=frame.index if frame is not None else last_frame,
+            ended_time=round(frame.time, 4) if frame is not None else last_time,
         )
+        if frame is not None and frame.captured:
+            self.observer.latency(camera, Latency.TRACK_END, time.time() - frame.captured)
 
     def finish(self) -> None:
         """End every track still open (after an abort, or a stream that never ended)."""

@@ -12,7 +12,7 @@ import numpy as np
 
 from streamrec.pipeline.stage import Stage
 from streamrec.records import EndOfStream, Frame, FrameWork, Work
-from streamrec.telemetry import Observer
+from streamrec.telemetry import Latency, Observer
 
 log = logging.getLogger("streamrec.pipeline")
 
@@ -55,6 +55,8 @@ class OutputStage(Stage):
             return
         with self._lock:
             self._done += 1
+        if work.frame.captured:
+            self.observer.latency(work.camera, Latency.FRAME, time.time() - work.frame.captured)
         self.observer.frame_done(work.camera, work.image)
         if work.image is None or not self.factories.get(work.camera):
             return

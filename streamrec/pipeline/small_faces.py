@@ -4,10 +4,13 @@ The whole-frame pass runs at the detector's input size (a 1080p frame shrinks 3x
 face becomes 5 px and is lost). Two extra passes, at the detector interval, bring the pixels
 back where they matter:
 
-- **tiles**: when the frame is larger than the detector's input, one tile of the frame at its
-  own resolution per detection round, round-robin: the whole frame is searched at full
-  resolution every few rounds, for new small faces. A tile has the size of the whole-frame
-  pass's input, so it costs the same (a 1080p frame: 16 tiles of 640x360);
+- **tiles**: when the frame is larger than the detector's input, at most one tile of the frame
+  at its own resolution per detection round, for new small faces. A tile has the size of the
+  whole-frame pass's input, so it costs the same (a 1080p frame: 16 tiles of 640x360), and it
+  runs only where a small face can be: a tile that found no face the whole-frame pass missed
+  waits twice as many rounds for its next turn (up to :data:`MAX_WAIT` rounds), one that found
+  one comes back next round; with motion gating, only tiles where something moves are searched,
+  and a tile where motion starts after :data:`QUIET` still rounds is due at once;
 - **regions**: a track whose face is small in the whole-frame pass (``small`` px there) and was
   not found there is looked for again in a region around its predicted box, enlarged so that the
   face is about ``target`` px; and a small face about to be embedded is detected again the same
@@ -26,10 +29,14 @@ import numpy as np
 
 from streamrec.models.detector import nms
 from streamrec.models.protocols import Detector
+from streamrec.pipeline.motion import Region, overlaps
 from streamrec.pipeline.tracking import iou_matrix
 from streamrec.records import Detections
 
-Region = tuple[int, int, int, int]
+#: the most detection rounds a tile that keeps finding nothing waits for its next turn
+MAX_WAIT = 32
+#: motion starting in a tile that was still for this many rounds makes it due at once
+QUIET = 8
 
 
 @dataclass
@@ -94,12 +101,17 @@ def merge(parts: list[Detections], nms_threshold: float) -> Detections:
 
 
 class SmallFaceSearch:
-    """The extra passes of one camera (it remembers which tile comes next)."""
+    """The extra passes of one camera (it remembers each tile's schedule)."""
 
     def __init__(self, settings: SmallFaceSettings, nms_threshold: float) -> None:
         self.settings = settings
         self.nms_threshold = nms_threshold
-        self._next_tile = 0
+        self._round = 0
+        #: per tile: the round it is due, the rounds it waits after finding nothing, and the
+        #: last round something moved in it
+        self._due: list[int] = []
+        self._wait: list[int] = []
+        self._moved: list[int] = []
 
     def small(self, detector: Detector, image: np.ndarray, box: np.ndarray) -> bool:
         """Whether a face with this box is small in the whole-frame pass."""
@@ -108,10 +120,16 @@ class SmallFaceSearch:
         return self.settings.enabled and float(box[3] - box[1]) * scale < self.settings.small
 
     def detect(
-        self, detector: Detector, image: np.ndarray, dets: Detections, tracked: list[np.ndarray]
+        self,
+        detector: Detector,
+        image: np.ndarray,
+        dets: Detections,
+        tracked: list[np.ndarray],
+        moving: list[Region] | None = None,
     ) -> Detections:
         """``dets`` (the whole-frame pass) merged with a tile, and with the regions of the small
-        faces among the ``tracked`` boxes (predicted for this frame) that nothing was found at."""
+        faces among the ``tracked`` boxes (predicted for this frame) that nothing was found at.
+        ``moving``: the regions where something moved (None: motion is not watched)."""
         s = self.settings
         if not s.enabled:
             return dets
@@ -120,14 +138,40 @@ class SmallFaceSearch:
         parts = [dets]
         if scale < 0.9:
             grid = tiles(width, height, (round(width * scale), round(height * scale)), s.overlap)
-            tile = grid[self._next_tile % len(grid)]
-            self._next_tile += 1
-            parts.append(_inside(detector.detect_region(image, tile, 1.0), tile, width, height))
+            tile = self._next_tile(grid, moving)
+            if tile is not None:
+                found = _inside(detector.detect_region(image, grid[tile], 1.0), grid[tile],
+                                width, height)  # fmt: skip
+                self._searched(tile, any(not _near(b, dets) for b in found.boxes))
+                parts.append(found)
+            self._round += 1
         found = merge(parts, self.nms_threshold)
+        passes = len(parts)
         missed = [b for b in tracked if self.small(detector, image, b) and not _near(b, found)]
         for box in sorted(missed, key=lambda b: float(b[3] - b[1]))[: s.max_regions]:
             parts.append(self._region(detector, image, box))
-        return merge(parts, self.nms_threshold) if len(parts) > 1 + (scale < 0.9) else found
+        return merge(parts, self.nms_threshold) if len(parts) > passes else found
+
+    def _next_tile(self, grid: list[Region], moving: list[Region] | None) -> int | None:
+        """The tile to search this round (the longest overdue), or None."""
+        if len(self._due) != len(grid):
+            self._due, self._wait = [0] * len(grid), [1] * len(grid)
+            self._moved = [-QUIET] * len(grid)
+        candidates = []
+        for i, tile in enumerate(grid):
+            if moving is not None:
+                if not any(overlaps(tile, m) for m in moving):
+                    continue
+                if self._round - self._moved[i] >= QUIET:
+                    self._due[i] = self._round  # motion starts here: look at once
+                self._moved[i] = self._round
+            if self._due[i] <= self._round:
+                candidates.append(i)
+        return min(candidates, key=lambda i: (self._due[i], i)) if candidates else None
+
+    def _searched(self, tile: int, found: bool) -> None:
+        self._wait[tile] = 1 if found else min(2 * self._wait[tile], MAX_WAIT)
+        self._due[tile] = self._round + self._wait[tile]
 
     def refine(self, detector: Detector, image: np.ndarray, box: np.ndarray) -> Detections:
         """The face at ``box`` detected again, enlarged (precise landmarks for an embedding of a

@@ -143,17 +143,20 @@ class CameraMonitor:
             self.log_stats()
 
     def log_stats(self) -> None:
-        """One line per camera: state, fps, frames, drops, reconnects."""
+        """One line per camera: state, fps, frames, drops, reconnects, degradation."""
         for name, cam in self.status.snapshot().items():
             c = cam["counters"]
             log.info(
-                "camera %s: %s, %.1f fps, %d frames, %d dropped, %d reconnects",
+                "camera %s: %s, %.1f fps, %d frames, %d dropped, %d reconnects, "
+                "degradation %d (%s)",
                 name,
                 cam["state"],
                 cam["fps"],
                 c.get("frames", 0),
                 c.get("dropped", 0),
                 c.get("reconnects", 0),
+                cam["degradation"]["level"],
+                cam["degradation"]["what"],
             )
 
     def _update(self, name: str) -> None:

@@ -22,6 +22,12 @@ API (``camera`` is the configured camera name):
 ``observe_embed(seconds, batch)``     ``streamrec_embed_seconds`` per embedder call, and
                                       ``streamrec_batch_size{stage="embed"}``
 ``observe_latency(camera, seconds)``  ``streamrec_event_latency_seconds{camera}`` capture→event
+                                      (track_start, identified, unknown)
+``latency(camera, kind, seconds)``    the above by kind, ``streamrec_frame_latency_seconds``,
+                                      ``streamrec_decision_latency_seconds`` (first sighting →
+                                      identified/unknown), ``streamrec_track_end_latency_seconds``
+                                      (the frame that ended the track → track_end)
+``degraded(camera, level, what)``     ``streamrec_degradation_level{camera}`` (0 = normal)
 ``set_camera_state(camera, state)``   ``streamrec_camera_up{camera}`` 1 while running, else 0
 ``set_camera_fps(camera, fps)``       ``streamrec_camera_fps{camera}``
 ``set_gallery_people(n)``             ``streamrec_gallery_people``
@@ -32,7 +38,6 @@ API (``camera`` is the configured camera name):
 from __future__ import annotations
 
 import platform
-import time
 
 import numpy as np
 from prometheus_client import (
@@ -49,12 +54,12 @@ from prometheus_client import (
 )
 
 from streamrec import __version__
-from streamrec.telemetry import CameraState, Observer
+from streamrec.telemetry import CameraState, Latency, Observer
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 _INFERENCE_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
-_LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+_LATENCY_BUCKETS = (0.05, 0.1, 0.15, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
@@ -101,11 +106,34 @@ class Metrics(Observer):
             buckets=_BATCH_BUCKETS,
             registry=reg,
         )
-        self._latency = Histogram(
+        def latency(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, ["camera"], buckets=_LATENCY_BUCKETS, registry=reg)
+
+        self._latency = latency(
             "streamrec_event_latency_seconds",
-            "Wall time from frame capture to the event being emitted.",
+            "Wall time from frame capture to a track_start, identified or unknown event.",
+        )
+        self._latencies = {
+            Latency.EVENT: self._latency,
+            Latency.FRAME: latency(
+                "streamrec_frame_latency_seconds",
+                "Wall time from frame capture to the frame leaving the pipeline (annotated).",
+            ),
+            Latency.DECISION: latency(
+                "streamrec_decision_latency_seconds",
+                "Wall time from a track's first frame's capture to its identified or unknown "
+                "event.",
+            ),
+            Latency.TRACK_END: latency(
+                "streamrec_track_end_latency_seconds",
+                "Wall time from the capture of the frame that ended a track to its track_end.",
+            ),
+        }
+        self._degradation = Gauge(
+            "streamrec_degradation_level",
+            "What a live camera gives up to keep up: 0 normal, 1 extras off, then a longer "
+            "detection interval, then a smaller detection pass.",
             ["camera"],
-            buckets=_LATENCY_BUCKETS,
             registry=reg,
         )
         self._up = Gauge(
@@ -162,8 +190,12 @@ class Metrics(Observer):
         crop: np.ndarray | None,
     ) -> None:
         self.identity(camera, name)
-        if captured:
-            self.observe_latency(camera, time.time() - captured)
+
+    def latency(self, camera: str, kind: Latency, seconds: float) -> None:
+        self._latencies[kind].labels(camera).observe(seconds)
+
+    def degraded(self, camera: str, level: int, what: str) -> None:
+        self._degradation.labels(camera).set(level)
 
     def gallery_loaded(self, people: int) -> None:
         self.set_gallery_people(people)
@@ -172,7 +204,9 @@ class Metrics(Observer):
 
     def add_camera(self, camera: str) -> None:
         per_camera = (self._frames, self._dropped, self._reconnects, self._stalls, self._faces)
-        for metric in (*per_camera, self._tracks, self._latency, self._up, self._fps):
+        latencies = tuple(self._latencies.values())
+        for metric in (*per_camera, self._tracks, *latencies, self._degradation, self._up,
+                       self._fps):  # fmt: skip
             metric.labels(camera)
 
     def frame(self, camera: str, n: int = 1) -> None:

@@ -71,6 +71,8 @@ class _Camera:
     jpeg: bytes | None = None
     version: int = 0  # bumped on every new JPEG
     last_encode: float = float("-inf")
+    #: the camera's degradation level and what it gives up (pipeline.degrade)
+    degradation: tuple[int, str] = (0, "normal")
 
 
 class LiveStatus(Observer):
@@ -129,6 +131,10 @@ class LiveStatus(Observer):
 
     def frame_wanted(self, camera: str) -> bool:
         return self.wants_frame(camera)
+
+    def degraded(self, camera: str, level: int, what: str) -> None:
+        with self._cond:
+            self._camera(camera).degradation = (level, what)
 
     def set_state(self, camera: str, state: CameraState) -> None:
         with self._cond:
@@ -285,7 +291,8 @@ class LiveStatus(Observer):
             return sorted(self._cameras)
 
     def snapshot(self, now: float | None = None) -> dict[str, dict[str, Any]]:
-        """Per camera: ``state``, ``ok``, ``fps``, ``last_frame_age`` (s or None), ``counters``."""
+        """Per camera: ``state``, ``ok``, ``fps``, ``last_frame_age`` (s or None), ``counters``,
+        ``degradation`` (``level``: 0 normal; ``what`` it gives up)."""
         now = time.time() if now is None else now
         with self._cond:
             return {
@@ -297,6 +304,7 @@ class LiveStatus(Observer):
                         None if cam.last_frame is None else round(max(0.0, now - cam.last_frame), 3)
                     ),
                     "counters": dict(cam.counters),
+                    "degradation": {"level": cam.degradation[0], "what": cam.degradation[1]},
                 }
                 for name, cam in sorted(self._cameras.items())
             }

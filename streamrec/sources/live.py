@@ -53,10 +53,15 @@ class LiveSource(Source, Generic[C]):
         self._offset = 0.0  # added to the stream's media time to get source time
         self._last_time = 0.0
         self._lost = False  # a stream was lost before: reconnecting, not connecting
+        self._hinted = False  # the hint for a failing connection is given once
 
     @abstractmethod
     def _connect(self) -> C:
         """Open the stream; raise on failure (retried with backoff)."""
+
+    def _hint(self, exc: Exception) -> str | None:
+        """What the user can change when connecting fails with ``exc``, if this source knows."""
+        return None
 
     @abstractmethod
     def _read(self, conn: C) -> Generator[Grab, None, None]:
@@ -88,6 +93,10 @@ class LiveSource(Source, Generic[C]):
                     try:
                         conn = self._connect()
                     except Exception as exc:
+                        hint = None if self._hinted else self._hint(exc)
+                        if hint is not None:
+                            self._hinted = True
+                            LOG.warning("%s: %s", self.name, hint)
                         self._retry_later(f"cannot connect: {describe_error(exc)}", failures)
                         failures += 1
                         continue

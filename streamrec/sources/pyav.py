@@ -12,7 +12,6 @@ import av
 import av.container
 import av.error
 import av.video
-import cv2
 import numpy as np
 
 from ..errors import SourceError
@@ -131,7 +130,6 @@ _PLANAR_LUMA = frozenset(
 _LIMITED_LUMA = frozenset({"yuv420p", "yuv422p", "yuv444p", "nv12", "nv21"})
 #: ``AVCOL_RANGE_JPEG``: luma codes black..white as 0..255 (otherwise 16..235, "limited")
 _FULL_RANGE = 2
-_STRETCH = np.clip((np.arange(256) - 16) * 255 / 219 + 0.5, 0, 255).astype(np.uint8)
 
 
 class AvPicture:
@@ -159,17 +157,16 @@ class AvPicture:
     def bgr(self) -> np.ndarray:
         return self._upright(self.frame.to_ndarray(format="bgr24"))
 
-    def luma(self) -> np.ndarray:
-        """Full-range grey levels (0 = black, 255 = white), as ``cv2.COLOR_BGR2GRAY`` gives:
-        a view of the Y plane, stretched when the video codes black..white as 16..235."""
+    def plane(self) -> tuple[np.ndarray, bool]:
+        """The Y plane (a view) and whether it is limited range; other pixel formats are
+        converted to full-range grey."""
         if self.frame.format.name not in _PLANAR_LUMA:
-            return self._upright(self.frame.to_ndarray(format="gray"))
+            return self._upright(self.frame.to_ndarray(format="gray")), False
         plane = self.frame.planes[0]
         rows = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)
-        grey = rows[: self.frame.height, : self.frame.width]
-        if self.frame.color_range != _FULL_RANGE and self.frame.format.name in _LIMITED_LUMA:
-            return self._upright(np.asarray(cv2.LUT(grey, _STRETCH), np.uint8))
-        return self._upright(grey)
+        grey = self._upright(rows[: self.frame.height, : self.frame.width])
+        limited = self.frame.color_range != _FULL_RANGE and self.frame.format.name in _LIMITED_LUMA
+        return grey, limited
 
 
 def _open_error(exc: BaseException, shown: str) -> SourceError:
@@ -358,6 +355,18 @@ class StreamSource(LiveSource[Opened]):
         # PyAV's own timeouts interrupt a blocked open or read as a second line of defence
         timeout = (o.open_timeout, o.stall_timeout + 1.0)
         return open_video(self._uri, ffmpeg_options, timeout, o.decoder_threads)
+
+    def _hint(self, exc: Exception) -> str | None:
+        # a camera that cannot stream RTP over its RTSP connection refuses the TCP SETUP:
+        # 400 Bad Request, or 461 Unsupported Transport (FFmpeg: "4XX Client Error")
+        reason = describe_error(exc)
+        refused = "400 Bad Request" in reason or "4XX Client Error" in reason
+        if self._rtsp and self.options.rtsp_transport == "tcp" and refused:
+            return (
+                "the camera refused RTSP over TCP: set 'rtsp_transport: udp' in its camera "
+                "entry (or live.rtsp_transport: udp, e.g. --set live.rtsp_transport=udp)"
+            )
+        return None
 
     def _read(self, conn: Opened) -> Generator[Grab, None, None]:
         autorotate = self.options.autorotate

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import contextlib
+import threading
+from collections.abc import Generator, Iterator
 
 import cv2
 import numpy as np
@@ -39,7 +41,8 @@ class WebcamSource(LiveSource[cv2.VideoCapture]):
         self._start_capture(capture)
 
     def _connect(self) -> cv2.VideoCapture:
-        capture = cv2.VideoCapture(self._device, self._api)
+        with _quiet_opencv():  # its [ WARN ] lines for a missing camera: ours says it once
+            capture = cv2.VideoCapture(self._device, self._api)
         if not capture.isOpened():
             capture.release()
             raise OSError("no such camera, or it is in use")
@@ -58,3 +61,19 @@ class WebcamSource(LiveSource[cv2.VideoCapture]):
             conn.release()
         except cv2.error as exc:
             LOG.debug("%s: releasing the camera failed: %s", self.name, describe_error(exc))
+
+
+_opencv_log = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log (stderr, process-wide) at errors only while a camera is opened."""
+    logging = cv2.utils.logging
+    with _opencv_log:
+        previous = logging.getLogLevel()
+        logging.setLogLevel(logging.LOG_LEVEL_ERROR)
+        try:
+            yield
+        finally:
+            logging.setLogLevel(previous)

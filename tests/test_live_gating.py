@@ -1,0 +1,395 @@
+"""Live cameras at a fraction of a core (issue 22), on fake models and synthetic frames: motion
+gating, the extras' schedules, degradation and recovery, the latencies. Behaviour only: no
+timing is asserted (a slow detector is made slow on purpose)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+from fakes import GREEN, RED, Face, FakeDetector, FakeModels, FakeSource, ListWriter, Scene
+from fakes import matcher as gallery
+from prometheus_client.parser import text_string_to_metric_families
+
+from streamrec import load_config
+from streamrec.pipeline import Camera, Pipeline, build_pipeline
+from streamrec.pipeline.build import camera_settings
+from streamrec.pipeline.degrade import Degradation, Level, levels
+from streamrec.pipeline.flow import Pyramid, follow, level_for
+from streamrec.pipeline.motion import MotionDetector, MotionSettings
+from streamrec.pipeline.small_faces import SmallFaceSearch, SmallFaceSettings
+from streamrec.pipeline.stage import Stage
+from streamrec.records import Detections, Track, Work
+from streamrec.service.metrics import Metrics
+from streamrec.service.status import LiveStatus
+from streamrec.telemetry import Latency, Observer
+
+INTERVAL = 5
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def build(
+    cameras: list[Camera],
+    models: FakeModels,
+    observers: list[Observer] = (),  # type: ignore[assignment]
+    taps: list[Stage] = (),  # type: ignore[assignment]
+    **overrides: Any,
+) -> tuple[Pipeline, ListWriter]:
+    cfg = load_config(None, {"gallery": None, **overrides})
+    writer = ListWriter()
+    pipeline = build_pipeline(cfg, cameras, writer, models, None, list(observers), taps=taps)
+    return pipeline, writer
+
+
+def camera(faces: list[Face], frames: int, **kw: Any) -> Camera:
+    return Camera("cam", FakeSource("cam", faces, frames, **kw), interval=INTERVAL)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ motion
+
+
+def frames_of(scene: Scene, count: int, faces: list[Face] = ()) -> list[np.ndarray]:  # type: ignore[assignment]
+    from fakes import render
+
+    return [
+        cv2.cvtColor(render(faces, i, 640, 360, scene), cv2.COLOR_BGR2GRAY) for i in range(count)
+    ]
+
+
+def motions(grey_frames: list[np.ndarray], settings: MotionSettings | None = None) -> list[Any]:
+    from streamrec.records import shrink
+
+    detector = MotionDetector(settings or MotionSettings())
+    return [detector.update(shrink(g, 100), 640, 360) for g in grey_frames]
+
+
+def test_sensor_noise_and_slow_light_changes_are_not_motion() -> None:
+    dusk = Scene(light=lambda i: 90.0 - 0.2 * i, noise=8.0)  # 40 grey levels darker in 200 frames
+    found = motions(frames_of(dusk, 200))
+    assert not any(m.regions or m.lightning for m in found)
+
+
+def test_compression_flicker_is_learnt_per_pixel() -> None:
+    """Blocks that flicker on every frame (a textured, badly compressed area) stop counting once
+    the background knows them; a new object elsewhere still counts."""
+    rng = np.random.default_rng(3)
+    base = frames_of(Scene(noise=2.0), 160)
+    for i, g in enumerate(base):
+        g[40:120, 40:200] = np.clip(g[40:120, 40:200] + rng.choice([-25, 25]), 0, 255)
+        if i >= 150:
+            g[200:300, 400:480] = 200
+    found = motions(base)
+    flicker = [i for i, m in enumerate(found[:150]) if m.regions]
+    assert flicker and max(flicker) < 100, flicker  # learnt within a few seconds
+    x1, y1, x2, y2 = found[150].regions[0]
+    assert x1 <= 400 and y1 <= 200 and x2 >= 480 and y2 >= 300
+
+
+def test_an_ir_switch_is_a_change_of_light_not_motion() -> None:
+    """Day to night: the picture's contrast and brightness change at once (and differently in
+    each part of it): the background is learnt anew, no motion is reported."""
+    rng = np.random.default_rng(5)
+    day = cv2.GaussianBlur(rng.integers(0, 255, (360, 640), np.uint8), (0, 0), 8)
+    day = cv2.normalize(day, None, 20, 200, cv2.NORM_MINMAX)
+    night = cv2.convertScaleAbs(day, alpha=-1.2, beta=250)  # what was dark is bright
+    grey = [
+        np.clip((day if i < 30 else night) + rng.normal(0, 4, day.shape), 0, 255).astype(np.uint8)
+        for i in range(60)
+    ]
+    found = motions(grey)
+    assert [i for i, m in enumerate(found) if m.lightning] == [30]
+    assert not any(m.regions for m in found)
+
+
+def test_a_sudden_change_of_exposure_is_not_motion() -> None:
+    exposure = Scene(light=lambda i: 40.0 if i < 30 else 75.0, noise=4.0)
+    found = motions(frames_of(exposure, 60))
+    assert not any(m.regions or m.lightning for m in found)
+
+
+def test_motion_is_found_where_it_is_and_masks_hide_it() -> None:
+    walker = [Face(RED, 20, 150, size=60, dx=4.0, frames=range(20, 100))]
+    grey = frames_of(Scene(), 60, walker)
+    found = motions(grey)
+    assert not any(m.regions for m in found[:20])
+    assert all(m.regions for m in found[20:])
+    x1, y1, x2, y2 = found[40].regions[0]
+    face_x = 20 + 4 * 40
+    assert x1 <= face_x and x2 >= face_x + 60 and y1 <= 150 <= y2
+    masked = MotionSettings(masks=[np.array([[0, 0], [640, 0], [640, 360], [0, 360]], np.float32)])
+    assert not any(m.regions for m in motions(grey, masked))
+
+
+# ------------------------------------------------------------------------------ gating
+
+
+def test_a_static_camera_makes_no_detector_calls_after_warm_up() -> None:
+    """Noise, a slow change of light, nobody: the first frame is detected, then none (the next
+    look would come after detector.max_skip seconds)."""
+    models = FakeModels()
+    scene = Scene(light=lambda i: 60.0 + 0.1 * i, noise=6.0)
+    pipeline, writer = build([camera([], 120, scene=scene)], models, **{"motion.enabled": True})
+    summary = pipeline.run()
+    assert summary.frames == 120
+    assert models.detector.calls + models.detector.region_calls == 1
+    assert writer.events == []
+
+
+def test_max_skip_looks_at_a_still_camera_again() -> None:
+    models = FakeModels()
+    overrides = {"motion.enabled": True, "detector.max_skip": 1.0}
+    pipeline, _ = build([camera([], 120, scene=Scene())], models, **overrides)  # 4.8 s at 25 fps
+    pipeline.run()
+    assert models.detector.calls == 5  # frames 0, 25, 50, 75, 100
+
+
+def test_a_person_walking_into_a_static_scene_is_detected_within_one_interval() -> None:
+    models = FakeModels()
+    walker = Face(GREEN, -60, 90, size=60, dx=3.0, frames=range(40, 200))
+    pipeline, writer = build([camera([walker], 120, scene=Scene())], models,
+                             **{"motion.enabled": True})  # fmt: skip
+    pipeline.run()
+    starts = [e.frame for e in writer.events if e.event == "track_start"]
+    assert len(starts) == 1 and 40 <= starts[0] < 40 + INTERVAL, starts
+    # while the face is tracked it is detected every interval again
+    assert models.detector.calls + models.detector.region_calls > (120 - 40) // INTERVAL
+
+
+def test_moving_regions_are_detected_alone_when_smaller_than_the_frame() -> None:
+    detector = FakeDetector()
+    walker = Face(GREEN, 200, 90, size=40, dx=0.0, frames=range(30, 200))
+    pipeline, writer = build([camera([walker], 40, scene=Scene())], FakeModels(detector),
+                             **{"motion.enabled": True})  # fmt: skip
+    pipeline.run()
+    # the first frame, a region around the walker on frame 30, the whole frame while tracked
+    assert detector.calls == 2 and detector.region_calls == 1
+    assert [e.frame for e in writer.events if e.event == "track_start"] == [30]
+
+
+def test_motion_gating_is_on_for_live_cameras_by_default() -> None:
+    cfg = load_config(None)
+    live = FakeSource("cam", [], 1, live=True)
+    file = FakeSource("cam", [], 1)
+    zone = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]]
+    settings = camera_settings(cfg, Camera("cam", live, 5, [zone]))
+    assert settings.gated and settings.live
+    assert len(settings.motion.masks) == 1  # the ignore zone is masked for motion too
+    assert not camera_settings(cfg, Camera("cam", file, 5)).gated
+    off = load_config(None, {"motion.enabled": False})
+    assert not camera_settings(off, Camera("cam", live, 5)).gated
+
+
+def test_a_cameras_motion_section_keeps_the_other_keys_of_the_top_level_one() -> None:
+    cfg = load_config(None, {
+        "motion": {"threshold": 25, "frame_height": 80},
+        "cameras": [
+            {"name": "door", "source": "rtsp://door/1",
+             "motion": {"mask": [[[0, 0], [9, 0], [9, 9]]]}},
+            {"name": "yard", "source": "rtsp://yard/1"},
+        ],
+    })  # fmt: skip
+    door, yard = (cfg.camera_motion(c) for c in cfg.cameras)
+    assert (door.threshold, door.frame_height, len(door.mask)) == (25, 80, 1)
+    assert (yard.threshold, yard.mask) == (25, [])
+
+
+# ------------------------------------------------------------------------------ extras
+
+
+def test_a_tile_that_finds_nothing_waits_longer_and_motion_calls_it_back() -> None:
+    detector = FakeDetector(scale=0.5)  # a 320x240 frame: 9 tiles of 160x120
+    search = SmallFaceSearch(SmallFaceSettings(), 0.4)
+    image = np.zeros((240, 320, 3), np.uint8)
+    for _ in range(9):
+        search.detect(detector, image, Detections.empty(), [])
+    assert detector.region_calls == 9  # every tile once
+    for _ in range(191):
+        search.detect(detector, image, Detections.empty(), [])
+    # then each ever more rarely (2, 4, ... 32 rounds apart): about 10 looks each in 200 rounds
+    assert 9 * 8 <= detector.region_calls <= 9 * 11
+    before = detector.region_calls
+    search.detect(detector, image, Detections.empty(), [], moving=[])
+    assert detector.region_calls == before  # nothing moves: no tile
+    search.detect(detector, image, Detections.empty(), [], moving=[(250, 200, 260, 210)])
+    assert detector.region_calls == before + 1  # motion starts in a tile: searched at once
+
+
+def test_large_faces_are_followed_on_a_smaller_level() -> None:
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (720, 1280), np.uint8), (0, 0), 3)
+    moved = np.roll(texture, (6, 8), axis=(0, 1))  # 8 px right, 6 px down
+    assert (level_for(30), level_for(100), level_for(240), level_for(1000)) == (0, 1, 2, 3)
+    tracks = []
+    for i, size in enumerate((40, 240)):
+        box = np.array([300 + 400 * i, 200, 300 + 400 * i + size, 200 + size], np.float32)
+        kps = np.repeat(box[None, :2] + size / 2, 5, axis=0).astype(np.float32)
+        tracks.append(Track(i + 1, box, kps, 0.9, 0, 0, 0))
+    got = follow(Pyramid(texture), Pyramid(moved), tracks)
+    for track in tracks:
+        box, _ = got[track.track_id]
+        np.testing.assert_allclose(box - track.box, [8, 6, 8, 6], atol=1.0)
+
+
+class Jobs(Stage):
+    """A tap: the faces sent to the recognizer with each frame."""
+
+    name = "jobs"
+
+    def __init__(self) -> None:
+        self.per_frame: list[int] = []
+
+    def process(self, work: Work) -> None:
+        if hasattr(work, "jobs"):
+            self.per_frame.append(len(work.jobs))
+
+
+def test_a_burst_of_new_faces_is_embedded_over_several_frames() -> None:
+    faces = [Face(c, 10 + 75 * i, 60, size=50) for i, c in enumerate((RED, GREEN, RED, GREEN))]
+    jobs = Jobs()
+    pipeline, _ = build([camera(faces, 10)], FakeModels(), taps=[jobs])
+    summary = pipeline.run()
+    assert max(jobs.per_frame) == 2 and jobs.per_frame[:2] == [2, 2]  # not 4 with frame 0
+    assert summary.cameras["cam"].embeddings == sum(jobs.per_frame) >= 4
+
+
+# ------------------------------------------------------------------------------ degradation
+
+
+def test_degradation_levels_are_declared_in_order() -> None:
+    steps = levels(640, 4, 320)
+    assert [s.describe() for s in steps] == [
+        "normal",
+        "extras off",
+        "extras off, interval ×2",
+        "extras off, interval ×3",
+        "extras off, interval ×4",
+        "extras off, interval ×4, detection at 480 px",
+        "extras off, interval ×4, detection at 384 px",
+    ]
+
+
+def test_degradation_steps_down_on_drops_and_back_after_a_quiet_while() -> None:
+    now = [0.0]
+    changes: list[Level] = []
+    d = Degradation(levels(640, 2, 640), 1.0, 10.0, changes.append, clock=lambda: now[0])
+    index = 0
+
+    def run(seconds: float, lost_every: int = 0, waited: float = 0.06) -> None:
+        """25 fps; frames taken ``waited`` s after their capture, one in ``lost_every`` lost."""
+        nonlocal index
+        for _ in range(int(seconds * 25)):
+            now[0] += 0.04
+            index += 1
+            if lost_every and index % lost_every == 0:
+                index += 1  # a frame lost before this one
+            d.frame(index, index * 0.04, waited)
+
+    run(3.0, lost_every=10, waited=0.005)  # lost, but the others taken at once: not behind
+    assert changes == []
+    run(3.0, lost_every=10)  # 10 % lost and the others waited: one step per second
+    assert [c.number for c in changes] == [1, 2]
+    run(9.0)
+    assert d.level.number == 2  # not before recover_after
+    run(2.0)
+    assert d.level.number == 1
+    run(2.0, lost_every=10)  # relapse right after the step back: the next wait doubles
+    assert d.level.number == 2
+    run(15.0)
+    assert d.level.number == 2
+    run(8.0)
+    assert d.level.number == 1
+
+
+def test_degradation_engages_and_recovers_under_a_slow_detector() -> None:
+    """A live 25 fps camera with a face and a detector far too slow for it: the camera degrades
+    (shown in /health and /metrics), and comes back to normal once the detector is fast."""
+    detector = FakeDetector(delay=0.5)
+    status, metrics = LiveStatus(), Metrics()
+    source = FakeSource("cam", [Face(RED, 40, 60, dx=0.2)], 10**9, live=True, paced=True)
+    pipeline, _ = build(
+        [Camera("cam", source, interval=INTERVAL)],  # type: ignore[arg-type]
+        FakeModels(detector),
+        [status, metrics],
+        **{"degradation.window": 0.5, "degradation.recover_after": 1.0},
+    )
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    try:
+        def level() -> int:
+            return int(status.snapshot().get("cam", {}).get("degradation", {}).get("level", 0))
+
+        wait_for("degradation", lambda: level() >= 2)
+        assert "interval" in status.snapshot()["cam"]["degradation"]["what"]
+        assert _gauge(metrics, "streamrec_degradation_level") >= 2
+        detector.delay = 0.0
+        wait_for("recovery", lambda: level() == 0, timeout=120.0)
+        assert _gauge(metrics, "streamrec_degradation_level") == 0
+    finally:
+        pipeline.stop()
+        runner.join(30)
+    assert pipeline.summary.cameras["cam"].dropped > 0
+
+
+def _gauge(metrics: Metrics, name: str) -> float:
+    for family in text_string_to_metric_families(metrics.text().decode()):
+        for sample in family.samples:
+            if sample.name == name and sample.labels.get("camera") == "cam":
+                return float(sample.value)
+    raise AssertionError(f"{name} not exposed")
+
+
+# ------------------------------------------------------------------------------ latency
+
+
+class Latencies(Observer):
+    def __init__(self) -> None:
+        self.seen: list[tuple[Latency, float]] = []
+
+    def latency(self, camera: str, kind: Latency, seconds: float) -> None:
+        self.seen.append((kind, seconds))
+
+
+def test_track_end_latency_is_reported_separately() -> None:
+    """Every frame's latency, the decision of each track, its events; track_end's from the
+    frame whose detection round ended the track (named in the event), not its last sighting."""
+    faces = [Face(RED, 40, 60, frames=range(0, 40)), Face(GREEN, 200, 60, frames=range(10, 90))]
+    seen, metrics = Latencies(), Metrics()
+    pipeline, writer = build([camera(faces, 100)], FakeModels(), [seen, metrics])
+    pipeline.set_matcher(gallery({"alice": RED}))
+    pipeline.run()
+    kinds = [k for k, _ in seen.seen]
+    events = [e for e in writer.events if e.event in ("track_start", "identified", "unknown")]
+    ends = [e for e in writer.events if e.event == "track_end"]
+    assert kinds.count(Latency.FRAME) == 100
+    assert kinds.count(Latency.EVENT) == len(events) == 4  # 2 starts, alice, unknown-1
+    assert kinds.count(Latency.DECISION) == 2
+    assert kinds.count(Latency.TRACK_END) == 1  # the stream's end closed the other one
+    red = next(e for e in ends if e.fields["name"] == "alice")
+    # seen last on frame 39, ended by the detection round that missed it a third time
+    assert red.fields["last_frame"] == 39
+    assert red.fields["ended_frame"] == 40 + INTERVAL * 2
+    assert all(s >= 0 for _, s in seen.seen)
+    text = metrics.text().decode()
+    assert 'streamrec_track_end_latency_seconds_count{camera="cam"} 1.0' in text
+    assert 'streamrec_event_latency_seconds_count{camera="cam"} 4.0' in text
+    assert 'streamrec_decision_latency_seconds_count{camera="cam"} 2.0' in text
+    assert 'streamrec_frame_latency_seconds_count{camera="cam"} 100.0' in text
+
+
+@pytest.mark.parametrize("kind", list(Latency))
+def test_every_latency_has_its_metric(kind: Latency) -> None:
+    metrics = Metrics()
+    metrics.add_camera("cam")
+    metrics.latency("cam", kind, 0.1)
+    assert f"streamrec_{kind.value}_latency_seconds_count" in metrics.text().decode()
