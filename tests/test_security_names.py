@@ -24,7 +24,7 @@ import pytest
 import requests
 import yaml
 from cli_helpers import SMALL, streamrec
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from streamrec import cli
@@ -353,6 +353,9 @@ def run_cli(*args: str) -> int:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(name=NAMES)
+@example(name="-:")  # a name may start with "-": the command line takes it after "--"
+@example(name="../../victim")
+@example(name="..")
 def test_no_name_changes_a_file_outside_the_data_folder(
     name: str,
     site: Site,
@@ -379,12 +382,12 @@ def test_no_name_changes_a_file_outside_the_data_folder(
         f"unknown-{site.gallery.next_unknown_index()}", np.ones((1, analyzer.embedder.dim))
     )
     label = site.gallery.unknowns()[-1].label
-    codes = [
-        run_cli("gallery", "add", name, photo, "--config", cfg),
-        run_cli("unknowns", "name", label, name, "--config", cfg),
-        run_cli("gallery", "merge", label, name, "--config", cfg),
-        run_cli("gallery", "remove", name, "--config", cfg),
-        run_cli("erase", name, "--config", cfg),
+    codes = [  # "--": a name may start with "-"
+        run_cli("gallery", "add", "--config", cfg, "--", name, photo),
+        run_cli("unknowns", "name", "--config", cfg, "--", label, name),
+        run_cli("gallery", "merge", "--config", cfg, "--", label, name),
+        run_cli("gallery", "remove", "--config", cfg, "--", name),
+        run_cli("erase", "--config", cfg, "--", name),
     ]
     if not valid:
         assert codes == [2] * 5, codes
