@@ -124,6 +124,14 @@ def loaded_face(driver: WebDriver, element: WebElement | None) -> bool:
     )
 
 
+def click(element: WebElement | None) -> bool:
+    """Click it if it is there (for ``wait_for``: a redrawn element is looked up again)."""
+    if element is None:
+        return False
+    element.click()
+    return True
+
+
 def status_text(driver: WebDriver) -> str:
     return driver.find_element(By.ID, "status").text
 
@@ -300,7 +308,7 @@ def test_no_401_no_favicon_and_no_stale_image_after_delete_and_merge(
     )
 
     # merge Barack into Barack Obama from his panel: it asks first
-    card(browser, "Barack").click()
+    wait_for(browser, "Barack's panel", lambda d: click(card(d, "Barack")))
     wait_for(browser, "his samples", lambda d: find(d, "#samples .sample"))
     Select(browser.find_element(By.ID, "merge-into")).select_by_visible_text("Barack Obama")
     browser.find_element(By.CSS_SELECTOR, "#merge-person button").click()
@@ -319,7 +327,7 @@ def test_no_401_no_favicon_and_no_stale_image_after_delete_and_merge(
     assert obama is not None
 
     # delete Alex from his panel
-    card(browser, "Alex Lacamoire").click()
+    wait_for(browser, "Alex's panel", lambda d: click(card(d, "Alex Lacamoire")))
     wait_for(
         browser,
         "his samples",
@@ -330,11 +338,16 @@ def test_no_401_no_favicon_and_no_stale_image_after_delete_and_merge(
     wait_for(browser, "Alex to go", lambda d: card(d, "Alex Lacamoire") is None)
 
     # merge an unknown into another one
-    rows = browser.find_elements(By.CSS_SELECTOR, "#unknowns .unknown")
-    Select(rows[1].find_element(By.CSS_SELECTOR, ".merge-form select")).select_by_visible_text(
-        "unknown-1"
-    )
-    rows[1].find_element(By.CSS_SELECTOR, ".merge-form button").click()
+    def merge_unknown(d: WebDriver) -> bool:  # again if the list was redrawn meanwhile (stale)
+        rows = d.find_elements(By.CSS_SELECTOR, "#unknowns .unknown")
+        if len(rows) != 2:
+            return False
+        form = rows[1].find_element(By.CSS_SELECTOR, ".merge-form")
+        Select(form.find_element(By.CSS_SELECTOR, "select")).select_by_visible_text("unknown-1")
+        form.find_element(By.CSS_SELECTOR, "button").click()
+        return True
+
+    wait_for(browser, "the merge form", merge_unknown)
     wait_for(browser, "the question", lambda d: d.find_element(By.ID, "ask").is_displayed())
     browser.find_element(By.ID, "ask-yes").click()
     wait_for(
@@ -361,10 +374,17 @@ def test_a_naming_conflict_is_a_warning_that_asks_before_anything_happens(
     wait_for(browser, "unknown-1", lambda d: find(d, "#unknowns .unknown"))
 
     def name_it() -> None:
-        row = find(browser, "#unknowns .unknown")
-        assert row is not None
-        row.find_element(By.CSS_SELECTOR, ".name-form input").send_keys("Alex Lacamoire")
-        row.find_element(By.CSS_SELECTOR, ".name-form button").click()
+        def submit(d: WebDriver) -> bool:  # again if the list was redrawn meanwhile (stale)
+            row = find(d, "#unknowns .unknown")
+            if row is None:
+                return False
+            field = row.find_element(By.CSS_SELECTOR, ".name-form input")
+            field.clear()
+            field.send_keys("Alex Lacamoire")
+            row.find_element(By.CSS_SELECTOR, ".name-form button").click()
+            return True
+
+        wait_for(browser, "the name form", submit)
         wait_for(browser, "the question", lambda d: d.find_element(By.ID, "ask").is_displayed())
 
     name_it()
@@ -411,7 +431,7 @@ def test_thumbnail_choice_and_no_black_tiles(
     library.gallery.merge("unknown-3", "Barack Obama")
     browser.get(library.page)
     wait_for(browser, "Obama's thumbnail", lambda d: loaded_face(d, card(d, "Barack Obama")))
-    card(browser, "Barack Obama").click()
+    wait_for(browser, "Obama's panel", lambda d: click(card(d, "Barack Obama")))
     wait_for(
         browser,
         "two sample tiles",
@@ -420,13 +440,21 @@ def test_thumbnail_choice_and_no_black_tiles(
     note = browser.find_element(By.ID, "samples-note")
     assert note.is_displayed() and "3 more samples without a stored face" in note.text
     assert not browser.find_elements(By.XPATH, "//*[contains(text(), 'no face')]")
-    tiles = browser.find_elements(By.CSS_SELECTOR, "#samples .sample")
-    assert all(loaded_face(browser, t) for t in tiles)
-    current = [t for t in tiles if "thumb" in t.get_attribute("class")]
-    other = [t for t in tiles if "thumb" not in t.get_attribute("class")]
-    assert len(current) == 1 and len(other) == 1
-    chosen = other[0].find_element(By.CSS_SELECTOR, "img.face").get_attribute("src")
-    other[0].find_element(By.CSS_SELECTOR, ".use-thumbnail").click()
+    wait_for(browser, "the tiles' faces", lambda d: all(
+        loaded_face(d, t) for t in d.find_elements(By.CSS_SELECTOR, "#samples .sample")))
+    chosen = ""
+
+    def pick(d: WebDriver) -> bool:  # again if the list was redrawn meanwhile (stale)
+        nonlocal chosen
+        tiles = d.find_elements(By.CSS_SELECTOR, "#samples .sample")
+        current = [t for t in tiles if "thumb" in t.get_attribute("class")]
+        other = [t for t in tiles if "thumb" not in t.get_attribute("class")]
+        assert len(current) == 1 and len(other) == 1
+        chosen = other[0].find_element(By.CSS_SELECTOR, "img.face").get_attribute("src")
+        other[0].find_element(By.CSS_SELECTOR, ".use-thumbnail").click()
+        return True
+
+    wait_for(browser, "the other tile", pick)
     wait_for(
         browser,
         "the new thumbnail",
