@@ -153,8 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = gsub.add_parser("list", help="list enrolled people")
     p.add_argument("--json", action="store_true")
     _common(p)
-    p = gsub.add_parser("remove", help="remove a person")
+    p = gsub.add_parser(
+        "remove", help="remove a person from the gallery (erase: from everywhere)"
+    )
     p.add_argument("name", metavar="NAME")
+    _common(p)
+    p = gsub.add_parser(
+        "merge",
+        help="fold SOURCE (a person or unknown-N) into TARGET: its samples become TARGET's",
+    )
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
     _common(p)
 
     p = sub.add_parser("unknowns", help="review unknown people saved by runs (unknowns.persist)")
@@ -162,9 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = usub.add_parser("list", help="unconfirmed people: embeddings, crops, first/last seen")
     p.add_argument("--json", action="store_true")
     _common(p)
-    p = usub.add_parser("name", help="confirm LABEL as NAME (merged if NAME is enrolled)")
+    p = usub.add_parser("name", help="confirm LABEL as NAME")
     p.add_argument("label", metavar="LABEL", help="e.g. unknown-3")
     p.add_argument("name", metavar="NAME")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="NAME is enrolled: fold LABEL into them (their enrolled photos are never dropped)",
+    )
     _common(p)
     p = usub.add_parser("purge", help="delete unconfirmed people not seen for N days")
     p.add_argument(
@@ -430,8 +444,25 @@ def _gallery_for_enrolment(
                 Path(path + suffix).unlink(missing_ok=True)
 
 
+def _existing(gallery: Gallery, name: str) -> None:
+    """A person the command names must exist; a name no one has must also pass the name rule
+    (a gallery may hold names older versions accepted: those can still be addressed)."""
+    from streamrec.gallery.crops import label_number
+    from streamrec.gallery.store import NoSuchPerson, validate_name
+
+    try:
+        gallery.person(name)
+    except NoSuchPerson:
+        validate_name(name, label=label_number(name) is not None)
+        raise
+
+
 def _check_enrolment_inputs(args: argparse.Namespace) -> None:
     """Inputs checked before the models are fetched and the gallery is created."""
+    if args.gallery_command == "add":
+        from streamrec.gallery.store import validate_name
+
+        validate_name(args.name)
     if args.gallery_command == "import":
         from streamrec.gallery.enroll import person_folders
 
@@ -453,11 +484,22 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     policy = GalleryPolicy.from_config(cfg)
     if action == "add" and bool(args.images) == bool(args.from_video):
         raise StreamrecError("gallery add: give IMAGE files or --from-video FILE (not both)")
-    if action in ("list", "remove"):
+    if action in ("list", "remove", "merge"):
         with open_existing(path, policy) as gallery:
             if action == "remove":
+                _existing(gallery, args.name)
                 gallery.remove(args.name)
                 print(f"removed {args.name}")
+                return 0
+            if action == "merge":
+                _existing(gallery, args.source)
+                _existing(gallery, args.target)
+                result = gallery.merge(args.source, args.target)
+                for stray in result.strays:
+                    print(stray.describe())
+                print(
+                    f"{args.source} merged into {args.target} ({result.total} embedding(s))"
+                )
                 return 0
             people = gallery.people()
             if args.json:
@@ -489,14 +531,17 @@ def cmd_gallery(args: argparse.Namespace) -> int:
 def cmd_unknowns(args: argparse.Namespace) -> int:
     import time
 
-    from streamrec.gallery.store import GalleryPolicy, open_existing
+    from streamrec.gallery.store import GalleryPolicy, NameConflict, open_existing
 
     cfg = _config(args)
     path = _gallery_path(cfg)
     action = args.unknowns_command
     with open_existing(path, GalleryPolicy.from_config(cfg)) as gallery:
         if action == "name":
-            result = gallery.promote(args.label, args.name)
+            try:
+                result = gallery.promote(args.label, args.name, merge=args.merge)
+            except NameConflict as exc:
+                raise StreamrecError(f"{exc} (add --merge)") from None
             for stray in result.strays:
                 print(stray.describe())
             print(f"{args.label} is now {args.name} ({result.total} embedding(s))")
@@ -712,7 +757,9 @@ def cmd_erase(args: argparse.Namespace) -> int:
     if not report.found:
         print(f"{report.name}: nothing found to erase")
         return 1
-    print(f"{report.name} erased (a running 'streamrec serve' forgets them within seconds)")
+    others = [label for label in report.labels if label != report.name]
+    also = f" (also as {', '.join(others)})" if others else ""
+    print(f"{report.name} erased{also}: nothing running will write them again")
     return 0
 
 

@@ -18,7 +18,7 @@ from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.progress import progress_bar
-from streamrec.sinks import EventSink, FanoutSink, SinkError, event_sinks
+from streamrec.sinks import EventSink, FanoutSink, SinkErasure, SinkError, event_sinks
 from streamrec.sinks.video import AudioInput, video_output
 from streamrec.sinks.window import window_output
 from streamrec.sources import FileSource, Source, open_source
@@ -80,7 +80,9 @@ class VideoJob:
             if display:
                 outputs.append(window_output(source.name))
             camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
-            self.pipeline = build_pipeline(cfg, [camera], sink, self.analyzer, gallery)
+            self.pipeline = build_pipeline(
+                cfg, [camera], sink, self.analyzer, gallery, [SinkErasure(sink)]
+            )
             self._stack = stack.pop_all()
 
     def run(self) -> Summary:

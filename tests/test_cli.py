@@ -45,7 +45,7 @@ def test_gallery_list(knn_gallery: Path) -> None:
     with sqlite3.connect(knn_gallery) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         meta = dict(db.execute("SELECT key, value FROM meta"))
-    assert meta["recognizer_name"] == "mobilefacenet_128d.onnx" and meta["schema_version"] == "3"
+    assert meta["recognizer_name"] == "mobilefacenet_128d.onnx" and meta["schema_version"] == "4"
 
 
 def _recognize(gallery: Path, *images: Path, extra: tuple[str, ...] = ()) -> list[dict]:

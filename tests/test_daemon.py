@@ -417,7 +417,10 @@ def test_people_enrolled_and_erased_through_the_api_count_at_once(
         # a generous bound on the 2 s: the change must not wait for a poll or a signal
         assert delay < 12, f"identified only {delay:.1f} s after the enrolment"
 
-        r = requests.delete(f"http://127.0.0.1:{d.port}/api/people/{LIN}", timeout=60)
+        (lin,) = requests.get(
+            f"http://127.0.0.1:{d.port}/api/people", params={"name": LIN}, timeout=60
+        ).json()
+        r = requests.delete(f"http://127.0.0.1:{d.port}/api/people/{lin['id']}", timeout=60)
         assert r.status_code == 200, r.text
         assert_no_longer_named(d, time.time())
 
@@ -466,8 +469,9 @@ def test_unknowns_survive_kill_9_and_keep_the_name_given_through_the_api(
             assert crop.status_code == 200 and crop.content.startswith(b"\xff\xd8")
 
         # the main subject's unknown (the most sightings) gets a name through the API
-        label = max(after, key=lambda u: u["samples"])["label"]
-        r = api_post(d, f"/api/unknowns/{label}/name", json={"name": "Stage Lead"})
+        lead = max(after, key=lambda u: u["samples"])
+        label = lead["label"]
+        r = api_post(d, f"/api/unknowns/{lead['id']}/name", json={"name": "Stage Lead"})
         assert r.status_code == 200, r.text
         named_at = time.time()
         wait_for("the new name on camera", lambda: named(d.events(), "Stage Lead"), 90, d)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +30,7 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config, load_config
 from streamrec.gallery.session import GallerySession
 from streamrec.service.frigate import FIRST_TRACK_ID, FrigateBridge
-from streamrec.sinks import FanoutSink, event_sinks
+from streamrec.sinks import FanoutSink, SinkErasure, event_sinks
 
 pytestmark = test_mqtt.pytestmark  # skipped without mosquitto
 
@@ -368,6 +369,37 @@ def test_lin_is_recognised_from_a_frigate_snapshot_and_published(
     person = json.loads(sub.last("streamrec/people/lin_manuel_miranda") or "{}")
     assert person["state"] == "front_door" and person["name"] == LIN
     assert TOKEN not in caplog.text and LIN not in caplog.text
+
+
+def test_an_erased_person_leaves_the_objects_the_bridge_follows(
+    frigate: StandInFrigate,
+    broker: Broker,
+    publisher: Frigate,
+    stills: dict[str, bytes],
+    lin_gallery: Path,
+    running: Callable[[Config], Running],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Frigate object named before its person was erased ended with a track_end naming
+    them (issue 21, item 5): the daemon's pipeline tells the bridge (SinkErasure) at once."""
+    caplog.set_level(logging.INFO, logger="streamrec")
+    events, gallery = tmp_path / "events.jsonl", tmp_path / "people.db"
+    shutil.copy(lin_gallery, gallery)  # the module's gallery stays as it is
+    started = running(bridge_config(frigate, broker, gallery, events))
+    bridge = started.bridge
+    wait_until(lambda: READING in caplog.text, "the subscription")
+    event_id = f"{START}-erased"
+    frigate.snapshots[event_id] = stills["lin"]
+    publisher.publish(frigate_event("new", event_id, START + 1))
+    wait_until(lambda: of_event(jsonl(events), event_id, "identified"), "identification", 120)
+    assert started.gallery.gallery is not None
+    started.gallery.gallery.remove(LIN)  # erased by another process ...
+    SinkErasure(bridge).erased(LIN)  # ... and the daemon's pipeline took it in
+    publisher.publish(frigate_event("end", event_id, START + 2))
+    wait_until(lambda: of_event(jsonl(events), event_id, "track_end"), "track_end", 60)
+    [end] = of_event(jsonl(events), event_id, "track_end")
+    assert end["name"] is None and end["score"] is None
 
 
 def test_what_is_not_checked_is_skipped_and_counted(

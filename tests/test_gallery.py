@@ -17,7 +17,13 @@ from streamrec.analyzer import read_image
 from streamrec.errors import GalleryError
 from streamrec.gallery.enroll import embed_single_face, enroll_images
 from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.store import SCHEMA_VERSION, Gallery, GalleryPolicy, Recognizer
+from streamrec.gallery.store import (
+    SCHEMA_VERSION,
+    Gallery,
+    GalleryPolicy,
+    NameConflict,
+    Recognizer,
+)
 
 FAKE = Recognizer("fake.onnx", "f" * 64, 8)
 
@@ -169,10 +175,10 @@ def test_migration_from_schema_1(tmp_path: Path) -> None:
         assert gallery.revision > 3 and gallery.unknowns() == []
         assert gallery.matcher().match(unit(65), 0.5)[0][0] == "A"
     with sqlite3.connect(path) as db:
-        assert dict(db.execute("SELECT key, value FROM meta"))["schema_version"] == "3"
+        assert dict(db.execute("SELECT key, value FROM meta"))["schema_version"] == "4"
     with Gallery(path, FAKE) as gallery:  # opens again without migrating twice
         assert gallery.add("A", unit(5)).strays[0].source == "a4"
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
 
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
@@ -212,8 +218,13 @@ def test_unknowns_storage(tmp_path: Path) -> None:
             gallery.add("unknown-1", unit(0))
         assert not gallery.add_unknown("Known", unit(0))  # a confirmed person: refused
 
-        # promotion: samples and faces move, the label is tombstoned: never written again
-        result = gallery.promote("unknown-1", "Known")
+        # promotion onto an enrolled person's name is asked for (nothing happens otherwise);
+        # samples and faces move, the label is tombstoned: never written again
+        revision = gallery.revision
+        with pytest.raises(NameConflict, match="'Known' is enrolled already"):
+            gallery.promote("unknown-1", "Known")
+        assert gallery.revision == revision and not gallery.tombstoned("unknown-1")
+        result = gallery.promote("unknown-1", "Known", merge=True)
         assert result.total == 6 and result.strays == []  # 0..8 degrees and 40: one look
         assert gallery.person("Known").faces == 3  # type: ignore[union-attr]
         assert gallery.matcher().match(unit(2), 0.9)[0][0] == "Known"

@@ -420,7 +420,8 @@ def test_sample_sources_show_only_the_file_name(site, analyzer: FaceAnalyzer, me
     s = site()
     photo = media_dir / "face_recognition/obama.jpg"
     enroll_images(analyzer, s.gallery, "Barack Obama", [photo])
-    code, _, body = s.request("GET", "/api/people/Barack Obama/samples".replace(" ", "%20"))
+    pid = s.gallery.person("Barack Obama").id  # people are addressed by id
+    code, _, body = s.request("GET", f"/api/people/{pid}/samples")
     assert code == 200
     assert [x["source"] for x in json.loads(body)] == ["obama.jpg"]
     assert str(photo.parent).encode() not in body

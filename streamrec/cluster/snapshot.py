@@ -126,6 +126,7 @@ class GalleryFeed:
                 return
             try:
                 self.refresh()
+                self.session.confirm(self._revision)  # taken in (the actors follow at once)
             except StreamrecError as exc:  # a busy or briefly unreadable file: next time
                 log.warning("gallery check failed: %s", exc)
             except Exception:
@@ -286,6 +287,9 @@ class FedGallery:
         self._forgotten = snap.dead
         book.forget(dead)
         return dead
+
+    def confirm(self, revision: int) -> None:
+        """Nothing to record: the head owns the file (and confirms for its cluster)."""
 
     def close(self) -> None:
         """Nothing to close: the head owns the file."""

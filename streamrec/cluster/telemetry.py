@@ -26,10 +26,10 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.models.runtime import loaded_models
-from streamrec.service.daemon import SinkErasure, StatusSink
+from streamrec.service.daemon import StatusSink
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
-from streamrec.sinks import FanoutSink
+from streamrec.sinks import FanoutSink, SinkErasure
 from streamrec.sinks.mqtt import encode_snapshot
 from streamrec.sources import SourceStats
 from streamrec.telemetry import CameraState, Latency, Observer, Observers

@@ -1,7 +1,12 @@
-"""Enrolment of people into the gallery from photos."""
+"""Enrolment of people into the gallery from photos.
+
+A photo is recorded with its path and the sha256 of its bytes: the same photo enrolled again,
+from here or uploaded on the Faces page, adds nothing.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -11,8 +16,9 @@ import numpy as np
 
 from streamrec.analyzer import FaceAnalyzer, read_image
 from streamrec.errors import GalleryError, MediaError
-from streamrec.gallery.store import AddResult, Gallery, Stray
+from streamrec.gallery.store import AddResult, Gallery, InvalidName, Stray, validate_name
 from streamrec.models.alignment import align
+from streamrec.models.quality import face_quality
 from streamrec.progress import progress_bar
 
 log = logging.getLogger("streamrec.enroll")
@@ -40,8 +46,8 @@ class EnrollReport:
         self.added = [a for a in self.added if a not in gone]
 
 
-def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Embedding and aligned crop of the one face in an image; MediaError saying why otherwise."""
+def _single_face(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray, np.ndarray, float]:
+    """Embedding, aligned crop and quality of the one face in an image; MediaError otherwise."""
     image = read_image(path)
     dets = analyzer.detect(image)
     if len(dets) == 0:
@@ -49,7 +55,14 @@ def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray, n
     if len(dets) > 1:
         raise MediaError(f"{len(dets)} faces found, expected one")
     crop = align(image, dets.kps[0], analyzer.embedder.input_size)
-    return analyzer.embedder.embed([crop])[0], crop
+    quality = face_quality(dets.boxes[0], dets.kps[0], float(dets.scores[0]), crop)
+    return analyzer.embedder.embed([crop])[0], crop, quality
+
+
+def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Embedding and aligned crop of the one face in an image; MediaError saying why otherwise."""
+    embedding, crop, _ = _single_face(analyzer, path)
+    return embedding, crop
 
 
 def enroll_images(
@@ -60,20 +73,24 @@ def enroll_images(
     Photos far from the person's dominant look are dropped as strays (see ``report.dropped``).
     """
     report = EnrollReport(name)
-    embeddings, sources, faces = [], [], []
+    embeddings, sources, faces, qualities, hashes = [], [], [], [], []
     for path in paths:
         try:
-            embedding, face = embed_single_face(analyzer, path)
+            embedding, face, quality = _single_face(analyzer, path)
             embeddings.append(embedding)
             faces.append(face)
+            qualities.append(quality)
+            hashes.append(hashlib.sha256(path.read_bytes()).hexdigest())
             sources.append(str(path))
             report.added.append(str(path))
-        except MediaError as exc:
+        except (MediaError, OSError) as exc:
             reason = str(exc).replace(f"cannot read image {path}: ", "")
             report.skipped.append((str(path), reason))
             log.debug("%s: skipped: %s", path, reason)
     if embeddings:
-        report.record(gallery.add(name, np.stack(embeddings), sources, faces))
+        report.record(
+            gallery.add(name, np.stack(embeddings), sources, faces, qualities, hashes)
+        )
     return report
 
 
@@ -89,6 +106,11 @@ def person_folders(root: Path) -> list[Path]:
     people = sorted(p for p in root.iterdir() if p.is_dir())
     if not people:
         raise GalleryError(f"{root} has no sub-folders (expected one sub-folder per person)")
+    for folder in people:
+        try:
+            validate_name(folder.name)
+        except InvalidName as exc:
+            raise InvalidName(f"{folder}: the folder's name is the person's name: {exc}") from None
     return people
 
 

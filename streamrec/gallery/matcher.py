@@ -68,6 +68,8 @@ class Matcher:
         """Index of the best person (or -1 with an empty gallery) and its score, per row."""
         # a person's score is their best template's, so the best person owns the best template
         template, score = self.index.search(embeddings)
+        if not len(self.owners):  # everyone erased: nobody to own a template
+            return np.full(len(template), -1, np.int64), score
         return np.where(template >= 0, self.owners[np.maximum(template, 0)], -1), score
 
     def match(

@@ -4,7 +4,8 @@
   revision moves (a change by the CLI, the API, the web page or another process).
 - ``unknown_book()``: the run's unknown identities; every sighting (a track labelled, a track
   ended) is written at once by a background thread: to the gallery as an unconfirmed person's
-  sample with its face (``unknowns.persist``) and, with ``unknowns.crops_dir``, as a JPEG file.
+  sample with its face (``unknowns.persist``) and, with ``unknowns.crops_dir``, as a JPEG file
+  in the identity's numbered folder (:mod:`~streamrec.gallery.crops`).
   A write the gallery refuses (the label was erased, merged or promoted meanwhile) makes the
   book forget the label. The queue is bounded: when the disk cannot keep up, the oldest
   sightings are dropped and counted.
@@ -19,21 +20,26 @@ cluster's camera actor a gallery fed by the head (:mod:`streamrec.cluster.snapsh
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import re
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import cv2
 import numpy as np
 
 from streamrec.errors import StreamrecError
-from streamrec.files import private_dir
+from streamrec.gallery.crops import CropFolders
 from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer, open_existing
+from streamrec.gallery.store import (
+    WATCH_BEAT,
+    Gallery,
+    GalleryError,
+    GalleryPolicy,
+    Recognizer,
+    encode_face,
+    open_existing,
+)
 from streamrec.gallery.unknowns import Sighting, UnknownBook
 
 if TYPE_CHECKING:
@@ -45,7 +51,6 @@ log = logging.getLogger("streamrec.gallery")
 QUEUE_SIZE = 256
 #: how long closing waits for the queued sightings to be written
 DRAIN_SECONDS = 5.0
-_LABEL_DIR = re.compile(r"^unknown-(\d+)$")
 
 
 class PipelineGallery(Protocol):
@@ -63,6 +68,10 @@ class PipelineGallery(Protocol):
     def unknown_book(self, threshold: float) -> UnknownBook | None: ...
 
     def sync(self, book: UnknownBook) -> set[str]: ...
+
+    def confirm(self, revision: int) -> None:
+        """The pipeline has taken ``revision`` in (an erasure waits for that)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -99,7 +108,15 @@ class GallerySession:
         self.dropped = 0  # sightings dropped from a full queue
         self._queue: queue.Queue[Sighting | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._writer: threading.Thread | None = None
-        self._crops: dict[str, list[tuple[float, Path]]] = {}  # crops_dir files per label
+        # the crop files of a run that keeps no unknown people in a gallery (one that does
+        # writes them with the sightings)
+        self.crops = (
+            CropFolders(cfg.unknowns.crops_dir, cfg.unknowns.max_crops)
+            if cfg.unknowns.crops_dir and not self.persist
+            else None
+        )
+        self._watcher: int | None = None
+        self._confirmed = (-1, 0.0)  # revision, monotonic time
         self._dead: set[str] = set()  # labels the store refused since the last take_dead()
         self._lock = threading.Lock()
 
@@ -111,6 +128,11 @@ class GallerySession:
             if self._writer.is_alive():
                 log.warning("unknown people: %d sighting(s) not written", self._queue.qsize())
         if self.gallery is not None:
+            if self._watcher is not None:
+                try:
+                    self.gallery.unwatch(self._watcher)
+                except GalleryError as exc:
+                    log.debug("cannot unregister from the gallery: %s", exc)
             self.gallery.close()
 
     def __enter__(self) -> GallerySession:
@@ -129,6 +151,17 @@ class GallerySession:
 
     def people(self) -> int:
         return len(self.gallery.people()) if self.gallery is not None else 0
+
+    def confirm(self, revision: int) -> None:
+        """Tell the gallery this process has taken ``revision`` in: at once when it moved, else
+        every ``WATCH_BEAT`` s (so that an erasure knows who is running)."""
+        if self.gallery is None or self.gallery.read_only:
+            return
+        now = time.monotonic()
+        if revision == self._confirmed[0] and now - self._confirmed[1] < WATCH_BEAT:
+            return
+        self._watcher = self.gallery.watch(revision, self._watcher)
+        self._confirmed = (revision, now)
 
     @property
     def persist(self) -> bool:
@@ -154,14 +187,10 @@ class GallerySession:
                 if purged:
                     log.info("purged %d unconfirmed people past retention", purged)
             self.sync(book)
-        elif unk.crops_dir:
-            folder = Path(unk.crops_dir).expanduser()
-            used = [
-                int(m.group(1))
-                for p in (folder.iterdir() if folder.is_dir() else [])
-                if (m := _LABEL_DIR.match(p.name))
-            ]
-            book.next_index = max([0, *used]) + 1
+        elif self.crops is not None:
+            if unk.retention_days:
+                self.crops.purge(unk.retention_days)
+            book.next_index = max([0, *self.crops.numbers()]) + 1
         if self.persist or unk.crops_dir:
             book.on_sighting = self._put
             self._writer = threading.Thread(target=self._write, name="unknowns", daemon=True)
@@ -232,24 +261,6 @@ class GallerySession:
                 return
             if self.gallery.unknown_count() > unk.max_identities:
                 self.gallery.evict_unknowns(unk.max_identities)
-        if unk.crops_dir and s.crop is not None:
-            self._save_crop(Path(unk.crops_dir).expanduser(), s, s.crop)
-
-    def _save_crop(self, folder: Path, s: Sighting, crop: np.ndarray) -> None:
-        """The label's best ``unknowns.max_crops`` faces as private JPEG files."""
-        target = private_dir(folder / s.label)  # and its parents: 0700
-        kept = self._crops.setdefault(s.label, [])
-        if len(kept) >= self.cfg.unknowns.max_crops and s.quality <= min(q for q, _ in kept):
-            return
-        path = target / f"{time.strftime('%Y%m%d-%H%M%S')}-{len(kept)}-{os.getpid()}.jpg"
-        ok, buf = cv2.imencode(".jpg", crop)
-        if not ok:
-            return
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        kept.append((s.quality, path))
-        kept.sort(key=lambda c: -c[0])
-        for _, old in kept[self.cfg.unknowns.max_crops :]:
-            old.unlink(missing_ok=True)
-        del kept[self.cfg.unknowns.max_crops :]
+        elif self.crops is not None and s.crop is not None:
+            self.crops.save(s.label, encode_face(s.crop), s.quality)
+            self.crops.evict(unk.max_identities)

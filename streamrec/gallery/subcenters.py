@@ -15,6 +15,10 @@ average-linkage agglomerative clustering on cosine similarity:
 When the biggest groups tie (two photos further apart than the limit, or 2 against 2) nobody
 can tell which is wrong: the group with the earliest sample is kept, the others are dropped and
 reported as ``ambiguous``.
+
+Samples can be ``trusted`` (photos a user enrolled on purpose, as opposed to faces a camera saw
+of an unknown person later named): then only the trusted ones make the groups and the dominant
+look, so any number of sightings can never outvote a person's enrolled photos.
 """
 
 from __future__ import annotations
@@ -81,17 +85,27 @@ def agglomerate(x: np.ndarray, max_clusters: int, min_similarity: float) -> list
     return sorted((c for c in clusters if c), key=lambda c: c[0])
 
 
-def cluster_person(x: np.ndarray, max_centers: int, outlier_angle: float | None) -> Clustering:
+def cluster_person(
+    x: np.ndarray,
+    max_centers: int,
+    outlier_angle: float | None,
+    trusted: np.ndarray | None = None,
+) -> Clustering:
     """Sub-centers of one person's samples ``x`` [N, D] (N >= 1, oldest first).
 
     ``outlier_angle=None`` keeps every sample (unconfirmed people: nothing to judge against).
+    ``trusted`` (a mask, with at least one True): only those samples decide the dominant look.
     """
     x = normalise(x)
     strays: list[tuple[int, float]] = []
     keep = np.arange(len(x))
     ambiguous = False
-    if outlier_angle is not None and len(x) >= 2:
-        groups = agglomerate(x, 1, math.cos(math.radians(outlier_angle)))
+    judges = np.arange(len(x)) if trusted is None else np.flatnonzero(trusted)
+    if outlier_angle is not None and len(x) >= 2 and len(judges):
+        groups = [
+            [int(judges[i]) for i in g]
+            for g in agglomerate(x[judges], 1, math.cos(math.radians(outlier_angle)))
+        ]
         dominant = max(groups, key=lambda g: (len(g), -g[0]))
         angles = angle_deg(x, normalise(x[dominant].mean(axis=0)))
         far = angles > outlier_angle

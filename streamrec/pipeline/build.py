@@ -112,6 +112,8 @@ class Pipeline:
                 self._observer.erased(name)
             people = self.gallery.people()
             self._observer.gallery_loaded(people)
+            # nothing of this pipeline names them any more: an erasure may complete
+            self.gallery.confirm(revision)
         # the run's own unknown people move the revision about once a second: only a change
         # of who is matched or an erased label is worth a line
         level = logging.INFO if changed else logging.DEBUG
@@ -122,6 +124,7 @@ class Pipeline:
         while not done.wait(self.gallery_poll):
             try:
                 self.reload_gallery()
+                self.gallery.confirm(self._revision)  # alive (at most every few seconds)
             except Exception as exc:  # a busy or briefly unreadable file: next time
                 log.warning("gallery check failed: %s", exc)
 
@@ -138,6 +141,10 @@ class Pipeline:
         start = time.monotonic()
         graph, summary = self.graph, self.summary
         self._observer.gallery_loaded(self.gallery.people())
+        try:  # known as running from now on: an erasure waits until this run has taken it in
+            self.gallery.confirm(self._revision)
+        except StreamrecError as exc:
+            log.warning("cannot register with the gallery: %s", exc)
         done = threading.Event()
         watcher = threading.Thread(target=self._watch, args=(done,), name="gallery", daemon=True)
         watcher.start()

@@ -1,4 +1,10 @@
-"""Match: embeddings become track identities, and identities become events."""
+"""Match: embeddings become track identities, and identities become events.
+
+A change of the gallery is taken in at once and in full (:meth:`MatchStage.set_matcher`): it
+waits for the frame being matched, then re-decides every open track of every camera before it
+returns, so once it has returned no event of this stage names a person who was erased (and no
+track carries an unknown label that died). Everything the stage emits is emitted under its lock.
+"""
 
 from __future__ import annotations
 
@@ -39,20 +45,21 @@ class MatchStage(Stage):
         self.sources = sources
         self.observer = observer
         self.unknowns = unknowns
-        self._stale: set[str] = set()  # cameras whose tracks have not seen the new matcher
         #: capture time of each open track's first frame, by (camera, track): decision latency
         self._first_seen: dict[tuple[str, int], float] = {}
-        self._dead_labels: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def set_matcher(self, matcher: Matcher, dead_labels: set[str] | None = None) -> None:
-        """Swap the gallery snapshot (from any thread). Each camera's open tracks are re-decided
-        against it on their next frame; tracks carrying ``dead_labels`` (unknown-N labels that
-        were erased, merged or promoted) lose them."""
+        """Swap the gallery snapshot (from any thread) and re-decide every open track against
+        it now; tracks carrying ``dead_labels`` (unknown-N labels that were erased, merged or
+        promoted) lose them. A track that loses its name says so (``renamed``, name null, at
+        its last frame)."""
         with self._lock:
             self.matcher = matcher
-            self._stale = set(self.identities)
-            self._dead_labels |= dead_labels or set()
+            for camera, idents in self.identities.items():
+                idents.drop_labels(dead_labels or set())
+                for naming in idents.rematch(matcher):
+                    self._named(camera, None, naming)
 
     def _emit(
         self,
@@ -78,25 +85,18 @@ class MatchStage(Stage):
 
     def process(self, work: Work) -> None:
         t0 = time.perf_counter()
-        if isinstance(work, FrameWork):
-            self._frame(work)
-        else:
-            for t in work.ended:
-                self.end_track(work.camera, t.track_id)
+        with self._lock:
+            if isinstance(work, FrameWork):
+                self._frame(work)
+            else:
+                for t in work.ended:
+                    self.end_track(work.camera, t.track_id)
         self.observer.busy("match", time.perf_counter() - t0)
 
     def _frame(self, work: FrameWork) -> None:
         camera, frame = work.camera, work.frame
         idents = self.identities[camera]
-        with self._lock:
-            matcher = self.matcher
-            stale = camera in self._stale
-            self._stale.discard(camera)
-            dead = set(self._dead_labels) if stale else set()
-        if stale:
-            idents.drop_labels(dead)
-            for changed in idents.rematch(matcher):
-                self._named(camera, frame, changed)
+        matcher = self.matcher
         for t in work.started:
             idents.announce(t.track_id)
             self.observer.track_started(camera)
@@ -160,14 +160,13 @@ class MatchStage(Stage):
         """End a track at ``frame``, the frame whose detection round ended it (None: the stream
         ended or dropped); the tracks its end names (continuing it, or taking its name) are
         named at ``frame`` (None: at their last frame)."""
-        self._first_seen.pop((camera, track_id), None)
         with self._lock:
-            matcher = self.matcher
-        ident, namings = self.identities[camera].end(track_id, matcher)
-        if ident is not None and ident.announced:  # else it never reached this stage
-            self._ended(camera, ident, frame)
-        for naming in namings:
-            self._named(camera, frame, naming)
+            self._first_seen.pop((camera, track_id), None)
+            ident, namings = self.identities[camera].end(track_id, self.matcher)
+            if ident is not None and ident.announced:  # else it never reached this stage
+                self._ended(camera, ident, frame)
+            for naming in namings:
+                self._named(camera, frame, naming)
 
     def _ended(self, camera: str, ident: TrackIdentity, frame: Frame | None) -> None:
         last_time = ident.last_time if ident.frames else ident.first_time
@@ -201,6 +200,7 @@ class MatchStage(Stage):
 
     def finish(self) -> None:
         """End every track still open (after an abort, or a stream that never ended)."""
-        for camera, idents in self.identities.items():
-            for track_id in idents.open_tracks():
-                self.end_track(camera, track_id)
+        with self._lock:
+            for camera, idents in self.identities.items():
+                for track_id in idents.open_tracks():
+                    self.end_track(camera, track_id)

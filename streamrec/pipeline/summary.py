@@ -72,6 +72,11 @@ class Summary(Observer):
         if name is not None:
             self.cameras[camera].saw(name, first, last)
 
+    def erased(self, name: str) -> None:
+        """A person who left the gallery during the run (erased) leaves its summary too."""
+        for c in self.cameras.values():
+            c.people.pop(name, None)
+
     def busy(self, step: str, seconds: float) -> None:
         self.stage_seconds[step] = self.stage_seconds.get(step, 0.0) + seconds
 

@@ -1,23 +1,31 @@
 """The face library over HTTP: the native REST API under ``/api/`` and the Faces page.
 
-Routes (JSON unless said otherwise; URLs in answers are relative to the server's root):
+People and unknown people are addressed by their id (a number); a name is data, never part of
+a path (``GET /api/people?name=`` finds a person by name). Routes (JSON unless said otherwise;
+URLs in answers are relative to the server's root):
 
-* ``GET /api/people``, ``POST /api/people`` (form: ``name``, photos ``files`` and/or a recent
-  recognition ``recent``), ``GET|PATCH|DELETE /api/people/{name}``;
-* ``GET|POST /api/people/{name}/samples`` (form: a photo ``file`` or ``recent``),
-  ``DELETE /api/people/{name}/samples/{id}``; ``GET /api/faces/{id}.jpg`` (a stored face);
-* ``GET /api/unknowns``, ``POST /api/unknowns/{label}/name`` (``{"name"}``: confirm it, or fold
-  it into that person if enrolled), ``POST /api/unknowns/{label}/merge`` (``{"into"}``),
-  ``DELETE /api/unknowns/{label}``;
+* ``GET /api/people`` (``?name=``: only that person), ``POST /api/people`` (form: ``name``,
+  photos ``files`` and/or a recent recognition ``recent``), ``GET|PATCH|DELETE
+  /api/people/{id}`` (PATCH ``{"name"}`` renames, ``{"thumbnail": face id or null}`` picks the
+  thumbnail), ``POST /api/people/{id}/merge`` (``{"into": id}``: fold them into that person);
+* ``GET|POST /api/people/{id}/samples`` (form: a photo ``file`` or ``recent``),
+  ``DELETE /api/people/{id}/samples/{sample}``; ``GET /api/faces/{face}.jpg`` (a stored face);
+* ``GET /api/unknowns``, ``POST /api/unknowns/{id}/name`` (``{"name"}``: confirm it; onto an
+  enrolled person's name only with ``"merge": true``, else 409 asking),
+  ``POST /api/unknowns/{id}/merge`` (``{"into": id}``), ``DELETE /api/unknowns/{id}``;
 * (the recent recognitions and their faces, ``/api/recent`` and ``/api/recent/{id}.jpg``, are
   routes of :mod:`streamrec.service.http`: cluster mode serves them too);
 * ``POST /api/recognize`` (form: ``file``): every face with box, landmarks, name and score;
 * ``GET /faces``: the Faces page (``web/faces.html``).
 
 Every write goes through the :class:`~streamrec.gallery.store.Gallery` and then reloads the
-running pipeline, so a change counts from the next frame. Uploads are decoded with Pillow into
-at most ``MAX_SIDE`` pixels (answers are in the original image's coordinates); one upload is
-analysed at a time, with a few waiting, so uploads cannot starve the cameras.
+running pipeline, so a change counts from the next frame; an erasure returns once the pipeline
+has forgotten the person and the event files are rewritten. Names are checked by the one rule
+(:func:`~streamrec.gallery.store.validate_name`): a refused name is a 400.
+
+Uploads are decoded with Pillow into at most ``MAX_SIDE`` pixels (answers are in the original
+image's coordinates); one upload is analysed at a time, with a few waiting, so uploads cannot
+starve the cameras.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from typing import Annotated, Any
 
 import cv2
 import numpy as np
-from fastapi import APIRouter, FastAPI, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, FastAPI, File, Form, HTTPException, Query, UploadFile
 from fastapi.responses import Response
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field
@@ -44,8 +52,19 @@ from pydantic import BaseModel, Field
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.errors import GalleryError
 from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.store import AddResult, Gallery, Person, Sample, validate_name
+from streamrec.gallery.store import (
+    AddResult,
+    Gallery,
+    InvalidName,
+    NameConflict,
+    Person,
+    Removed,
+    Sample,
+    UnknownPerson,
+    validate_name,
+)
 from streamrec.models.alignment import align
+from streamrec.models.quality import face_quality
 from streamrec.service.http import page_csp
 from streamrec.service.status import LiveStatus
 
@@ -96,6 +115,7 @@ class FoundFace:
     det_score: float
     embedding: np.ndarray
     crop: np.ndarray  # aligned BGR face
+    quality: float  # expected similarity to the person's template (models.quality)
 
     @property
     def area(self) -> float:
@@ -169,11 +189,24 @@ def jpeg_response(data: bytes) -> Response:
     return Response(data, media_type="image/jpeg")
 
 
+@dataclass(frozen=True)
+class NewSample:
+    """A sample to enrol: embedding, aligned face, its quality, where it came from, the
+    sha256 of the photo's bytes (None: not a photo)."""
+
+    embedding: np.ndarray
+    crop: np.ndarray
+    quality: float | None
+    source: str
+    sha256: str | None = None
+
+
 class FaceLibrary:
     """What the face routes share: the analyzer, the gallery, the live status, the reload.
 
     ``gallery`` is None when the daemon runs without one (the gallery routes answer 409);
-    ``reload`` makes the running pipeline take a change in at once.
+    ``reload`` makes the running pipeline take a change in at once (it returns once it has:
+    the pipeline's tracks and sinks have forgotten who left).
     """
 
     def __init__(
@@ -182,10 +215,10 @@ class FaceLibrary:
         gallery: Gallery | None,
         status: LiveStatus,
         reload: Callable[[], object],
-        erase_files: Callable[[str], object] = lambda name: None,
+        erase_files: Callable[[Sequence[str]], object] = lambda labels: None,
     ) -> None:
-        """``erase_files``: erases a person removed through the API from the event files and
-        review crops too (the running pipeline forgets them in memory and on MQTT)."""
+        """``erase_files``: erases the labels of a person removed through the API from the
+        event files and the sinks too (the running pipeline forgets them in memory)."""
         self.analyzer = analyzer
         self._gallery = gallery
         self.status = status
@@ -203,11 +236,14 @@ class FaceLibrary:
             )
         return self._gallery
 
-    def erased(self, name: str) -> None:
-        """After a removal: the person is erased everywhere (files, memory, MQTT)."""
+    def erased(self, removed: Removed) -> None:
+        """After a removal: the pipeline forgets the person (reloaded first, so that nothing
+        running writes them again), then the files and sinks forget every label they had."""
         self.changed()
+        for label in removed.labels:
+            self.status.forget(label)
         try:
-            self._erase_files(name)
+            self._erase_files(removed.labels)
         except Exception as exc:
             log.error("erasing a person from the event files failed: %s", exc)
 
@@ -247,6 +283,10 @@ class FaceLibrary:
             size = self.analyzer.embedder.input_size
             crops = [align(image, dets.kps[i], size) for i in keep]
             embeddings = self.analyzer.embedder.embed(crops)
+            qualities = [
+                face_quality(dets.boxes[i], dets.kps[i], float(dets.scores[i]), c)
+                for i, c in zip(keep, crops, strict=True)
+            ]
         # in the original image's pixels; boxes kept inside it (crops are cut from them)
         height, width = (round(n * scale) for n in image.shape[:2])
         bounds = np.array([width, height, width, height], np.float32)
@@ -257,8 +297,9 @@ class FaceLibrary:
                 float(dets.scores[i]),
                 e,
                 crop,
+                q,
             )
-            for i, e, crop in zip(keep, embeddings, crops, strict=True)
+            for i, e, crop, q in zip(keep, embeddings, crops, qualities, strict=True)
         ]
         return sorted(faces, key=lambda f: -f.area)
 
@@ -275,80 +316,98 @@ class FaceLibrary:
         with self._analysing():
             return self.analyzer.embedder.embed([crop])[0]
 
-    def recent_sample(self, recent_id: int) -> tuple[np.ndarray, np.ndarray, str]:
-        """Embedding, face and source of a recent recognition's crop."""
+    def recent_sample(self, recent_id: int) -> NewSample:
+        """A recent recognition's face, picked by the user: enrolled on purpose."""
         item = self.status.recognition(recent_id)
         if item is None or item.crop is None:
             raise ApiError(
                 404, f"no recent recognition {recent_id} with a face (it may have expired)"
             )
         source = f"camera {item.camera} track {item.track_id} at {item.time:.0f}"
-        return self.embed_crop(item.crop), item.crop, source
+        return NewSample(self.embed_crop(item.crop), item.crop, None, source)
 
-    def upload_sample(
-        self, upload: UploadFile, min_score: float = 0.0
-    ) -> tuple[np.ndarray, np.ndarray, str]:
-        """Embedding, face and source of an uploaded photo with exactly one face."""
+    def upload_sample(self, upload: UploadFile, min_score: float = 0.0) -> NewSample:
+        """An uploaded photo with exactly one face; its sha256 identifies it (the same photo
+        sent again, or enrolled from the command line, adds nothing)."""
         data = upload.file.read()
         face = self.one_face(data, min_score)
-        # the content, not the file name, identifies it: the same photo twice adds nothing
-        return face.embedding, face.crop, f"upload sha256:{hashlib.sha256(data).hexdigest()[:16]}"
+        name = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+        source = name if name.isprintable() and 0 < len(name) <= 200 else "upload"
+        digest = hashlib.sha256(data).hexdigest()
+        return NewSample(face.embedding, face.crop, face.quality, source, digest)
 
-    def enrol(self, name: str, samples: Sequence[tuple[np.ndarray, np.ndarray, str]]) -> AddResult:
+    def enrol(self, name: str, samples: Sequence[NewSample]) -> AddResult:
         """Add samples to ``name`` (created if new), then reload the pipeline."""
         result = self.call(
             self.gallery.add,
             name,
-            np.stack([s[0] for s in samples]),
-            [s[2] for s in samples],
-            [s[1] for s in samples],
+            np.stack([s.embedding for s in samples]),
+            [s.source for s in samples],
+            [s.crop for s in samples],
+            [s.quality for s in samples],
+            [s.sha256 for s in samples],
         )
         self.changed()
         return result
 
-    def call(self, method: Callable[..., Any], *args: Any) -> Any:
-        """A gallery call; its refusals (a clash, the last sample ...) become 409."""
+    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A gallery call; a refused name is a 400, its other refusals (a clash, the last
+        sample ...) a 409."""
         try:
-            return method(*args)
+            return method(*args, **kwargs)
+        except InvalidName as exc:
+            raise ApiError(400, str(exc), 26) from None
         except GalleryError as exc:
             raise ApiError(409, str(exc).replace(f" in gallery {self.gallery.path}", "")) from None
 
-    def person(self, name: str) -> Person:
+    def person(self, person_id: int) -> Person:
         """An enrolled person, or 404."""
-        try:
-            found = self.gallery.person(name)
-        except GalleryError:
-            found = None
+        found = self._find(person_id)
         if not isinstance(found, Person):
             raise ApiError(404, "no such person", 42)
         return found
 
-    def unknown(self, label: str) -> None:
-        """404 unless ``label`` is an unconfirmed person."""
-        if label not in {u.label for u in self.gallery.unknowns()}:
+    def unknown(self, unknown_id: int) -> UnknownPerson:
+        """An unconfirmed person, or 404."""
+        found = self._find(unknown_id)
+        if not isinstance(found, UnknownPerson):
             raise ApiError(404, "no such unknown person")
+        return found
 
-    def thumbnail(self, name: str) -> str | None:
-        best = self.gallery.faces(name, limit=1)
-        return face_url(best[0].id) if best else None
+    def _find(self, ref: int | str) -> Person | UnknownPerson | None:
+        try:
+            return self.gallery.person(ref)
+        except GalleryError:
+            return None
+
+    def named(self, name: str) -> Person | None:
+        """The enrolled person of that exact name, if any."""
+        found = self._find(name)
+        return found if isinstance(found, Person) else None
 
 
 def valid_name(name: str) -> str:
+    """The name rule of every entry point; a refused name is a 400."""
     try:
         return validate_name(name)
     except GalleryError as exc:
-        raise ApiError(422, str(exc), 26) from None
+        raise ApiError(400, str(exc), 26) from None
 
 
 # -- models (they document the answers in the OpenAPI schema) --------------------------------
 
 
 class PersonOut(BaseModel):
+    id: int = Field(description="how the API addresses the person")
     name: str
     samples: int = Field(description="sample embeddings")
     faces: int = Field(description="stored face images")
     created: float
-    thumbnail: str | None = Field(description="URL of the best face image")
+    thumbnail: str | None = Field(description="URL of their thumbnail face")
+    thumbnail_face: int | None = Field(description="id of the thumbnail's face image")
+    thumbnail_chosen: bool = Field(
+        description="picked by a user (else: the best-quality enrolled photo)"
+    )
 
 
 class SampleOut(BaseModel):
@@ -358,10 +417,13 @@ class SampleOut(BaseModel):
     )
     created: float
     face: str | None = Field(description="URL of its face image")
+    face_id: int | None = Field(description="id of its face image (to pick it as thumbnail)")
+    enrolled: bool = Field(description="added on purpose (not a sighting of an unknown)")
     image_id: str = Field(description="its CompreFace image_id")
 
 
 class EnrolOut(BaseModel):
+    id: int = Field(description="the person's id")
     name: str
     samples: int = Field(description="samples the person holds now")
     added: int = Field(description="samples this call added")
@@ -380,6 +442,7 @@ class LeftOut(BaseModel):
 
 
 class UnknownOut(BaseModel):
+    id: int = Field(description="how the API addresses it")
     label: str
     samples: int
     faces: int
@@ -401,17 +464,41 @@ class RecognizeOut(BaseModel):
 
 
 class NameIn(BaseModel):
-    name: str = Field(description="a person's name (1-100 printable characters)")
+    name: str = Field(description="a person's name (1-100 printable characters, no / or \\)")
+    merge: bool = Field(
+        False, description="the name is an enrolled person's: fold the unknown into them"
+    )
+
+
+class PersonPatch(BaseModel):
+    name: str | None = Field(None, description="rename them")
+    thumbnail: int | None = Field(
+        None, description="id of one of their face images, or null: the best enrolled photo"
+    )
 
 
 class MergeIn(BaseModel):
-    into: str = Field(description="the unknown or enrolled person to merge into")
+    into: int = Field(description="id of the person (or unknown person) to merge into")
 
 
-def enrol_out(name: str, sources: Sequence[str], result: AddResult) -> EnrolOut:
+def person_out(p: Person) -> PersonOut:
+    return PersonOut(
+        id=p.id,
+        name=p.name,
+        samples=p.embeddings,
+        faces=p.faces,
+        created=p.created,
+        thumbnail=None if p.thumbnail is None else face_url(p.thumbnail),
+        thumbnail_face=p.thumbnail,
+        thumbnail_chosen=p.thumbnail_chosen,
+    )
+
+
+def enrol_out(person: Person, sources: Sequence[str], result: AddResult) -> EnrolOut:
     gone = set(result.duplicates) | {s.source for s in result.strays}
     return EnrolOut(
-        name=name,
+        id=person.id,
+        name=person.name,
         samples=result.total,
         added=sum(1 for s in sources if s not in gone),
         duplicates=len(result.duplicates),
@@ -424,9 +511,7 @@ def router(lib: FaceLibrary) -> APIRouter:
     api = APIRouter(prefix="/api", tags=["face library"])
     not_found: dict[int | str, dict[str, Any]] = {404: {"description": "no such person"}}
 
-    def samples_of(
-        files: Sequence[UploadFile], recent: int | None
-    ) -> list[tuple[np.ndarray, np.ndarray, str]]:
+    def samples_of(files: Sequence[UploadFile], recent: int | None) -> list[NewSample]:
         samples = [lib.upload_sample(f) for f in files]
         if recent is not None:
             samples.append(lib.recent_sample(recent))
@@ -434,24 +519,22 @@ def router(lib: FaceLibrary) -> APIRouter:
             raise ApiError(422, "send a photo ('file' or 'files') or a recent recognition id")
         return samples
 
+    def enrolled(name: str, samples: Sequence[NewSample]) -> EnrolOut:
+        result = lib.enrol(name, samples)
+        person = lib.person(lib.gallery.person(name).id)
+        return enrol_out(person, [s.source for s in samples], result)
+
     @api.get("/people")
-    def people() -> list[PersonOut]:
+    def people(
+        name: Annotated[str | None, Query(description="only the person of this exact name")] = None,
+    ) -> list[PersonOut]:
         """Enrolled people with their sample and face counts and a thumbnail."""
-        return [
-            PersonOut(
-                name=p.name,
-                samples=p.embeddings,
-                faces=p.faces,
-                created=p.created,
-                thumbnail=lib.thumbnail(p.name),
-            )
-            for p in lib.gallery.people()
-        ]
+        return [person_out(p) for p in lib.gallery.people() if name is None or p.name == name]
 
     @api.post(
         "/people",
         status_code=201,
-        responses={409: {"description": "the name is taken"}},
+        responses={400: {"description": "a name the rule refuses"}, 409: {"description": "taken"}},
     )
     def create_person(
         name: Annotated[str, Form()],
@@ -460,85 +543,95 @@ def router(lib: FaceLibrary) -> APIRouter:
     ) -> EnrolOut:
         """Enrol a new person from photos (exactly one face each) and/or a recent track's face."""
         name = valid_name(name)
-        try:
-            lib.gallery.person(name)
-            taken = True
-        except GalleryError:
-            taken = False
-        if taken:
+        if lib._find(name) is not None:
             raise ApiError(409, "a person of that name exists: add samples to them instead", 43)
-        samples = samples_of(files or [], recent)
-        return enrol_out(name, [s[2] for s in samples], lib.enrol(name, samples))
+        return enrolled(name, samples_of(files or [], recent))
 
-    @api.get("/people/{name:path}/samples", responses=not_found)
-    def samples(name: str) -> list[SampleOut]:
+    @api.get("/people/{person_id:rowid}/samples", responses=not_found)
+    def samples(person_id: int) -> list[SampleOut]:
         """A person's samples, oldest first."""
-        lib.person(name)
+        lib.person(person_id)
         return [
             SampleOut(
                 id=s.id,
                 source=shown_source(s.source),
                 created=s.created,
                 face=None if s.face is None else face_url(s.face),
+                face_id=s.face,
+                enrolled=s.enrolled,
                 image_id=sample_uuid(s),
             )
-            for s in lib.gallery.samples(name)
+            for s in lib.gallery.samples(person_id)
         ]
 
-    @api.post("/people/{name:path}/samples", status_code=201, responses=not_found)
+    @api.post("/people/{person_id:rowid}/samples", status_code=201, responses=not_found)
     def add_sample(
-        name: str,
+        person_id: int,
         file: Annotated[UploadFile | None, File(description="a photo with one face")] = None,
         recent: Annotated[int | None, Form(description="id of a recent recognition")] = None,
     ) -> EnrolOut:
         """Add a sample to a person from a photo (exactly one face) or a recent track's face."""
-        name = lib.person(name).name
-        samples = samples_of([file] if file is not None else [], recent)
-        return enrol_out(name, [s[2] for s in samples], lib.enrol(name, samples))
+        name = lib.person(person_id).name
+        return enrolled(name, samples_of([file] if file is not None else [], recent))
 
     @api.delete(
-        "/people/{name:path}/samples/{sample_id}",
+        "/people/{person_id:rowid}/samples/{sample_id:rowid}",
         responses={**not_found, 409: {"description": "the person's last sample"}},
     )
-    def delete_sample(name: str, sample_id: int) -> LeftOut:
+    def delete_sample(person_id: int, sample_id: int) -> LeftOut:
         """Delete one sample (and its face image); the last one cannot go: delete the person."""
-        lib.person(name)
-        if sample_id not in {s.id for s in lib.gallery.samples(name)}:
+        lib.person(person_id)
+        if sample_id not in {s.id for s in lib.gallery.samples(person_id)}:
             raise ApiError(404, "the person has no such sample")
-        left = lib.call(lib.gallery.delete_sample, name, sample_id)
+        left = lib.call(lib.gallery.delete_sample, person_id, sample_id)
         lib.changed()
         return LeftOut(samples=left)
 
-    @api.get("/people/{name:path}", responses=not_found)
-    def person(name: str) -> PersonOut:
+    @api.get("/people/{person_id:rowid}", responses=not_found)
+    def person(person_id: int) -> PersonOut:
         """One enrolled person."""
-        p = lib.person(name)
-        return PersonOut(
-            name=p.name,
-            samples=p.embeddings,
-            faces=p.faces,
-            created=p.created,
-            thumbnail=lib.thumbnail(p.name),
-        )
+        return person_out(lib.person(person_id))
 
-    @api.patch("/people/{name:path}", responses={**not_found, 409: {"description": "taken"}})
-    def rename(name: str, body: NameIn) -> PersonOut:
-        """Rename a person."""
-        lib.person(name)
-        new = valid_name(body.name)
-        lib.call(lib.gallery.rename, name, new)
+    @api.patch(
+        "/people/{person_id:rowid}",
+        responses={**not_found, 400: {"description": "refused"}, 409: {"description": "taken"}},
+    )
+    def change_person(person_id: int, body: PersonPatch) -> PersonOut:
+        """Rename a person (``name``) and/or pick their thumbnail (``thumbnail``: one of their
+        face images' ids, or null for the best enrolled photo)."""
+        lib.person(person_id)
+        if "name" in body.model_fields_set:
+            if body.name is None:
+                raise ApiError(400, "name: a person's name must not be empty", 26)
+            lib.call(lib.gallery.rename, person_id, valid_name(body.name))
+        if "thumbnail" in body.model_fields_set:
+            lib.call(lib.gallery.set_thumbnail, person_id, body.thumbnail)
         lib.changed()
-        return person(new)
+        return person_out(lib.person(person_id))
 
-    def erase(name: str) -> RemovedOut:
-        removed = lib.call(lib.gallery.remove, name)
-        lib.erased(name)
+    @api.post(
+        "/people/{person_id:rowid}/merge",
+        responses={**not_found, 409: {"description": "the same person, or an unknown"}},
+    )
+    def merge_person(person_id: int, body: MergeIn) -> EnrolOut:
+        """Fold a person into another one (``into``): their samples and faces become the
+        other's, their name joins the other's lineage (an erasure of the other erases it)."""
+        lib.person(person_id)
+        into = lib.person(body.into)
+        result = lib.call(lib.gallery.merge, person_id, into.id)
+        lib.changed()
+        return enrol_out(lib.person(into.id), [], result)
+
+    def erase(ref: int) -> RemovedOut:
+        removed: Removed = lib.call(lib.gallery.remove, ref)
+        lib.erased(removed)
         return RemovedOut(name=removed.name, samples=removed.samples, faces=removed.faces)
 
-    @api.delete("/people/{name:path}", responses=not_found)
-    def delete_person(name: str) -> RemovedOut:
-        """Erase a person: every sample, face image and template."""
-        return erase(lib.person(name).name)
+    @api.delete("/people/{person_id:rowid}", responses=not_found)
+    def delete_person(person_id: int) -> RemovedOut:
+        """Erase a person: every sample, face image and template; every label they had, in
+        the event files and the sinks."""
+        return erase(lib.person(person_id).id)
 
     @api.get(
         "/faces/{face_id:rowid}.jpg",
@@ -558,45 +651,63 @@ def router(lib: FaceLibrary) -> APIRouter:
         gallery = lib.gallery
         return [
             UnknownOut(
+                id=u.id,
                 label=u.label,
                 samples=u.embeddings,
                 faces=u.faces,
                 first_seen=u.first_seen,
                 last_seen=u.last_seen,
-                crops=[face_url(f.id) for f in gallery.faces(u.label)],
+                crops=[face_url(f.id) for f in gallery.faces(u.id)],
             )
             for u in gallery.unknowns()
         ]
 
     unknown_404: dict[int | str, dict[str, Any]] = {404: {"description": "no such unknown"}}
 
-    @api.post("/unknowns/{label}/name", responses=unknown_404)
-    def name_unknown(label: str, body: NameIn) -> EnrolOut:
-        """Name an unknown person: confirmed under that name, or folded into that person if
-        they are enrolled. Its label is never used again."""
-        lib.unknown(label)
+    @api.post(
+        "/unknowns/{unknown_id:rowid}/name",
+        responses={**unknown_404, 409: {"description": "the name is an enrolled person's"}},
+    )
+    def name_unknown(unknown_id: int, body: NameIn) -> EnrolOut:
+        """Name an unknown person: confirmed under that name. If the name is an enrolled
+        person's, nothing happens (409) unless ``merge`` is true: then it is folded into them
+        (their enrolled photos are never dropped for its samples). Its label is never used
+        again."""
+        lib.unknown(unknown_id)
         name = valid_name(body.name)
-        result = lib.call(lib.gallery.promote, label, name)
-        lib.changed()
-        return enrol_out(name, [], result)
-
-    @api.post("/unknowns/{label}/merge", responses=unknown_404)
-    def merge_unknown(label: str, body: MergeIn) -> EnrolOut:
-        """Fold an unknown person into another unknown or an enrolled person."""
-        lib.unknown(label)
         try:
-            lib.gallery.person(body.into)
-        except GalleryError:
-            raise ApiError(404, "no such person to merge into") from None
-        result = lib.call(lib.gallery.merge, label, body.into)
+            result = lib.gallery.promote(unknown_id, name, merge=body.merge)
+        except NameConflict as exc:
+            raise ApiError(409, str(exc), 44) from None
+        except GalleryError as exc:
+            raise ApiError(409, str(exc).replace(f" in gallery {lib.gallery.path}", "")) from None
         lib.changed()
-        return enrol_out(body.into, [], result)
+        return enrol_out(lib.person(lib.gallery.person(name).id), [], result)
 
-    @api.delete("/unknowns/{label}", responses=unknown_404)
-    def delete_unknown(label: str) -> RemovedOut:
+    @api.post("/unknowns/{unknown_id:rowid}/merge", responses=unknown_404)
+    def merge_unknown(unknown_id: int, body: MergeIn) -> EnrolOut:
+        """Fold an unknown person into another unknown or an enrolled person (``into``)."""
+        lib.unknown(unknown_id)
+        target = lib._find(body.into)
+        if target is None:
+            raise ApiError(404, "no such person to merge into")
+        result = lib.call(lib.gallery.merge, unknown_id, body.into)
+        lib.changed()
+        after = lib.gallery.person(body.into)
+        name = after.name if isinstance(after, Person) else after.label
+        return EnrolOut(
+            id=after.id,
+            name=name,
+            samples=result.total,
+            added=0,
+            duplicates=0,
+            strays=[s.describe() for s in result.strays],
+        )
+
+    @api.delete("/unknowns/{unknown_id:rowid}", responses=unknown_404)
+    def delete_unknown(unknown_id: int) -> RemovedOut:
         """Erase an unknown person with its faces; its label is never used again."""
-        lib.unknown(label)
-        return erase(label)
+        return erase(lib.unknown(unknown_id).id)
 
     @api.post("/recognize", responses={400: {"description": "not an image"}})
     def recognize(file: Annotated[UploadFile, File(description="an image")]) -> RecognizeOut:
@@ -624,9 +735,17 @@ def router(lib: FaceLibrary) -> APIRouter:
     return api
 
 
+ICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    b'<rect width="32" height="32" rx="6" fill="#1e232b"/>'
+    b'<circle cx="16" cy="13" r="6" fill="#4c8df6"/>'
+    b'<path d="M5 29c1.5-6 6-9 11-9s9.5 3 11 9z" fill="#4c8df6"/></svg>'
+)
+
+
 def pages() -> APIRouter:
-    """The Faces page, served from the package (its script and style are inline: the page CSP
-    allows exactly those, by hash)."""
+    """The Faces page and the pages' icon, served from the package (the page's script and
+    style are inline: its CSP allows exactly those, by hash)."""
     page = (resources.files("streamrec.service") / "web" / "faces.html").read_bytes()
     headers = {"content-security-policy": page_csp(page)}
     ui = APIRouter(include_in_schema=False)
@@ -634,6 +753,12 @@ def pages() -> APIRouter:
     @ui.get("/faces")
     def faces_page() -> Response:
         return Response(page, media_type="text/html; charset=utf-8", headers=headers)
+
+    @ui.get("/icon.svg")
+    def icon() -> Response:
+        """The pages' icon: they link it with their token (a browser asks for /favicon.ico
+        without one otherwise, and gets a 401)."""
+        return Response(ICON, media_type="image/svg+xml")
 
     return ui
 

@@ -201,13 +201,12 @@ def router(lib: FaceLibrary) -> APIRouter:
         name = valid_name(subject)
         sample = lib.upload_sample(file, det_prob_threshold or 0.0)
         result = lib.enrol(name, [sample])
-        source = sample[2]
         for stray in result.strays:
-            if stray.source == source:
+            if stray.source == sample.source:
                 raise ApiError(400, stray.describe(), 26)
-        saved = [s for s in lib.gallery.samples(name)]
-        # the same face saved before under another source: that example is the one
-        found = next((s for s in reversed(saved) if s.source == source), saved[-1])
+        saved = lib.gallery.samples(name)
+        # the same photo saved before: that example is the one
+        found = next((s for s in reversed(saved) if s.sha256 == sample.sha256), saved[-1])
         return SavedFace(image_id=sample_uuid(found), subject=name)
 
     @cf.get("/faces")
@@ -233,11 +232,11 @@ def router(lib: FaceLibrary) -> APIRouter:
     ) -> DeletedOut:
         """Delete every example of a subject, i.e. the subject (*Delete All Examples of the
         Subject by Name*); 0 when there is no such subject."""
-        rows = examples(subject)
-        if not rows:
+        person = lib.named(subject)
+        if person is None:
             return DeletedOut(deleted=0)
-        removed = lib.call(lib.gallery.remove, subject)
-        lib.erased(subject)
+        removed = lib.call(lib.gallery.remove, person.id)
+        lib.erased(removed)
         return DeletedOut(deleted=removed.samples)
 
     @cf.delete("/faces/{image_id}")
@@ -246,8 +245,7 @@ def router(lib: FaceLibrary) -> APIRouter:
         example takes the subject with it."""
         name, sample = example(image_id)
         if len(lib.gallery.samples(name)) == 1:
-            lib.call(lib.gallery.remove, name)
-            lib.erased(name)
+            lib.erased(lib.call(lib.gallery.remove, name))
         else:
             lib.call(lib.gallery.delete_sample, name, sample.id)
             lib.changed()

@@ -31,8 +31,8 @@ from streamrec.service.frigate import FrigateBridge
 from streamrec.service.metrics import Metrics
 from streamrec.service.signals import Signals
 from streamrec.service.status import LiveStatus
-from streamrec.sinks import FanoutSink, event_sinks
-from streamrec.telemetry import CameraState, Observer, Observers
+from streamrec.sinks import FanoutSink, SinkErasure, event_sinks
+from streamrec.telemetry import CameraState, Observers
 
 if TYPE_CHECKING:
     from streamrec.service.http import WebServer
@@ -189,17 +189,6 @@ class CameraMonitor:
             sink.set_status(name, state.mqtt)
 
 
-class SinkErasure(Observer):
-    """People who leave the gallery (erased by any process) leave the sinks' state too: their
-    retained MQTT topics are cleared (``streamrec erase`` rewrites the event files)."""
-
-    def __init__(self, sinks: FanoutSink) -> None:
-        self.sinks = sinks
-
-    def erased(self, name: str) -> None:
-        self.sinks.forget(name)
-
-
 def close_all(closers: list[tuple[str, Callable[[], None]]], deadline: float) -> None:
     """Run every close at once, each in its own thread, and wait for them until ``deadline``;
     a close that fails is logged, one that hangs is left behind (the process is ending)."""
@@ -266,7 +255,12 @@ class Daemon:
             self.sinks,
             self.analyzer,
             self.gallery,
-            [self.metrics, self.status, SinkErasure(self.sinks)],
+            [
+                self.metrics,
+                self.status,
+                SinkErasure(self.sinks),
+                *(SinkErasure(b) for b in self.bridges),
+            ],
         )
         self.monitor = CameraMonitor(
             self.pipeline,
@@ -282,7 +276,6 @@ class Daemon:
 
     def _mount_face_library(self, web: WebServer) -> None:
         """The face library's REST APIs (native and CompreFace) and the Faces page."""
-        from streamrec.privacy import erase
         from streamrec.service import api, compreface
 
         library = api.FaceLibrary(
@@ -290,10 +283,21 @@ class Daemon:
             self.gallery.gallery,
             self.status,
             self.pipeline.reload_gallery,
-            lambda name: erase(self.cfg, name, [], mqtt=False),  # the daemon's MQTT forgets
+            self.erase_labels,
         )
         api.mount(web.app, library)
         compreface.mount(web.app, library)
+
+    def erase_labels(self, labels: Sequence[str]) -> None:
+        """A person erased through the API (the pipeline has forgotten them already): every
+        label they had leaves the sinks (buffered events, retained MQTT topics), the metrics
+        and the event file."""
+        from streamrec.privacy import erase_files
+
+        for label in labels:
+            self.sinks.forget(label)
+            self.metrics.forget(label)
+        erase_files(self.cfg, labels, [])
 
     def stop(self) -> None:
         """Finish frames in flight, end every track, then return from ``run()``: within

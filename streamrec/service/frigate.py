@@ -441,6 +441,14 @@ class FrigateBridge:
             self._api.base,
         )
 
+    def forget(self, name: str) -> None:
+        """A person left the gallery (erased): the objects followed under their name lose it at
+        once (their ``track_end`` names nobody)."""
+        with self._lock:
+            for obj in self._objects.values():
+                if obj.name == name:
+                    obj.name, obj.score = None, None
+
     def close(self, timeout: float = 2.0) -> None:
         """Stop reading, give the worker ``timeout`` s to finish the object in hand (a request
         still waiting is abandoned), then end every followed object. Idempotent."""

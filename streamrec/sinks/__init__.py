@@ -13,6 +13,7 @@ from streamrec.sinks.events import (
     EventSink,
     FanoutSink,
     JsonlEventSink,
+    SinkErasure,
     SinkError,
     event_json,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "FanoutSink",
     "JsonlEventSink",
     "MqttEventSink",
+    "SinkErasure",
     "SinkError",
     "VideoWriter",
     "WebhookEventSink",

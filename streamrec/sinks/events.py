@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
@@ -22,6 +22,7 @@ except ImportError:  # Windows
 from streamrec.errors import StreamrecError
 from streamrec.files import open_private, write_private
 from streamrec.records import Event
+from streamrec.telemetry import Observer
 
 log = logging.getLogger(__name__)
 
@@ -177,32 +178,51 @@ def _replaced(path: Path, file: IO[str]) -> bool:
         return True
 
 
-def mentions(event: dict[str, Any], name: str) -> bool:
-    """Whether an event names ``name`` (as its person, unknown label, or any other value)."""
-    return any(v == name or (isinstance(v, list) and name in v) for v in event.values())
+def mentioned(event: dict[str, Any]) -> frozenset[str]:
+    """Every text value of an event (names, labels ...): what :func:`mentions` looks at."""
+    out: set[str] = set()
+    for v in event.values():
+        if isinstance(v, str):
+            out.add(v)
+        elif isinstance(v, list):
+            out.update(x for x in v if isinstance(x, str))
+    return frozenset(out)
 
 
-def rewrite_events(path: str | Path, keep: Callable[[dict[str, Any]], bool]) -> int:
+def mentions(event: dict[str, Any], names: Collection[str]) -> bool:
+    """Whether an event names one of ``names`` (as its person, unknown label, or any value)."""
+    return not mentioned(event).isdisjoint(names)
+
+
+def rewrite_events(
+    path: str | Path, keep: Callable[[dict[str, Any]], bool], names: Collection[str] = ()
+) -> int:
     """Rewrite a JSONL event file keeping only the events ``keep`` accepts; how many went.
 
     Atomic (a private temp file renamed over the old one) and under the file's lock, so a
-    running recorder neither loses a line nor writes into the replaced file.
+    running recorder neither loses a line nor writes into the replaced file. A line that is not
+    an event (not JSON, not UTF-8: a torn or damaged line) is kept as it is, unless it contains
+    one of ``names``: an erasure must not leave a name behind in a damaged line either.
     """
     p = Path(path).expanduser()
-    with open(p, encoding="utf-8") as f, locked(f):
+    needles = [n.encode() for n in names if n]
+    with open(p, "rb") as f, locked(f):
         kept, removed = [], 0
         for line in f:
             try:
                 event = json.loads(line)
-            except ValueError:
-                kept.append(line)  # not ours to judge: kept as it is
+            except ValueError:  # UnicodeDecodeError included
+                if any(n in line for n in needles):
+                    removed += 1
+                else:
+                    kept.append(line)  # not ours to judge: kept as it is
                 continue
             if isinstance(event, dict) and not keep(event):
                 removed += 1
             else:
                 kept.append(line)
         if removed:
-            write_private(p, "".join(kept))
+            write_private(p, b"".join(kept))
     return removed
 
 
@@ -302,3 +322,16 @@ class FanoutSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SinkErasure(Observer):
+    """People who leave the gallery (erased by any process, renamed, merged) leave what keeps
+    their names too: the sinks (events still waiting in a buffer are dropped, retained MQTT
+    topics cleared) or a Frigate bridge (objects it follows lose the name). ``streamrec erase``
+    rewrites the event files once every pipeline has done this."""
+
+    def __init__(self, keeper: Forgetting) -> None:
+        self.keeper = keeper
+
+    def erased(self, name: str) -> None:
+        self.keeper.forget(name)

@@ -74,7 +74,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from slugify import slugify
 
 from streamrec.records import Event
-from streamrec.sinks.events import DropCounter, SinkError, event_json
+from streamrec.sinks.events import DropCounter, SinkError, event_json, mentioned
 
 if TYPE_CHECKING:
     from streamrec.config import MqttConfig
@@ -147,7 +147,7 @@ def encode_snapshot(image: np.ndarray, max_width: int, quality: int) -> bytes | 
 class _Pending:
     topic: str
     payload: bytes
-    person: str | None  # the name it carries, so that forget() can drop it
+    names: frozenset[str]  # the names and labels it carries, so that forget() can drop it
 
 
 @dataclass
@@ -356,7 +356,7 @@ class MqttEventSink:
             if self._closing:
                 raise RuntimeError(f"MQTT sink {self.address} is already closed")
             self._add_camera(camera)
-            self._queue(f"{self.prefix}/{camera}/events", payload, name)
+            self._queue(f"{self.prefix}/{camera}/events", payload, mentioned(event.to_dict()))
             key = (camera, event.track_id)
             if event.event == "track_start":
                 box = event.fields.get("box")
@@ -408,7 +408,7 @@ class MqttEventSink:
             for camera in self._cameras:
                 self._update_view(camera)
             self._forget_snapshots(name)
-            gone = [seq for seq, item in self._pending.items() if item.person == name]
+            gone = [seq for seq, item in self._pending.items() if name in item.names]
             for seq in gone:
                 del self._pending[seq]
             self._unsent = deque(seq for seq in self._unsent if seq in self._pending)
@@ -486,7 +486,7 @@ class MqttEventSink:
                 found.append((level, topic, value))
         return found
 
-    def _queue(self, topic: str, payload: bytes, person: str | None) -> None:
+    def _queue(self, topic: str, payload: bytes, names: frozenset[str]) -> None:
         """Buffer a non-retained message (an event), dropping the oldest when full."""
         if len(self._pending) >= self._buffer_max:
             seq, _ = self._pending.popitem(last=False)
@@ -495,7 +495,7 @@ class MqttEventSink:
             self._dropped.add()
         seq = self._next_seq
         self._next_seq += 1
-        self._pending[seq] = _Pending(topic, payload, person)
+        self._pending[seq] = _Pending(topic, payload, names)
         self._unsent.append(seq)
 
     def _set_retained(self, topic: str, value: bytes) -> None:
@@ -633,10 +633,14 @@ class MqttEventSink:
         counts = {"person": faces, "match": 1, "miss": 0, "unknown": 0}
         by_camera = {**base, "zones": [], "matches": [match], "misses": [], "unknowns": []}
         self._queue(
-            f"{DOUBLE_TAKE}/matches/{person.slug}", _json({**base, "match": match}), person.name
+            f"{DOUBLE_TAKE}/matches/{person.slug}",
+            _json({**base, "match": match}),
+            frozenset([person.name]),
         )
         self._queue(
-            f"{DOUBLE_TAKE}/cameras/{camera}", _json({**by_camera, "counts": counts}), person.name
+            f"{DOUBLE_TAKE}/cameras/{camera}",
+            _json({**by_camera, "counts": counts}),
+            frozenset([person.name]),
         )
 
     # -- Home Assistant discovery ----------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import http.client
+import json
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from streamrec.records import Event
 from streamrec.redact import redact_url, register, register_url, split_userinfo
-from streamrec.sinks.events import DropCounter, SinkError, event_json
+from streamrec.sinks.events import DropCounter, SinkError, event_json, mentions
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,13 @@ class WebhookEventSink:
                 self._dropped.add()
             self._queue.append(body)
             self._cond.notify()
+
+    def forget(self, name: str) -> None:
+        """Erase a person: their events still waiting are never delivered (one being delivered
+        right now has left already)."""
+        with self._cond:
+            kept = [b for b in self._queue if not mentions(json.loads(b), (name,))]
+            self._queue = deque(kept)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is buffered within ``timeout`` s, then stop; idempotent."""
