@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from cli_helpers import SMALL, assert_one_clear_line, streamrec
 
-from streamrec.analyzer import read_image
 from streamrec.errors import GalleryError
 from streamrec.gallery.enroll import embed_single_face, enroll_images
 from streamrec.gallery.matcher import Matcher
@@ -24,6 +23,7 @@ from streamrec.gallery.store import (
     NameConflict,
     Recognizer,
 )
+from streamrec.media import read_image
 
 FAKE = Recognizer("fake.onnx", "f" * 64, 8)
 
