@@ -1,12 +1,13 @@
 """``streamrec serve``: every configured camera, headless, until SIGTERM/SIGINT.
 
-One FaceAnalyzer and one pipeline serve all enabled ``cameras:``; events go to the sinks of
-``events:``; Metrics and LiveStatus observe the pipeline and are served over HTTP when
+One Recognition service (the models and the gallery) and one pipeline serve all enabled
+``cameras:``; the face library's APIs and the Frigate bridges share the service. Events go to the
+sinks of ``events:``; Metrics and LiveStatus observe the pipeline and are served over HTTP when
 ``http.enabled``. A monitor thread copies each source's counters and state into them (and into
-MQTT camera status) once a second. Changes to the gallery, by any process, are taken in within a
-second; SIGHUP reloads at once. Stopping closes the sources at once (a camera that is down would
-otherwise block its reader), so frames in flight finish, every track gets its ``track_end`` and
-the sinks are flushed and closed.
+MQTT camera status) once a second. Changes to the gallery made through the APIs are taken in at
+once, those of other processes within a second; SIGHUP reloads at once. Stopping closes the
+sources at once (a camera that is down would otherwise block its reader), so frames in flight
+finish, every track gets its ``track_end`` and the sinks are flushed and closed.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from streamrec.models.runtime import loaded_models
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
+from streamrec.recognition import Recognition
 from streamrec.service.frigate import FrigateBridge
 from streamrec.service.metrics import Metrics
 from streamrec.service.signals import Signals
@@ -228,6 +230,8 @@ class Daemon:
         preload_solver()
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
+        #: who is this face, for the pipeline, the face library's APIs and the Frigate bridges
+        self.recognition = Recognition(self.analyzer, self.gallery.gallery)
         cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
         try:
             self.sinks = FanoutSink(event_sinks(cfg))
@@ -238,9 +242,7 @@ class Daemon:
         observer = Observers([self.metrics, self.status])
         try:
             self.bridges = [
-                FrigateBridge.from_config(
-                    cfg, c, self.analyzer, self.gallery, self.sinks, observer
-                )
+                FrigateBridge.from_config(cfg, c, self.recognition, self.sinks, observer)
                 for c in cams
                 if c.frigate is not None
             ]
@@ -253,14 +255,9 @@ class Daemon:
             cfg,
             cameras,
             self.sinks,
-            self.analyzer,
+            self.recognition,
             self.gallery,
-            [
-                self.metrics,
-                self.status,
-                SinkErasure(self.sinks),
-                *(SinkErasure(b) for b in self.bridges),
-            ],
+            [self.metrics, self.status, SinkErasure(self.sinks)],
         )
         self.monitor = CameraMonitor(
             self.pipeline,
@@ -278,13 +275,7 @@ class Daemon:
         """The face library's REST APIs (native and CompreFace) and the Faces page."""
         from streamrec.service import api, compreface
 
-        library = api.FaceLibrary(
-            self.analyzer,
-            self.gallery.gallery,
-            self.status,
-            self.pipeline.reload_gallery,
-            self.erase_labels,
-        )
+        library = api.FaceLibrary(self.recognition, self.status, self.erase_labels)
         api.mount(web.app, library)
         compreface.mount(web.app, library)
 
@@ -312,7 +303,7 @@ class Daemon:
         """Re-read the gallery now (SIGHUP); streams and tracks are kept. Changes are also taken
         in by themselves within a second."""
         try:
-            self.pipeline.reload_gallery(force=True)
+            self.recognition.refresh(force=True)
         except StreamrecError as exc:
             log.error("gallery reload failed, keeping the old one: %s", exc)
             return

@@ -53,7 +53,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from streamrec import __version__
+from streamrec.version import __version__
 from streamrec.telemetry import CameraState, Latency, Observer
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
