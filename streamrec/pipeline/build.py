@@ -39,7 +39,7 @@ from streamrec.pipeline.small_faces import SmallFaceSettings
 from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.summary import CameraSummary, Summary
 from streamrec.sources import Source, SourceOptions, open_source
-from streamrec.telemetry import Observer, Observers
+from streamrec.telemetry import EventTee, Observer, Observers
 
 log = logging.getLogger("streamrec.pipeline")
 
@@ -173,7 +173,8 @@ def build_pipeline(
     gallery_poll: float = 1.0,
     taps: Sequence[Stage] = (),
 ) -> Pipeline:
-    """Wire ``cameras`` through the stages; events go to ``events``, telemetry to ``observers``.
+    """Wire ``cameras`` through the stages; events go to ``events`` (and the run's summary),
+    telemetry to ``observers``.
 
     ``gallery``: the run's gallery (default: none, everyone is unknown); the running
     pipeline takes in its changes within ``gallery_poll`` seconds. ``taps``: stages run after
@@ -220,7 +221,7 @@ def build_pipeline(
     match = MatchStage(
         identities,
         gallery.matcher(),
-        events,
+        EventTee(events, summary),
         {c.name: c.source.name for c in cameras},
         observer,
         unknowns,

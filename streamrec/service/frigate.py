@@ -62,8 +62,7 @@ if TYPE_CHECKING:
     from streamrec.config import CameraConfig, Config, FrigateConfig
     from streamrec.gallery.matcher import Matcher
     from streamrec.gallery.session import GallerySession
-    from streamrec.pipeline.match import EventWriter
-    from streamrec.telemetry import Observer
+    from streamrec.telemetry import EventWriter
 
 log = logging.getLogger("streamrec.frigate")
 
@@ -355,7 +354,6 @@ class FrigateBridge:
         analyzer: FaceAnalyzer,
         gallery: GallerySession,
         events: EventWriter,
-        observer: Observer | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
@@ -365,7 +363,6 @@ class FrigateBridge:
         self._analyzer = analyzer
         self._gallery = gallery
         self._events = events
-        self._observer = observer
         self._threshold = cfg.min_score if cfg.min_score is not None else analyzer.threshold
         self._matcher: Matcher | None = None
         self._revision = -1
@@ -401,12 +398,11 @@ class FrigateBridge:
         analyzer: FaceAnalyzer,
         gallery: GallerySession,
         events: EventWriter,
-        observer: Observer | None = None,
     ) -> FrigateBridge:
         """The bridge of a ``cameras:`` entry with ``frigate:``; ConfigError without a broker."""
         assert cam.frigate is not None
         broker = broker_of(cfg, cam)
-        return cls(cam.name, cam.frigate, broker, analyzer, gallery, events, observer)
+        return cls(cam.name, cam.frigate, broker, analyzer, gallery, events)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -576,8 +572,6 @@ class FrigateBridge:
                 return
             crop = align(image, face.kps, self._analyzer.embedder.input_size)
             self._emit(kind, obj, crop, name=name, score=round(score, 4), box=_box(face))
-        if self._observer is not None:
-            self._observer.identified(obj.camera, obj.track_id, name, score, captured, crop)
         if self.cfg.sub_label:
             self._api.set_sub_label(str(obj.frigate["frigate_event"]), name, score)
 
