@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from test_mqtt import MOSQUITTO, WAIT, Broker, wait_until
+from test_security_erase import publish_retained
 
 from streamrec.records import Event
 from streamrec.sinks import MqttEventSink
@@ -100,15 +101,7 @@ def _earlier_run(port: int) -> dict[str, bytes]:
         "rec/garage/snapshot": b"\xff\xd8 an earlier snapshot",
         "ha/sensor/rec/person_old_friend/config": b'{"name":"Old Friend"}',
     }
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="earlier-run")
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        for info in [client.publish(t, p, qos=1, retain=True) for t, p in topics.items()]:
-            info.wait_for_publish(WAIT)
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    publish_retained(port, topics)
     return topics
 
 
