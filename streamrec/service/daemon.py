@@ -3,10 +3,10 @@
 One FaceAnalyzer and one pipeline serve all enabled ``cameras:``; events go to the sinks of
 ``events:``; Metrics and LiveStatus observe the pipeline, read its events and are served over
 HTTP when ``http.enabled``. A monitor thread tells the camera monitor each source's counters and
-state (for them and the MQTT camera status) once a second. Changes to the gallery, by any process, are taken in within a
-second; SIGHUP reloads at once. Stopping closes the sources at once (a camera that is down would
-otherwise block its reader), so frames in flight finish, every track gets its ``track_end`` and
-the sinks are flushed and closed.
+state (for them and the MQTT camera status) once a second. Changes to the gallery, by any
+process, are taken in within a second; SIGHUP reloads at once. Stopping closes the sources at
+once (a camera that is down would otherwise block its reader), so frames in flight finish, every
+track gets its ``track_end`` and the sinks are flushed and closed.
 """
 
 from __future__ import annotations

@@ -73,6 +73,8 @@ class Presence:
             if ended is not None and ended.name is not None:
                 self._left(camera, ended.name, seen)
         self._update_view(camera)
+        for p in self.publishers:
+            p.written(camera, event)
 
     def add_camera(self, camera: str) -> None:
         if camera in self.cameras:

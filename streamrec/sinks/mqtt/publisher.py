@@ -55,6 +55,10 @@ class Publisher:
     def identified(self, camera: str, track: Track, person: Person, event: Event) -> None:
         """A track on ``camera`` was named ``person`` (``identified`` or ``renamed``)."""
 
+    def written(self, camera: str, event: Event) -> None:
+        """Any event of ``camera``, once the presence has taken it in (an ``unknown`` face, a
+        track that ended ...)."""
+
     def forgotten(self, name: str, slug: str | None) -> None:
         """A person or label was erased: clear what names them (``slug``: their topic level,
         None when they had none)."""

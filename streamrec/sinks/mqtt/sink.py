@@ -239,14 +239,18 @@ class MqttEventSink:
         """Timers, the retained state of earlier runs, snapshots: before each publishing round
         of the link; when to run again."""
         with self.link.lock:
-            self._presence.expire(time.monotonic())
+            now = time.monotonic()
+            self._presence.expire(now)
+            for p in self._publishers:
+                p.expire(now)
             found = self.link.scanned()
             if found is not None:
                 self._adopt(found)
         for p in self._publishers:
             p.work()
         with self.link.lock:
-            return self._presence.due()
+            timers = [self._presence.due(), *(p.due() for p in self._publishers)]
+            return min((t for t in timers if t is not None), default=None)
 
     def _adopt(self, found: dict[str, bytes]) -> None:
         """Take over the retained topics of earlier runs that this run has not written."""
