@@ -291,6 +291,7 @@ class MqttLink:
         self._scan = scan
         self._tick = tick
         self._log_problems = log_problems
+        self._buffers = bool(buffer_max)
         self._retrying = "buffering events and retrying" if buffer_max else "retrying"
         #: guards the link's state; never held in paho calls. An owner may hold it to make
         #: several changes at once (the sender hands none of them to paho before it is
@@ -550,7 +551,8 @@ class MqttLink:
             backlog = len(self._out.pending)
             self.lock.notify_all()
         self._problem = ""
-        log.info("%s: connected (%d buffered events to send)", self.label, backlog)
+        backlog_note = f" ({backlog} buffered events to send)" if self._buffers else ""
+        log.info("%s: connected%s", self.label, backlog_note)
         self._wake.set()
 
     def _start_scan(self, client: mqtt.Client) -> None:
