@@ -359,8 +359,8 @@ def test_recent_recognitions_with_faces(serve, photos, analyzer) -> None:
     s = serve()
     _, lin = single_face(analyzer, photos("lin-manuel-miranda.png"))
     _, alex = single_face(analyzer, photos("alex-lacamoire.png"))
-    s.status.identified("stage", 4, "Someone", 0.61234, None, lin)
-    s.status.unknown("door", 9, "unknown-7", alex)
+    s.status.add_recognition("stage", "Someone", 0.61234, 4, crop=lin)
+    s.status.add_unknown("door", "unknown-7", 9, crop=alex)
     s.status.add_recognition("stage", "Nobody", 0.5, 5)  # no face
     recent = s.get("/api/recent?n=10").json()
     assert [r["kind"] for r in recent] == ["identified", "unknown", "identified"]

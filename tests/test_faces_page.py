@@ -55,7 +55,7 @@ def site(
         embedding, crop = single_face(analyzer, photos / photo)
         gallery.add_unknown(label, embedding[None], [crop], [0.9], "camera door")
     _, lin = single_face(analyzer, photos / "lin-manuel-miranda.png")
-    status.identified("stage", 3, "Someone Else", 0.45, None, lin)
+    status.add_recognition("stage", "Someone Else", 0.45, 3, crop=lin)
     server = WebServer(status, Metrics(), "127.0.0.1", 0, TOKEN, HttpConfig(port=0))
     library = api.FaceLibrary(Recognition(analyzer, gallery), status)
     api.mount(server.app, library)
@@ -482,10 +482,10 @@ def test_recent_recognitions_are_grouped_by_identity_newest_first(
     _, face = single_face(analyzer, media_dir / "face_recognition/biden.jpg")
     for i in range(60):
         if i % 3:
-            library.status.unknown("door", i, "unknown-5", face)
+            library.status.add_unknown("door", "unknown-5", i, crop=face)
         else:
-            library.status.identified("stage", i, "Someone Else", 0.5, None, face)
-    library.status.unknown("hall", 99, "unknown-6", face)  # the newest
+            library.status.add_recognition("stage", "Someone Else", 0.5, i, crop=face)
+    library.status.add_unknown("hall", "unknown-6", 99, crop=face)  # the newest
     browser.get(library.page)
     rows = wait_for(browser, "three groups",
                     lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recent .recent")) == 3

@@ -305,7 +305,7 @@ def test_a_page_of_another_site_cannot_enrol_a_face(
 
     s = site()
     _, crop = single_face(analyzer, media_dir / "face_recognition/obama.jpg")
-    s.status.identified("door", 7, "Barack Obama", 0.9, None, crop)
+    s.status.add_recognition("door", "Barack Obama", 0.9, 7, crop=crop)
     assert s.status.recognition(1) is not None
     _AttackerPage.target = f"http://127.0.0.1:{s.port}/api/people"
     attacker = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AttackerPage)

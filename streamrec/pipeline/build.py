@@ -38,7 +38,7 @@ from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.summary import CameraSummary, Summary
 from streamrec.recognition import GalleryChange, Recognition
 from streamrec.sources import Source, SourceOptions, open_source
-from streamrec.telemetry import Observer, Observers
+from streamrec.telemetry import EventTee, Observer, Observers
 
 log = logging.getLogger("streamrec.pipeline")
 
@@ -165,7 +165,8 @@ def build_pipeline(
     gallery_poll: float = 1.0,
     taps: Sequence[Stage] = (),
 ) -> Pipeline:
-    """Wire ``cameras`` through the stages; events go to ``events``, telemetry to ``observers``.
+    """Wire ``cameras`` through the stages; events go to ``events`` (and the run's summary),
+    telemetry to ``observers``.
 
     ``recognition``: the process's Recognition service (the models, the people to match and
     their changes, taken in at once; another process's within ``gallery_poll`` seconds).
@@ -217,7 +218,7 @@ def build_pipeline(
     match = MatchStage(
         identities,
         recognition.matcher(),
-        events,
+        EventTee(events, summary),
         {c.name: c.source.name for c in cameras},
         observer,
         unknowns,
