@@ -98,7 +98,7 @@ def erase(
                 report.add("review crops: deleted 1 folder")
     erase_files(cfg, report.labels, extra_events, report)
     if mqtt and cfg.events.mqtt is not None:
-        from streamrec.sinks.mqtt_erase import clear_retained
+        from streamrec.sinks.mqtt.erase import clear_retained
 
         cleared = clear_retained(
             cfg.events.mqtt, report.labels, mqtt_timeout, unowned_snapshots=not running

@@ -305,7 +305,8 @@ class Event:
     captured: float | None = None  # wall-clock capture time of the frame (live sources)
     camera: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
-    #: the best aligned face crop of an identification (BGR), for snapshot sinks; not in JSON
+    #: the track's best aligned face (BGR) of an identification or an unknown label, for
+    #: snapshot sinks and the live view; not in JSON
     snapshot: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:

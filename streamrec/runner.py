@@ -18,6 +18,7 @@ from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.progress import progress_bar
+from streamrec.recognition import Recognition
 from streamrec.sinks import EventSink, FanoutSink, SinkErasure, SinkError, event_sinks
 from streamrec.sinks.video import AudioInput, video_output
 from streamrec.sinks.window import window_output
@@ -71,6 +72,7 @@ class VideoJob:
                 )
             self.analyzer = analyzer if analyzer is not None else FaceAnalyzer(cfg)
             gallery = stack.enter_context(GallerySession(cfg, self.analyzer.recognizer))
+            recognition = Recognition(self.analyzer, gallery.gallery)
             self.sink = sink = stack.enter_context(
                 FanoutSink([*event_sinks(cfg, events), *sinks])
             )
@@ -81,7 +83,7 @@ class VideoJob:
                 outputs.append(window_output(source.name))
             camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
             self.pipeline = build_pipeline(
-                cfg, [camera], sink, self.analyzer, gallery, [SinkErasure(sink)]
+                cfg, [camera], sink, recognition, gallery, [SinkErasure(sink)]
             )
             self._stack = stack.pop_all()
 

@@ -1,17 +1,26 @@
-"""What a running pipeline tells the world: camera states and the observer of its work.
+"""What a running pipeline tells the world: camera states, the observer of its work, and who
+reads its events.
 
 :class:`CameraState` is the one set of camera states, with its mappings to ``/health``, the
 ``streamrec_camera_up`` metric and the MQTT camera status beside it. :class:`Observer` is the
-one telemetry interface of the pipeline's stages; the run summary, the Prometheus metrics and
-the live status implement the parts they need, and :class:`Observers` fans calls out to several.
+one telemetry interface of the pipeline's stages: how long things take and how much work they
+do; the run summary, the Prometheus metrics and the live status implement the parts they need,
+and :class:`Observers` fans calls out to several. What happened to a track (started, named,
+labelled unknown, ended) leaves the pipeline once, as an :class:`~streamrec.records.Event`:
+the summary, the metrics and the live status read those facts from the events (an
+:class:`EventWriter` each, joined to the event sinks by :class:`EventTee`; :func:`named_in` and
+:func:`unknown_in` read them).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from enum import Enum
+from typing import Protocol
 
 import numpy as np
+
+from streamrec.records import Event
 
 
 class CameraState(str, Enum):
@@ -82,27 +91,6 @@ class Observer:
     def evidence(self, camera: str) -> None:
         """One embedding was added to a track's evidence."""
 
-    def track_started(self, camera: str) -> None:
-        """A new face track."""
-
-    def track_ended(self, camera: str, name: str | None, first: float, last: float) -> None:
-        """A track ended: its identity (None: unknown) and its first/last media time."""
-
-    def identified(
-        self,
-        camera: str,
-        track_id: int,
-        name: str,
-        score: float,
-        captured: float | None,
-        crop: np.ndarray | None,
-    ) -> None:
-        """A track was named (or renamed); ``captured`` is the frame's wall-clock capture time,
-        ``crop`` the track's best aligned face."""
-
-    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
-        """A track that matches nobody in the gallery was labelled ``unknown-N``."""
-
     def gallery_loaded(self, people: int) -> None:
         """The running pipeline took in the gallery (at start or after a change)."""
 
@@ -148,30 +136,6 @@ class Observers(Observer):
         for o in self.observers:
             o.evidence(camera)
 
-    def track_started(self, camera: str) -> None:
-        for o in self.observers:
-            o.track_started(camera)
-
-    def track_ended(self, camera: str, name: str | None, first: float, last: float) -> None:
-        for o in self.observers:
-            o.track_ended(camera, name, first, last)
-
-    def identified(
-        self,
-        camera: str,
-        track_id: int,
-        name: str,
-        score: float,
-        captured: float | None,
-        crop: np.ndarray | None,
-    ) -> None:
-        for o in self.observers:
-            o.identified(camera, track_id, name, score, captured, crop)
-
-    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
-        for o in self.observers:
-            o.unknown(camera, track_id, label, crop)
-
     def gallery_loaded(self, people: int) -> None:
         for o in self.observers:
             o.gallery_loaded(people)
@@ -198,3 +162,37 @@ class Observers(Observer):
     def degraded(self, camera: str, level: int, what: str) -> None:
         for o in self.observers:
             o.degraded(camera, level, what)
+
+
+class EventWriter(Protocol):
+    """Takes the pipeline's events (an event sink, or a reader of the facts they carry)."""
+
+    def write(self, event: Event) -> None: ...
+
+
+class EventTee:
+    """Writes every event to several writers, in order: the event sinks first, then those
+    that count or show what happened (summary, metrics, live status)."""
+
+    def __init__(self, *writers: EventWriter) -> None:
+        self.writers = writers
+
+    def write(self, event: Event) -> None:
+        for w in self.writers:
+            w.write(event)
+
+
+def named_in(event: Event) -> str | None:
+    """The person an ``identified`` or ``renamed`` event names (None: another event, or a
+    track that lost its name)."""
+    name = event.fields.get("name")
+    if event.event in ("identified", "renamed") and isinstance(name, str):
+        return name
+    return None
+
+
+def unknown_in(event: Event) -> str | None:
+    """The ``unknown-N`` label an ``unknown`` event gives a track (None: another event, or an
+    unknown face without a label: a Frigate snapshot's)."""
+    label = event.fields.get("label")
+    return label if event.event == "unknown" and isinstance(label, str) else None

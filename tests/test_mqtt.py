@@ -710,15 +710,15 @@ def test_buffer_bound_holds_while_the_broker_is_frozen_or_down(
             sink.write(event(i, name=f"p{i % 50}"))
         assert sink.pending == bound and sink.dropped == 3000 - bound
         wait_until(lambda: sink.in_flight >= WINDOW, "the window to fill")
-        assert sink.in_flight == WINDOW and len(sink._client._out_messages) <= WINDOW  # paho's
+        assert sink.in_flight == WINDOW and len(sink.link._client._out_messages) <= WINDOW  # paho's
         # Down: the sink disconnects, keeps writing into the same bound.
         broker.stop()
         wait_until(lambda: not sink.connected, "the sink to notice the outage")
         for i in range(3000, 6000):
             sink.write(event(i, name=f"p{i % 50}"))
         assert sink.pending == bound and sink.dropped == 6000 - bound
-        assert len(sink._unsent) <= bound  # the queue that grew to 200,000 in issue 12
-        assert len(sink._client._out_messages) <= WINDOW
+        assert len(sink.link._out.unsent) <= bound  # the queue that grew to 200,000 in issue 12
+        assert len(sink.link._client._out_messages) <= WINDOW
         broker.start()
         newest = set(range(6000 - bound, 6000))
         wait_until(lambda: newest <= sub.seqs("streamrec/cam1/events"), "the newest events")

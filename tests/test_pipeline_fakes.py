@@ -8,7 +8,17 @@ import time
 
 import numpy as np
 import pytest
-from fakes import BLUE, GREEN, RED, Face, FakeEmbedder, FakeModels, FakeSource, ListWriter, matcher
+from fakes import (
+    BLUE,
+    GREEN,
+    RED,
+    Face,
+    FakeEmbedder,
+    FakeModels,
+    FakeSource,
+    ListWriter,
+    recognition,
+)
 
 from streamrec import load_config
 from streamrec.errors import StreamrecError
@@ -22,7 +32,6 @@ SCENE = [Face(RED, 20, 60, dx=1.0), Face(GREEN, 200, 60, frames=range(10, 50))]
 class Recorder(Observer):
     def __init__(self) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
-        self.names: list[str] = []
         self.images: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
@@ -35,23 +44,6 @@ class Recorder(Observer):
 
     def detected(self, camera: str, faces: int, seconds: float) -> None:
         self._count("detected")
-
-    def track_started(self, camera: str) -> None:
-        self._count("track_started")
-
-    def track_ended(self, camera: str, name: str | None, first: float, last: float) -> None:
-        self._count("track_ended")
-
-    def identified(
-        self,
-        camera: str,
-        track_id: int,
-        name: str,
-        score: float,
-        captured: float | None,
-        crop: np.ndarray | None,
-    ) -> None:
-        self.names.append(name)
 
     def frame_wanted(self, camera: str) -> bool:
         return camera == "watched"
@@ -72,9 +64,8 @@ def build(
 ) -> tuple[Pipeline, ListWriter]:
     cfg = load_config(None, {"gallery": None, **overrides})
     writer = ListWriter()
-    pipeline = build_pipeline(cfg, cameras, writer, models or FakeModels(), None, observers or [])
-    if people:
-        pipeline.set_matcher(matcher(people))
+    rec = recognition(models, people)
+    pipeline = build_pipeline(cfg, cameras, writer, rec, None, observers or [])
     return pipeline, writer
 
 
@@ -105,12 +96,15 @@ def test_known_face_named_unknown_face_labelled() -> None:
     assert [e.fields["name"] for e in identified] == ["alice"]
     assert identified[0].snapshot is not None and identified[0].snapshot.shape == (112, 112, 3)
     assert "snapshot" not in identified[0].to_dict()
+    # the facts travel in the events only: the unknown label with its face too
+    (unknown,) = [e for e in events if e.event == "unknown"]
+    assert unknown.fields["label"] == "unknown-1" and unknown.snapshot is not None
+    assert "snapshot" not in unknown.to_dict()
     assert summary.frames == 60 and summary.cameras["cam"].detector_runs == 12
     assert summary.cameras["cam"].people["alice"].tracks == 1
+    assert summary.cameras["cam"].tracks == 2
     assert recorder.calls["frame_read"] == recorder.calls["frame_done"] == 60
     assert recorder.calls["detected"] == 12
-    assert recorder.calls["track_started"] == recorder.calls["track_ended"] == 2
-    assert recorder.names == ["alice"]
     assert not recorder.images  # nobody watched, no output: nothing drawn
     assert pipeline.progress == 60
 

@@ -19,13 +19,15 @@ from typing import Any
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.cluster.snapshot import FedGallery, GallerySnapshot
-from streamrec.cluster.telemetry import Recorder, SourceCounters, source_counters
+from streamrec.cluster.telemetry import Recorder
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import StreamrecError
 from streamrec.logs import setup_worker_logging
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import open_camera, source_options
+from streamrec.recognition import Recognition
 from streamrec.records import Event, Frame
+from streamrec.service.monitor import SourceCounters
 from streamrec.sources import Gap, Source, open_source
 from streamrec.telemetry import CameraState
 
@@ -155,7 +157,7 @@ class CameraActor:
         source = SourceCounters()
         if pipeline is not None:
             stats = pipeline.cameras[self.camera.name].source.stats
-            source = source_counters(stats, pipeline.dropped(self.camera.name))
+            source = SourceCounters.of(stats, pipeline.dropped(self.camera.name))
             if state is CameraState.RUNNING and source.state in _LIVE_TROUBLE:
                 state = source.state  # the actor runs, its camera does not (yet)
         with self._lock:
@@ -186,6 +188,7 @@ class CameraActor:
         try:
             analyzer = FaceAnalyzer.from_config(cfg)
             self.gallery.check(analyzer.recognizer)
+            recognition = Recognition(analyzer, people=self.gallery)
             assert cam.source is not None  # the driver refuses Frigate bridges
             options = source_options(cfg, cam.rtsp_transport)
             source = open_source(cam.source, options, live_http=cam.live)
@@ -197,7 +200,7 @@ class CameraActor:
                 cfg,
                 [camera],
                 self,
-                analyzer,
+                recognition,
                 self.gallery,
                 [self.recorder],
                 gallery_poll=SNAPSHOT_POLL,

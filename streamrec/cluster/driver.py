@@ -51,10 +51,9 @@ from streamrec.config import CameraConfig, Config, EventsConfig, HttpConfig
 from streamrec.errors import ConfigError, StreamrecError
 from streamrec.pipeline.build import enabled_cameras
 from streamrec.records import Event
-from streamrec.service.daemon import close_all
-from streamrec.service.signals import Signals
+from streamrec.service.signals import Signals, close_all
 from streamrec.sinks import FanoutSink, event_sinks
-from streamrec.telemetry import CameraState
+from streamrec.telemetry import CameraState, EventTee
 
 log = logging.getLogger("streamrec.cluster")
 
@@ -179,6 +178,7 @@ class ClusterRunner:
         except BaseException:
             self.sink.close()
             raise
+        self.events = EventTee(self.sink, self.head)  # the head's metrics and live view read them
         self._stopping = False
         self._closed = False
         self._shipped: tuple[int, Any] | None = None  # (snapshot version, its Ray object)
@@ -380,7 +380,7 @@ class ClusterRunner:
             t.last_frame, t.last_time = max(t.last_frame, event.frame), event.time
             if event.event in ("identified", "renamed"):
                 t.name, t.score = event.fields.get("name"), event.fields.get("score")
-        self.sink.write(event)
+        self.events.write(event)
 
     def _close_open(self, link: _Link, reason: str) -> None:
         for tid in sorted(link.open):
@@ -392,7 +392,7 @@ class ClusterRunner:
                 "last_frame": t.last_frame,
                 "reason": reason,
             }
-            self.sink.write(
+            self.events.write(
                 Event(
                     "track_end", t.source, tid, t.last_frame, t.last_time, None, link.name, fields
                 )

@@ -2,15 +2,16 @@
 
 In each actor a :class:`Recorder` observes the pipeline (it is an
 :class:`~streamrec.telemetry.Observer`) and sums up what happened since the driver's last poll
-into a :class:`CameraReport`: frames (with their times, for the frame rate), faces, tracks,
-identifications, detector/embedder/latency samples, the newest recognitions with their faces,
-the source's counters and state, and the latest annotated frame as JPEG, drawn only while the
-head says that someone watches the camera. Every part is bounded.
+into a :class:`CameraReport`: frames (with their times, for the frame rate), faces,
+detector/embedder/latency samples, the degradation level, the source's counters and state, and
+the latest annotated frame as JPEG, drawn only while the head says that someone watches the
+camera. Every part is bounded. What happened to the tracks travels in the events only.
 
-On the head, :class:`HeadStatus` feeds the reports into the daemon's own
-:class:`~streamrec.service.status.LiveStatus` and :class:`~streamrec.service.metrics.Metrics`,
-serves them with :class:`~streamrec.service.http.WebServer` (``/health``, ``/metrics``, the live
-view) and publishes each camera's status on the event sinks that take one (MQTT).
+On the head, :class:`HeadStatus` feeds the reports, and the events the driver writes, into the
+daemon's own :class:`~streamrec.service.status.LiveStatus` and
+:class:`~streamrec.service.metrics.Metrics`, serves them with
+:class:`~streamrec.service.http.WebServer` (``/health``, ``/metrics``, the live view) and
+publishes each camera's status on the event sinks that take one (MQTT).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,12 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.models.runtime import loaded_models
-from streamrec.service.daemon import StatusSink
+from streamrec.records import Event
 from streamrec.service.metrics import Metrics
+from streamrec.service.monitor import CameraMonitor, SourceCounters
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink, SinkErasure
 from streamrec.sinks.mqtt import encode_snapshot
-from streamrec.sources import SourceStats
 from streamrec.telemetry import CameraState, Latency, Observer, Observers
 
 if TYPE_CHECKING:
@@ -41,34 +42,10 @@ log = logging.getLogger("streamrec.cluster")
 
 #: samples of each kind (frame times, detector/embedder calls, latencies) kept between two polls
 SAMPLES = 512
-#: recognitions (with their faces) kept between two polls
-RECENT = 20
 #: seconds an actor keeps drawing frames after the head last said that someone watches
 WATCH_LEASE = 2.0
 #: the annotated frames an actor sends: at most this wide, JPEG quality
 FRAME_WIDTH, FRAME_QUALITY = 960, 75
-
-
-@dataclass(frozen=True)
-class Recognition:
-    """A track named (``name``, ``score``) or labelled unknown (``label``), with its face."""
-
-    track_id: int
-    name: str | None
-    label: str | None
-    score: float | None
-    crop: np.ndarray | None
-
-
-@dataclass
-class SourceCounters:
-    """A camera source's totals in one actor incarnation (the head turns them into deltas)."""
-
-    state: CameraState | None = None
-    dropped: int = 0
-    reconnects: int = 0
-    stalls: int = 0
-    last_error: str | None = None
 
 
 @dataclass
@@ -79,14 +56,11 @@ class CameraReport:
     frames: int = 0
     frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     faces: int = 0
-    tracks: int = 0
     detect_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     embeds: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
-    identities: Counter[str] = field(default_factory=Counter)
     latencies: deque[tuple[Latency, float]] = field(default_factory=lambda: deque(maxlen=SAMPLES))
     #: the camera's degradation level and what it gives up, when it changed
     degradation: tuple[int, str] | None = None
-    recognitions: deque[Recognition] = field(default_factory=lambda: deque(maxlen=RECENT))
     jpeg: bytes | None = None
     source: SourceCounters = field(default_factory=SourceCounters)
     models: list[dict[str, Any]] = field(default_factory=list)
@@ -140,24 +114,6 @@ class Recorder(Observer):
         with self._lock:
             self._report.embeds.append((seconds, faces))
 
-    def track_started(self, camera: str) -> None:
-        with self._lock:
-            self._report.tracks += 1
-
-    def identified(
-        self,
-        camera: str,
-        track_id: int,
-        name: str,
-        score: float,
-        captured: float | None,
-        crop: np.ndarray | None,
-    ) -> None:
-        seen = Recognition(track_id, name, None, score, _copy(crop))
-        with self._lock:
-            self._report.identities[name] += 1
-            self._report.recognitions.append(seen)
-
     def latency(self, camera: str, kind: Latency, seconds: float) -> None:
         with self._lock:
             self._report.latencies.append((kind, seconds))
@@ -166,32 +122,10 @@ class Recorder(Observer):
         with self._lock:
             self._report.degradation = (level, what)
 
-    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
-        seen = Recognition(track_id, None, label, None, _copy(crop))
-        with self._lock:
-            self._report.recognitions.append(seen)
-
-
-def source_counters(stats: SourceStats, dropped: int) -> SourceCounters:
-    return SourceCounters(stats.state, dropped, stats.reconnects, stats.stalls, stats.last_error)
-
-
-def _copy(crop: np.ndarray | None) -> np.ndarray | None:
-    # the pipeline may reuse its crop buffer
-    return None if crop is None else np.array(crop, copy=True)
-
-
-@dataclass
-class _Seen:
-    """The totals of a camera's current actor incarnation the head has counted already."""
-
-    dropped: int = 0
-    reconnects: int = 0
-    stalls: int = 0
-
 
 class HeadStatus:
-    """Live status, metrics and HTTP server of the head; camera status on the event sinks.
+    """Live status, metrics and HTTP server of the head; camera status on the event sinks
+    (through the daemon's :class:`~streamrec.service.monitor.CameraMonitor`).
 
     Its ``observer`` hears from the gallery feed what a single-process daemon's observers hear
     from the pipeline: the people count, and who left the gallery (their metric series, recent
@@ -199,27 +133,31 @@ class HeadStatus:
     """
 
     def __init__(self, cfg: Config, cameras: list[str], sinks: FanoutSink) -> None:
-        self.cameras = cameras
-        self.sinks = sinks
-        self.status_sinks = [s for s in sinks.sinks if isinstance(s, StatusSink)]
         self.status = LiveStatus()
         self.metrics = Metrics()
+        # the driver logs the ends, with their frames
+        ends = (CameraState.STARTING, CameraState.FINISHED, CameraState.STOPPED,
+                CameraState.FAILED)  # fmt: skip
+        self.monitor = CameraMonitor(cameras, self.status, self.metrics, sinks, ends, log)
         self.web: WebServer | None = None
         if cfg.http.enabled:
             from streamrec.service.http import WebServer
 
             self.web = WebServer.from_config(self.status, self.metrics, cfg.http)
-        self._states: dict[str, CameraState] = {}
-        self._seen = {name: _Seen() for name in cameras}
-        self._sink_errors: dict[str, int] = {}
         self._models: dict[str, dict[str, Any]] = {}
         #: told by the gallery feed about the people count and about erasures
         self.observer: Observer = Observers([self.metrics, self.status, SinkErasure(sinks)])
 
+    def write(self, event: Event) -> None:
+        """An event the driver wrote: what it tells (tracks, who was named or labelled unknown)
+        goes to the metrics and the live status, as on a single-process daemon."""
+        self.metrics.write(event)
+        self.status.write(event)
+
     def start(self) -> None:
         """Serve HTTP (a busy port is a one-line ConfigError); every camera is ``starting``."""
-        for name in self.cameras:
-            self.metrics.add_camera(name)
+        self.monitor.start()
+        for name in self.monitor.cameras:
             self.set_state(name, CameraState.STARTING)
         if self.web is not None:
             self.web.start()
@@ -234,24 +172,12 @@ class HeadStatus:
         return self.status.wants_frame(camera)
 
     def set_state(self, camera: str, state: CameraState) -> None:
-        if self._states.get(camera) is state:
-            return
-        self._states[camera] = state
-        if state in (CameraState.CONNECTING, CameraState.RECONNECTING, CameraState.RESTARTING):
-            log.warning("camera %s: %s", camera, state.value)
-        elif state is CameraState.RUNNING:  # the driver logs the ends, with their frames
-            log.info("camera %s: %s", camera, state.value)
-        self.status.set_state(camera, state)
-        self.metrics.set_camera_state(camera, state)
-        for sink in self.status_sinks:
-            sink.set_status(camera, state.mqtt)
+        self.monitor.set_state(camera, state)
 
     def new_incarnation(self, camera: str) -> None:
         """The camera's actor was recreated: its source counters start again from 0, its
         pipeline at degradation level 0."""
-        self._seen[camera] = _Seen()
-        self.metrics.degraded(camera, 0, "normal")
-        self.status.degraded(camera, 0, "normal")
+        self.monitor.restarted(camera)
 
     def report(self, camera: str, r: CameraReport) -> None:
         """Take in what the camera's actor did since the last poll."""
@@ -263,56 +189,22 @@ class HeadStatus:
             status.incr(camera, "frames", r.frames - len(r.frame_times))
         metrics.frame(camera, r.frames)
         metrics.faces(camera, r.faces)
-        metrics.track(camera, r.tracks)
         for seconds in r.detect_seconds:
             metrics.observe_detect(seconds)
         for seconds, faces in r.embeds:
             metrics.observe_embed(seconds, faces)
-        for name, n in r.identities.items():
-            for _ in range(n):
-                metrics.identity(camera, name)
         for kind, seconds in r.latencies:
             metrics.latency(camera, kind, seconds)
         if r.degradation is not None:
             metrics.degraded(camera, *r.degradation)
             status.degraded(camera, *r.degradation)
-        for rec in r.recognitions:
-            if rec.name is not None:
-                status.identified(camera, rec.track_id, rec.name, rec.score or 0.0, None, rec.crop)
-            elif rec.label is not None:
-                status.unknown(camera, rec.track_id, rec.label, rec.crop)
         if r.jpeg is not None:
             status.publish_jpeg(camera, r.jpeg)
-        self._count_source(camera, r.source)
+        self.monitor.count(camera, r.source)
         for m in r.models:
             self._models[repr(sorted(m.items()))] = m
-
-    def _count_source(self, camera: str, src: SourceCounters) -> None:
-        seen = self._seen[camera]
-        if src.dropped > seen.dropped:
-            self.metrics.dropped(camera, src.dropped - seen.dropped)
-            self.status.incr(camera, "dropped", src.dropped - seen.dropped)
-        if src.reconnects > seen.reconnects:
-            for _ in range(src.reconnects - seen.reconnects):
-                self.metrics.reconnect(camera)
-            self.status.incr(camera, "reconnects", src.reconnects - seen.reconnects)
-        for _ in range(src.stalls - seen.stalls):
-            self.metrics.stall(camera)
-        seen.dropped = max(seen.dropped, src.dropped)
-        seen.reconnects = max(seen.reconnects, src.reconnects)
-        seen.stalls = max(seen.stalls, src.stalls)
 
     def poll(self) -> None:
         """The event sinks' health (``/health``, ``streamrec_sink_errors_total``) and the
         models the actors run."""
-        for camera, shown in self.status.snapshot().items():
-            self.metrics.set_camera_fps(camera, shown.get("fps", 0.0))
-        health = self.sinks.health()
-        self.status.set_sinks(health)
-        self.status.set_models(list(self._models.values()))
-        for sink, h in health.items():
-            new = h["errors"] - self._sink_errors.get(sink, 0)
-            if new > 0:
-                self.metrics.sink_errors(sink, new)
-            self._sink_errors[sink] = h["errors"]
-
+        self.monitor.poll(list(self._models.values()))

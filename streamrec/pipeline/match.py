@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +19,9 @@ from streamrec.gallery.unknowns import UnknownBook
 from streamrec.pipeline.identity import CameraIdentities, Naming, TrackIdentity
 from streamrec.pipeline.stage import Stage
 from streamrec.records import Event, Frame, FrameWork, Work
-from streamrec.telemetry import Latency, Observer
+from streamrec.telemetry import EventWriter, Latency, Observer
 
-
-class EventWriter(Protocol):
-    def write(self, event: Event) -> None: ...
+__all__ = ["EventWriter", "MatchStage"]
 
 
 class MatchStage(Stage):
@@ -99,7 +97,6 @@ class MatchStage(Stage):
         matcher = self.matcher
         for t in work.started:
             idents.announce(t.track_id)
-            self.observer.track_started(camera)
             if frame.captured:
                 self._first_seen[(camera, t.track_id)] = frame.captured
             box = [round(float(v), 1) for v in t.box]
@@ -140,21 +137,15 @@ class MatchStage(Stage):
             name=naming.name,
             score=None if naming.score is None else round(naming.score, 4),
         )
-        if naming.name is not None:
-            score = naming.score or 0.0
-            self.observer.identified(
-                camera, naming.track_id, naming.name, score, captured, naming.crop
-            )
 
     def _label_unknown(self, camera: str, track_id: int, frame: Frame) -> None:
         if self.unknowns is None:
             return
-        label = self.identities[camera].label_unknown(track_id, self.unknowns, camera)
+        idents = self.identities[camera]
+        label = idents.label_unknown(track_id, self.unknowns, camera)
         if label is not None:
-            self._emit(
-                "unknown", camera, track_id, frame.index, frame.time, frame.captured, label=label
-            )
-            self.observer.unknown(camera, track_id, label, self.identities[camera].crop(track_id))
+            at = (frame.index, frame.time, frame.captured)
+            self._emit("unknown", camera, track_id, *at, idents.crop(track_id), label=label)
 
     def end_track(self, camera: str, track_id: int, frame: Frame | None = None) -> None:
         """End a track at ``frame``, the frame whose detection round ended it (None: the stream
@@ -170,7 +161,6 @@ class MatchStage(Stage):
 
     def _ended(self, camera: str, ident: TrackIdentity, frame: Frame | None) -> None:
         last_time = ident.last_time if ident.frames else ident.first_time
-        self.observer.track_ended(camera, ident.name, ident.first_time, last_time)
         if ident.name is None and ident.unknown is not None and self.unknowns is not None:
             mean = ident.mean
             assert mean is not None

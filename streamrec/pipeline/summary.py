@@ -1,10 +1,12 @@
-"""Run summary: counts, people seen, speed — an observer of the pipeline's stages."""
+"""Run summary: counts, people seen, speed — an observer of the pipeline's stages and a
+reader of its events (tracks, who they named)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
+from streamrec.records import Event
 from streamrec.telemetry import Observer
 
 
@@ -38,7 +40,8 @@ class CameraSummary:
 
 @dataclass(eq=False)
 class Summary(Observer):
-    """What a run did; filled in by the stages (each count by one stage thread) and the graph."""
+    """What a run did; filled in by the stages (each count by one stage thread), the events
+    (:meth:`write`, under the match stage's lock) and the graph."""
 
     cameras: dict[str, CameraSummary] = field(default_factory=dict)
     wall_time: float = 0.0
@@ -49,6 +52,8 @@ class Summary(Observer):
     stage_seconds: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
     error: str | None = None
+    #: media time of each open track's first frame (its track_start), by (camera, track)
+    _started: dict[tuple[str, int], float] = field(default_factory=dict, repr=False)
 
     def frame_read(self, camera: str) -> None:
         self.cameras[camera].frames += 1
@@ -65,12 +70,18 @@ class Summary(Observer):
     def evidence(self, camera: str) -> None:
         self.cameras[camera].embeddings += 1
 
-    def track_started(self, camera: str) -> None:
-        self.cameras[camera].tracks += 1
-
-    def track_ended(self, camera: str, name: str | None, first: float, last: float) -> None:
-        if name is not None:
-            self.cameras[camera].saw(name, first, last)
+    def write(self, event: Event) -> None:
+        """Tracks started, and who an ended track named from its first to its last frame."""
+        camera = event.camera or event.source
+        key = (camera, event.track_id)
+        if event.event == "track_start":
+            self.cameras[camera].tracks += 1
+            self._started[key] = event.time
+        elif event.event == "track_end":
+            first = self._started.pop(key, event.time)
+            name = event.fields.get("name")
+            if isinstance(name, str):
+                self.cameras[camera].saw(name, first, event.time)
 
     def erased(self, name: str) -> None:
         """A person who left the gallery during the run (erased) leaves its summary too."""

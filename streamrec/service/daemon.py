@@ -1,12 +1,13 @@
 """``streamrec serve``: every configured camera, headless, until SIGTERM/SIGINT.
 
-One FaceAnalyzer and one pipeline serve all enabled ``cameras:``; events go to the sinks of
-``events:``; Metrics and LiveStatus observe the pipeline and are served over HTTP when
-``http.enabled``. A monitor thread copies each source's counters and state into them (and into
-MQTT camera status) once a second. Changes to the gallery, by any process, are taken in within a
-second; SIGHUP reloads at once. Stopping closes the sources at once (a camera that is down would
-otherwise block its reader), so frames in flight finish, every track gets its ``track_end`` and
-the sinks are flushed and closed.
+One Recognition service (the models and the gallery) and one pipeline serve all enabled
+``cameras:``; the face library's APIs and the Frigate bridges share the service. Events go to the
+sinks of ``events:``; Metrics and LiveStatus observe the pipeline, read its events and are served
+over HTTP when ``http.enabled``. A monitor thread tells the camera monitor each source's counters
+and state (for them and the MQTT camera status) once a second. Changes to the gallery made through
+the APIs are taken in at once, those of other processes within a second; SIGHUP reloads at once.
+Stopping closes the sources at once (a camera that is down would otherwise block its reader), so
+frames in flight finish, every track gets its ``track_end`` and the sinks are flushed and closed.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
@@ -27,12 +27,14 @@ from streamrec.models.runtime import loaded_models
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
+from streamrec.recognition import Recognition
 from streamrec.service.frigate import FrigateBridge
 from streamrec.service.metrics import Metrics
-from streamrec.service.signals import Signals
+from streamrec.service.monitor import CameraMonitor, SourceCounters
+from streamrec.service.signals import Signals, close_all
 from streamrec.service.status import LiveStatus
 from streamrec.sinks import FanoutSink, SinkErasure, event_sinks
-from streamrec.telemetry import CameraState, Observers
+from streamrec.telemetry import EventTee
 
 if TYPE_CHECKING:
     from streamrec.service.http import WebServer
@@ -40,47 +42,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("streamrec.daemon")
 
 
-@runtime_checkable
-class StatusSink(Protocol):
-    """An event sink that also publishes camera status (MQTT)."""
-
-    def set_status(self, camera: str, status: str) -> None: ...
-
-
-@dataclass
-class _Seen:
-    """What the monitor last copied from one source (to turn totals into deltas)."""
-
-    state: CameraState | None = None
-    dropped: int = 0
-    reconnects: int = 0
-    stalls: int = 0
-
-
-class CameraMonitor:
-    """Copies source stats into LiveStatus / Metrics / MQTT status; runs queued jobs too."""
+class Poller:
+    """The daemon's monitor thread: once a second it tells the camera monitor each source's
+    counters and state, the models, the sinks' health and the Frigate bridges' counters, and
+    logs the cameras' stats every ``stats_interval`` s; it also runs queued jobs."""
 
     def __init__(
         self,
         pipeline: Pipeline,
-        status: LiveStatus,
-        metrics: Metrics,
-        sinks: FanoutSink,
+        monitor: CameraMonitor,
         period: float = 1.0,
         stats_interval: float = 0.0,
         bridges: Sequence[FrigateBridge] = (),
     ) -> None:
         self.pipeline = pipeline
-        self.status = status
-        self.metrics = metrics
-        self.sinks = sinks
-        self.status_sinks = [s for s in sinks.sinks if isinstance(s, StatusSink)]
+        self.monitor = monitor
         self.period = period
         self.stats_interval = stats_interval
         self.bridges = list(bridges)
         self._next_stats = time.monotonic() + stats_interval
-        self._sink_errors: dict[str, int] = {}
-        self._seen = {name: _Seen() for name in pipeline.cameras}
         self._done = threading.Event()
         self._wake = threading.Event()
         self._jobs: list[Callable[[], None]] = []
@@ -88,10 +68,7 @@ class CameraMonitor:
         self._thread = threading.Thread(target=self._run, name="camera monitor", daemon=True)
 
     def start(self) -> None:
-        for name in self.pipeline.cameras:
-            self.metrics.add_camera(name)
-            self.metrics.set_camera_state(name, CameraState.STARTING)
-            self.status.set_state(name, CameraState.STARTING)
+        self.monitor.start()
         self._thread.start()
 
     def submit(self, job: Callable[[], None]) -> None:
@@ -124,91 +101,19 @@ class CameraMonitor:
             self._wake.clear()
 
     def poll(self) -> None:
-        for name in self.pipeline.cameras:
-            self._update(name)
-        health = self.sinks.health()
-        self.status.set_sinks(health)
-        self.status.set_models([m.to_dict() for m in loaded_models()])
-        for sink, h in health.items():
-            new = h["errors"] - self._sink_errors.get(sink, 0)
-            if new > 0:
-                self.metrics.sink_errors(sink, new)
-            self._sink_errors[sink] = h["errors"]
+        monitor = self.monitor
+        for name, camera in self.pipeline.cameras.items():
+            stats = camera.source.stats
+            monitor.count(name, SourceCounters.of(stats, self.pipeline.dropped(name)))
+            monitor.set_state(name, stats.state, stats.last_error)
+        monitor.poll([m.to_dict() for m in loaded_models()])
         bridges = {b.name: dataclasses.asdict(b.stats) for b in self.bridges}
         for name, counts in bridges.items():
-            self.metrics.frigate(name, counts)
-        self.status.set_frigate(bridges)
+            monitor.metrics.frigate(name, counts)
+        monitor.status.set_frigate(bridges)
         if self.stats_interval and time.monotonic() >= self._next_stats:
             self._next_stats = time.monotonic() + self.stats_interval
-            self.log_stats()
-
-    def log_stats(self) -> None:
-        """One line per camera: state, fps, frames, drops, reconnects, degradation."""
-        for name, cam in self.status.snapshot().items():
-            c = cam["counters"]
-            log.info(
-                "camera %s: %s, %.1f fps, %d frames, %d dropped, %d reconnects, "
-                "degradation %d (%s)",
-                name,
-                cam["state"],
-                cam["fps"],
-                c.get("frames", 0),
-                c.get("dropped", 0),
-                c.get("reconnects", 0),
-                cam["degradation"]["level"],
-                cam["degradation"]["what"],
-            )
-
-    def _update(self, name: str) -> None:
-        stats, seen = self.pipeline.cameras[name].source.stats, self._seen[name]
-        dropped = self.pipeline.dropped(name)
-        if dropped > seen.dropped:
-            self.metrics.dropped(name, dropped - seen.dropped)
-            self.status.incr(name, "dropped", dropped - seen.dropped)
-        for _ in range(stats.reconnects - seen.reconnects):
-            self.metrics.reconnect(name)
-        if stats.reconnects > seen.reconnects:
-            self.status.incr(name, "reconnects", stats.reconnects - seen.reconnects)
-        for _ in range(stats.stalls - seen.stalls):
-            self.metrics.stall(name)
-        seen.dropped, seen.reconnects, seen.stalls = dropped, stats.reconnects, stats.stalls
-        fps = self.status.snapshot().get(name, {}).get("fps", 0.0)
-        self.metrics.set_camera_fps(name, fps)
-        state = stats.state
-        if state == seen.state:
-            return
-        seen.state = state
-        self.status.set_state(name, state)
-        self.metrics.set_camera_state(name, state)
-        if state in (CameraState.CONNECTING, CameraState.RECONNECTING):
-            reason = f" ({stats.last_error})" if stats.last_error else ""
-            log.warning("camera %s: %s%s", name, state.value, reason)
-        else:
-            log.info("camera %s: %s", name, state.value)
-        for sink in self.status_sinks:
-            sink.set_status(name, state.mqtt)
-
-
-def close_all(closers: list[tuple[str, Callable[[], None]]], deadline: float) -> None:
-    """Run every close at once, each in its own thread, and wait for them until ``deadline``;
-    a close that fails is logged, one that hangs is left behind (the process is ending)."""
-
-    def run(name: str, close: Callable[[], None]) -> None:
-        try:
-            close()
-        except Exception:
-            log.exception("closing %s failed", name)
-
-    threads = [
-        threading.Thread(target=run, args=(n, c), name=f"close {n}", daemon=True)
-        for n, c in closers
-    ]
-    for t in threads:
-        t.start()
-    for t, (name, _) in zip(threads, closers, strict=True):
-        t.join(max(0.0, deadline - time.monotonic()))
-        if t.is_alive():
-            log.warning("%s did not close in time: given up", name)
+            monitor.log_stats()
 
 
 class Daemon:
@@ -228,6 +133,8 @@ class Daemon:
         preload_solver()
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
+        #: who is this face, for the pipeline, the face library's APIs and the Frigate bridges
+        self.recognition = Recognition(self.analyzer, self.gallery.gallery)
         cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
         try:
             self.sinks = FanoutSink(event_sinks(cfg))
@@ -235,12 +142,11 @@ class Daemon:
             for cam in cameras:
                 cam.source.close()
             raise
-        observer = Observers([self.metrics, self.status])
+        # the metrics and the live status read the facts of the events the sinks get
+        events = EventTee(self.sinks, self.metrics, self.status)
         try:
             self.bridges = [
-                FrigateBridge.from_config(
-                    cfg, c, self.analyzer, self.gallery, self.sinks, observer
-                )
+                FrigateBridge.from_config(cfg, c, self.recognition, events)
                 for c in cams
                 if c.frigate is not None
             ]
@@ -252,21 +158,14 @@ class Daemon:
         self.pipeline = build_pipeline(
             cfg,
             cameras,
-            self.sinks,
-            self.analyzer,
+            events,
+            self.recognition,
             self.gallery,
-            [
-                self.metrics,
-                self.status,
-                SinkErasure(self.sinks),
-                *(SinkErasure(b) for b in self.bridges),
-            ],
+            [self.metrics, self.status, SinkErasure(self.sinks)],
         )
-        self.monitor = CameraMonitor(
+        self.monitor = Poller(
             self.pipeline,
-            self.status,
-            self.metrics,
-            self.sinks,
+            CameraMonitor(self.pipeline.cameras, self.status, self.metrics, self.sinks),
             stats_interval=cfg.logging.stats_interval,
             bridges=self.bridges,
         )
@@ -278,13 +177,7 @@ class Daemon:
         """The face library's REST APIs (native and CompreFace) and the Faces page."""
         from streamrec.service import api, compreface
 
-        library = api.FaceLibrary(
-            self.analyzer,
-            self.gallery.gallery,
-            self.status,
-            self.pipeline.reload_gallery,
-            self.erase_labels,
-        )
+        library = api.FaceLibrary(self.recognition, self.status, self.erase_labels)
         api.mount(web.app, library)
         compreface.mount(web.app, library)
 
@@ -312,7 +205,7 @@ class Daemon:
         """Re-read the gallery now (SIGHUP); streams and tracks are kept. Changes are also taken
         in by themselves within a second."""
         try:
-            self.pipeline.reload_gallery(force=True)
+            self.recognition.refresh(force=True)
         except StreamrecError as exc:
             log.error("gallery reload failed, keeping the old one: %s", exc)
             return

@@ -4,8 +4,8 @@ A camera with ``frigate:`` (instead of ``source:``) subscribes to ``<topic_prefi
 Frigate's MQTT broker. For each ``new``/``update``/``end`` message of a followed label (``person``)
 that has a snapshot and is not a false positive, it fetches the snapshot from Frigate's HTTP API
 (``GET /api/events/<id>/snapshot.jpg``, the full frame without Frigate's drawings, or cropped),
-finds and embeds the faces with the daemon's models, matches them against the gallery as it is
-now, and publishes the result as streamrec events through the daemon's sinks. A better snapshot
+finds, embeds and names the faces with the daemon's Recognition service (the gallery as it is
+now), and publishes the result as streamrec events through the daemon's sinks. A better snapshot
 of the same object (an ``update`` with a newer ``snapshot.frame_time``) is checked again, up to
 ``max_snapshots`` per object. With ``sub_label: true`` the name is written back to Frigate
 (``POST /api/events/<id>/sub_label``).
@@ -45,26 +45,21 @@ from urllib.parse import quote
 
 import cv2
 import numpy as np
-import paho.mqtt.client as mqtt
 import urllib3
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from urllib3 import HTTPHeaderDict
 from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.util import Retry
 
 from streamrec.errors import ConfigError
-from streamrec.models.alignment import align
-from streamrec.records import Event, Face
+from streamrec.records import Event
+from streamrec.sinks.mqtt.link import Endpoint, MqttLink, Tls
 from streamrec.sources import redact
 
 if TYPE_CHECKING:
-    from streamrec.analyzer import FaceAnalyzer
     from streamrec.config import CameraConfig, Config, FrigateConfig
-    from streamrec.gallery.matcher import Matcher
-    from streamrec.gallery.session import GallerySession
-    from streamrec.pipeline.match import EventWriter
-    from streamrec.telemetry import Observer
+    from streamrec.recognition import FoundFace, GalleryChange, Recognition
+    from streamrec.telemetry import EventWriter
 
 log = logging.getLogger("streamrec.frigate")
 
@@ -137,15 +132,10 @@ class FrigateStats:
 
 @dataclass
 class Broker:
-    """Where Frigate's events are read from."""
+    """Where Frigate's events are read from: a broker and Frigate's ``topic_prefix``."""
 
-    host: str
-    port: int = 1883
-    username: str | None = None
-    password: str | None = None
+    endpoint: Endpoint
     topic_prefix: str = "frigate"
-    #: TLS like events.mqtt: (ca_certs, certfile, keyfile, insecure), None = plain
-    tls: tuple[str | None, str | None, str | None, bool] | None = None
 
 
 @dataclass
@@ -335,7 +325,8 @@ def broker_of(cfg: Config, cam: CameraConfig) -> Broker:
     assert cam.frigate is not None
     own = cam.frigate.mqtt
     if own.host:
-        return Broker(own.host, own.port, own.username, own.password, own.topic_prefix)
+        endpoint = Endpoint(own.host, own.port, own.username, own.password)
+        return Broker(endpoint, own.topic_prefix)
     events = cfg.events.mqtt
     if events is None:
         where = cfg.source_file or "the config"
@@ -343,15 +334,9 @@ def broker_of(cfg: Config, cam: CameraConfig) -> Broker:
             f"{where}: camera '{cam.name}': frigate.mqtt.host is not set and there is no "
             "events.mqtt broker to use instead: set it to the broker Frigate publishes on"
         )
-    tls = (events.ca_certs, events.certfile, events.keyfile, events.tls_insecure)
-    return Broker(
-        events.host,
-        events.port,
-        events.username,
-        events.password,
-        own.topic_prefix,
-        tls if events.tls else None,
-    )
+    tls = Tls.of(events.tls, events.ca_certs, events.certfile, events.keyfile, events.tls_insecure)
+    endpoint = Endpoint(events.host, events.port, events.username, events.password, tls)
+    return Broker(endpoint, own.topic_prefix)
 
 
 class FrigateBridge:
@@ -363,23 +348,19 @@ class FrigateBridge:
         name: str,
         cfg: FrigateConfig,
         broker: Broker,
-        analyzer: FaceAnalyzer,
-        gallery: GallerySession,
+        recognition: Recognition,
         events: EventWriter,
-        observer: Observer | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
         self.broker = broker
         self.stats = FrigateStats()
         self.topic = f"{broker.topic_prefix.strip('/')}/events"
-        self._analyzer = analyzer
-        self._gallery = gallery
+        self._recognition = recognition
         self._events = events
-        self._observer = observer
-        self._threshold = cfg.min_score if cfg.min_score is not None else analyzer.threshold
-        self._matcher: Matcher | None = None
-        self._revision = -1
+        self._threshold = cfg.min_score if cfg.min_score is not None else recognition.threshold
+        #: a person who leaves the gallery leaves the objects followed under their name
+        self._unsubscribe = recognition.subscribe(self._gallery_changed)
         self._stop = threading.Event()
         self._api = FrigateApi(
             cfg.url, cfg.headers, cfg.timeout, cfg.retries, self._stop, self.stats
@@ -389,61 +370,55 @@ class FrigateBridge:
         self._objects: OrderedDict[str, _Object] = OrderedDict()
         self._next_track = FIRST_TRACK_ID
         self._closed = False
-        self._problem = ""  # the last MQTT problem logged, to log each one once
         self._invalid_logged = False
         self._worker = threading.Thread(target=self._work, name=f"frigate {name}", daemon=True)
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        where = broker.endpoint.address
+        self._link = MqttLink(
+            broker.endpoint,
+            label=f"Frigate bridge {name}: {where}",
             client_id=f"streamrec-frigate-{uuid.uuid4().hex[:12]}",
-            clean_session=True,
         )
-        if broker.username is not None:
-            self._client.username_pw_set(broker.username, broker.password)
-        if broker.tls is not None:
-            ca_certs, certfile, keyfile, insecure = broker.tls
-            self._client.tls_set(ca_certs=ca_certs, certfile=certfile, keyfile=keyfile)
-            self._client.tls_insecure_set(insecure)
-        self._client.reconnect_delay_set(1, 30)
-        self._client.on_connect = self._on_connect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_subscribe = self._on_subscribe
-        self._client.on_message = self._on_message
+        self._link.subscribe(
+            self.topic,
+            1,
+            self.offer,
+            lambda: log.info("Frigate bridge %s: reading %s on %s", name, self.topic, where),
+        )
 
     @classmethod
     def from_config(
         cls,
         cfg: Config,
         cam: CameraConfig,
-        analyzer: FaceAnalyzer,
-        gallery: GallerySession,
+        recognition: Recognition,
         events: EventWriter,
-        observer: Observer | None = None,
     ) -> FrigateBridge:
         """The bridge of a ``cameras:`` entry with ``frigate:``; ConfigError without a broker."""
         assert cam.frigate is not None
         broker = broker_of(cfg, cam)
-        return cls(cam.name, cam.frigate, broker, analyzer, gallery, events, observer)
+        return cls(cam.name, cam.frigate, broker, recognition, events)
 
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> None:
         """Connect to the broker (in the background, retried forever) and start the worker."""
         self._worker.start()
-        self._client.connect_async(self.broker.host, self.broker.port, keepalive=30)
-        self._client.loop_start()
+        self._link.start()
         log.info(
-            "Frigate bridge %s: events from %s:%d/%s, snapshots from %s",
+            "Frigate bridge %s: events from %s/%s, snapshots from %s",
             self.name,
-            self.broker.host,
-            self.broker.port,
+            self.broker.endpoint.address,
             self.topic,
             self._api.base,
         )
 
+    def _gallery_changed(self, change: GalleryChange) -> None:
+        for name in change.left:
+            self.forget(name)
+
     def forget(self, name: str) -> None:
-        """A person left the gallery (erased): the objects followed under their name lose it at
-        once (their ``track_end`` names nobody)."""
+        """A person left the gallery (erased, renamed, merged away): the objects followed under
+        their name lose it at once (their ``track_end`` names nobody)."""
         with self._lock:
             for obj in self._objects.values():
                 if obj.name == name:
@@ -455,8 +430,8 @@ class FrigateBridge:
         if self._stop.is_set():
             return
         self._stop.set()
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._unsubscribe()
+        self._link.close(0.0)
         with self._lock:
             self._lock.notify_all()
         if self._worker.ident is not None:
@@ -469,68 +444,7 @@ class FrigateBridge:
             self._closed = True  # a request the worker still waits for emits nothing
         self._api.close()
 
-    # -- MQTT (paho's thread) ----------------------------------------------------------------
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason_code: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            self._log_problem(f"the broker refused the connection ({reason_code})")
-            return
-        client.subscribe(self.topic, qos=1)
-        self._problem = ""
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[mqtt.ReasonCode],
-        properties: mqtt.Properties | None,
-    ) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            self._log_problem(f"the broker refused the subscription to {self.topic}")
-            return
-        log.info(
-            "Frigate bridge %s: reading %s on %s:%d",
-            self.name,
-            self.topic,
-            self.broker.host,
-            self.broker.port,
-        )
-
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self._log_problem("cannot connect to the broker")
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason_code: mqtt.ReasonCode,
-        properties: mqtt.Properties | None,
-    ) -> None:
-        if not self._stop.is_set():
-            self._log_problem(f"lost the connection to the broker ({reason_code})")
-
-    def _log_problem(self, problem: str) -> None:
-        if problem != self._problem:
-            self._problem = problem
-            log.warning(
-                "Frigate bridge %s: %s:%d: %s; retrying",
-                self.name,
-                self.broker.host,
-                self.broker.port,
-                problem,
-            )
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self.offer(bytes(msg.payload))
+    # -- Frigate's messages (paho's thread) ------------------------------------------------
 
     def offer(self, payload: bytes) -> None:
         """Take one message of ``<topic_prefix>/events``: queue it, or count why not."""
@@ -628,16 +542,9 @@ class FrigateBridge:
         self._objects[after.id] = obj
         return obj
 
-    def _current_matcher(self) -> Matcher:
-        """The gallery as it is now (re-read when its revision moved: enrolled, erased)."""
-        revision = self._gallery.revision
-        if self._matcher is None or revision != self._revision:
-            self._matcher, self._revision = self._gallery.matcher(), revision
-        return self._matcher
-
     def _recognise(self, obj: _Object, image: np.ndarray, captured: float) -> None:
-        faces = self._analyzer.analyze(image)
-        best = _best(faces, self._current_matcher(), self._threshold)
+        faces = self._recognition.faces(image)
+        best = _best(faces, self._recognition.identify(faces, self._threshold))
         with self._lock:
             self.stats.snapshots += 1
             obj.snapshots += 1
@@ -655,10 +562,8 @@ class FrigateBridge:
             kind = self._naming(obj, name, score)
             if kind is None:
                 return
-            crop = align(image, face.kps, self._analyzer.embedder.input_size)
+            crop = face.crop
             self._emit(kind, obj, crop, name=name, score=round(score, 4), box=_box(face))
-        if self._observer is not None:
-            self._observer.identified(obj.camera, obj.track_id, name, score, captured, crop)
         if self.cfg.sub_label:
             self._api.set_sub_label(str(obj.frigate["frigate_event"]), name, score)
 
@@ -714,16 +619,15 @@ class FrigateBridge:
 
 
 def _best(
-    faces: list[Face], matcher: Matcher, threshold: float
-) -> tuple[Face, str | None, float | None] | None:
+    faces: list[FoundFace], named: list[tuple[str | None, float | None]]
+) -> tuple[FoundFace, str | None, float | None] | None:
     """The face to report: the best named one, else the one closest to someone (or the first
     one when the gallery is empty), with its name (None: nobody) and similarity."""
     if not faces:
         return None
-    matches = matcher.match(np.stack([f.embedding for f in faces]), threshold)
-    ranked = [(face, name, score) for face, (name, score) in zip(faces, matches, strict=True)]
+    ranked = [(face, name, score) for face, (name, score) in zip(faces, named, strict=True)]
     return max(ranked, key=lambda r: (r[1] is not None, -2.0 if r[2] is None else r[2]))
 
 
-def _box(face: Face) -> list[float]:
-    return [round(float(v), 1) for v in face.bbox]
+def _box(face: FoundFace) -> list[float]:
+    return [round(float(v), 1) for v in face.box]

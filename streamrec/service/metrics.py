@@ -1,10 +1,11 @@
 """Prometheus metrics of the daemon, in a registry owned by one :class:`Metrics` object.
 
 It observes the pipeline (:class:`~streamrec.telemetry.Observer`: frames done, detections,
-embedder calls, tracks, identifications and their latency); the daemon's camera monitor adds
-the source counters and states through the small typed methods below; the web server serves
-:meth:`Metrics.text` on ``/metrics``. Every instance has its own ``CollectorRegistry`` (no
-global state), so tests and embedded uses can create several.
+embedder calls, latencies) and reads its events (:meth:`Metrics.write`: tracks started,
+identifications); the camera monitor adds the source counters and states through the small
+typed methods below; the web server serves :meth:`Metrics.text` on ``/metrics``. Every
+instance has its own ``CollectorRegistry`` (no global state), so tests and embedded uses can
+create several.
 
 API (``camera`` is the configured camera name):
 
@@ -53,8 +54,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-from streamrec import __version__
-from streamrec.telemetry import CameraState, Latency, Observer
+from streamrec.records import Event
+from streamrec.telemetry import CameraState, Latency, Observer, named_in
+from streamrec.version import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -165,7 +167,16 @@ class Metrics(Observer):
             {"version": __version__, "python": platform.python_version()}
         )
 
-    # -- the pipeline's observer -----------------------------------------------------------
+    # -- the pipeline's events and observer ------------------------------------------------
+
+    def write(self, event: Event) -> None:
+        """Count a track started, or a track named (or renamed) as a gallery person."""
+        camera = event.camera or event.source
+        name = named_in(event)
+        if event.event == "track_start":
+            self.track(camera)
+        elif name is not None:
+            self.identity(camera, name)
 
     def frame_done(self, camera: str, image: np.ndarray | None) -> None:
         self.frame(camera)
@@ -176,20 +187,6 @@ class Metrics(Observer):
 
     def embedded(self, faces: int, seconds: float) -> None:
         self.observe_embed(seconds, faces)
-
-    def track_started(self, camera: str) -> None:
-        self.track(camera)
-
-    def identified(
-        self,
-        camera: str,
-        track_id: int,
-        name: str,
-        score: float,
-        captured: float | None,
-        crop: np.ndarray | None,
-    ) -> None:
-        self.identity(camera, name)
 
     def latency(self, camera: str, kind: Latency, seconds: float) -> None:
         self._latencies[kind].labels(camera).observe(seconds)

@@ -1,10 +1,12 @@
-"""Signals of the daemon, installed before anything slow (a light module: no heavy imports)."""
+"""How a serving process stops: its signals, installed before anything slow, and closing
+everything at the end within a deadline (a light module: no heavy imports)."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -46,3 +48,25 @@ class Signals:
             self.on_reload()
         else:
             log.info("SIGHUP during start-up: the gallery is being loaded anyway")
+
+
+def close_all(closers: list[tuple[str, Callable[[], None]]], deadline: float) -> None:
+    """Run every close at once, each in its own thread, and wait for them until ``deadline``;
+    a close that fails is logged, one that hangs is left behind (the process is ending)."""
+
+    def run(name: str, close: Callable[[], None]) -> None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing %s failed", name)
+
+    threads = [
+        threading.Thread(target=run, args=(n, c), name=f"close {n}", daemon=True)
+        for n, c in closers
+    ]
+    for t in threads:
+        t.start()
+    for t, (name, _) in zip(threads, closers, strict=True):
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            log.warning("%s did not close in time: given up", name)

@@ -4,8 +4,8 @@ Per camera it keeps a state string, a rolling frame rate, the wall time of the l
 free-form counters and the latest annotated frame as JPEG bytes; globally a ring buffer of
 recent recognitions: named and unknown tracks, each with the track's best aligned face (kept as
 pixels, encoded only when someone asks for it). It observes the pipeline
-(:class:`~streamrec.telemetry.Observer`): frames done, identifications, unknown labels, and
-whether a camera's next annotated frame is wanted.
+(:class:`~streamrec.telemetry.Observer`: frames done, whether a camera's next annotated frame is
+wanted) and reads its events (:meth:`LiveStatus.write`: identifications, unknown labels).
 
 JPEG encoding is paid only when someone watches: :meth:`LiveStatus.publish_frame` encodes
 (at most ``max_fps`` times a second) while a viewer is attached to the camera, and otherwise
@@ -28,7 +28,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from streamrec.telemetry import CameraState, Observer
+from streamrec.records import Event
+from streamrec.telemetry import CameraState, Observer, named_in, unknown_in
 
 
 @dataclass(frozen=True)
@@ -108,26 +109,24 @@ class LiveStatus(Observer):
             cam = self._cameras[camera] = _Camera()
         return cam
 
-    # -- pipeline side: the observer -------------------------------------------------------
+    # -- pipeline side: the events and the observer ----------------------------------------
+
+    def write(self, event: Event) -> None:
+        """Remember a track named (or renamed) as a person, or labelled ``unknown-N``, with the
+        face the event carries."""
+        camera = event.camera or event.source
+        name, label = named_in(event), unknown_in(event)
+        if name is not None:
+            score = event.fields.get("score")
+            score = float(score) if isinstance(score, (int, float)) else 0.0
+            self.add_recognition(camera, name, score, event.track_id, crop=event.snapshot)
+        elif label is not None:
+            self.add_unknown(camera, label, event.track_id, crop=event.snapshot)
 
     def frame_done(self, camera: str, image: np.ndarray | None) -> None:
         self.frame(camera)
         if image is not None:
             self.publish_frame(camera, image)
-
-    def identified(
-        self,
-        camera: str,
-        track_id: int,
-        name: str,
-        score: float,
-        captured: float | None,
-        crop: np.ndarray | None,
-    ) -> None:
-        self.add_recognition(camera, name, score, track_id, crop=crop)
-
-    def unknown(self, camera: str, track_id: int, label: str, crop: np.ndarray | None) -> None:
-        self._remember("unknown", camera, track_id, None, None, label, None, crop)
 
     def frame_wanted(self, camera: str) -> bool:
         return self.wants_frame(camera)
@@ -203,6 +202,12 @@ class LiveStatus(Observer):
     ) -> None:
         """Remember an identification (``time_`` is wall-clock seconds, default now)."""
         self._remember("identified", camera, track_id, time_, name, None, score, crop)
+
+    def add_unknown(
+        self, camera: str, label: str, track_id: int, crop: np.ndarray | None = None
+    ) -> None:
+        """Remember a track labelled ``unknown-N`` (now)."""
+        self._remember("unknown", camera, track_id, None, None, label, None, crop)
 
     def _remember(
         self,

@@ -48,6 +48,13 @@ class Forgetting(Protocol):
 
 
 @runtime_checkable
+class StatusSink(Protocol):
+    """A sink that also publishes camera status (MQTT)."""
+
+    def set_status(self, camera: str, status: str) -> None: ...
+
+
+@runtime_checkable
 class EventSink(Protocol):
     """Receives pipeline events; may be called from several camera threads at once."""
 

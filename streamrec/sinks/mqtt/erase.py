@@ -15,55 +15,17 @@ it is and clears it itself.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from typing import TYPE_CHECKING
 
 from streamrec.errors import StreamrecError
-from streamrec.sinks.mqtt import _ha_id, _json, _set_tls
+from streamrec.sinks.mqtt.link import Endpoint, MqttLink, Scan
+from streamrec.sinks.mqtt.topics import ha_id, load_object, to_json
 
 if TYPE_CHECKING:
     from streamrec.config import MqttConfig
-
-
-class _Reader:
-    """Collects the retained messages of some filters until the marker comes back."""
-
-    def __init__(self, client: mqtt.Client, filters: list[str], marker: str) -> None:
-        self.client = client
-        self.filters = filters
-        self.marker = marker
-        self.token = uuid.uuid4().hex
-        self.messages: dict[str, bytes] = {}
-        self.connected = threading.Event()
-        self.done = threading.Event()
-        self.refused = ""
-        client.on_connect = self._on_connect
-        client.on_message = self._on_message
-
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any
-    ) -> None:
-        if rc.is_failure:
-            self.refused = str(rc)
-            self.connected.set()
-            return
-        client.subscribe([(f, 1) for f in [*self.filters, self.marker]])
-        client.publish(self.marker, self.token, qos=1)
-        self.connected.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == self.marker:
-            if msg.payload.decode(errors="replace") == self.token:
-                self.done.set()
-        elif msg.retain and msg.payload and not self.done.is_set():
-            self.messages[msg.topic] = bytes(msg.payload)
 
 
 def clear_retained(
@@ -73,15 +35,7 @@ def clear_retained(
     how many were changed. StreamrecError when the broker does not answer within ``timeout``."""
     prefix = cfg.topic_prefix.strip("/")
     discovery = (cfg.discovery_prefix or "homeassistant").strip("/")
-    node = _ha_id(prefix)
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"streamrec-erase-{uuid.uuid4().hex[:12]}",
-        clean_session=True,
-    )
-    if cfg.username is not None:
-        client.username_pw_set(cfg.username, cfg.password)
-    _set_tls(client, cfg.tls, cfg.ca_certs, cfg.certfile, cfg.keyfile, cfg.tls_insecure)
+    node = ha_id(prefix)
     filters = [
         f"{prefix}/people/+",
         f"{prefix}/+/last_name",
@@ -89,30 +43,37 @@ def clear_retained(
         f"{prefix}/+/snapshot",
         f"{discovery}/sensor/{node}/+/config",
     ]
-    reader = _Reader(client, filters, f"{prefix}/bridge/scan")
-    where = f"MQTT broker {cfg.host}:{cfg.port}"
+    endpoint = Endpoint.of(cfg)
+    link = MqttLink(
+        endpoint,
+        label=f"MQTT broker {endpoint.address}",
+        client_id=f"streamrec-erase-{uuid.uuid4().hex[:12]}",
+        scan=Scan(filters, f"{prefix}/bridge/scan", qos=1, timeout=None),
+        log_problems=False,  # the error says it
+    )
+    where = link.label
     deadline = time.monotonic() + timeout
-    client.connect_async(cfg.host, cfg.port, 30)
-    client.loop_start()
+    link.start()
     try:
-        if not reader.connected.wait(timeout) or reader.refused:
+        if not link.wait_connected(timeout):
             raise StreamrecError(
                 f"{where} did not accept a connection within {timeout:g} s"
-                + (f" ({reader.refused})" if reader.refused else "")
+                + (f" ({link.refused})" if link.refused else "")
                 + ": the person's retained topics were not cleared; run erase again"
             )
-        if not reader.done.wait(max(deadline - time.monotonic(), 0.1)):
+        retained = link.wait_scanned(max(deadline - time.monotonic(), 0.1))
+        if retained is None:
             raise StreamrecError(f"{where} did not send its retained topics in {timeout:g} s")
-        changes = _changes(reader.messages, set(names), prefix, discovery, node, unowned_snapshots)
-        infos = [client.publish(t, v, qos=1, retain=True) for t, v in changes.items()]
-        for info in infos:
-            info.wait_for_publish(max(deadline - time.monotonic(), 0.1))
-            if not info.is_published():
-                raise StreamrecError(f"{where} did not confirm clearing the retained topics")
+        found = {t: v for t, v in retained.items() if v}
+        changes = _changes(found, set(names), prefix, discovery, node, unowned_snapshots)
+        with link.lock:
+            for topic, value in changes.items():
+                link.set_retained(topic, value)
+        if not link.sync(max(deadline - time.monotonic(), 0.1)):
+            raise StreamrecError(f"{where} did not confirm clearing the retained topics")
         return len(changes)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        link.close(0.0)
 
 
 def _changes(
@@ -130,7 +91,7 @@ def _changes(
         level, _, leaf = topic[len(prefix) + 1 :].partition("/")
         if level != "people" or not topic.startswith(prefix + "/"):
             continue
-        person = _load(payload)
+        person = load_object(payload)
         name, camera = person.get("name"), person.get("camera")
         if not isinstance(name, str):
             continue
@@ -152,22 +113,14 @@ def _changes(
         if leaf == "last_name" and payload.decode(errors="replace") in names:
             out[topic] = b""
         elif leaf == "people":
-            view = _load(payload)
+            view = load_object(payload)
             people = view.get("people")
             if isinstance(people, list) and names & set(map(str, people)):
                 kept = [p for p in people if p not in names]
-                out[topic] = _json({**view, "people": kept, "count": len(kept)})
+                out[topic] = to_json({**view, "people": kept, "count": len(kept)})
         elif leaf == "snapshot":
             named = retained.get(f"{prefix}/{camera}/last_name", b"").decode(errors="replace")
             owner = named or last_seen.get(camera, (0.0, ""))[1]
             if owner in names or (not owner and unowned_snapshots):
                 out[topic] = b""
     return out
-
-
-def _load(payload: bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(payload)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
