@@ -1,0 +1,78 @@
+"""Exact search by face: the best rows of a float16 matrix for a query, chunk by chunk.
+
+The matrix is memory-mapped; each chunk is converted to float32 into a buffer of its thread and
+multiplied with the queries, and only each chunk's best ``k`` survive, so memory stays at a few
+chunk buffers whatever the size of the history. Chunks are shared by ``threads`` workers (NumPy
+releases the GIL in the conversion and the product).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: rows per chunk (16 k rows of 512 float32 = 32 MB per worker)
+CHUNK = 16_384
+
+
+def _best(sims: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the ``k`` largest values of each row of ``sims``, unordered."""
+    if sims.shape[1] <= k:
+        return np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+    return np.argpartition(-sims, k - 1, axis=1)[:, :k]
+
+
+def top_k(
+    matrix: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    valid: np.ndarray | None = None,
+    threads: int | None = None,
+    chunk: int = CHUNK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` rows of ``matrix`` [N, D] most similar (inner product) to each query [Q, D].
+
+    ``valid`` [N] bool restricts the rows (free slots, filters). Returns (rows [Q, k'], sims
+    [Q, k']) best first, k' = min(k, valid rows); rows are -1 where fewer rows qualify.
+    """
+    q = np.ascontiguousarray(queries, np.float32).reshape(-1, matrix.shape[1])
+    n = matrix.shape[0] if valid is None else min(matrix.shape[0], valid.shape[0])
+    if n == 0 or k <= 0 or len(q) == 0:
+        return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+    starts = list(range(0, n, chunk))
+    workers = max(1, min(threads or os.cpu_count() or 1, len(starts)))
+
+    def scan(first: int) -> tuple[np.ndarray, np.ndarray]:
+        rows_out, sims_out = [], []
+        buf = np.empty((min(chunk, n), matrix.shape[1]), np.float32)
+        for a in starts[first::workers]:
+            b = min(n, a + chunk)
+            block = buf[: b - a]
+            np.copyto(block, matrix[a:b])
+            sims = q @ block.T  # [Q, b - a]
+            if valid is not None:
+                sims[:, ~valid[a:b]] = -np.inf
+            pick = _best(sims, k)
+            rows_out.append(pick + a)
+            sims_out.append(np.take_along_axis(sims, pick, axis=1))
+        if not rows_out:
+            return np.zeros((len(q), 0), np.int64), np.zeros((len(q), 0), np.float32)
+        return np.concatenate(rows_out, axis=1), np.concatenate(sims_out, axis=1)
+
+    if workers == 1:
+        parts = [scan(0)]
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="search") as pool:
+            parts = list(pool.map(scan, range(workers)))
+    rows = np.concatenate([p[0] for p in parts], axis=1)
+    sims = np.concatenate([p[1] for p in parts], axis=1)
+    pick = _best(sims, k)
+    rows = np.take_along_axis(rows, pick, axis=1)
+    sims = np.take_along_axis(sims, pick, axis=1)
+    order = np.argsort(-sims, axis=1, kind="stable")
+    rows = np.take_along_axis(rows, order, axis=1).astype(np.int64)
+    sims = np.take_along_axis(sims, order, axis=1)
+    rows[~np.isfinite(sims)] = -1
+    return rows, sims.astype(np.float32)

@@ -1,0 +1,645 @@
+"""The sightings store: one row per ended track, in a folder beside the gallery.
+
+``faces.db`` gets ``faces.history/`` (0700): ``history.db`` (SQLite, WAL, ``secure_delete``),
+``vectors.f16`` (the embeddings, see :mod:`.vectors`) and ``crops/`` (see :mod:`.crops`).
+A sibling rather than tables in the gallery: the gallery is small and read on every change by
+every running matcher, while the history grows to a million rows written at every track end
+and purged by age; apart, history writes never hold the gallery's write lock, its purges and
+checkpoints never stall a matcher reload, and the gallery stays small enough to back up often.
+
+A label (a name or ``unknown-N``) belongs to an *identity*, whose key survives renames and
+naming: naming ``unknown-7`` "Jane" renames the identity (or moves its sightings into Jane's),
+and the old label stays an alias so that late sightings of a running pipeline still land there.
+Names are never kept once erased, and never reach a path: crops are addressed by sighting id.
+
+Crash safety: vectors and crops are written before the rows that point at them commit; deleted
+rows queue their slot and crop in the same transaction (``free_slots``, ``pending_crops``), and
+the vector is zeroed and the file unlinked after the commit, again on the next open if a crash
+came in between. So a committed row always has its vector, and a deleted face never survives.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from streamrec.errors import GalleryError
+from streamrec.files import private_dir, private_file
+from streamrec.gallery.store import Recognizer, validate_name
+from streamrec.history.crops import CropFiles
+from streamrec.history.records import (
+    Erased,
+    HistoryPolicy,
+    Hit,
+    Relabelled,
+    StoredSighting,
+    TrackSighting,
+)
+from streamrec.history.search import top_k
+from streamrec.history.vectors import VectorFile
+
+log = logging.getLogger("streamrec.history")
+
+SCHEMA_VERSION = 1
+_UNKNOWN = re.compile(r"^unknown-\d+$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS identities (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS aliases (
+    label TEXT PRIMARY KEY,
+    identity INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE);
+CREATE TABLE IF NOT EXISTS cameras (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS sightings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    slot INTEGER NOT NULL UNIQUE,
+    camera INTEGER NOT NULL REFERENCES cameras(id),
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    quality REAL NOT NULL,
+    identity INTEGER REFERENCES identities(id),
+    score REAL,
+    crop INTEGER NOT NULL,
+    bytes INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS sightings_last ON sightings(last_seen);
+CREATE INDEX IF NOT EXISTS sightings_identity ON sightings(identity);
+CREATE TABLE IF NOT EXISTS negatives (
+    id INTEGER PRIMARY KEY,
+    identity INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL,
+    sighting INTEGER,
+    created REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS negatives_identity ON negatives(identity);
+CREATE TABLE IF NOT EXISTS free_slots (slot INTEGER PRIMARY KEY, zeroed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS pending_crops (sighting INTEGER PRIMARY KEY);
+"""
+
+_ROW = (
+    "SELECT s.id, c.name, s.first_seen, s.last_seen, s.quality, i.label, s.score, s.identity, "
+    "s.crop FROM sightings s JOIN cameras c ON c.id = s.camera "
+    "LEFT JOIN identities i ON i.id = s.identity"
+)
+
+
+def history_folder(gallery: str | Path) -> Path:
+    """Where the history of a gallery file lives: ``faces.db`` -> ``faces.history/``."""
+    g = Path(gallery).expanduser()
+    return g.with_name(g.stem + ".history")
+
+
+class _Slots:
+    """Per vector slot, what search filters on: sighting id (0 = free), times, camera, identity."""
+
+    def __init__(self, size: int = 0) -> None:
+        self.sid = np.zeros(size, np.int64)
+        self.first = np.zeros(size, np.float64)
+        self.last = np.zeros(size, np.float64)
+        self.camera = np.zeros(size, np.int32)
+        self.identity = np.zeros(size, np.int64)  # 0 = no label
+
+    def grow(self, size: int) -> None:
+        if size <= len(self.sid):
+            return
+        size = max(size, 2 * len(self.sid), 1024)
+        for name in ("sid", "first", "last", "camera", "identity"):
+            old = getattr(self, name)
+            new = np.zeros(size, old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    def put(self, slot: int, sid: int, first: float, last: float, cam: int, ident: int) -> None:
+        self.grow(slot + 1)
+        self.sid[slot], self.first[slot], self.last[slot] = sid, first, last
+        self.camera[slot], self.identity[slot] = cam, ident
+
+    def clear(self, slots: Iterable[int]) -> None:
+        idx = np.fromiter(slots, np.int64)
+        self.sid[idx] = 0
+        self.identity[idx] = 0
+
+
+class HistoryStore:
+    """The sightings of one gallery's cameras: add, search, relabel, reject, erase, purge.
+
+    Thread-safe (one lock; searches only hold it to snapshot the slot arrays). Several
+    processes may open the same folder: each notices the others' writes by a revision counter.
+    """
+
+    def __init__(
+        self, folder: str | Path, recognizer: Recognizer, policy: HistoryPolicy | None = None
+    ) -> None:
+        self.folder = private_dir(folder)
+        self.recognizer = recognizer
+        self.policy = policy or HistoryPolicy()
+        self.dim = recognizer.dim
+        self._lock = threading.RLock()
+        db_path = private_file(self.folder / "history.db")
+        try:
+            self.db = sqlite3.connect(str(db_path), timeout=30, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.execute("PRAGMA secure_delete=ON")
+            with self.db:
+                self.db.executescript(_SCHEMA)
+            self._check_meta()
+        except sqlite3.DatabaseError as exc:
+            raise GalleryError(f"history {db_path} cannot be read ({exc})") from None
+        self.vectors = VectorFile(self.folder / "vectors.f16", self.dim)
+        self.crops = CropFiles(self.folder / "crops")
+        self._slots = _Slots()
+        self._loaded = -1
+        self._recover()
+        self._load()
+
+    # --- opening ---------------------------------------------------------------------------
+
+    def _check_meta(self) -> None:
+        rec = self.recognizer
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("schema_version", str(SCHEMA_VERSION)),
+                    ("recognizer_sha256", rec.sha256),
+                    ("dim", str(rec.dim)),
+                    ("revision", "0"),
+                ],
+            )
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if int(meta["schema_version"]) > SCHEMA_VERSION:
+            raise GalleryError(f"history {self.folder} is newer than this streamrec: upgrade")
+        made = meta["recognizer_sha256"]
+        if made != rec.sha256 and made not in rec.compatible:
+            raise GalleryError(
+                f"history {self.folder} holds embeddings of another recognizer (sha256 "
+                f"{made[:12]}...): they do not compare with {rec.name}'s"
+            )
+
+    def _recover(self) -> None:
+        """Finish what a crash interrupted: zero freed slots, delete pending crops, forget
+        slots and crops no committed row owns."""
+        with self._lock:
+            slots = self.vectors.slots
+            used = {s for (s,) in self.db.execute("SELECT slot FROM sightings")}
+            free = dict(self.db.execute("SELECT slot, zeroed FROM free_slots").fetchall())
+            stray = [s for s in range(slots) if s not in used and s not in free]
+            with self._tx() as db:
+                db.executemany(
+                    "INSERT OR REPLACE INTO free_slots (slot, zeroed) VALUES (?, 0)",
+                    [(s,) for s in stray],
+                )
+                db.execute("DELETE FROM free_slots WHERE slot >= ?", (slots,))
+            (top,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM sightings").fetchone()
+            with self._tx() as db:  # crops written for rows that never committed
+                db.executemany(
+                    "INSERT OR IGNORE INTO pending_crops (sighting) VALUES (?)",
+                    [(i,) for i in self.crops.ids() if i > top],
+                )
+            self._finish_deletes()
+
+    def _finish_deletes(self) -> None:
+        """Zero the freed slots and unlink the pending crops (after their rows committed)."""
+        dirty = [s for (s,) in self.db.execute("SELECT slot FROM free_slots WHERE zeroed = 0")]
+        if dirty:
+            self.vectors.zero(dirty)
+            self.vectors.sync()
+            with self._tx() as db:
+                db.executemany(
+                    "UPDATE free_slots SET zeroed = 1 WHERE slot = ?", [(s,) for s in dirty]
+                )
+        pending = [i for (i,) in self.db.execute("SELECT sighting FROM pending_crops")]
+        if pending:
+            self.crops.delete(pending)
+            with self._tx() as db:
+                db.executemany(
+                    "DELETE FROM pending_crops WHERE sighting = ?", [(i,) for i in pending]
+                )
+        if dirty or pending:
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.OperationalError as exc:  # a reader in another process: next time
+                log.debug("history checkpoint postponed: %s", exc)
+
+    def _load(self) -> None:
+        """The slot arrays from the rows (at open, and when another process wrote)."""
+        with self._lock:
+            rev = self.revision
+            rows = self.db.execute(
+                "SELECT slot, id, first_seen, last_seen, camera, COALESCE(identity, 0) "
+                "FROM sightings"
+            ).fetchall()
+            slots = _Slots(self.vectors.slots)
+            if rows:
+                a = np.array(rows, np.float64)
+                idx = a[:, 0].astype(np.int64)
+                slots.grow(int(idx.max()) + 1)
+                slots.sid[idx] = a[:, 1].astype(np.int64)
+                slots.first[idx], slots.last[idx] = a[:, 2], a[:, 3]
+                slots.camera[idx] = a[:, 4].astype(np.int32)
+                slots.identity[idx] = a[:, 5].astype(np.int64)
+            self._slots, self._loaded = slots, rev
+
+    def close(self) -> None:
+        with self._lock:
+            self.vectors.close()
+            self.db.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.rollback()
+                raise
+            self.db.commit()
+
+    @property
+    def revision(self) -> int:
+        """Moves with every change (by this process or another)."""
+        (value,) = self.db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+        return int(value)
+
+    def _bump(self, db: sqlite3.Connection) -> None:
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
+        self._loaded += 1  # our own change is in the slot arrays already
+
+    def _fresh(self) -> _Slots:
+        """The slot arrays, re-read if another process changed the store."""
+        with self._lock:
+            if self.revision != self._loaded:
+                self._load()
+            return self._slots
+
+    def _identity(self, db: sqlite3.Connection, label: str | None, create: bool) -> int | None:
+        if label is None:
+            return None
+        row = db.execute(
+            "SELECT id FROM identities WHERE label = ? UNION ALL "
+            "SELECT identity FROM aliases WHERE label = ?",
+            (label, label),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        return int(db.execute("INSERT INTO identities (label) VALUES (?)", (label,)).lastrowid or 0)
+
+    def _camera(self, db: sqlite3.Connection, name: str) -> int:
+        db.execute("INSERT OR IGNORE INTO cameras (name) VALUES (?)", (name,))
+        (cid,) = db.execute("SELECT id FROM cameras WHERE name = ?", (name,)).fetchone()
+        return int(cid)
+
+    def _take_slots(self, db: sqlite3.Connection, count: int) -> list[int]:
+        free = [
+            s
+            for (s,) in db.execute(
+                "SELECT slot FROM free_slots WHERE zeroed = 1 ORDER BY slot LIMIT ?", (count,)
+            )
+        ]
+        db.executemany("DELETE FROM free_slots WHERE slot = ?", [(s,) for s in free])
+        top = self.vectors.slots  # new rows go at the end of the file
+        return free + list(range(top, top + count - len(free)))
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def add(self, sightings: Sequence[TrackSighting]) -> list[int]:
+        """Store sightings (one transaction); their ids."""
+        if not sightings:
+            return []
+        vectors = np.stack(
+            [np.asarray(s.embedding, np.float32).reshape(self.dim) for s in sightings]
+        )
+        ids: list[int] = []
+        with self._tx() as db:
+            slots = self._take_slots(db, len(sightings))
+            self.vectors.write(slots, vectors)
+            self.vectors.sync()
+            placed = []
+            for s, slot in zip(sightings, slots, strict=True):
+                label = validate_name(s.label) if s.label is not None else None
+                ident = self._identity(db, label, create=True)
+                cam = self._camera(db, s.camera)
+                cur = db.execute(
+                    "INSERT INTO sightings (slot, camera, first_seen, last_seen, quality, "
+                    "identity, score, crop, bytes) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    (
+                        slot,
+                        cam,
+                        s.first_seen,
+                        s.last_seen,
+                        float(s.quality),
+                        ident,
+                        None if s.score is None else float(s.score),
+                        self.vectors.row_bytes,
+                    ),
+                )
+                sid = int(cur.lastrowid or 0)
+                if s.crop is not None:
+                    size = self.crops.write(sid, s.crop)
+                    db.execute(
+                        "UPDATE sightings SET crop = 1, bytes = bytes + ? WHERE id = ?", (size, sid)
+                    )
+                else:
+                    self.crops.delete([sid])  # a crop left by a crashed write of this id
+                ids.append(sid)
+                placed.append((slot, sid, s.first_seen, s.last_seen, cam, ident or 0))
+            self._bump(db)
+            for slot, sid, first, last, cam, ident in placed:
+                self._slots.put(slot, sid, first, last, cam, ident)
+        return ids
+
+    def _delete(self, where: str, args: Sequence[object] = ()) -> tuple[int, int]:
+        """Delete the sightings ``WHERE where``: (rows, crop files)."""
+        with self._tx() as db:
+            rows = db.execute(
+                f"SELECT id, slot, crop FROM sightings WHERE {where}", args
+            ).fetchall()
+            if not rows:
+                return 0, 0
+            db.executemany("DELETE FROM sightings WHERE id = ?", [(r[0],) for r in rows])
+            db.executemany(
+                "INSERT OR REPLACE INTO free_slots (slot, zeroed) VALUES (?, 0)",
+                [(r[1],) for r in rows],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO pending_crops (sighting) VALUES (?)",
+                [(r[0],) for r in rows if r[2]],
+            )
+            self._bump(db)
+            self._slots.clear(r[1] for r in rows)
+        self._finish_deletes()
+        return len(rows), sum(1 for r in rows if r[2])
+
+    def purge(self, now: float | None = None) -> int:
+        """Apply retention and the size caps; how many sightings went."""
+        now = time.time() if now is None else now
+        gone = 0
+        days = self.policy.retention_days
+        if days > 0:
+            gone += self._delete("last_seen < ?", (now - days * 86400.0,))[0]
+        (count,) = self.db.execute("SELECT COUNT(*) FROM sightings").fetchone()
+        over = int(count) - self.policy.max_sightings
+        if over > 0:
+            gone += self._delete(
+                "id IN (SELECT id FROM sightings ORDER BY last_seen, id LIMIT ?)", (over,)
+            )[0]
+        if self.policy.max_bytes is not None:
+            gone += self._trim_bytes(self.policy.max_bytes)
+        with self._tx() as db:  # identities left with nothing
+            db.execute(
+                "DELETE FROM identities WHERE id NOT IN (SELECT identity FROM sightings WHERE "
+                "identity IS NOT NULL) AND id NOT IN (SELECT identity FROM negatives)"
+            )
+        return gone
+
+    def _trim_bytes(self, cap: int) -> int:
+        rows = self.db.execute("SELECT id, bytes FROM sightings ORDER BY last_seen DESC, id DESC")
+        total, cut = 0, None
+        for sid, size in rows:
+            total += int(size)
+            if total > cap:
+                cut = int(sid)
+                break
+        if cut is None:
+            return 0
+        (last,) = self.db.execute("SELECT last_seen FROM sightings WHERE id = ?", (cut,)).fetchone()
+        return self._delete("last_seen < ? OR (last_seen = ? AND id <= ?)", (last, last, cut))[0]
+
+    @property
+    def bytes(self) -> int:
+        (total,) = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM sightings").fetchone()
+        return int(total)
+
+    def __len__(self) -> int:
+        (count,) = self.db.execute("SELECT COUNT(*) FROM sightings").fetchone()
+        return int(count)
+
+    # --- identities --------------------------------------------------------------------------
+
+    def relabel(self, old: str, new: str) -> Relabelled | None:
+        """Every sighting of ``old`` (its identity, with every label it had) becomes ``new``'s.
+
+        Naming ``unknown-N`` back in time, or a rename. ``new``'s identity key survives when it
+        exists (the sightings move into it), else ``old``'s (renamed). Returns what changed —
+        one :class:`Relabelled` per identity, for one retroactive ``identified`` event — or
+        None when ``old`` has no identity here.
+        """
+        new = validate_name(new)
+        with self._tx() as db:
+            src = self._identity(db, old, create=False)
+            if src is None:
+                return None
+            (label,) = db.execute("SELECT label FROM identities WHERE id = ?", (src,)).fetchone()
+            dst = self._identity(db, new, create=False)
+            if dst == src:
+                return None
+            if dst is None:
+                db.execute("UPDATE identities SET label = ? WHERE id = ?", (new, src))
+                db.execute("DELETE FROM aliases WHERE label = ?", (new,))
+                dst = src
+            else:
+                db.execute("UPDATE sightings SET identity = ? WHERE identity = ?", (dst, src))
+                db.execute("UPDATE negatives SET identity = ? WHERE identity = ?", (dst, src))
+                db.execute("UPDATE aliases SET identity = ? WHERE identity = ?", (dst, src))
+                db.execute("DELETE FROM identities WHERE id = ?", (src,))
+            if _UNKNOWN.match(label):  # late sightings of a running pipeline find the new name
+                db.execute(
+                    "INSERT OR REPLACE INTO aliases (label, identity) VALUES (?, ?)", (label, dst)
+                )
+            count, first, last = db.execute(
+                "SELECT COUNT(*), MIN(first_seen), MAX(last_seen) FROM sightings "
+                "WHERE identity = ?",
+                (dst,),
+            ).fetchone()
+            self._bump(db)
+            if dst != src:
+                self._slots.identity[self._slots.identity == src] = dst
+        return Relabelled(dst, label, new, int(count), first, last)
+
+    def erase(self, labels: Iterable[str]) -> Erased:
+        """Erase every sighting, crop and negative of these labels' identities (every label
+        each ever had: its aliases go too)."""
+        with self._lock:
+            idents = {
+                i for lab in labels if (i := self._identity(self.db, lab, create=False)) is not None
+            }
+            if not idents:
+                return Erased(0, 0, 0)
+            marks = ",".join("?" * len(idents))
+            (negs,) = self.db.execute(
+                f"SELECT COUNT(*) FROM negatives WHERE identity IN ({marks})", tuple(idents)
+            ).fetchone()
+            rows, crops = self._delete(f"identity IN ({marks})", tuple(idents))
+            with self._tx() as db:
+                db.execute(f"DELETE FROM identities WHERE id IN ({marks})", tuple(idents))
+                self._bump(db)
+            self._finish_deletes()
+        return Erased(rows, crops, int(negs))
+
+    def reject(self, sighting: int) -> str | None:
+        """ "Not this person": the sighting loses its label and its face becomes a negative of
+        the identity it was given; the label it had (None if it had none)."""
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT s.slot, s.identity, i.label FROM sightings s "
+                "LEFT JOIN identities i ON i.id = s.identity WHERE s.id = ?",
+                (sighting,),
+            ).fetchone()
+            if row is None:
+                raise GalleryError(f"no sighting {sighting} in the history")
+            slot, ident, label = row
+            if ident is None:
+                return None
+            vector = np.asarray(self.vectors.matrix()[slot], np.float32)
+            db.execute(
+                "INSERT INTO negatives (identity, vector, sighting, created) VALUES (?, ?, ?, ?)",
+                (ident, vector.tobytes(), sighting, time.time()),
+            )
+            db.execute(
+                "UPDATE sightings SET identity = NULL, score = NULL WHERE id = ?", (sighting,)
+            )
+            self._bump(db)
+            self._slots.identity[slot] = 0
+        return str(label)
+
+    def add_negative(self, label: str, vector: np.ndarray, sighting: int | None = None) -> None:
+        """A face that is not ``label`` (e.g. from a rejected recognition outside the history)."""
+        vector = np.asarray(vector, np.float32).reshape(self.dim)
+        with self._tx() as db:
+            ident = self._identity(db, validate_name(label), create=True)
+            db.execute(
+                "INSERT INTO negatives (identity, vector, sighting, created) VALUES (?, ?, ?, ?)",
+                (ident, vector.tobytes(), sighting, time.time()),
+            )
+            self._bump(db)
+
+    def negatives(self) -> dict[str, np.ndarray]:
+        """Each label's negative faces [K, D] (for :class:`~.negatives.NegativeRule`)."""
+        out: dict[str, list[np.ndarray]] = {}
+        for label, vector in self.db.execute(
+            "SELECT i.label, n.vector FROM negatives n JOIN identities i ON i.id = n.identity "
+            "ORDER BY n.id"
+        ):
+            out.setdefault(label, []).append(np.frombuffer(vector, np.float32))
+        return {label: np.stack(v) for label, v in out.items()}
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def sighting(self, sighting: int) -> StoredSighting | None:
+        row = self.db.execute(f"{_ROW} WHERE s.id = ?", (sighting,)).fetchone()
+        return _stored(row) if row else None
+
+    def sightings(self, label: str | None = None, limit: int = 1000) -> list[StoredSighting]:
+        """Sightings, newest first; of one label's identity when given."""
+        if label is None:
+            rows = self.db.execute(f"{_ROW} ORDER BY s.last_seen DESC, s.id DESC LIMIT ?", (limit,))
+        else:
+            ident = self._identity(self.db, label, create=False)
+            if ident is None:
+                return []
+            rows = self.db.execute(
+                f"{_ROW} WHERE s.identity = ? ORDER BY s.last_seen DESC, s.id DESC LIMIT ?",
+                (ident, limit),
+            )
+        return [_stored(r) for r in rows.fetchall()]
+
+    def crop_path(self, sighting: int) -> Path | None:
+        """The crop file of a sighting, if it has one."""
+        row = self.db.execute("SELECT crop FROM sightings WHERE id = ?", (sighting,)).fetchone()
+        return self.crops.path(sighting) if row and row[0] else None
+
+    def embeddings(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored (float16) embeddings of these sightings, as float32 [N, D]."""
+        matrix = self.vectors.matrix()
+        slots = []
+        for sid in ids:
+            row = self.db.execute("SELECT slot FROM sightings WHERE id = ?", (sid,)).fetchone()
+            if row is None:
+                raise GalleryError(f"no sighting {sid} in the history")
+            slots.append(int(row[0]))
+        return np.asarray(matrix[slots], np.float32).reshape(len(slots), self.dim)
+
+    def labelled(self, unknown_only: bool = False) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """(sighting ids, labels, embeddings) of the sightings carrying a label, oldest first;
+        only ``unknown-N`` ones with ``unknown_only`` (what grouping works on)."""
+        rows = self.db.execute(
+            "SELECT s.id, s.slot, i.label FROM sightings s JOIN identities i "
+            "ON i.id = s.identity ORDER BY s.id"
+        ).fetchall()
+        rows = [r for r in rows if not unknown_only or _UNKNOWN.match(r[2])]
+        matrix = self.vectors.matrix()
+        vectors = np.asarray(matrix[[r[1] for r in rows]], np.float32).reshape(-1, self.dim)
+        return np.array([r[0] for r in rows], np.int64), [r[2] for r in rows], vectors
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int = 20,
+        since: float | None = None,
+        until: float | None = None,
+        camera: str | None = None,
+        min_similarity: float = -1.0,
+    ) -> list[Hit]:
+        """The sightings whose face is most like ``query`` (an L2-normalised embedding), best
+        first; ``since``/``until`` keep sightings overlapping that time span, ``camera`` one
+        camera's."""
+        slots = self._fresh()
+        n = len(slots.sid)
+        valid = slots.sid[:n] > 0
+        if since is not None:
+            valid &= slots.last[:n] >= since
+        if until is not None:
+            valid &= slots.first[:n] <= until
+        if camera is not None:
+            row = self.db.execute("SELECT id FROM cameras WHERE name = ?", (camera,)).fetchone()
+            if row is None:
+                return []
+            valid &= slots.camera[:n] == int(row[0])
+        matrix = self.vectors.matrix()
+        rows, sims = top_k(matrix[: min(n, len(matrix))], query, k, valid)
+        hits = []
+        for slot, sim in zip(rows[0].tolist(), sims[0].tolist(), strict=True):
+            if slot < 0 or sim < min_similarity:
+                continue
+            row = self.db.execute(f"{_ROW} WHERE s.slot = ?", (slot,)).fetchone()
+            if row is None:  # deleted meanwhile
+                continue
+            s = _stored(row)
+            hits.append(
+                Hit(s.id, float(sim), s.camera, s.first_seen, s.last_seen, s.label, s.score, s.crop)
+            )
+        return hits
+
+
+def _stored(row: tuple) -> StoredSighting:
+    sid, cam, first, last, quality, label, score, ident, crop = row
+    return StoredSighting(
+        int(sid),
+        cam,
+        float(first),
+        float(last),
+        float(quality),
+        label,
+        None if score is None else float(score),
+        None if ident is None else int(ident),
+        bool(crop),
+    )
