@@ -2,8 +2,13 @@
 
 The matrix is memory-mapped; each chunk is converted to float32 into a buffer of its thread and
 multiplied with the queries, and only each chunk's best ``k`` survive, so memory stays at a few
-chunk buffers whatever the size of the history. Chunks are shared by ``threads`` workers (NumPy
-releases the GIL in the conversion and the product).
+chunk buffers whatever the size of the history. Chunks are shared by ``threads`` workers (both
+steps release the GIL).
+
+Measured (benchmarks/history_search.py): NumPy converts float16 without SIMD here, ~13x slower
+than OpenCV's conversion (F16C), which is exact; the product is ``einsum``, a single-threaded
+loop, rather than BLAS, whose own threads thrash under load for a matrix-vector product (p95 100x
+its median on a loaded 2-core machine) and would oversubscribe our workers.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 
 #: rows per chunk (16 k rows of 512 float32 = 32 MB per worker)
@@ -22,6 +28,12 @@ def _best(sims: np.ndarray, k: int) -> np.ndarray:
     if sims.shape[1] <= k:
         return np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
     return np.argpartition(-sims, k - 1, axis=1)[:, :k]
+
+
+def _float32(rows: np.ndarray) -> np.ndarray:
+    if rows.dtype == np.float16:
+        return cv2.multiply(np.ascontiguousarray(rows), 1.0, dtype=cv2.CV_32F)
+    return np.asarray(rows, np.float32)
 
 
 def top_k(
@@ -46,12 +58,10 @@ def top_k(
 
     def scan(first: int) -> tuple[np.ndarray, np.ndarray]:
         rows_out, sims_out = [], []
-        buf = np.empty((min(chunk, n), matrix.shape[1]), np.float32)
         for a in starts[first::workers]:
             b = min(n, a + chunk)
-            block = buf[: b - a]
-            np.copyto(block, matrix[a:b])
-            sims = q @ block.T  # [Q, b - a]
+            block = _float32(matrix[a:b])
+            sims = np.einsum("qd,nd->qn", q, block)  # [Q, b - a]
             if valid is not None:
                 sims[:, ~valid[a:b]] = -np.inf
             pick = _best(sims, k)
