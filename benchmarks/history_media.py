@@ -34,6 +34,7 @@ import numpy as np
 import streamrec
 from streamrec.analyzer import FaceAnalyzer, read_image
 from streamrec.config import Config
+from streamrec.errors import MediaError
 from streamrec.pipeline.identity import CameraIdentities, TrackIdentity
 from streamrec.pipeline.match import MatchStage
 from streamrec.records import FrameWork
@@ -532,3 +533,172 @@ def media_dirs() -> tuple[Path, Path]:
     models = Path(os.environ.get("STREAMREC_MODELS", "../shared/models"))
     media = Path(os.environ.get("STREAMREC_MEDIA", "../shared/media"))
     return models, media
+
+
+# --- negatives -------------------------------------------------------------------------------
+
+
+def enrol_known(analyzer: FaceAnalyzer, media: Path, gallery: Path) -> list[str]:
+    """Enrol the Hamilton clip's known people and every other labelled person of the photos
+    (more people, more chances of a false name); their names."""
+    from streamrec.gallery.enroll import embed_single_face
+
+    by_person: dict[str, list[np.ndarray]] = {}
+    for rel, person in labelled_photos(media):
+        try:
+            vector, _ = embed_single_face(analyzer, media / rel)
+        except MediaError:  # no face, or several: not a usable photo
+            continue
+        by_person.setdefault(person, []).append(vector)
+    with analyzer.open_gallery(gallery) as g:
+        for person, vectors in by_person.items():
+            g.add(person, np.stack(vectors), [f"photo {i}" for i in range(len(vectors))])
+    return sorted(by_person)
+
+
+@dataclass
+class NegativesRun:
+    """False names on the stranger clips before and after rejecting the first ones."""
+
+    threshold: float
+    before: list[RunTrack]  # stranger tracks named someone, before
+    rejected: list[RunTrack]  # the first ``rejections`` of them, rejected
+    after: list[RunTrack]  # stranger tracks named someone, with the negatives
+    known_before: list[RunTrack]  # Hamilton tracks named, before
+    known_after: list[RunTrack]  # ... and with the negatives
+
+
+def _named(tracks: list[RunTrack]) -> list[RunTrack]:
+    return [t for t in tracks if t.name is not None]
+
+
+def negatives_run(
+    analyzer: FaceAnalyzer,
+    media: Path,
+    gallery: Path,
+    threshold: float,
+    rejections: int = 3,
+    clips: list[tuple[str, str]] | None = None,
+    spans: tuple[tuple[float | None, float | None], tuple[float | None, float | None]] = (
+        (None, None),
+        (None, None),
+    ),
+) -> NegativesRun:
+    """Run the stranger clips at ``threshold``, reject the first false names (their track's
+    face becomes a negative of the person it was given), run them again with the negatives.
+    ``spans``: the part of each clip the rejections come from, and the part measured (the
+    same by default; (first half, second half) for held-out figures, as fractions of each
+    clip's duration)."""
+    from streamrec.history.negatives import GuardedMatcher
+
+    an = with_threshold(analyzer, threshold)
+    clips = clips if clips is not None else STRANGER_CLIPS
+
+    def strangers(span: tuple[float | None, float | None], wrap: Any = None) -> list[RunTrack]:
+        out: list[RunTrack] = []
+        for run, (group, clip) in enumerate(clips):
+            d = duration(media / clip)
+            start = None if span[0] is None else span[0] * d
+            end = None if span[1] is None else span[1] * d
+            out += run_clip(an, media, group, clip, run, gallery, start, end, matcher_wrap=wrap)
+        return out
+
+    first = _named(strangers(spans[0]))
+    before = first if spans[0] == spans[1] else _named(strangers(spans[1]))
+    rejected = first[:rejections]
+    negatives: dict[str, list[np.ndarray]] = {}
+    for t in rejected:
+        assert t.name is not None
+        negatives.setdefault(t.name, []).append(t.mean)
+    stacked = {name: np.stack(v) for name, v in negatives.items()}
+
+    def guard(matcher: Any) -> Any:
+        return GuardedMatcher(matcher, stacked)
+
+    after = _named(strangers(spans[1], guard))
+    known_before = _named(run_clip(an, media, "hamilton", HAMILTON, 0, gallery))
+    known_after = _named(run_clip(an, media, "hamilton", HAMILTON, 0, gallery, matcher_wrap=guard))
+    return NegativesRun(threshold, before, rejected, after, known_before, known_after)
+
+
+# --- search ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    """A still face whose person is known, and the runs it must not be found in."""
+
+    what: str
+    embedding: np.ndarray
+    person: int  # a Truth person (union-find root)
+    exclude_runs: frozenset[int]
+
+
+def frame_at(path: Path, index: int) -> np.ndarray | None:
+    cap = cv2.VideoCapture(str(path))
+    try:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    return frame if ok else None
+
+
+def still_queries(analyzer: FaceAnalyzer, media: Path, truth: Truth) -> list[SearchQuery]:
+    """Stills of people seen on video, with where their answer must come from:
+
+    - the first frame of each clip's first visit: each face that is the start of a first-visit
+      track of a person seen again after the cut; the first visit is left out of the search,
+      so the person's only sightings are in the second visit (another moment of the clip);
+    - every 40th frame of ``default.wmv``: the webcam man, whose other sightings are the other
+      two webcam clips (another session, other lighting); ``default.wmv``'s runs are left out.
+    """
+    visits = truth.visits
+    tracks = visits.tracks
+    linked = {truth.person[i] for i, _ in truth.links}
+    out: list[SearchQuery] = []
+    for run, (group, clip, visit) in visits.runs.items():
+        if visit != "A":
+            continue
+        frame = frame_at(media / clip, 0)
+        if frame is None:
+            continue
+        starts = [i for i, t in enumerate(tracks) if t.run == run and t.first_frame == 0]
+        for face in analyzer.analyze(frame):
+            best = max(starts, key=lambda i: _iou(face.bbox, tracks[i].first_box), default=None)
+            if best is None or _iou(face.bbox, tracks[best].first_box) < 0.5:
+                continue
+            person = truth.person[best]
+            if person in linked and group not in ONE_PERSON:
+                out.append(SearchQuery(f"{clip} frame 0", face.embedding, person, frozenset({run})))
+    webcam_runs = [r for r, v in visits.runs.items() if v[1] == "webcam_clips/default.wmv"]
+    man = next(truth.person[i] for i, t in enumerate(tracks) if t.group == "webcam")
+    for index in range(0, 288, 40):
+        frame = frame_at(media / "webcam_clips/default.wmv", index)
+        faces = analyzer.analyze(frame) if frame is not None else []
+        if len(faces) == 1:
+            out.append(
+                SearchQuery(
+                    f"default.wmv frame {index}", faces[0].embedding, man, frozenset(webcam_runs)
+                )
+            )
+    return out
+
+
+def sightings_of(tracks: list[RunTrack]) -> list[Any]:
+    """The sightings these tracks would leave (wall-clock times: run * 1000 s + media time)."""
+    from streamrec.history.records import TrackSighting
+
+    return [
+        TrackSighting(
+            t.camera,
+            t.run * 1000.0 + t.first_time,
+            t.run * 1000.0 + t.last_time,
+            t.mean,
+            t.crop,
+            t.quality,
+            t.label,
+            t.score,
+        )
+        for t in tracks
+    ]

@@ -20,6 +20,7 @@ from streamrec.history.negatives import GuardedMatcher, NegativeRule
 from streamrec.history.records import HistoryPolicy, TrackSighting
 from streamrec.history.search import top_k
 from streamrec.history.store import HistoryStore, history_folder
+from streamrec.history.vectors import SLOT_META
 from streamrec.history.writer import HistoryWriter
 
 DIM = 16
@@ -111,7 +112,7 @@ def test_retention_and_caps_delete_crops_and_vectors(store: HistoryStore) -> Non
     assert all(p.is_file() for p in paths)
     assert store.purge(now) == 3
     assert not any(p.exists() for p in paths) and len(store) == 5
-    matrix = store.vectors.matrix()
+    matrix = store.vectors.rows()
     assert not np.asarray(matrix[:3], np.float32).any(), "erased vectors are zeroed"
     # caps: rows, then bytes (the oldest go first)
     store.policy = HistoryPolicy(max_sightings=3)
@@ -190,13 +191,15 @@ def test_crash_recovery_zeroes_and_unlinks(tmp_path: Path) -> None:
             db.execute("DELETE FROM sightings WHERE id = ?", (ids[0],))
             db.execute("INSERT INTO free_slots (slot, zeroed) VALUES (0, 0)")
             db.execute("INSERT INTO pending_crops (sighting) VALUES (?)", (ids[0],))
-        # a crop and a vector written for a row that never committed
+        # a crop and the rows of a sighting that never committed
         s.crops.write(ids[-1] + 1, np.zeros((112, 112, 3), np.uint8))
-        s.vectors.write([3], unit(rng.standard_normal(DIM)))
+        s.vectors.write([3], unit(rng.standard_normal(DIM)).astype(np.float16)[None])
+        s.slots.write([3], np.array([(ids[-1] + 1, 1.0, 2.0, 1, 0)], SLOT_META))
     with HistoryStore(folder, REC) as s:
         assert not s.crops.path(ids[0]).exists() and not s.crops.path(ids[-1] + 1).exists()
-        m = np.asarray(s.vectors.matrix(), np.float32)
+        m = np.asarray(s.vectors.rows(), np.float32)
         assert not m[0].any() and not m[3].any() and m[1].any()
+        assert s.slots.rows()["sighting"].tolist() == [0, ids[1], ids[2], 0]
         assert len(s) == 2 and len(s.search(unit(rng.standard_normal(DIM)), k=10)) == 2
         assert s.add([sighting(rng), sighting(rng)]) and s.vectors.slots == 4
 

@@ -51,10 +51,11 @@ class CropFiles:
                 raise
         return count
 
-    def ids(self) -> list[int]:
-        """Every sighting id that has a crop file (for reconciling after a crash)."""
+    def ids(self, above: int = 0) -> list[int]:
+        """The sighting ids above ``above`` that have a crop file (reconciling after a crash
+        looks past the newest committed id: only the newest folders are listed)."""
         found = []
         for sub in self.folder.iterdir():
-            if sub.is_dir():
+            if sub.is_dir() and sub.name.isdigit() and (int(sub.name) + 1) * PER_FOLDER > above:
                 found += [int(p.stem) for p in sub.glob("*.jpg") if p.stem.isdigit()]
-        return found
+        return [i for i in found if i > above]

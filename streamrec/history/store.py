@@ -1,7 +1,10 @@
 """The sightings store: one row per ended track, in a folder beside the gallery.
 
 ``faces.db`` gets ``faces.history/`` (0700): ``history.db`` (SQLite, WAL, ``secure_delete``),
-``vectors.f16`` (the embeddings, see :mod:`.vectors`) and ``crops/`` (see :mod:`.crops`).
+``vectors.f16`` (the embeddings) and ``slots.bin`` (per slot what search filters on: sighting,
+times, camera; see :mod:`.vectors`), and ``crops/`` (see :mod:`.crops`). Search reads only the
+two memory-mapped files and asks SQLite for the hits alone, so opening a history of a million
+sightings reads no rows, and every process sees the others' writes at once.
 A sibling rather than tables in the gallery: the gallery is small and read on every change by
 every running matcher, while the history grows to a million rows written at every track end
 and purged by age; apart, history writes never hold the gallery's write lock, its purges and
@@ -20,6 +23,7 @@ came in between. So a committed row always has its vector, and a deleted face ne
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import sqlite3
@@ -44,7 +48,7 @@ from streamrec.history.records import (
     TrackSighting,
 )
 from streamrec.history.search import top_k
-from streamrec.history.vectors import VectorFile
+from streamrec.history.vectors import SLOT_META, RowFile
 
 log = logging.getLogger("streamrec.history")
 
@@ -96,42 +100,11 @@ def history_folder(gallery: str | Path) -> Path:
     return g.with_name(g.stem + ".history")
 
 
-class _Slots:
-    """Per vector slot, what search filters on: sighting id (0 = free), times, camera, identity."""
-
-    def __init__(self, size: int = 0) -> None:
-        self.sid = np.zeros(size, np.int64)
-        self.first = np.zeros(size, np.float64)
-        self.last = np.zeros(size, np.float64)
-        self.camera = np.zeros(size, np.int32)
-        self.identity = np.zeros(size, np.int64)  # 0 = no label
-
-    def grow(self, size: int) -> None:
-        if size <= len(self.sid):
-            return
-        size = max(size, 2 * len(self.sid), 1024)
-        for name in ("sid", "first", "last", "camera", "identity"):
-            old = getattr(self, name)
-            new = np.zeros(size, old.dtype)
-            new[: len(old)] = old
-            setattr(self, name, new)
-
-    def put(self, slot: int, sid: int, first: float, last: float, cam: int, ident: int) -> None:
-        self.grow(slot + 1)
-        self.sid[slot], self.first[slot], self.last[slot] = sid, first, last
-        self.camera[slot], self.identity[slot] = cam, ident
-
-    def clear(self, slots: Iterable[int]) -> None:
-        idx = np.fromiter(slots, np.int64)
-        self.sid[idx] = 0
-        self.identity[idx] = 0
-
-
 class HistoryStore:
     """The sightings of one gallery's cameras: add, search, relabel, reject, erase, purge.
 
-    Thread-safe (one lock; searches only hold it to snapshot the slot arrays). Several
-    processes may open the same folder: each notices the others' writes by a revision counter.
+    Thread-safe (one lock; searches do not take it). Several processes may open the same
+    folder; ``revision`` moves with every change any of them makes.
     """
 
     def __init__(
@@ -153,12 +126,10 @@ class HistoryStore:
             self._check_meta()
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"history {db_path} cannot be read ({exc})") from None
-        self.vectors = VectorFile(self.folder / "vectors.f16", self.dim)
+        self.vectors = RowFile.vectors(self.folder / "vectors.f16", self.dim)
+        self.slots = RowFile(self.folder / "slots.bin", SLOT_META)
         self.crops = CropFiles(self.folder / "crops")
-        self._slots = _Slots()
-        self._loaded = -1
         self._recover()
-        self._load()
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -185,24 +156,27 @@ class HistoryStore:
             )
 
     def _recover(self) -> None:
-        """Finish what a crash interrupted: zero freed slots, delete pending crops, forget
-        slots and crops no committed row owns."""
+        """Finish what a crash interrupted: zero the rows of freed slots and of sightings that
+        never committed, delete pending crops, and free slots nothing owns."""
         with self._lock:
-            slots = self.vectors.slots
-            used = {s for (s,) in self.db.execute("SELECT slot FROM sightings")}
-            free = dict(self.db.execute("SELECT slot, zeroed FROM free_slots").fetchall())
-            stray = [s for s in range(slots) if s not in used and s not in free]
+            (top,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM sightings").fetchone()
+            meta = self.slots.rows()
+            size = max(self.vectors.slots, self.slots.slots)
+            owner = np.zeros(size, np.int64)
+            owner[: len(meta)] = meta["sighting"]
+            owner[owner > top] = 0  # written for a row that never committed (ids only grow)
+            free = _column(self.db.execute("SELECT slot FROM free_slots"), np.int64)
+            listed = np.zeros(size, bool)
+            listed[free[free < size]] = True
+            stray = np.flatnonzero((owner == 0) & ~listed).tolist()
             with self._tx() as db:
                 db.executemany(
-                    "INSERT OR REPLACE INTO free_slots (slot, zeroed) VALUES (?, 0)",
-                    [(s,) for s in stray],
+                    "INSERT INTO free_slots (slot, zeroed) VALUES (?, 0)", [(s,) for s in stray]
                 )
-                db.execute("DELETE FROM free_slots WHERE slot >= ?", (slots,))
-            (top,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM sightings").fetchone()
-            with self._tx() as db:  # crops written for rows that never committed
-                db.executemany(
+                db.execute("DELETE FROM free_slots WHERE slot >= ?", (size,))
+                db.executemany(  # crops written for rows that never committed
                     "INSERT OR IGNORE INTO pending_crops (sighting) VALUES (?)",
-                    [(i,) for i in self.crops.ids() if i > top],
+                    [(i,) for i in self.crops.ids(above=int(top))],
                 )
             self._finish_deletes()
 
@@ -210,8 +184,9 @@ class HistoryStore:
         """Zero the freed slots and unlink the pending crops (after their rows committed)."""
         dirty = [s for (s,) in self.db.execute("SELECT slot FROM free_slots WHERE zeroed = 0")]
         if dirty:
-            self.vectors.zero(dirty)
-            self.vectors.sync()
+            for rows in (self.slots, self.vectors):
+                rows.zero(dirty)
+                rows.sync()
             with self._tx() as db:
                 db.executemany(
                     "UPDATE free_slots SET zeroed = 1 WHERE slot = ?", [(s,) for s in dirty]
@@ -229,28 +204,10 @@ class HistoryStore:
             except sqlite3.OperationalError as exc:  # a reader in another process: next time
                 log.debug("history checkpoint postponed: %s", exc)
 
-    def _load(self) -> None:
-        """The slot arrays from the rows (at open, and when another process wrote)."""
-        with self._lock:
-            rev = self.revision
-            rows = self.db.execute(
-                "SELECT slot, id, first_seen, last_seen, camera, COALESCE(identity, 0) "
-                "FROM sightings"
-            ).fetchall()
-            slots = _Slots(self.vectors.slots)
-            if rows:
-                a = np.array(rows, np.float64)
-                idx = a[:, 0].astype(np.int64)
-                slots.grow(int(idx.max()) + 1)
-                slots.sid[idx] = a[:, 1].astype(np.int64)
-                slots.first[idx], slots.last[idx] = a[:, 2], a[:, 3]
-                slots.camera[idx] = a[:, 4].astype(np.int32)
-                slots.identity[idx] = a[:, 5].astype(np.int64)
-            self._slots, self._loaded = slots, rev
-
     def close(self) -> None:
         with self._lock:
             self.vectors.close()
+            self.slots.close()
             self.db.close()
 
     def __enter__(self) -> HistoryStore:
@@ -280,14 +237,6 @@ class HistoryStore:
 
     def _bump(self, db: sqlite3.Connection) -> None:
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
-        self._loaded += 1  # our own change is in the slot arrays already
-
-    def _fresh(self) -> _Slots:
-        """The slot arrays, re-read if another process changed the store."""
-        with self._lock:
-            if self.revision != self._loaded:
-                self._load()
-            return self._slots
 
     def _identity(self, db: sqlite3.Connection, label: str | None, create: bool) -> int | None:
         if label is None:
@@ -316,7 +265,7 @@ class HistoryStore:
             )
         ]
         db.executemany("DELETE FROM free_slots WHERE slot = ?", [(s,) for s in free])
-        top = self.vectors.slots  # new rows go at the end of the file
+        top = max(self.vectors.slots, self.slots.slots)  # new rows go at the end of the files
         return free + list(range(top, top + count - len(free)))
 
     # --- writing ---------------------------------------------------------------------------
@@ -329,12 +278,10 @@ class HistoryStore:
             [np.asarray(s.embedding, np.float32).reshape(self.dim) for s in sightings]
         )
         ids: list[int] = []
+        meta = np.zeros(len(sightings), SLOT_META)
         with self._tx() as db:
             slots = self._take_slots(db, len(sightings))
-            self.vectors.write(slots, vectors)
-            self.vectors.sync()
-            placed = []
-            for s, slot in zip(sightings, slots, strict=True):
+            for k, (s, slot) in enumerate(zip(sightings, slots, strict=True)):
                 label = validate_name(s.label) if s.label is not None else None
                 ident = self._identity(db, label, create=True)
                 cam = self._camera(db, s.camera)
@@ -349,7 +296,7 @@ class HistoryStore:
                         float(s.quality),
                         ident,
                         None if s.score is None else float(s.score),
-                        self.vectors.row_bytes,
+                        self.vectors.row_bytes + self.slots.row_bytes,
                     ),
                 )
                 sid = int(cur.lastrowid or 0)
@@ -361,10 +308,13 @@ class HistoryStore:
                 else:
                     self.crops.delete([sid])  # a crop left by a crashed write of this id
                 ids.append(sid)
-                placed.append((slot, sid, s.first_seen, s.last_seen, cam, ident or 0))
+                meta[k] = (sid, s.first_seen, s.last_seen, cam, 0)
+            # the rows are on disk before the sightings that own them commit
+            self.vectors.write(slots, vectors.astype(np.float16))
+            self.slots.write(slots, meta)
+            self.vectors.sync()
+            self.slots.sync()
             self._bump(db)
-            for slot, sid, first, last, cam, ident in placed:
-                self._slots.put(slot, sid, first, last, cam, ident)
         return ids
 
     def _delete(self, where: str, args: Sequence[object] = ()) -> tuple[int, int]:
@@ -385,7 +335,6 @@ class HistoryStore:
                 [(r[0],) for r in rows if r[2]],
             )
             self._bump(db)
-            self._slots.clear(r[1] for r in rows)
         self._finish_deletes()
         return len(rows), sum(1 for r in rows if r[2])
 
@@ -471,8 +420,6 @@ class HistoryStore:
                 (dst,),
             ).fetchone()
             self._bump(db)
-            if dst != src:
-                self._slots.identity[self._slots.identity == src] = dst
         return Relabelled(dst, label, new, int(count), first, last)
 
     def erase(self, labels: Iterable[str]) -> Erased:
@@ -509,7 +456,7 @@ class HistoryStore:
             slot, ident, label = row
             if ident is None:
                 return None
-            vector = np.asarray(self.vectors.matrix()[slot], np.float32)
+            vector = np.asarray(self.vectors.rows()[slot], np.float32)
             db.execute(
                 "INSERT INTO negatives (identity, vector, sighting, created) VALUES (?, ?, ?, ?)",
                 (ident, vector.tobytes(), sighting, time.time()),
@@ -518,7 +465,6 @@ class HistoryStore:
                 "UPDATE sightings SET identity = NULL, score = NULL WHERE id = ?", (sighting,)
             )
             self._bump(db)
-            self._slots.identity[slot] = 0
         return str(label)
 
     def add_negative(self, label: str, vector: np.ndarray, sighting: int | None = None) -> None:
@@ -569,7 +515,7 @@ class HistoryStore:
 
     def embeddings(self, ids: Sequence[int]) -> np.ndarray:
         """The stored (float16) embeddings of these sightings, as float32 [N, D]."""
-        matrix = self.vectors.matrix()
+        matrix = self.vectors.rows()
         slots = []
         for sid in ids:
             row = self.db.execute("SELECT slot FROM sightings WHERE id = ?", (sid,)).fetchone()
@@ -586,7 +532,7 @@ class HistoryStore:
             "ON i.id = s.identity ORDER BY s.id"
         ).fetchall()
         rows = [r for r in rows if not unknown_only or _UNKNOWN.match(r[2])]
-        matrix = self.vectors.matrix()
+        matrix = self.vectors.rows()
         vectors = np.asarray(matrix[[r[1] for r in rows]], np.float32).reshape(-1, self.dim)
         return np.array([r[0] for r in rows], np.int64), [r[2] for r in rows], vectors
 
@@ -602,20 +548,21 @@ class HistoryStore:
         """The sightings whose face is most like ``query`` (an L2-normalised embedding), best
         first; ``since``/``until`` keep sightings overlapping that time span, ``camera`` one
         camera's."""
-        slots = self._fresh()
-        n = len(slots.sid)
-        valid = slots.sid[:n] > 0
+        meta = self.slots.rows()
+        matrix = self.vectors.rows()
+        n = min(len(meta), len(matrix))
+        meta = meta[:n]
+        valid = meta["sighting"] > 0
         if since is not None:
-            valid &= slots.last[:n] >= since
+            valid &= meta["last"] >= since
         if until is not None:
-            valid &= slots.first[:n] <= until
+            valid &= meta["first"] <= until
         if camera is not None:
             row = self.db.execute("SELECT id FROM cameras WHERE name = ?", (camera,)).fetchone()
             if row is None:
                 return []
-            valid &= slots.camera[:n] == int(row[0])
-        matrix = self.vectors.matrix()
-        rows, sims = top_k(matrix[: min(n, len(matrix))], query, k, valid)
+            valid &= meta["camera"] == int(row[0])
+        rows, sims = top_k(matrix[:n], query, k, valid)
         hits = []
         for slot, sim in zip(rows[0].tolist(), sims[0].tolist(), strict=True):
             if slot < 0 or sim < min_similarity:
@@ -628,6 +575,12 @@ class HistoryStore:
                 Hit(s.id, float(sim), s.camera, s.first_seen, s.last_seen, s.label, s.score, s.crop)
             )
         return hits
+
+
+def _column(cur: sqlite3.Cursor, dtype: type, width: int = 1) -> np.ndarray:
+    """A query's numeric rows as an array [N] (or [N, width]), without a list of tuples."""
+    flat: np.ndarray = np.fromiter(itertools.chain.from_iterable(cur), dtype)
+    return flat if width == 1 else flat.reshape(-1, width)
 
 
 def _stored(row: tuple) -> StoredSighting:
