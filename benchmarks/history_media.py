@@ -556,6 +556,10 @@ def enrol_known(analyzer: FaceAnalyzer, media: Path, gallery: Path) -> list[str]
     return sorted(by_person)
 
 
+def _run_of(clips: list[tuple[str, str]], clip: str) -> int:
+    return next(i for i, (_, c) in enumerate(clips) if c == clip)
+
+
 @dataclass
 class NegativesRun:
     """False names on the stranger clips before and after rejecting the first ones."""
@@ -594,9 +598,15 @@ def negatives_run(
     an = with_threshold(analyzer, threshold)
     clips = clips if clips is not None else STRANGER_CLIPS
 
-    def strangers(span: tuple[float | None, float | None], wrap: Any = None) -> list[RunTrack]:
+    def strangers(
+        span: tuple[float | None, float | None],
+        wrap: Any = None,
+        only: set[str] | None = None,
+    ) -> list[RunTrack]:
         out: list[RunTrack] = []
         for run, (group, clip) in enumerate(clips):
+            if only is not None and clip not in only:
+                continue
             d = duration(media / clip)
             start = None if span[0] is None else span[0] * d
             end = None if span[1] is None else span[1] * d
@@ -615,7 +625,10 @@ def negatives_run(
     def guard(matcher: Any) -> Any:
         return GuardedMatcher(matcher, stacked)
 
-    after = _named(strangers(spans[1], guard))
+    # negatives only ever lower a person's score: a clip where nobody was named before has
+    # nobody named after, so only the clips with false names are run again
+    named_clips = {clip for _, clip in clips for t in before if t.run == _run_of(clips, clip)}
+    after = _named(strangers(spans[1], guard, named_clips))
     known_before = _named(run_clip(an, media, "hamilton", HAMILTON, 0, gallery))
     known_after = _named(run_clip(an, media, "hamilton", HAMILTON, 0, gallery, matcher_wrap=guard))
     return NegativesRun(threshold, before, rejected, after, known_before, known_after)

@@ -62,8 +62,14 @@ def fill(store: HistoryStore, rows: int, rng: np.random.Generator, now: float) -
         store.add(
             [
                 TrackSighting(
-                    f"camera-{int(c)}", float(t), float(t) + 5.0, v, None, 0.5,
-                    f"unknown-{a + i}", 0.3,
+                    f"camera-{int(c)}",
+                    float(t),
+                    float(t) + 5.0,
+                    v,
+                    None,
+                    0.5,
+                    f"unknown-{a + i}",
+                    0.3,
                 )
                 for i, (v, t, c) in enumerate(zip(vectors, times, cams, strict=True))
             ]
@@ -96,7 +102,10 @@ def run(rows: int, dim: int, folder: Path, repeats: int) -> dict[str, Any]:
     noise *= math.sqrt(1 / QUERY_COSINE**2 - 1) / math.sqrt(dim)
     queries = unit(picks + noise)
     out: dict[str, Any] = {
-        "rows": rows, "dim": dim, "write_s": write_s, "open_s": open_s,
+        "rows": rows,
+        "dim": dim,
+        "write_s": write_s,
+        "open_s": open_s,
         "vector_mb": store.vectors.slots * store.vectors.row_bytes / 1e6,
     }
     cases = {
@@ -116,7 +125,9 @@ def run(rows: int, dim: int, folder: Path, repeats: int) -> dict[str, Any]:
                 load0 = os.getloadavg()[0]
                 p50, p95 = latency(fn, queries)
                 out[f"{name} {threads}t"] = {
-                    "p50_s": p50, "p95_s": p95, "load": [load0, os.getloadavg()[0]],
+                    "p50_s": p50,
+                    "p95_s": p95,
+                    "load": [load0, os.getloadavg()[0]],
                 }
     # recall of the exact search itself: the source sighting is the top hit
     top = [store.search(q, k=1)[0].similarity for q in queries[:20]]
