@@ -177,7 +177,7 @@ def negatives_lines(analyzer, media: Path, gallery: Path) -> list[str]:
         "|---|---|---|---|---|---|---|",
     ]
     default = analyzer.threshold
-    for delta in (0.05, 0.10, 0.15):
+    for delta in (0.05, 0.10):
         for spans, what in (
             (((None, None), (None, None)), "whole clips → whole clips"),
             (((None, 0.5), (0.5, None)), "first halves → second halves"),

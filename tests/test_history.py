@@ -323,3 +323,45 @@ def test_negative_rule_vetoes_only_closer_faces() -> None:
     names = [n for n, _ in guarded.match(q, 0.4)]
     assert names[0] is None and names[1] == "Jane"
     assert not NegativeRule(["John"], {"Jane": stranger[None]})
+
+
+def test_approximate_index_behind_the_same_call(tmp_path: Path) -> None:
+    pytest.importorskip("hnswlib")
+    rng = np.random.default_rng(12)
+    policy = HistoryPolicy(ann_min_size=100)
+    with HistoryStore(tmp_path / "h", REC, policy) as store:
+        batch = [
+            sighting(rng, label=f"unknown-{i % 9}", t=1000.0 + i, camera="ab"[i % 2], crop=False)
+            for i in range(1500)
+        ]
+        ids = store.add(batch)
+        x = store.embeddings(ids)
+        queries = unit(x[:40] + 0.3 * rng.standard_normal((40, DIM)))
+        for q in queries:
+            exact = np.argsort(-(x @ q))[:5]
+            assert [h.sighting for h in store.search(q, k=5)] == [ids[i] for i in exact]
+        assert store._ann is not None and len(store._ann) == 1500
+        # erased sightings are never returned; new ones are found; filters still apply
+        store.erase(["unknown-0"])
+        new = store.add([sighting(rng, label="Jane", vector=queries[0], crop=False)])
+        hits = store.search(queries[0], k=20)
+        assert hits[0].sighting == new[0] and all(h.label != "unknown-0" for h in hits)
+        hits = store.search(queries[1], k=5, camera="b", since=1500.0)
+        assert hits and all(h.camera == "b" and h.last_seen >= 1500.0 for h in hits)
+
+
+def test_enrolling_finds_the_unknowns_to_name_back_in_time(store: HistoryStore) -> None:
+    rng = np.random.default_rng(13)
+    jane, other = unit(rng.standard_normal(DIM)), unit(rng.standard_normal(DIM))
+    store.add(
+        [
+            sighting(rng, "unknown-4", vector=jane + 0.2 * unit(rng.standard_normal(DIM)))
+            for _ in range(3)
+        ]
+    )
+    store.add([sighting(rng, "unknown-5", vector=other) for _ in range(2)])
+    store.add([sighting(rng, "John", vector=jane)])  # named sightings are not candidates
+    found = store.matching_unknowns(jane[None], 0.6)
+    assert [(label, n) for label, _, n in found] == [("unknown-4", 3)]
+    assert found[0][1] >= 0.9
+    assert store.matching_unknowns(jane[None], 0.999) == []

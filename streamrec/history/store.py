@@ -38,6 +38,7 @@ import numpy as np
 from streamrec.errors import GalleryError
 from streamrec.files import private_dir, private_file
 from streamrec.gallery.store import Recognizer, validate_name
+from streamrec.history import ann
 from streamrec.history.crops import CropFiles
 from streamrec.history.records import (
     Erased,
@@ -54,6 +55,8 @@ log = logging.getLogger("streamrec.history")
 
 SCHEMA_VERSION = 1
 _UNKNOWN = re.compile(r"^unknown-\d+$")
+#: candidates asked of the approximate index per query (exactly re-scored)
+ANN_CANDIDATES = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -129,6 +132,7 @@ class HistoryStore:
         self.vectors = RowFile.vectors(self.folder / "vectors.f16", self.dim)
         self.slots = RowFile(self.folder / "slots.bin", SLOT_META)
         self.crops = CropFiles(self.folder / "crops")
+        self._ann: ann.AnnIndex | None = None
         self._recover()
 
     # --- opening ---------------------------------------------------------------------------
@@ -536,6 +540,26 @@ class HistoryStore:
         vectors = np.asarray(matrix[[r[1] for r in rows]], np.float32).reshape(-1, self.dim)
         return np.array([r[0] for r in rows], np.int64), [r[2] for r in rows], vectors
 
+    def matching_unknowns(
+        self, templates: np.ndarray, threshold: float
+    ) -> list[tuple[str, float, int]]:
+        """The ``unknown-N`` identities whose face matches a person's ``templates`` [T, D]
+        (their sightings' mean reaches ``threshold``): (label, similarity, sightings), best
+        first. Enrolling a person names these back in time (``relabel`` each)."""
+        _, labels, vectors = self.labelled(unknown_only=True)
+        if not labels:
+            return []
+        t = np.asarray(templates, np.float32).reshape(-1, self.dim)
+        out = []
+        for label in sorted(set(labels)):
+            rows = vectors[[i for i, lab in enumerate(labels) if lab == label]]
+            mean = rows.mean(axis=0)
+            mean /= max(float(np.linalg.norm(mean)), 1e-12)
+            score = float((t @ mean).max())
+            if score >= threshold:
+                out.append((label, score, len(rows)))
+        return sorted(out, key=lambda m: -m[1])
+
     def search(
         self,
         query: np.ndarray,
@@ -562,7 +586,7 @@ class HistoryStore:
             if row is None:
                 return []
             valid &= meta["camera"] == int(row[0])
-        rows, sims = top_k(matrix[:n], query, k, valid)
+        rows, sims = self._scan(matrix[:n], meta["sighting"], query, k, valid)
         hits = []
         for slot, sim in zip(rows[0].tolist(), sims[0].tolist(), strict=True):
             if slot < 0 or sim < min_similarity:
@@ -575,6 +599,31 @@ class HistoryStore:
                 Hit(s.id, float(sim), s.camera, s.first_seen, s.last_seen, s.label, s.score, s.crop)
             )
         return hits
+
+    def _scan(
+        self,
+        matrix: np.ndarray,
+        sightings: np.ndarray,
+        query: np.ndarray,
+        k: int,
+        valid: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k, or beyond ``policy.ann_min_size`` rows (with the ``history`` extra)
+        exact scores of the approximate index's candidates."""
+        if len(matrix) >= self.policy.ann_min_size and ann.available():
+            with self._lock:
+                if self._ann is None:
+                    log.info("face history: building the approximate index (%d rows)", len(matrix))
+                    self._ann = ann.AnnIndex(self.dim)
+                index = self._ann
+            index.sync(sightings, matrix)
+            cand = index.candidates(query, max(ANN_CANDIDATES, 4 * k))
+            cand = np.sort(cand[(cand >= 0) & (cand < len(matrix))])
+            cand = cand[valid[cand]]
+            if len(cand) >= k:  # else the filters left too few: scan them all
+                rows, sims = top_k(matrix[cand], query, k)
+                return np.where(rows >= 0, cand[np.maximum(rows, 0)], -1), sims
+        return top_k(matrix, query, k, valid)
 
 
 def _column(cur: sqlite3.Cursor, dtype: type, width: int = 1) -> np.ndarray:
