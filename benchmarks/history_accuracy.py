@@ -19,29 +19,10 @@ import numpy as np
 
 from benchmarks import history_media as hm
 from benchmarks.history_search import cpu_name
-from streamrec.history.grouping import UnknownGroups, UnknownSighting
+from streamrec.history.grouping import UnknownGroups
 from streamrec.history.store import HistoryStore
 
 GATE = 0.3
-
-
-def points(truth: hm.Truth, per_track: bool) -> list[UnknownSighting]:
-    out = []
-    for i, t in enumerate(truth.visits.tracks):
-        label = f"track-{i}" if per_track else t.unknown
-        if label is not None:
-            out.append(
-                UnknownSighting(
-                    i,
-                    label,
-                    t.camera,
-                    t.run * 1000.0 + t.first_time,
-                    t.run * 1000.0 + t.last_time,
-                    t.mean,
-                    t.quality,
-                )
-            )
-    return out
 
 
 def pair_verdicts(truth: hm.Truth, pairs: list[tuple[int, int]]) -> tuple[int, int, int]:
@@ -68,7 +49,7 @@ def grouping_table(truth: hm.Truth, threshold: float) -> list[str]:
     ]
     for eps, mp in ((threshold, 2), (threshold, 3), (threshold - 0.05, 2)):
         g = UnknownGroups(128, eps, mp, threshold + 0.1)
-        for pt in points(truth, per_track=True):
+        for pt in hm.unknown_sightings(truth, per_track=True):
             g.add(pt)
         pairs = [(int(s.label[6:]), int(s.into[6:])) for s in g.suggestions()]
         same, wrong, unk = pair_verdicts(truth, pairs)
@@ -116,7 +97,7 @@ def visits_lines(name: str, truth: hm.Truth, threshold: float) -> list[str]:
     people = truth.both_visits()
     same = sum(len(a | b) == 1 for a, b in people.values())
     g = UnknownGroups.for_threshold(128, threshold)
-    for pt in points(truth, per_track=False):
+    for pt in hm.unknown_sightings(truth, per_track=False):
         g.add(pt)
     sug = g.suggestions()
     pairs = [(s.label, s.into) for s in sug]
@@ -134,17 +115,8 @@ def visits_lines(name: str, truth: hm.Truth, threshold: float) -> list[str]:
 def search_lines(truth: hm.Truth, analyzer, media: Path, folder: Path) -> list[str]:
     tracks = truth.visits.tracks
     with HistoryStore(folder, analyzer.recognizer) as store:
-        ids = store.add(hm.sightings_of(tracks))
-        track_of = dict(zip(ids, range(len(tracks)), strict=True))
         queries = hm.still_queries(analyzer, media, truth)
-        right = 0
-        for q in queries:
-            hits = [
-                h
-                for h in store.search(q.embedding, k=len(tracks))
-                if tracks[track_of[h.sighting]].run not in q.exclude_runs
-            ]
-            right += bool(hits) and truth.person[track_of[hits[0].sighting]] == q.person
+        right, track_of = hm.search_recall(store, truth, queries)
         lines = [
             f"Still faces of people seen on video ({len(queries)} queries): recall@1 "
             f"{right}/{len(queries)} = {right / max(1, len(queries)):.3f}",

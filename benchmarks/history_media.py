@@ -715,3 +715,45 @@ def sightings_of(tracks: list[RunTrack]) -> list[Any]:
         )
         for t in tracks
     ]
+
+
+def unknown_sightings(truth: Truth, per_track: bool) -> list[Any]:
+    """The tracks as grouping sees them (``per_track``: each its own label, as if every track
+    had been seen by a separate system), with times as :func:`sightings_of` gives them."""
+    from streamrec.history.grouping import UnknownSighting
+
+    out = []
+    for i, t in enumerate(truth.visits.tracks):
+        label = f"track-{i}" if per_track else t.unknown
+        if label is not None:
+            out.append(
+                UnknownSighting(
+                    i,
+                    label,
+                    t.camera,
+                    t.run * 1000.0 + t.first_time,
+                    t.run * 1000.0 + t.last_time,
+                    t.mean,
+                    t.quality,
+                )
+            )
+    return out
+
+
+def search_recall(
+    store: Any, truth: Truth, queries: list[SearchQuery]
+) -> tuple[int, dict[int, int]]:
+    """Fill ``store`` (a HistoryStore) with every track's sighting and search each query:
+    (queries whose top hit, outside its excluded runs, is its person; sighting id -> track)."""
+    tracks = truth.visits.tracks
+    ids = store.add(sightings_of(tracks))
+    track_of = dict(zip(ids, range(len(tracks)), strict=True))
+    right = 0
+    for q in queries:
+        hits = [
+            h
+            for h in store.search(q.embedding, k=len(tracks))
+            if tracks[track_of[h.sighting]].run not in q.exclude_runs
+        ]
+        right += bool(hits) and truth.person[track_of[hits[0].sighting]] == q.person
+    return right, track_of

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks import history_media as hm
-from streamrec.history.grouping import UnknownGroups, UnknownSighting
+from streamrec.history.grouping import UnknownGroups
 from streamrec.history.store import HistoryStore
 
 pytestmark = pytest.mark.slow
@@ -34,20 +34,8 @@ def visits(analyzer, media_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 def _groups(truth: hm.Truth, threshold: float, per_track: bool) -> UnknownGroups:
     groups = UnknownGroups.for_threshold(128, threshold)
-    for i, t in enumerate(truth.visits.tracks):
-        label = f"track-{i}" if per_track else t.unknown
-        if label is not None:
-            groups.add(
-                UnknownSighting(
-                    i,
-                    label,
-                    t.camera,
-                    t.run * 1000.0 + t.first_time,
-                    t.run * 1000.0 + t.last_time,
-                    t.mean,
-                    t.quality,
-                )
-            )
+    for sighting in hm.unknown_sightings(truth, per_track):
+        groups.add(sighting)
     return groups
 
 
@@ -89,20 +77,10 @@ def test_grouping_of_every_track_alone(visits: hm.Truth, analyzer) -> None:
 def test_search_by_a_still_face_ranks_the_person_first(
     visits: hm.Truth, analyzer, media_dir: Path, tmp_path: Path
 ) -> None:
-    tracks = visits.visits.tracks
+    queries = hm.still_queries(analyzer, media_dir, visits)
+    assert len(queries) >= 10
     with HistoryStore(tmp_path / "history", analyzer.recognizer) as store:
-        ids = store.add(hm.sightings_of(tracks))
-        track_of = dict(zip(ids, range(len(tracks)), strict=True))
-        queries = hm.still_queries(analyzer, media_dir, visits)
-        assert len(queries) >= 10
-        right = 0
-        for q in queries:
-            hits = [
-                h
-                for h in store.search(q.embedding, k=len(tracks))
-                if tracks[track_of[h.sighting]].run not in q.exclude_runs
-            ]
-            right += bool(hits) and visits.person[track_of[hits[0].sighting]] == q.person
+        right, _ = hm.search_recall(store, visits, queries)
         assert right / len(queries) >= 0.95, f"recall@1 {right}/{len(queries)}"
 
 
