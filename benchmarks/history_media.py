@@ -757,3 +757,40 @@ def search_recall(
         ]
         right += bool(hits) and truth.person[track_of[hits[0].sighting]] == q.person
     return right, track_of
+
+
+def replay_negatives(
+    matcher: Any,
+    stranger_first: list[RunTrack],
+    stranger_then: list[RunTrack],
+    known: list[RunTrack],
+    threshold: float,
+    rejections: int = 3,
+) -> tuple[int, int, int, int]:
+    """The "not this person" rule replayed on tracks' final means (a track is named when its
+    mean reaches ``threshold``; the pipeline's single-face rule is left out): rejections are
+    the first false names of ``stranger_first``; returns (false names in ``stranger_then``
+    before, after; ``known`` tracks whose name changed, of those named before)."""
+    from streamrec.history.negatives import GuardedMatcher
+
+    def names(m: Any, tracks: list[RunTrack]) -> list[str | None]:
+        if not tracks:
+            return []
+        return [n for n, _ in m.match(np.stack([t.mean for t in tracks]), threshold)]
+
+    first = [
+        (t, n) for t, n in zip(stranger_first, names(matcher, stranger_first), strict=True) if n
+    ]
+    negs: dict[str, list[np.ndarray]] = {}
+    for t, n in first[:rejections]:
+        negs.setdefault(n, []).append(t.mean)
+    guarded = GuardedMatcher(matcher, {n: np.stack(v) for n, v in negs.items()})
+    before = sum(n is not None for n in names(matcher, stranger_then))
+    after = sum(n is not None for n in names(guarded, stranger_then))
+    kb, ka = names(matcher, known), names(guarded, known)
+    return (
+        before,
+        after,
+        sum(b is not None for b in kb),
+        sum(b != a for b, a in zip(kb, ka, strict=True) if b),
+    )
