@@ -608,7 +608,7 @@ class HistoryStore:
         k: int,
         valid: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k, or beyond ``policy.ann_min_size`` rows (with the ``history`` extra)
+        """Exact top-k, or beyond ``policy.ann_min_size`` rows (with the ``index`` extra)
         exact scores of the approximate index's candidates."""
         if len(matrix) >= self.policy.ann_min_size and ann.available():
             with self._lock:
