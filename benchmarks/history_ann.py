@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import time
 from collections.abc import Callable
 from functools import partial
@@ -162,6 +163,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", type=int, default=200_000)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--only", default=None, help="only the indexes whose name matches this regex")
     args = ap.parse_args()
     import streamrec
 
@@ -190,6 +192,8 @@ def main() -> None:
         cases.append((f"faiss HNSW M={m} ef={ef}", partial(faiss_hnsw, db, m, ef)))
     for nprobe in (16, 64):
         cases.append((f"faiss IVF-Flat nprobe={nprobe}", partial(faiss_ivf, db, nprobe)))
+    if args.only:
+        cases = [c for c in cases if re.search(args.only, c[0])]
     rows = []
     lines = [
         f"CPU: {cpu_name()}, {os.cpu_count()} cores; database {len(db):,} × {db.shape[1]} "
