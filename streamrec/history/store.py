@@ -32,6 +32,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -233,10 +234,25 @@ class HistoryStore:
                 raise
             self.db.commit()
 
+    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+        with self._lock:
+            return self.db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> tuple | None:
+        with self._lock:
+            row: tuple | None = self.db.execute(sql, args).fetchone()
+            return row
+
+    def _value(self, sql: str, args: Sequence[object] = ()) -> Any:
+        """The one value of a query that always gives one row (an aggregate, the meta)."""
+        row = self._one(sql, args)
+        assert row is not None
+        return row[0]
+
     @property
     def revision(self) -> int:
         """Moves with every change (by this process or another)."""
-        (value,) = self.db.execute("SELECT value FROM meta WHERE key = 'revision'").fetchone()
+        value = self._value("SELECT value FROM meta WHERE key = 'revision'")
         return int(value)
 
     def _bump(self, db: sqlite3.Connection) -> None:
@@ -349,7 +365,7 @@ class HistoryStore:
         days = self.policy.retention_days
         if days > 0:
             gone += self._delete("last_seen < ?", (now - days * 86400.0,))[0]
-        (count,) = self.db.execute("SELECT COUNT(*) FROM sightings").fetchone()
+        count = self._value("SELECT COUNT(*) FROM sightings")
         over = int(count) - self.policy.max_sightings
         if over > 0:
             gone += self._delete(
@@ -365,7 +381,7 @@ class HistoryStore:
         return gone
 
     def _trim_bytes(self, cap: int) -> int:
-        rows = self.db.execute("SELECT id, bytes FROM sightings ORDER BY last_seen DESC, id DESC")
+        rows = self._read("SELECT id, bytes FROM sightings ORDER BY last_seen DESC, id DESC")
         total, cut = 0, None
         for sid, size in rows:
             total += int(size)
@@ -374,16 +390,16 @@ class HistoryStore:
                 break
         if cut is None:
             return 0
-        (last,) = self.db.execute("SELECT last_seen FROM sightings WHERE id = ?", (cut,)).fetchone()
+        last = self._value("SELECT last_seen FROM sightings WHERE id = ?", (cut,))
         return self._delete("last_seen < ? OR (last_seen = ? AND id <= ?)", (last, last, cut))[0]
 
     @property
     def bytes(self) -> int:
-        (total,) = self.db.execute("SELECT COALESCE(SUM(bytes), 0) FROM sightings").fetchone()
+        total = self._value("SELECT COALESCE(SUM(bytes), 0) FROM sightings")
         return int(total)
 
     def __len__(self) -> int:
-        (count,) = self.db.execute("SELECT COUNT(*) FROM sightings").fetchone()
+        count = self._value("SELECT COUNT(*) FROM sightings")
         return int(count)
 
     # --- identities --------------------------------------------------------------------------
@@ -485,7 +501,7 @@ class HistoryStore:
     def negatives(self) -> dict[str, np.ndarray]:
         """Each label's negative faces [K, D] (for :class:`~.negatives.NegativeRule`)."""
         out: dict[str, list[np.ndarray]] = {}
-        for label, vector in self.db.execute(
+        for label, vector in self._read(
             "SELECT i.label, n.vector FROM negatives n JOIN identities i ON i.id = n.identity "
             "ORDER BY n.id"
         ):
@@ -495,26 +511,26 @@ class HistoryStore:
     # --- reading ---------------------------------------------------------------------------
 
     def sighting(self, sighting: int) -> StoredSighting | None:
-        row = self.db.execute(f"{_ROW} WHERE s.id = ?", (sighting,)).fetchone()
+        row = self._one(f"{_ROW} WHERE s.id = ?", (sighting,))
         return _stored(row) if row else None
 
     def sightings(self, label: str | None = None, limit: int = 1000) -> list[StoredSighting]:
         """Sightings, newest first; of one label's identity when given."""
         if label is None:
-            rows = self.db.execute(f"{_ROW} ORDER BY s.last_seen DESC, s.id DESC LIMIT ?", (limit,))
+            rows = self._read(f"{_ROW} ORDER BY s.last_seen DESC, s.id DESC LIMIT ?", (limit,))
         else:
             ident = self._identity(self.db, label, create=False)
             if ident is None:
                 return []
-            rows = self.db.execute(
+            rows = self._read(
                 f"{_ROW} WHERE s.identity = ? ORDER BY s.last_seen DESC, s.id DESC LIMIT ?",
                 (ident, limit),
             )
-        return [_stored(r) for r in rows.fetchall()]
+        return [_stored(r) for r in rows]
 
     def crop_path(self, sighting: int) -> Path | None:
         """The crop file of a sighting, if it has one."""
-        row = self.db.execute("SELECT crop FROM sightings WHERE id = ?", (sighting,)).fetchone()
+        row = self._one("SELECT crop FROM sightings WHERE id = ?", (sighting,))
         return self.crops.path(sighting) if row and row[0] else None
 
     def embeddings(self, ids: Sequence[int]) -> np.ndarray:
@@ -522,7 +538,7 @@ class HistoryStore:
         matrix = self.vectors.rows()
         slots = []
         for sid in ids:
-            row = self.db.execute("SELECT slot FROM sightings WHERE id = ?", (sid,)).fetchone()
+            row = self._one("SELECT slot FROM sightings WHERE id = ?", (sid,))
             if row is None:
                 raise GalleryError(f"no sighting {sid} in the history")
             slots.append(int(row[0]))
@@ -531,10 +547,10 @@ class HistoryStore:
     def labelled(self, unknown_only: bool = False) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(sighting ids, labels, embeddings) of the sightings carrying a label, oldest first;
         only ``unknown-N`` ones with ``unknown_only`` (what grouping works on)."""
-        rows = self.db.execute(
+        rows = self._read(
             "SELECT s.id, s.slot, i.label FROM sightings s JOIN identities i "
             "ON i.id = s.identity ORDER BY s.id"
-        ).fetchall()
+        )
         rows = [r for r in rows if not unknown_only or _UNKNOWN.match(r[2])]
         matrix = self.vectors.rows()
         vectors = np.asarray(matrix[[r[1] for r in rows]], np.float32).reshape(-1, self.dim)
@@ -582,7 +598,7 @@ class HistoryStore:
         if until is not None:
             valid &= meta["first"] <= until
         if camera is not None:
-            row = self.db.execute("SELECT id FROM cameras WHERE name = ?", (camera,)).fetchone()
+            row = self._one("SELECT id FROM cameras WHERE name = ?", (camera,))
             if row is None:
                 return []
             valid &= meta["camera"] == int(row[0])
@@ -591,7 +607,7 @@ class HistoryStore:
         for slot, sim in zip(rows[0].tolist(), sims[0].tolist(), strict=True):
             if slot < 0 or sim < min_similarity:
                 continue
-            row = self.db.execute(f"{_ROW} WHERE s.slot = ?", (slot,)).fetchone()
+            row = self._one(f"{_ROW} WHERE s.slot = ?", (slot,))
             if row is None:  # deleted meanwhile
                 continue
             s = _stored(row)
