@@ -302,6 +302,9 @@ def test_dbscan_border_points_do_not_chain_groups() -> None:
     for i, v in enumerate(pts[:4]):
         g2.add(UnknownSighting(i, "unknown-1", "c", 0, 1, v))
     assert g2.groups() == []  # no core with min_points 4
+    # a poor face joins nothing: such embeddings crowd together whoever they are
+    poor = UnknownSighting(9, "unknown-9", "c", 0, 1, e[0], quality=0.1)
+    assert not g.add(poor) and len(g) == 5
 
 
 def test_negative_rule_vetoes_only_closer_faces() -> None:
