@@ -133,6 +133,19 @@ def faiss_ivf(db: np.ndarray, nprobe: int) -> Index:
     return query, len(db) * (db.shape[1] * 4 + 8)
 
 
+def history_index(db: np.ndarray) -> Index:
+    """What the face history runs: :class:`streamrec.history.ann.AnnIndex` as built by a store."""
+    from streamrec.history.ann import AnnIndex
+
+    index = AnnIndex(db.shape[1])
+    index.sync(np.arange(1, len(db) + 1), db)  # slot i holds sighting i + 1
+
+    def query(q: np.ndarray) -> np.ndarray:
+        return index.candidates(q, K)
+
+    return query, len(db) * (db.shape[1] * 4 + 8)
+
+
 def measure(
     name: str, build: Callable[[], Index], queries: np.ndarray, truth: np.ndarray
 ) -> dict[str, Any]:
@@ -192,6 +205,7 @@ def main() -> None:
         cases.append((f"faiss HNSW M={m} ef={ef}", partial(faiss_hnsw, db, m, ef)))
     for nprobe in (16, 64):
         cases.append((f"faiss IVF-Flat nprobe={nprobe}", partial(faiss_ivf, db, nprobe)))
+    cases.append(("streamrec AnnIndex: faiss IVF-Flat, 2 % of lists", partial(history_index, db)))
     if args.only:
         cases = [c for c in cases if re.search(args.only, c[0])]
     rows = []
