@@ -52,7 +52,9 @@ class FakeDetector:
     def _find(self, image: np.ndarray) -> Detections:
         mask = (image.max(axis=2) > 0).astype(np.uint8)
         n, _, stats, _ = cv2.connectedComponentsWithStats(mask)
-        boxes = [[x, y, x + w, y + h] for x, y, w, h, area in stats[1:n] if area >= 64 and h >= 8]
+        boxes = [
+            [x, y, x + w, y + h] for x, y, w, h, area in stats[1:n] if area >= 64 and h >= 8
+        ]
         if not boxes:
             return Detections.empty()
         b = np.asarray(boxes, np.float32)

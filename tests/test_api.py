@@ -378,7 +378,7 @@ def test_faces_page_is_served_with_a_strict_policy(serve) -> None:
     # only the page's own inline script and style run (by hash); nothing from elsewhere
     assert "script-src 'sha256-" in csp and "style-src 'sha256-" in csp
     assert "unsafe" not in csp and "http" not in csp
-    assert "innerHTML" not in page.text and 'src="http' not in page.text
+    assert "innerHTML" not in page.text and "src=\"http" not in page.text
 
 
 def test_openapi_documents_every_route(serve) -> None:

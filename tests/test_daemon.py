@@ -99,7 +99,6 @@ class Daemon:
             seen = len(events)
             time.sleep(0.2)
         return lags
-
     def get(self, path: str) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:

@@ -71,8 +71,7 @@ def test_a_failed_enrolment_leaves_no_gallery(
     args, env = {
         "import a missing folder": (["import", str(tmp_path / "people")], {}),
         "import photos without a face": (
-            ["import", str(_no_face_folder(tmp_path / "p", media_dir))],
-            {},
+            ["import", str(_no_face_folder(tmp_path / "p", media_dir))], {}
         ),
         "add a missing photo": (["add", LIN, str(tmp_path / "lin.png")], {}),
         "add from a missing video": (["add", LIN, "--from-video", str(tmp_path / "x.mp4")], {}),

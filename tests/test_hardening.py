@@ -250,7 +250,9 @@ def grep_tree(root: Path, needle: str) -> list[str]:
 
 
 @needs_broker
-def test_erase_removes_a_person_everywhere(clip: Path, zelda_gallery: Path, tmp_path: Path) -> None:
+def test_erase_removes_a_person_everywhere(
+    clip: Path, zelda_gallery: Path, tmp_path: Path
+) -> None:
     state = zelda_gallery.parent
     broker = Broker(tmp_path)
     broker.start()

@@ -79,7 +79,9 @@ def test_precision_check_is_measured_once_and_cached(
     models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Force BF16 as the candidate: the check compares it with FP32 once, then the cache answers."""
-    monkeypatch.setattr(runtime, "precision_candidate", lambda device: ("BF16", "test candidate"))
+    monkeypatch.setattr(
+        runtime, "precision_candidate", lambda device: ("BF16", "test candidate")
+    )
     cfg = load_config(None, {"runtime.cache_dir": str(tmp_path / "ov")}).runtime
     model = models_dir / "mobilefacenet_128d.onnx"
     sha = registry.sha256_of(model)

@@ -171,20 +171,10 @@ def test_a_model_over_the_bound_is_not_written(
 ) -> None:
     out = tmp_path / "strict_int8.onnx"
     proc = streamrec(
-        "models",
-        "optimize",
-        "mobilefacenet_128d.onnx",
-        "--calibration",
-        str(media_dir / "insightface"),
-        "--calibration",
-        str(media_dir / "face_recognition" / "knn_examples"),
-        "--samples",
-        "24",
-        "--min-cosine",
-        "0.99999",
-        "--output",
-        str(out),
-        *SMALL,
+        "models", "optimize", "mobilefacenet_128d.onnx",
+        "--calibration", str(media_dir / "insightface"),
+        "--calibration", str(media_dir / "face_recognition" / "knn_examples"),
+        "--samples", "24", "--min-cosine", "0.99999", "--output", str(out), *SMALL,
         check=False,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]

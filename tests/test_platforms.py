@@ -34,7 +34,9 @@ def _manylinux(arch: str) -> list[str]:
 #: (uv's --python-platform, pip's --platform tags, whether onnxruntime-openvino is expected)
 TARGETS = {
     "linux-aarch64": ("aarch64-manylinux_2_28", _manylinux("aarch64"), False),
-    "macos-arm64": ("aarch64-apple-darwin", ["macosx_14_0_arm64", "macosx_14_0_universal2"], False),
+    "macos-arm64": (
+        "aarch64-apple-darwin", ["macosx_14_0_arm64", "macosx_14_0_universal2"], False
+    ),
     "linux-x86_64": ("x86_64-manylinux_2_28", _manylinux("x86_64"), True),
     "windows-x86_64": ("x86_64-pc-windows-msvc", ["win_amd64"], True),
 }
@@ -74,19 +76,9 @@ def _check_platform(target: str, tmp_path: Path) -> None:
     compiled = tmp_path / "requirements.txt"
     proc = _run(
         [
-            uv,
-            "pip",
-            "compile",
-            "--quiet",
-            "--no-header",
-            "--no-annotate",
-            "--python-platform",
-            uv_platform,
-            "--python-version",
-            "3.11",
-            "pyproject.toml",
-            "-o",
-            str(compiled),
+            uv, "pip", "compile", "--quiet", "--no-header", "--no-annotate",
+            "--python-platform", uv_platform, "--python-version", "3.11",
+            "pyproject.toml", "-o", str(compiled),
         ]
     )
     _skip_if_offline(proc, f"resolving for {target}")
@@ -103,23 +95,10 @@ def _check_platform(target: str, tmp_path: Path) -> None:
     report = tmp_path / "report.json"
     proc = _run(
         [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--no-deps",
-            "--only-binary=:all:",
-            *(f"--platform={p}" for p in pip_platforms),
-            "--python-version",
-            "3.11",
-            "--target",
-            str(tmp_path / "target"),
-            "--report",
-            str(report),
-            "-r",
-            str(compiled),
+            sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+            "--no-deps", "--only-binary=:all:", *(f"--platform={p}" for p in pip_platforms),
+            "--python-version", "3.11", "--target", str(tmp_path / "target"),
+            "--report", str(report), "-r", str(compiled),
         ]
     )
     _skip_if_offline(proc, f"pip on {target}")
@@ -164,14 +143,7 @@ def test_the_wheel_has_everything_it_needs(tmp_path: Path) -> None:
         ROOT,
         src,
         ignore=shutil.ignore_patterns(
-            ".git",
-            ".venv",
-            ".cache",
-            "build",
-            "dist",
-            "*.egg-info",
-            "__pycache__",
-            ".*_cache",
+            ".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
             "out",
         ),
     )
@@ -191,7 +163,7 @@ def test_the_wheel_has_everything_it_needs(tmp_path: Path) -> None:
     requires = [ln for ln in metadata.splitlines() if ln.startswith("Requires-Dist:")]
     ov = next(r for r in requires if r.startswith(f"Requires-Dist: {OPENVINO}"))
     plain = next(r for r in requires if r.startswith("Requires-Dist: onnxruntime>"))
-    assert 'platform_machine == "x86_64"' in ov and 'platform_machine != "x86_64"' in plain
+    assert "platform_machine == \"x86_64\"" in ov and "platform_machine != \"x86_64\"" in plain
     assert any("nncf" in r and 'extra == "optimize"' in r for r in requires)
     # installed elsewhere (no checkout around it) it imports and loads its default config
     site = tmp_path / "site"
@@ -205,10 +177,7 @@ def test_the_wheel_has_everything_it_needs(tmp_path: Path) -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {code}"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=120,
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     where, installed_defaults = json.loads(proc.stdout)

@@ -52,6 +52,7 @@ SLOW_POST = (
 SLOW_BODY = b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n\xff'
 
 
+
 def wait_until(predicate: Callable[[], object], what: str, limit: float = 60.0) -> None:
     deadline = time.monotonic() + limit
     while not predicate():
