@@ -15,8 +15,9 @@ import pytest
 from streamrec.errors import GalleryError
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.store import Recognizer
-from streamrec.history.grouping import UnknownGroups, UnknownSighting
-from streamrec.history.negatives import GuardedMatcher, NegativeRule
+from streamrec.history.grouping import UnknownGroups, UnknownSighting, matching_unknowns
+from streamrec.history.naming import relabel
+from streamrec.history.negatives import GuardedMatcher, NegativeRule, NegativeStore
 from streamrec.history.records import HistoryPolicy, TrackSighting
 from streamrec.history.search import top_k
 from streamrec.history.store import HistoryStore, history_folder
@@ -130,18 +131,18 @@ def test_relabel_names_back_in_time_once_per_identity(store: HistoryStore) -> No
     rng = np.random.default_rng(4)
     store.add([sighting(rng, label="unknown-3", t=100.0 + i) for i in range(4)])
     store.add([sighting(rng, label="Jane", t=50.0)])
-    done = store.relabel("unknown-3", "Jane")
+    done = relabel(store, "unknown-3", "Jane")
     assert done is not None and done.old == "unknown-3" and done.new == "Jane"
     assert done.sightings == 5 and done.first_seen == 50.0 and done.last_seen == 108.0
     assert {s.label for s in store.sightings()} == {"Jane"}
-    assert store.relabel("unknown-3", "Jane") is None  # nothing left to change
+    assert relabel(store, "unknown-3", "Jane") is None  # nothing left to change
     # a late sighting of the old label (a running pipeline) lands on the new name
     (late,) = store.add([sighting(rng, label="unknown-3")])
     assert store.sighting(late).label == "Jane"  # type: ignore[union-attr]
     # a rename keeps the identity key
     jane = store.sightings("Jane")[0].identity  # Jane existed: her key is kept
     assert jane == done.identity
-    renamed = store.relabel("Jane", "Jane Doe")
+    renamed = relabel(store, "Jane", "Jane Doe")
     assert renamed is not None and renamed.identity == jane
     assert {s.identity for s in store.sightings()} == {jane}
     # search shows the name
@@ -152,14 +153,14 @@ def test_erase_every_label_the_person_ever_had(store: HistoryStore) -> None:
     rng = np.random.default_rng(5)
     store.add([sighting(rng, label="unknown-1") for _ in range(3)])
     keep = store.add([sighting(rng, label="unknown-2") for _ in range(2)])
-    store.relabel("unknown-1", "Jane")
+    relabel(store, "unknown-1", "Jane")
     store.add([sighting(rng, label="Jane")])
-    store.add_negative("Jane", unit(rng.standard_normal(DIM)))
+    NegativeStore(store).add("Jane", unit(rng.standard_normal(DIM)))
     paths = [store.crops.path(s.id) for s in store.sightings("Jane")]
     erased = store.erase(["unknown-1"])  # her former label finds her
     assert (erased.sightings, erased.crops, erased.negatives) == (4, 4, 1)
     assert not any(p.exists() for p in paths)
-    assert store.sightings("Jane") == [] and store.negatives() == {}
+    assert store.sightings("Jane") == [] and NegativeStore(store).all() == {}
     assert {s.id for s in store.sightings()} == set(keep)
     assert store.erase(["Jane"]).sightings == 0
     # nothing of her is left in the file
@@ -171,14 +172,14 @@ def test_erase_every_label_the_person_ever_had(store: HistoryStore) -> None:
 def test_reject_makes_a_negative_and_unlabels(store: HistoryStore) -> None:
     rng = np.random.default_rng(6)
     (sid,) = store.add([sighting(rng, label="Jane")])
-    assert store.reject(sid) == "Jane"
+    assert NegativeStore(store).reject(sid) == "Jane"
     s = store.sighting(sid)
     assert s is not None and s.label is None and s.identity is None
-    negs = store.negatives()
+    negs = NegativeStore(store).all()
     assert list(negs) == ["Jane"] and negs["Jane"].shape == (1, DIM)
     assert np.allclose(negs["Jane"][0], store.embeddings([sid])[0])
     with pytest.raises(GalleryError):
-        store.reject(10_000)
+        NegativeStore(store).reject(10_000)
 
 
 def test_crash_recovery_zeroes_and_unlinks(tmp_path: Path) -> None:
@@ -187,7 +188,7 @@ def test_crash_recovery_zeroes_and_unlinks(tmp_path: Path) -> None:
     with HistoryStore(folder, REC) as s:
         ids = s.add([sighting(rng) for _ in range(3)])
         # a crash after the delete committed, before its slot was zeroed and its crop unlinked
-        with s._tx() as db:
+        with s.transaction() as db:
             db.execute("DELETE FROM sightings WHERE id = ?", (ids[0],))
             db.execute("INSERT INTO free_slots (slot, zeroed) VALUES (0, 0)")
             db.execute("INSERT INTO pending_crops (sighting) VALUES (?)", (ids[0],))
@@ -355,7 +356,8 @@ def test_approximate_index_behind_the_same_call(tmp_path: Path) -> None:
             assert found[0] == exact[0]
             overlap.append(len(set(found) & set(exact)) / 5)
         assert np.mean(overlap) >= 0.95
-        assert store._ann is not None and len(store._ann) == 1500
+        assert store._search is not None and store._search.ann is not None
+        assert len(store._search.ann) == 1500
         # erased sightings are never returned; new ones are found; filters still apply
         store.erase(["unknown-0"])
         new = store.add([sighting(rng, label="Jane", vector=queries[0], crop=False)])
@@ -376,7 +378,7 @@ def test_enrolling_finds_the_unknowns_to_name_back_in_time(store: HistoryStore) 
     )
     store.add([sighting(rng, "unknown-5", vector=other) for _ in range(2)])
     store.add([sighting(rng, "John", vector=jane)])  # named sightings are not candidates
-    found = store.matching_unknowns(jane[None], 0.6)
+    found = matching_unknowns(store, jane[None], 0.6)
     assert [(label, n) for label, _, n in found] == [("unknown-4", 3)]
     assert found[0][1] >= 0.9
-    assert store.matching_unknowns(jane[None], 0.999) == []
+    assert matching_unknowns(store, jane[None], 0.999) == []

@@ -20,8 +20,12 @@ the same-person pairs on the media at the same zero wrong pairs, and is not incr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from streamrec.history.store import HistoryStore
 
 #: sightings whose best face is below this quality (expected similarity to the person's own
 #: template) are left out: on the media, dark and blurred faces of different people reach 0.94
@@ -202,6 +206,23 @@ class UnknownGroups:
                 ):
                     return True
         return False
+
+
+def matching_unknowns(
+    store: HistoryStore, templates: np.ndarray, threshold: float
+) -> list[tuple[str, float, int]]:
+    """The ``unknown-N`` identities of a history whose face matches a person's ``templates``
+    [T, D] (the mean of their sightings reaches ``threshold``): (label, similarity, sightings),
+    best first. Enrolling a person names these back in time (``naming.relabel`` each)."""
+    _, labels, vectors = store.labelled(unknown_only=True)
+    t = np.asarray(templates, np.float32).reshape(-1, store.dim)
+    out = []
+    for label in sorted(set(labels)):
+        mean = _unit(vectors[[i for i, lab in enumerate(labels) if lab == label]].mean(axis=0))
+        score = float((t @ mean).max())
+        if score >= threshold:
+            out.append((label, score, labels.count(label)))
+    return sorted(out, key=lambda m: -m[1])
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

@@ -14,9 +14,17 @@ for the person it checks, since it reads the templates directly.
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+from streamrec.errors import GalleryError
 from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.store import validate_name
+
+if TYPE_CHECKING:
+    from streamrec.history.store import HistoryStore
 
 
 class NegativeRule:
@@ -74,3 +82,60 @@ class GuardedMatcher(Matcher):
         return np.where(best > -1.0, idx, -1).astype(np.int64), np.where(
             best > -1.0, best, -1.0
         ).astype(np.float32)
+
+
+class NegativeStore:
+    """The negatives of a history's identities (a table of its file; erased with them)."""
+
+    def __init__(self, store: HistoryStore) -> None:
+        self.store = store
+
+    def reject(self, sighting: int) -> str | None:
+        """ "Not this person": the sighting loses its label and its face becomes a negative of
+        the identity it was given; the label it had (None if it had none)."""
+        store = self.store
+        with store.transaction() as db:
+            row = db.execute(
+                "SELECT s.slot, s.identity, i.label FROM sightings s "
+                "LEFT JOIN identities i ON i.id = s.identity WHERE s.id = ?",
+                (sighting,),
+            ).fetchone()
+            if row is None:
+                raise GalleryError(f"no sighting {sighting} in the history")
+            slot, ident, label = row
+            if ident is None:
+                return None
+            vector = np.asarray(store.vectors.rows()[slot], np.float32)
+            self._insert(db, ident, vector, sighting)
+            db.execute(
+                "UPDATE sightings SET identity = NULL, score = NULL WHERE id = ?", (sighting,)
+            )
+            store.bump(db)
+        return str(label)
+
+    def add(self, label: str, vector: np.ndarray, sighting: int | None = None) -> None:
+        """A face that is not ``label`` (e.g. from a rejected recognition outside the history)."""
+        store = self.store
+        vector = np.asarray(vector, np.float32).reshape(store.dim)
+        with store.transaction() as db:
+            ident = store.identity_of(db, validate_name(label), create=True)
+            assert ident is not None
+            self._insert(db, ident, vector, sighting)
+            store.bump(db)
+
+    @staticmethod
+    def _insert(db: Any, ident: int, vector: np.ndarray, sighting: int | None) -> None:
+        db.execute(
+            "INSERT INTO negatives (identity, vector, sighting, created) VALUES (?, ?, ?, ?)",
+            (ident, vector.tobytes(), sighting, time.time()),
+        )
+
+    def all(self) -> dict[str, np.ndarray]:
+        """Each label's negative faces [K, D] (for :class:`NegativeRule`)."""
+        out: dict[str, list[np.ndarray]] = {}
+        for label, vector in self.store.read(
+            "SELECT i.label, n.vector FROM negatives n JOIN identities i ON i.id = n.identity "
+            "ORDER BY n.id"
+        ):
+            out.setdefault(label, []).append(np.frombuffer(vector, np.float32))
+        return {label: np.stack(v) for label, v in out.items()}

@@ -13,11 +13,23 @@ its median on a loaded 2-core machine) and would oversubscribe our workers.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from streamrec.history import ann
+from streamrec.history.records import Hit
+
+if TYPE_CHECKING:
+    from streamrec.history.ann import AnnIndex
+    from streamrec.history.store import HistoryStore
+
+log = logging.getLogger("streamrec.history")
 
 #: float32 bytes per chunk: 16 k rows at 128-d, 4 k at 512-d (measured: at 512-d, 16 k-row
 #: chunks were 2.5x slower than 4 k-row ones, whose converted block stays in the caches)
@@ -88,3 +100,77 @@ def top_k(
     sims = np.take_along_axis(sims, order, axis=1)
     rows[~np.isfinite(sims)] = -1
     return rows, sims.astype(np.float32)
+
+
+#: candidates asked of the approximate index per query (exactly re-scored)
+ANN_CANDIDATES = 256
+
+
+class HistorySearch:
+    """Search by face over a store: the filters on the slots' search data, the exact scan (or
+    beyond ``policy.ann_min_size`` rows, with the ``index`` extra, the exact scores of the
+    approximate index's candidates), and the hits read from SQLite."""
+
+    def __init__(self, store: HistoryStore) -> None:
+        self.store = store
+        self.ann: AnnIndex | None = None
+        self._lock = threading.Lock()
+
+    def search(
+        self,
+        query: np.ndarray,
+        k: int = 20,
+        since: float | None = None,
+        until: float | None = None,
+        camera: str | None = None,
+        min_similarity: float = -1.0,
+    ) -> list[Hit]:
+        """The sightings whose face is most like ``query`` (an L2-normalised embedding), best
+        first; ``since``/``until`` keep sightings overlapping that time span, ``camera`` one
+        camera's."""
+        meta = self.store.slots.rows()
+        matrix = self.store.vectors.rows()
+        n = min(len(meta), len(matrix))
+        meta = meta[:n]
+        valid = meta["sighting"] > 0
+        if since is not None:
+            valid &= meta["last"] >= since
+        if until is not None:
+            valid &= meta["first"] <= until
+        if camera is not None:
+            cam = self.store.camera_id(camera)
+            if cam is None:
+                return []
+            valid &= meta["camera"] == cam
+        rows, sims = self._scan(matrix[:n], meta["sighting"], query, k, valid)
+        hits = []
+        for slot, sim in zip(rows[0].tolist(), sims[0].tolist(), strict=True):
+            s = self.store.in_slot(slot) if slot >= 0 and sim >= min_similarity else None
+            if s is not None:  # None: deleted meanwhile
+                hits.append(
+                    Hit(s.id, sim, s.camera, s.first_seen, s.last_seen, s.label, s.score, s.crop)
+                )
+        return hits
+
+    def _scan(
+        self,
+        matrix: np.ndarray,
+        sightings: np.ndarray,
+        query: np.ndarray,
+        k: int,
+        valid: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if len(matrix) >= self.store.policy.ann_min_size and ann.available():
+            with self._lock:
+                if self.ann is None:
+                    log.info("face history: building the approximate index (%d rows)", len(matrix))
+                    self.ann = ann.AnnIndex(self.store.dim)
+                index = self.ann
+            index.sync(sightings, matrix)
+            cand = index.candidates(query, max(ANN_CANDIDATES, 4 * k))
+            cand = np.sort(cand[(cand >= 0) & (cand < len(matrix))])
+            cand = cand[valid[cand]]
+            if len(cand) >= k:  # else the filters left too few: scan them all
+                rows, sims = top_k(matrix[cand], query, k)
+                return np.where(rows >= 0, cand[np.maximum(rows, 0)], -1), sims
+        return top_k(matrix, query, k, valid)

@@ -39,25 +39,22 @@ import numpy as np
 from streamrec.errors import GalleryError
 from streamrec.files import private_dir, private_file
 from streamrec.gallery.store import Recognizer, validate_name
-from streamrec.history import ann
 from streamrec.history.crops import CropFiles
 from streamrec.history.records import (
     Erased,
     HistoryPolicy,
     Hit,
-    Relabelled,
     StoredSighting,
     TrackSighting,
 )
-from streamrec.history.search import top_k
+from streamrec.history.search import HistorySearch
 from streamrec.history.vectors import SLOT_META, RowFile
 
 log = logging.getLogger("streamrec.history")
 
 SCHEMA_VERSION = 1
-_UNKNOWN = re.compile(r"^unknown-\d+$")
-#: candidates asked of the approximate index per query (exactly re-scored)
-ANN_CANDIDATES = 256
+#: an unknown person's label
+UNKNOWN_LABEL = re.compile(r"^unknown-\d+$")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -133,14 +130,14 @@ class HistoryStore:
         self.vectors = RowFile.vectors(self.folder / "vectors.f16", self.dim)
         self.slots = RowFile(self.folder / "slots.bin", SLOT_META)
         self.crops = CropFiles(self.folder / "crops")
-        self._ann: ann.AnnIndex | None = None
+        self._search: HistorySearch | None = None
         self._recover()
 
     # --- opening ---------------------------------------------------------------------------
 
     def _check_meta(self) -> None:
         rec = self.recognizer
-        with self._tx() as db:
+        with self.transaction() as db:
             db.executemany(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
                 [
@@ -174,7 +171,7 @@ class HistoryStore:
             listed = np.zeros(size, bool)
             listed[free[free < size]] = True
             stray = np.flatnonzero((owner == 0) & ~listed).tolist()
-            with self._tx() as db:
+            with self.transaction() as db:
                 db.executemany(
                     "INSERT INTO free_slots (slot, zeroed) VALUES (?, 0)", [(s,) for s in stray]
                 )
@@ -192,14 +189,14 @@ class HistoryStore:
             for rows in (self.slots, self.vectors):
                 rows.zero(dirty)
                 rows.sync()
-            with self._tx() as db:
+            with self.transaction() as db:
                 db.executemany(
                     "UPDATE free_slots SET zeroed = 1 WHERE slot = ?", [(s,) for s in dirty]
                 )
         pending = [i for (i,) in self.db.execute("SELECT sighting FROM pending_crops")]
         if pending:
             self.crops.delete(pending)
-            with self._tx() as db:
+            with self.transaction() as db:
                 db.executemany(
                     "DELETE FROM pending_crops WHERE sighting = ?", [(i,) for i in pending]
                 )
@@ -224,7 +221,9 @@ class HistoryStore:
     # --- plumbing --------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the history file, taken at once (for the history's modules:
+        call ``bump`` in it when something changed)."""
         with self._lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -234,7 +233,7 @@ class HistoryStore:
                 raise
             self.db.commit()
 
-    def _read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
+    def read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
             return self.db.execute(sql, args).fetchall()
 
@@ -255,10 +254,10 @@ class HistoryStore:
         value = self._value("SELECT value FROM meta WHERE key = 'revision'")
         return int(value)
 
-    def _bump(self, db: sqlite3.Connection) -> None:
+    def bump(self, db: sqlite3.Connection) -> None:
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'")
 
-    def _identity(self, db: sqlite3.Connection, label: str | None, create: bool) -> int | None:
+    def identity_of(self, db: sqlite3.Connection, label: str | None, create: bool) -> int | None:
         if label is None:
             return None
         row = db.execute(
@@ -299,11 +298,11 @@ class HistoryStore:
         )
         ids: list[int] = []
         meta = np.zeros(len(sightings), SLOT_META)
-        with self._tx() as db:
+        with self.transaction() as db:
             slots = self._take_slots(db, len(sightings))
             for k, (s, slot) in enumerate(zip(sightings, slots, strict=True)):
                 label = validate_name(s.label) if s.label is not None else None
-                ident = self._identity(db, label, create=True)
+                ident = self.identity_of(db, label, create=True)
                 cam = self._camera(db, s.camera)
                 cur = db.execute(
                     "INSERT INTO sightings (slot, camera, first_seen, last_seen, quality, "
@@ -334,12 +333,12 @@ class HistoryStore:
             self.slots.write(slots, meta)
             self.vectors.sync()
             self.slots.sync()
-            self._bump(db)
+            self.bump(db)
         return ids
 
     def _delete(self, where: str, args: Sequence[object] = ()) -> tuple[int, int]:
         """Delete the sightings ``WHERE where``: (rows, crop files)."""
-        with self._tx() as db:
+        with self.transaction() as db:
             rows = db.execute(
                 f"SELECT id, slot, crop FROM sightings WHERE {where}", args
             ).fetchall()
@@ -354,7 +353,7 @@ class HistoryStore:
                 "INSERT OR IGNORE INTO pending_crops (sighting) VALUES (?)",
                 [(r[0],) for r in rows if r[2]],
             )
-            self._bump(db)
+            self.bump(db)
         self._finish_deletes()
         return len(rows), sum(1 for r in rows if r[2])
 
@@ -373,7 +372,7 @@ class HistoryStore:
             )[0]
         if self.policy.max_bytes is not None:
             gone += self._trim_bytes(self.policy.max_bytes)
-        with self._tx() as db:  # identities left with nothing
+        with self.transaction() as db:  # identities left with nothing
             db.execute(
                 "DELETE FROM identities WHERE id NOT IN (SELECT identity FROM sightings WHERE "
                 "identity IS NOT NULL) AND id NOT IN (SELECT identity FROM negatives)"
@@ -381,7 +380,7 @@ class HistoryStore:
         return gone
 
     def _trim_bytes(self, cap: int) -> int:
-        rows = self._read("SELECT id, bytes FROM sightings ORDER BY last_seen DESC, id DESC")
+        rows = self.read("SELECT id, bytes FROM sightings ORDER BY last_seen DESC, id DESC")
         total, cut = 0, None
         for sid, size in rows:
             total += int(size)
@@ -402,52 +401,16 @@ class HistoryStore:
         count = self._value("SELECT COUNT(*) FROM sightings")
         return int(count)
 
-    # --- identities --------------------------------------------------------------------------
-
-    def relabel(self, old: str, new: str) -> Relabelled | None:
-        """Every sighting of ``old`` (its identity, with every label it had) becomes ``new``'s.
-
-        Naming ``unknown-N`` back in time, or a rename. ``new``'s identity key survives when it
-        exists (the sightings move into it), else ``old``'s (renamed). Returns what changed —
-        one :class:`Relabelled` per identity, for one retroactive ``identified`` event — or
-        None when ``old`` has no identity here.
-        """
-        new = validate_name(new)
-        with self._tx() as db:
-            src = self._identity(db, old, create=False)
-            if src is None:
-                return None
-            (label,) = db.execute("SELECT label FROM identities WHERE id = ?", (src,)).fetchone()
-            dst = self._identity(db, new, create=False)
-            if dst == src:
-                return None
-            if dst is None:
-                db.execute("UPDATE identities SET label = ? WHERE id = ?", (new, src))
-                db.execute("DELETE FROM aliases WHERE label = ?", (new,))
-                dst = src
-            else:
-                db.execute("UPDATE sightings SET identity = ? WHERE identity = ?", (dst, src))
-                db.execute("UPDATE negatives SET identity = ? WHERE identity = ?", (dst, src))
-                db.execute("UPDATE aliases SET identity = ? WHERE identity = ?", (dst, src))
-                db.execute("DELETE FROM identities WHERE id = ?", (src,))
-            if _UNKNOWN.match(label):  # late sightings of a running pipeline find the new name
-                db.execute(
-                    "INSERT OR REPLACE INTO aliases (label, identity) VALUES (?, ?)", (label, dst)
-                )
-            count, first, last = db.execute(
-                "SELECT COUNT(*), MIN(first_seen), MAX(last_seen) FROM sightings "
-                "WHERE identity = ?",
-                (dst,),
-            ).fetchone()
-            self._bump(db)
-        return Relabelled(dst, label, new, int(count), first, last)
+    # --- erasure ----------------------------------------------------------------------------
 
     def erase(self, labels: Iterable[str]) -> Erased:
         """Erase every sighting, crop and negative of these labels' identities (every label
         each ever had: its aliases go too)."""
         with self._lock:
             idents = {
-                i for lab in labels if (i := self._identity(self.db, lab, create=False)) is not None
+                i
+                for lab in labels
+                if (i := self.identity_of(self.db, lab, create=False)) is not None
             }
             if not idents:
                 return Erased(0, 0, 0)
@@ -456,57 +419,11 @@ class HistoryStore:
                 f"SELECT COUNT(*) FROM negatives WHERE identity IN ({marks})", tuple(idents)
             ).fetchone()
             rows, crops = self._delete(f"identity IN ({marks})", tuple(idents))
-            with self._tx() as db:
+            with self.transaction() as db:
                 db.execute(f"DELETE FROM identities WHERE id IN ({marks})", tuple(idents))
-                self._bump(db)
+                self.bump(db)
             self._finish_deletes()
         return Erased(rows, crops, int(negs))
-
-    def reject(self, sighting: int) -> str | None:
-        """ "Not this person": the sighting loses its label and its face becomes a negative of
-        the identity it was given; the label it had (None if it had none)."""
-        with self._tx() as db:
-            row = db.execute(
-                "SELECT s.slot, s.identity, i.label FROM sightings s "
-                "LEFT JOIN identities i ON i.id = s.identity WHERE s.id = ?",
-                (sighting,),
-            ).fetchone()
-            if row is None:
-                raise GalleryError(f"no sighting {sighting} in the history")
-            slot, ident, label = row
-            if ident is None:
-                return None
-            vector = np.asarray(self.vectors.rows()[slot], np.float32)
-            db.execute(
-                "INSERT INTO negatives (identity, vector, sighting, created) VALUES (?, ?, ?, ?)",
-                (ident, vector.tobytes(), sighting, time.time()),
-            )
-            db.execute(
-                "UPDATE sightings SET identity = NULL, score = NULL WHERE id = ?", (sighting,)
-            )
-            self._bump(db)
-        return str(label)
-
-    def add_negative(self, label: str, vector: np.ndarray, sighting: int | None = None) -> None:
-        """A face that is not ``label`` (e.g. from a rejected recognition outside the history)."""
-        vector = np.asarray(vector, np.float32).reshape(self.dim)
-        with self._tx() as db:
-            ident = self._identity(db, validate_name(label), create=True)
-            db.execute(
-                "INSERT INTO negatives (identity, vector, sighting, created) VALUES (?, ?, ?, ?)",
-                (ident, vector.tobytes(), sighting, time.time()),
-            )
-            self._bump(db)
-
-    def negatives(self) -> dict[str, np.ndarray]:
-        """Each label's negative faces [K, D] (for :class:`~.negatives.NegativeRule`)."""
-        out: dict[str, list[np.ndarray]] = {}
-        for label, vector in self._read(
-            "SELECT i.label, n.vector FROM negatives n JOIN identities i ON i.id = n.identity "
-            "ORDER BY n.id"
-        ):
-            out.setdefault(label, []).append(np.frombuffer(vector, np.float32))
-        return {label: np.stack(v) for label, v in out.items()}
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -517,12 +434,12 @@ class HistoryStore:
     def sightings(self, label: str | None = None, limit: int = 1000) -> list[StoredSighting]:
         """Sightings, newest first; of one label's identity when given."""
         if label is None:
-            rows = self._read(f"{_ROW} ORDER BY s.last_seen DESC, s.id DESC LIMIT ?", (limit,))
+            rows = self.read(f"{_ROW} ORDER BY s.last_seen DESC, s.id DESC LIMIT ?", (limit,))
         else:
-            ident = self._identity(self.db, label, create=False)
+            ident = self.identity_of(self.db, label, create=False)
             if ident is None:
                 return []
-            rows = self._read(
+            rows = self.read(
                 f"{_ROW} WHERE s.identity = ? ORDER BY s.last_seen DESC, s.id DESC LIMIT ?",
                 (ident, limit),
             )
@@ -547,34 +464,14 @@ class HistoryStore:
     def labelled(self, unknown_only: bool = False) -> tuple[np.ndarray, list[str], np.ndarray]:
         """(sighting ids, labels, embeddings) of the sightings carrying a label, oldest first;
         only ``unknown-N`` ones with ``unknown_only`` (what grouping works on)."""
-        rows = self._read(
+        rows = self.read(
             "SELECT s.id, s.slot, i.label FROM sightings s JOIN identities i "
             "ON i.id = s.identity ORDER BY s.id"
         )
-        rows = [r for r in rows if not unknown_only or _UNKNOWN.match(r[2])]
+        rows = [r for r in rows if not unknown_only or UNKNOWN_LABEL.match(r[2])]
         matrix = self.vectors.rows()
         vectors = np.asarray(matrix[[r[1] for r in rows]], np.float32).reshape(-1, self.dim)
         return np.array([r[0] for r in rows], np.int64), [r[2] for r in rows], vectors
-
-    def matching_unknowns(
-        self, templates: np.ndarray, threshold: float
-    ) -> list[tuple[str, float, int]]:
-        """The ``unknown-N`` identities whose face matches a person's ``templates`` [T, D]
-        (their sightings' mean reaches ``threshold``): (label, similarity, sightings), best
-        first. Enrolling a person names these back in time (``relabel`` each)."""
-        _, labels, vectors = self.labelled(unknown_only=True)
-        if not labels:
-            return []
-        t = np.asarray(templates, np.float32).reshape(-1, self.dim)
-        out = []
-        for label in sorted(set(labels)):
-            rows = vectors[[i for i, lab in enumerate(labels) if lab == label]]
-            mean = rows.mean(axis=0)
-            mean /= max(float(np.linalg.norm(mean)), 1e-12)
-            score = float((t @ mean).max())
-            if score >= threshold:
-                out.append((label, score, len(rows)))
-        return sorted(out, key=lambda m: -m[1])
 
     def search(
         self,
@@ -585,61 +482,21 @@ class HistoryStore:
         camera: str | None = None,
         min_similarity: float = -1.0,
     ) -> list[Hit]:
-        """The sightings whose face is most like ``query`` (an L2-normalised embedding), best
-        first; ``since``/``until`` keep sightings overlapping that time span, ``camera`` one
-        camera's."""
-        meta = self.slots.rows()
-        matrix = self.vectors.rows()
-        n = min(len(meta), len(matrix))
-        meta = meta[:n]
-        valid = meta["sighting"] > 0
-        if since is not None:
-            valid &= meta["last"] >= since
-        if until is not None:
-            valid &= meta["first"] <= until
-        if camera is not None:
-            row = self._one("SELECT id FROM cameras WHERE name = ?", (camera,))
-            if row is None:
-                return []
-            valid &= meta["camera"] == int(row[0])
-        rows, sims = self._scan(matrix[:n], meta["sighting"], query, k, valid)
-        hits = []
-        for slot, sim in zip(rows[0].tolist(), sims[0].tolist(), strict=True):
-            if slot < 0 or sim < min_similarity:
-                continue
-            row = self._one(f"{_ROW} WHERE s.slot = ?", (slot,))
-            if row is None:  # deleted meanwhile
-                continue
-            s = _stored(row)
-            hits.append(
-                Hit(s.id, float(sim), s.camera, s.first_seen, s.last_seen, s.label, s.score, s.crop)
-            )
-        return hits
+        """The sightings whose face is most like ``query``, best first (see
+        :class:`~.search.HistorySearch`, made once per store for its approximate index)."""
+        with self._lock:
+            if self._search is None:
+                self._search = HistorySearch(self)
+        return self._search.search(query, k, since, until, camera, min_similarity)
 
-    def _scan(
-        self,
-        matrix: np.ndarray,
-        sightings: np.ndarray,
-        query: np.ndarray,
-        k: int,
-        valid: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k, or beyond ``policy.ann_min_size`` rows (with the ``index`` extra)
-        exact scores of the approximate index's candidates."""
-        if len(matrix) >= self.policy.ann_min_size and ann.available():
-            with self._lock:
-                if self._ann is None:
-                    log.info("face history: building the approximate index (%d rows)", len(matrix))
-                    self._ann = ann.AnnIndex(self.dim)
-                index = self._ann
-            index.sync(sightings, matrix)
-            cand = index.candidates(query, max(ANN_CANDIDATES, 4 * k))
-            cand = np.sort(cand[(cand >= 0) & (cand < len(matrix))])
-            cand = cand[valid[cand]]
-            if len(cand) >= k:  # else the filters left too few: scan them all
-                rows, sims = top_k(matrix[cand], query, k)
-                return np.where(rows >= 0, cand[np.maximum(rows, 0)], -1), sims
-        return top_k(matrix, query, k, valid)
+    def camera_id(self, name: str) -> int | None:
+        row = self._one("SELECT id FROM cameras WHERE name = ?", (name,))
+        return None if row is None else int(row[0])
+
+    def in_slot(self, slot: int) -> StoredSighting | None:
+        """The sighting whose vector is in ``slot`` (None: free, or deleted meanwhile)."""
+        row = self._one(f"{_ROW} WHERE s.slot = ?", (slot,))
+        return _stored(row) if row else None
 
 
 def _column(cur: sqlite3.Cursor, dtype: type, width: int = 1) -> np.ndarray:
