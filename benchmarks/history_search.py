@@ -120,7 +120,7 @@ def run(rows: int, dim: int, folder: Path, repeats: int) -> dict[str, Any]:
             kw["threads"] = _threads
             return real(*args, **kw)
 
-        with mock.patch("streamrec.history.store.top_k", pinned):
+        with mock.patch("streamrec.history.search.top_k", pinned):
             for name, fn in cases.items():
                 load0 = os.getloadavg()[0]
                 p50, p95 = latency(fn, queries)
