@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from streamrec.version import __version__ as __version__
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -37,7 +37,7 @@ _EXPORTS = {
     "draw_face": "streamrec.sinks.draw",
     "load_config": "streamrec.config",
     "process": "streamrec.processing",
-    "read_image": "streamrec.analyzer",
+    "read_image": "streamrec.media",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -58,13 +58,13 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers: the names as they are imported on first use
     from streamrec.analyzer import FaceAnalyzer as FaceAnalyzer
-    from streamrec.analyzer import read_image as read_image
     from streamrec.config import Config as Config
     from streamrec.config import load_config as load_config
     from streamrec.errors import ConfigError as ConfigError
     from streamrec.errors import StreamrecError as StreamrecError
     from streamrec.gallery.matcher import Matcher as Matcher
     from streamrec.gallery.store import Gallery as Gallery
+    from streamrec.media import read_image as read_image
     from streamrec.pipeline.summary import Summary as Summary
     from streamrec.processing import AnnotatedFrame as AnnotatedFrame
     from streamrec.processing import VideoEvents as VideoEvents

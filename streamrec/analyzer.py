@@ -7,46 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer
 from streamrec.models.alignment import align
 
-from .config import Config, load_config
-from .errors import MediaError
+from .config import Config, as_config
 from .models.detector import ScrfdDetector
 from .models.embedder import ArcFaceEmbedder
 from .models.registry import recognizer_threshold, resolve_all
 from .records import Detections, Face
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """BGR image from a file; MediaError with a clear message when it cannot be read."""
-    p = Path(path)
-    if not p.is_file():
-        raise MediaError(f"image not found: {p}")
-    data = np.fromfile(str(p), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise MediaError(f"cannot read image {p}: not an image or corrupt")
-    return image
-
-
-def as_config(config: Config | str | os.PathLike[str] | None) -> Config:
-    """A Config as it is, a YAML file loaded, None the built-in defaults (ConfigError on a bad
-    file; TypeError on anything else)."""
-    if config is None:
-        return load_config()
-    if isinstance(config, Config):
-        return config
-    if isinstance(config, (str, os.PathLike)):
-        return load_config(Path(config))
-    raise TypeError(
-        f"config must be a streamrec Config or the path of a YAML config file, "
-        f"not {type(config).__name__}"
-    )
 
 
 class FaceAnalyzer:

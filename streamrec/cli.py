@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
 from .config import Config, load_config
 from .errors import MediaError, StreamrecError
 from .files import private_dir, write_private
 from .logs import configure_logging, setup_logging
 from .redact import redact
+from .version import __version__
 
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
@@ -573,7 +573,7 @@ def cmd_recognize(args: argparse.Namespace) -> int:
 
     from streamrec.sinks.draw import draw_face
 
-    from .analyzer import read_image
+    from .media import read_image
 
     cfg = _config(args)
     missing = [name for name in args.images if not Path(name).is_file()]

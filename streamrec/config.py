@@ -18,6 +18,7 @@ import ast
 import dataclasses
 import difflib
 import math
+import os
 import re
 import reprlib
 import textwrap
@@ -823,6 +824,21 @@ def parse_override(item: str) -> tuple[str, Any]:
     except yaml.YAMLError:
         value = raw
     return key, value
+
+
+def as_config(config: Config | str | os.PathLike[str] | None) -> Config:
+    """A Config as it is, a YAML file loaded, None the built-in defaults (ConfigError on a bad
+    file; TypeError on anything else)."""
+    if config is None:
+        return load_config()
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(Path(config))
+    raise TypeError(
+        f"config must be a streamrec Config or the path of a YAML config file, "
+        f"not {type(config).__name__}"
+    )
 
 
 def load_config(

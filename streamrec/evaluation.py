@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from streamrec.gallery.enroll import image_files
+from streamrec.media import image_files, read_image
 from streamrec.progress import progress_bar
 
-from .analyzer import FaceAnalyzer, read_image
+from .analyzer import FaceAnalyzer
 from .errors import StreamrecError
 
 #: false accept rates reported with their true accept rate

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from streamrec.analyzer import as_config
+from streamrec.config import as_config
 from streamrec.records import Event, Frame
 
 if TYPE_CHECKING:

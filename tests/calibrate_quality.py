@@ -37,10 +37,11 @@ from scipy.optimize import least_squares
 from scipy.stats import spearmanr
 
 from streamrec import FaceAnalyzer, load_config, read_image
-from streamrec.gallery.enroll import image_files
+from streamrec.geometry import iou_matrix
+from streamrec.media import image_files
 from streamrec.models.alignment import align
 from streamrec.models.quality import evidence_weight, pose_factor, sharpness
-from streamrec.pipeline.tracking import IoUTracker, iou_matrix
+from streamrec.pipeline.tracking import IoUTracker
 from streamrec.sources import open_source
 
 MEDIA = Path(os.environ.get("STREAMREC_MEDIA", "../shared/media"))

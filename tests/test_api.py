@@ -20,10 +20,11 @@ import pytest
 import requests
 from PIL import Image
 
-from streamrec.analyzer import FaceAnalyzer, read_image
+from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import HttpConfig
 from streamrec.gallery.enroll import embed_single_face
 from streamrec.gallery.store import Gallery
+from streamrec.media import read_image
 from streamrec.service import api, compreface
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import Metrics

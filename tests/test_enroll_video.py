@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import SMALL, streamrec
 
-from streamrec.analyzer import read_image
-from streamrec.gallery.enroll import IMAGE_SUFFIXES
+from streamrec.media import IMAGE_SUFFIXES, read_image
 from streamrec.records import Frame
 from streamrec.sources import open_source
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamrec.analyzer import FaceAnalyzer, read_image
+from streamrec.analyzer import FaceAnalyzer
 from streamrec.cli import main
 from streamrec.evaluation import (
     EvalError,
@@ -22,6 +22,7 @@ from streamrec.evaluation import (
     roc_curve,
     tar_at_far,
 )
+from streamrec.media import read_image
 
 SMALL = [
     "--set=models.detector=det_500m.onnx",

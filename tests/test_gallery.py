@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 from cli_helpers import SMALL, assert_one_clear_line, streamrec
 
-from streamrec.analyzer import read_image
 from streamrec.errors import GalleryError
 from streamrec.gallery.enroll import embed_single_face, enroll_images
 from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.schema import SCHEMA_VERSION
 from streamrec.gallery.store import (
-    SCHEMA_VERSION,
     Gallery,
     GalleryPolicy,
     NameConflict,
     Recognizer,
 )
+from streamrec.media import read_image
 
 FAKE = Recognizer("fake.onnx", "f" * 64, 8)
 

@@ -136,7 +136,7 @@ def test_far_camera_streamrec_names_more_frames_than_per_frame_matching(far_eval
 def test_far_camera_small_faces_are_found_and_followed(far_eval, hard_set: Path, analyzer) -> None:
     """On every 5th frame: the faces the detector finds at full resolution (960x544) that
     streamrec shows a box on, against what the default 640x384 pass alone finds."""
-    from streamrec.pipeline.tracking import iou_matrix
+    from streamrec.geometry import iou_matrix
 
     _, shown = far_eval
     found = {"streamrec": 0, "whole-frame pass": 0, "full resolution": 0}
@@ -165,8 +165,8 @@ def test_group_photos_small_face_recall(analyzer, media_dir: Path) -> None:
     """The whole-frame pass plus every full-resolution tile (what a video camera covers over a
     few detection rounds) finds the faces the detector finds on the whole photo at full
     resolution, without ever running it on the whole photo at that size."""
+    from streamrec.geometry import iou_matrix
     from streamrec.pipeline.small_faces import SmallFaceSearch, SmallFaceSettings, tiles
-    from streamrec.pipeline.tracking import iou_matrix
 
     det = analyzer.detector
     totals = np.zeros(3, int)  # full resolution, whole-frame pass, passes

@@ -21,10 +21,10 @@ from streamrec import load_config
 from streamrec.config import Config
 from streamrec.gallery.session import GallerySession
 from streamrec.gallery.store import Gallery, Recognizer
+from streamrec.geometry import iou_matrix
 from streamrec.pipeline import Camera, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.stage import Stage
-from streamrec.pipeline.tracking import iou_matrix
 from streamrec.records import FrameWork, Work
 from streamrec.sources import open_source
 

@@ -21,11 +21,11 @@ from streamrec import load_config, read_image
 from streamrec.cli import main
 from streamrec.config import ModelsConfig
 from streamrec.errors import ModelError
+from streamrec.geometry import iou_matrix
 from streamrec.models import registry, runtime
 from streamrec.models.detector import ScrfdDetector
 from streamrec.models.registry import MODELS, PACKS, resolve, resolve_all
 from streamrec.models.runtime import open_session
-from streamrec.pipeline.tracking import iou_matrix
 
 
 def test_openvino_execution_provider_available() -> None:

@@ -428,7 +428,7 @@ def test_hamilton_lin_named_longer_and_every_clear_face_embedded(hamilton_shown)
 def test_hamilton_named_boxes_stay_on_faces(hamilton_shown, analyzer, media_dir: Path) -> None:
     """Every box drawn with a name sits on a face the detector finds on that very frame: no box
     slides onto a chest after the face moved (frames 110-130) or across the cuts (20, 82, 211)."""
-    from streamrec.pipeline.tracking import iou_matrix
+    from streamrec.geometry import iou_matrix
     from streamrec.sources import open_source
 
     shown, _ = hamilton_shown

@@ -9,7 +9,7 @@ import pytest
 
 from streamrec import load_config, read_image
 from streamrec.analyzer import FaceAnalyzer
-from streamrec.pipeline.tracking import iou_matrix
+from streamrec.geometry import iou_matrix
 
 insightface = pytest.importorskip("insightface", reason="insightface oracle not installed")
 from insightface.model_zoo.arcface_onnx import ArcFaceONNX  # noqa: E402

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from streamrec.pipeline.tracking import IoUTracker, Track, TrackUpdate, iou_matrix
+from streamrec.geometry import iou_matrix
+from streamrec.pipeline.tracking import IoUTracker, Track, TrackUpdate
 from streamrec.records import Detections
 
 SIZE = 80.0

@@ -14,17 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrec.analyzer import FaceAnalyzer, read_image
+from streamrec.analyzer import FaceAnalyzer
 from streamrec.errors import GalleryError, MediaError
 from streamrec.gallery.store import AddResult, Gallery, InvalidName, Stray, validate_name
+from streamrec.media import image_files, read_image
 from streamrec.models.alignment import align
 from streamrec.models.quality import face_quality
 from streamrec.progress import progress_bar
 
 log = logging.getLogger("streamrec.enroll")
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 @dataclass
 class EnrollReport:
@@ -92,10 +90,6 @@ def enroll_images(
             gallery.add(name, np.stack(embeddings), sources, faces, qualities, hashes)
         )
     return report
-
-
-def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def person_folders(root: Path) -> list[Path]:

@@ -44,8 +44,8 @@ from scipy.optimize import linear_sum_assignment
 
 from ..config import Config
 from ..errors import StreamrecError
-from ..gallery.enroll import IMAGE_SUFFIXES
-from ..pipeline.tracking import iou_matrix
+from ..geometry import iou_matrix
+from ..media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
 from .alignment import align
 from .detector import ScrfdDetector
 from .embedder import ArcFaceEmbedder
@@ -61,7 +61,6 @@ from .registry import (
 
 log = logging.getLogger("streamrec.optimize")
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".wmv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
 #: a recognizer this close to its parent keeps the parent's galleries valid
 COMPATIBLE_COSINE = 0.98
 COMPATIBLE_ACCURACY_DROP = 0.5
@@ -155,8 +154,6 @@ def calibration_images(
     sources: list[Path], exclude: set[Path]
 ) -> Iterator[tuple[str, np.ndarray]]:
     """(name, BGR image) for every photo (recursively) and sampled frame of the sources."""
-    from ..analyzer import read_image
-
     for src in sources:
         if src.is_dir():
             for f in sorted(src.rglob("*")):
@@ -239,7 +236,6 @@ def _recognizer(
     work: Path,
     max_samples: int,
 ) -> Report:
-    from ..analyzer import read_image
     from ..evaluation import accuracy_at, best_accuracy, read_pairs, roc_curve
 
     m = cfg.models

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamrec.geometry import iou_matrix
 from streamrec.models.detector import nms
 from streamrec.models.protocols import Detector
 from streamrec.pipeline.motion import Region, overlaps
-from streamrec.pipeline.tracking import iou_matrix
 from streamrec.records import Detections
 
 #: the most detection rounds a tile that keeps finding nothing waits for its next turn

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamrec.geometry import iou_matrix
 from streamrec.records import Detections, Track
 
 DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -45,20 +46,6 @@ _VELOCITY_WEIGHT_PER_FRAME = 0.3
 _MIN_SIZE = 1.0  # predicted boxes never shrink below this width/height (pixels)
 #: added to a lost track's matching cost
 LOST_COST = 0.2
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of ``a`` [Na, 4] and ``b`` [Nb, 4] x1,y1,x2,y2 boxes -> float32 [Na, Nb]."""
-    a = np.asarray(a, np.float32).reshape(-1, 4)
-    b = np.asarray(b, np.float32).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0.0, None).prod(axis=2)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0.0, None).prod(axis=1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0.0, None).prod(axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-    return iou.astype(np.float32, copy=False)
 
 
 def iou_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -67,13 +67,13 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from streamrec import __version__
 from streamrec.config import HttpConfig
 from streamrec.errors import ConfigError
 from streamrec.logs import Burst
 from streamrec.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
+from streamrec.version import __version__
 
 log = logging.getLogger(__name__)
 
