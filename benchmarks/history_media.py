@@ -32,9 +32,10 @@ import cv2
 import numpy as np
 
 import streamrec
-from streamrec.analyzer import FaceAnalyzer, read_image
+from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import MediaError
+from streamrec.media import read_image
 from streamrec.pipeline.identity import CameraIdentities, TrackIdentity
 from streamrec.pipeline.match import MatchStage
 from streamrec.records import FrameWork
@@ -132,12 +133,13 @@ def capture_tracks() -> Iterator[_Capture]:
     cap = _Capture()
     end, process = CameraIdentities.end, MatchStage.process
 
-    def ending(self: CameraIdentities, track_id: int) -> TrackIdentity | None:
-        ident = end(self, track_id)
+    def ending(self: CameraIdentities, track_id: int, matcher: Any) -> Any:
+        ended = end(self, track_id, matcher)
+        ident = ended[0]
         if ident is not None and ident.announced and ident.mean is not None:
             camera = next((c for c, i in _owner.items() if i is self), "")
             cap.ended.append((camera, ident))
-        return ident
+        return ended
 
     _owner: dict[str, CameraIdentities] = {}
 

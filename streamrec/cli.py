@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import cli_history
 from .config import Config, load_config
 from .errors import MediaError, StreamrecError
 from .files import private_dir, write_private
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="write the ROC curve as PNG (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p, gallery=False)
+    cli_history.add_parsers(sub, _common)
     return parser
 
 
@@ -545,6 +547,7 @@ def cmd_unknowns(args: argparse.Namespace) -> int:
             for stray in result.strays:
                 print(stray.describe())
             print(f"{args.label} is now {args.name} ({result.total} embedding(s))")
+            cli_history.name_back_in_time(cfg)
             return 0
         if action == "purge":
             days = args.days if args.days is not None else cfg.unknowns.retention_days
@@ -785,6 +788,8 @@ COMMANDS = {
     "config": cmd_config,
     "erase": cmd_erase,
     "events": cmd_events,
+    "search": lambda args: cli_history.cmd_search(args, _config(args)),
+    "history": lambda args: cli_history.cmd_history(args, _config(args)),
 }
 
 

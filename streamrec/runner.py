@@ -13,6 +13,7 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
+from streamrec.history.feed import attach, history_feed
 from streamrec.pipeline import Camera, Pipeline, Summary, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
@@ -71,8 +72,11 @@ class VideoJob:
                 )
             self.analyzer = analyzer if analyzer is not None else FaceAnalyzer(cfg)
             gallery = stack.enter_context(GallerySession(cfg, self.analyzer.recognizer))
+            history = history_feed(cfg, self.analyzer.recognizer, gallery.gallery)
+            for feed in history:  # closed by the fan-out too, first (closing is idempotent)
+                stack.callback(feed.close)
             self.sink = sink = stack.enter_context(
-                FanoutSink([*event_sinks(cfg, events), *sinks])
+                FanoutSink([*history, *event_sinks(cfg, events), *sinks])
             )
             outputs = list(frames)
             if output:
@@ -81,7 +85,13 @@ class VideoJob:
                 outputs.append(window_output(source.name))
             camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
             self.pipeline = build_pipeline(
-                cfg, [camera], sink, self.analyzer, gallery, [SinkErasure(sink)]
+                cfg,
+                [camera],
+                sink,
+                self.analyzer,
+                gallery,
+                [SinkErasure(sink)],
+                guard=attach(history, sink.write),
             )
             self._stack = stack.pop_all()
 

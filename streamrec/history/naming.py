@@ -9,9 +9,12 @@ one retroactive ``identified`` event to emit. Enrolment finds the unknowns to na
 
 from __future__ import annotations
 
+import time
+
 from streamrec.gallery.store import validate_name
 from streamrec.history.records import Relabelled
 from streamrec.history.store import UNKNOWN_LABEL, HistoryStore
+from streamrec.records import Event
 
 
 def relabel(store: HistoryStore, old: str, new: str) -> Relabelled | None:
@@ -50,3 +53,40 @@ def relabel(store: HistoryStore, old: str, new: str) -> Relabelled | None:
         ).fetchone()
         store.bump(db)
     return Relabelled(dst, label, new, int(count), first, last)
+
+
+def follow(store: HistoryStore, renamed: dict[str, str]) -> list[Relabelled]:
+    """Name back in time every identity of the history whose label the gallery has since
+    given another (``Gallery.renamed``: old label -> current label), once: what changed, one
+    :class:`Relabelled` (one retroactive ``identified`` event) per identity. Whoever calls it
+    first (the CLI, the API, a running pipeline of any process) gets the change."""
+    current = {label for (label,) in store.read("SELECT label FROM identities")}
+    out = []
+    for old in sorted(current & renamed.keys()):
+        done = relabel(store, old, renamed[old])
+        if done is not None:
+            out.append(done)
+    return out
+
+
+def retroactive_event(change: Relabelled) -> Event:
+    """The one ``identified`` event of an identity named back in time (``retroactive: true``):
+    its earlier label, how many sightings and over which times."""
+    now = time.time()
+    return Event(
+        "identified",
+        "history",
+        0,
+        0,
+        0.0,
+        now,
+        None,
+        {
+            "name": change.new,
+            "previous": change.old,
+            "retroactive": True,
+            "sightings": change.sightings,
+            "first_seen": change.first_seen,
+            "last_seen": change.last_seen,
+        },
+    )

@@ -6,10 +6,9 @@ considered instead). A rejected face is usually a stranger who looks like the pe
 stranger seen again is closer to the rejected face than to the person, while the person
 themself stays closer to their own templates.
 
-Phase B wires :class:`GuardedMatcher` into the one matcher snapshot (it answers like a
-:class:`~streamrec.gallery.matcher.Matcher`); the single-face rule of
-:class:`~streamrec.pipeline.identity.IdentityPolicy` must ask :meth:`NegativeRule.allowed` too
-for the person it checks, since it reads the templates directly.
+A running pipeline matches against a :class:`GuardedMatcher` (it answers like a
+:class:`~streamrec.gallery.matcher.Matcher`, its ``face_scores`` too, which the single-face
+rule of :class:`~streamrec.pipeline.identity.IdentityPolicy` asks).
 """
 
 from __future__ import annotations
@@ -70,6 +69,14 @@ class GuardedMatcher(Matcher):
                 np.float32
             )
         return scores
+
+    def face_scores(self, faces: np.ndarray, person: int) -> np.ndarray:
+        scores = super().face_scores(faces, person)
+        negs = self.rule.by_person.get(person)
+        if negs is None:
+            return scores
+        closer = (np.asarray(faces, np.float32) @ negs.T).max(axis=1) > scores
+        return np.where(closer, -1.0, scores).astype(np.float32)
 
     def best(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not self.rule or len(self.names) == 0:

@@ -4,25 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from streamrec.records import TrackSighting
 
-
-@dataclass(frozen=True)
-class TrackSighting:
-    """What one ended track leaves in the history (phase B: built from the ``track_end`` event).
-
-    ``embedding`` is the track's L2-normalised quality-weighted mean; ``crop`` its best aligned
-    112×112 face (BGR); ``label`` the name or ``unknown-N`` it got (None: neither).
-    """
-
-    camera: str
-    first_seen: float  # wall-clock time of its first frame
-    last_seen: float  # ... and of its last
-    embedding: np.ndarray  # float32 [D], L2-normalised
-    crop: np.ndarray | None
-    quality: float
-    label: str | None
-    score: float | None
+__all__ = ["Erased", "HistoryPolicy", "Hit", "Relabelled", "StoredSighting", "TrackSighting"]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from streamrec.history.records import TrackSighting
 from streamrec.history.store import HistoryStore
@@ -41,6 +42,7 @@ class HistoryWriter:
         self.failed = 0
         self._queue: list[TrackSighting] = []
         self._closing = False
+        self._busy = False  # a batch is being stored
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="history", daemon=True)
         self._thread.start()
@@ -65,6 +67,16 @@ class HistoryWriter:
                 self._cond.notify()
             return kept
 
+    def discard(self, unwanted: Callable[[TrackSighting], bool]) -> int:
+        """Drop the queued sightings ``unwanted`` says (a person erased meanwhile), once the
+        batch being stored is in: after it returns, nothing of theirs is written."""
+        with self._cond:
+            while self._busy:
+                self._cond.wait(0.1)
+            kept = [s for s in self._queue if not unwanted(s)]
+            gone, self._queue = len(self._queue) - len(kept), kept
+            return gone
+
     def pending(self) -> int:
         with self._cond:
             return len(self._queue)
@@ -79,6 +91,7 @@ class HistoryWriter:
                         break
                 batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
                 closing = self._closing
+                self._busy = bool(batch)
             if batch:
                 try:
                     self.store.add(batch)
@@ -86,6 +99,10 @@ class HistoryWriter:
                 except Exception as exc:  # a full disk, a locked file: keep running
                     self.failed += len(batch)
                     log.error("cannot write %d sighting(s) to the history: %s", len(batch), exc)
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
             if time.monotonic() >= next_purge:
                 try:
                     gone = self.store.purge()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -172,6 +172,7 @@ def build_pipeline(
     observers: Sequence[Observer] = (),
     gallery_poll: float = 1.0,
     taps: Sequence[Stage] = (),
+    guard: Callable[[Matcher], Matcher] | None = None,
 ) -> Pipeline:
     """Wire ``cameras`` through the stages; events go to ``events`` (and the run's summary),
     telemetry to ``observers``.
@@ -179,6 +180,8 @@ def build_pipeline(
     ``gallery``: the run's gallery (default: none, everyone is unknown); the running
     pipeline takes in its changes within ``gallery_poll`` seconds. ``taps``: stages run after
     the output stage, which see every finished frame (tracks, labels): evaluations use them.
+    ``guard``: what every gallery snapshot becomes before matching (the face history's
+    negatives: :meth:`~streamrec.history.feed.HistoryFeed.guard`).
     """
     rec = cfg.recognition
     embedder = models.embedder
@@ -195,6 +198,7 @@ def build_pipeline(
         max_refresh_interval=rec.max_refresh_interval,
         recheck_gain=rec.recheck_gain,
         relink_frames=rec.relink_frames,
+        unknown_min_quality=cfg.unknowns.min_quality,
     )
     identities = {c.name: CameraIdentities(policy) for c in cameras}
     unknowns = gallery.unknown_book(models.threshold)
@@ -225,6 +229,7 @@ def build_pipeline(
         {c.name: c.source.name for c in cameras},
         observer,
         unknowns,
+        guard,
     )
     output = OutputStage({c.name: list(c.outputs) for c in cameras}, observer)
     stages = [

@@ -22,6 +22,7 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
+from streamrec.history.feed import HistoryFeed, attach, history_feed
 from streamrec.models.runtime import loaded_models
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
@@ -132,11 +133,15 @@ class Daemon:
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
         cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
+        self.history: list[HistoryFeed] = []
         try:
-            self.sinks = FanoutSink(event_sinks(cfg))
+            self.history = history_feed(cfg, self.analyzer.recognizer, self.gallery.gallery)
+            self.sinks = FanoutSink([*self.history, *event_sinks(cfg)])
         except BaseException:
             for cam in cameras:
                 cam.source.close()
+            for feed in self.history:
+                feed.close()
             raise
         # the metrics and the live status read the facts of the events the sinks get
         events = EventTee(self.sinks, self.metrics, self.status)
@@ -163,6 +168,7 @@ class Daemon:
                 SinkErasure(self.sinks),
                 *(SinkErasure(b) for b in self.bridges),
             ],
+            guard=attach(self.history, self.sinks.write),
         )
         self.monitor = Poller(
             self.pipeline,
@@ -187,6 +193,10 @@ class Daemon:
         )
         api.mount(web.app, library)
         compreface.mount(web.app, library)
+        if self.history:
+            from streamrec.service import history_api
+
+            history_api.mount(web.app, library, self.history[0].store)
 
     def erase_labels(self, labels: Sequence[str]) -> None:
         """A person erased through the API (the pipeline has forgotten them already): every

@@ -1,0 +1,181 @@
+"""The face history of a running pipeline: every ended track's sighting is stored, the
+gallery's namings reach the past, and the negatives guard the matcher.
+
+:class:`HistoryFeed` is an event sink (closed with the others, on every exit path): each
+``track_end`` carrying a :class:`~streamrec.records.TrackSighting` goes to a bounded
+:class:`~.writer.HistoryWriter` (retention and caps applied at start, then hourly). Every
+``poll`` seconds it looks at the gallery's revision: when it moved, identities the gallery
+named, merged or renamed since (by this process or another: the CLI, the API) are named back
+in time (:func:`~.naming.follow`) and one ``identified`` event with ``retroactive: true`` per
+identity goes to ``emit`` (the run's event sinks). :meth:`HistoryFeed.guard` is what the match
+stage makes of every gallery snapshot: a :class:`~.negatives.GuardedMatcher` with the
+negatives (a rejection moves the gallery's revision, so every running matcher takes it in).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from urllib.parse import quote
+
+from streamrec.config import Config
+from streamrec.errors import GalleryError
+from streamrec.gallery.matcher import Matcher
+from streamrec.gallery.store import Gallery, Recognizer
+from streamrec.history.naming import follow, retroactive_event
+from streamrec.history.negatives import GuardedMatcher, NegativeStore
+from streamrec.history.records import HistoryPolicy
+from streamrec.history.store import HistoryStore, history_folder
+from streamrec.history.writer import HistoryWriter
+from streamrec.records import Event
+
+log = logging.getLogger("streamrec.history")
+
+
+def history_policy(cfg: Config) -> HistoryPolicy:
+    h = cfg.history
+    return HistoryPolicy(
+        h.retention_days, h.max_sightings, h.max_bytes, h.queue_size, h.ann_min_size
+    )
+
+
+def open_history(cfg: Config, recognizer: Recognizer) -> HistoryStore | None:
+    """The history of ``cfg.gallery`` (made if new); None without a gallery or when
+    ``history.enabled`` is false."""
+    if not cfg.gallery or not cfg.history.enabled:
+        return None
+    return HistoryStore(history_folder(cfg.gallery), recognizer, history_policy(cfg))
+
+
+def existing_history(cfg: Config) -> HistoryStore | None:
+    """The history ``cfg.gallery`` has, opened with the recognizer it records (to list, search
+    by stored faces, reject, erase; also when ``history.enabled`` is false now); None if none."""
+    if not cfg.gallery:
+        return None
+    folder = history_folder(cfg.gallery)
+    path = folder / "history.db"
+    if not path.is_file():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        finally:
+            db.close()
+        recognizer = Recognizer("history", meta["recognizer_sha256"], int(meta["dim"]))
+    except (sqlite3.DatabaseError, KeyError, ValueError):
+        raise GalleryError(f"{folder} is not a streamrec face history") from None
+    return HistoryStore(folder, recognizer, history_policy(cfg))
+
+
+def follow_gallery(store: HistoryStore, gallery: Gallery, emit: Callable[[Event], None]) -> int:
+    """Name back in time what the gallery renamed; one retroactive event each to ``emit``."""
+    changes = follow(store, gallery.renamed())
+    for change in changes:
+        log.info(
+            "face history: %s named back in time (%d sighting(s))", change.new, change.sightings
+        )
+        emit(retroactive_event(change))
+    return len(changes)
+
+
+class HistoryFeed:
+    """The history sink of a run (see the module)."""
+
+    def __init__(self, store: HistoryStore, gallery: Gallery | None, poll: float = 1.0) -> None:
+        self.store = store
+        self.gallery = gallery
+        self.poll = poll
+        #: where retroactive ``identified`` events go (set to the run's event sinks)
+        self.emit: Callable[[Event], None] = lambda event: None
+        self.writer = HistoryWriter(store)
+        self._revision: int | None = None
+        self._done = threading.Event()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._watch, name="history-names", daemon=True)
+        if gallery is not None:
+            self._thread.start()
+
+    def write(self, event: Event) -> None:
+        if event.event == "track_end" and event.sighting is not None:
+            self.writer.put(event.sighting)
+
+    def guard(self, matcher: Matcher) -> Matcher:
+        """``matcher`` vetoed by the negatives of its people (itself when there are none)."""
+        negatives = NegativeStore(self.store).all()
+        if not any(name in negatives for name in matcher.names):
+            return matcher
+        return GuardedMatcher(matcher, negatives)
+
+    def follow(self) -> None:
+        """Take in the gallery's namings now (once per revision)."""
+        if self.gallery is None:
+            return
+        with self._lock:
+            revision = self.gallery.revision
+            if revision == self._revision:
+                return
+            follow_gallery(self.store, self.gallery, self.emit)
+            self._revision = revision
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.poll):
+            try:
+                self.follow()
+            except Exception as exc:  # a busy file: next time
+                log.warning("face history: gallery namings not taken in: %s", exc)
+
+    def forget(self, name: str) -> None:
+        """A label left the matcher: if it was erased (not renamed, merged or named: those
+        stay in the gallery's lineage), its sightings still queued are dropped, so that the
+        erasure (``privacy.erase_files``) leaves nothing of them behind."""
+        if self.gallery is not None and name in self.gallery.renamed():
+            return
+        gone = self.writer.discard(lambda s: s.label == name)
+        if gone:
+            log.info("face history: %d queued sighting(s) of an erased person dropped", gone)
+
+    def health(self) -> dict[str, object]:
+        w = self.writer
+        return {
+            "ok": w.failed == 0,
+            "errors": w.failed,
+            "dropped": w.dropped,
+            "pending": w.pending(),
+        }
+
+    def close(self) -> None:
+        """Write what is queued, take in the last namings, close the files (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join(5.0)
+        try:
+            self.writer.close()
+            self.follow()
+        except Exception as exc:
+            log.error("face history: closing: %s", exc)
+        finally:
+            self.store.close()
+
+
+def history_feed(cfg: Config, recognizer: Recognizer, gallery: Gallery | None) -> list[HistoryFeed]:
+    """The run's history sink (none without a gallery or with ``history.enabled`` false), as a
+    list to put first among the event sinks (closed first: its last retroactive events still
+    reach the others)."""
+    store = open_history(cfg, recognizer)
+    return [] if store is None else [HistoryFeed(store, gallery)]
+
+
+def attach(
+    feeds: list[HistoryFeed], emit: Callable[[Event], None]
+) -> Callable[[Matcher], Matcher] | None:
+    """Send the feeds' retroactive events to ``emit``; the matcher guard for the match stage."""
+    for feed in feeds:
+        feed.emit = emit
+    return feeds[0].guard if feeds else None
