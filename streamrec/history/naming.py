@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import time
 
-from streamrec.gallery.store import validate_name
 from streamrec.history.records import Relabelled
-from streamrec.history.store import UNKNOWN_LABEL, HistoryStore
+from streamrec.history.store import UNKNOWN_LABEL, HistoryStore, valid_label
 from streamrec.records import Event
 
 
@@ -25,7 +24,7 @@ def relabel(store: HistoryStore, old: str, new: str) -> Relabelled | None:
     one :class:`Relabelled` per identity, for one retroactive ``identified`` event — or
     None when ``old`` has no identity here.
     """
-    new = validate_name(new)
+    new = valid_label(new)
     with store.transaction() as db:
         src = store.identity_of(db, old, create=False)
         if src is None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from streamrec.errors import GalleryError
 from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.store import validate_name
+from streamrec.history.store import valid_label
 
 if TYPE_CHECKING:
     from streamrec.history.store import HistoryStore
@@ -125,7 +125,7 @@ class NegativeStore:
         store = self.store
         vector = np.asarray(vector, np.float32).reshape(store.dim)
         with store.transaction() as db:
-            ident = store.identity_of(db, validate_name(label), create=True)
+            ident = store.identity_of(db, valid_label(label), create=True)
             assert ident is not None
             self._insert(db, ident, vector, sighting)
             store.bump(db)

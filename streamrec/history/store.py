@@ -95,6 +95,11 @@ _ROW = (
 )
 
 
+def valid_label(label: str) -> str:
+    """A person's name or an ``unknown-N`` label, checked by the gallery's one rule."""
+    return validate_name(label, label=bool(UNKNOWN_LABEL.match(label)))
+
+
 def history_folder(gallery: str | Path) -> Path:
     """Where the history of a gallery file lives: ``faces.db`` -> ``faces.history/``."""
     g = Path(gallery).expanduser()
@@ -301,7 +306,7 @@ class HistoryStore:
         with self.transaction() as db:
             slots = self._take_slots(db, len(sightings))
             for k, (s, slot) in enumerate(zip(sightings, slots, strict=True)):
-                label = validate_name(s.label) if s.label is not None else None
+                label = valid_label(s.label) if s.label is not None else None
                 ident = self.identity_of(db, label, create=True)
                 cam = self._camera(db, s.camera)
                 cur = db.execute(
