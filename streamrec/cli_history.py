@@ -52,6 +52,12 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     p.add_argument("--until", type=_when, metavar="TIME", help="seen at or before TIME")
     p.add_argument("--camera", metavar="NAME", help="only this camera's sightings")
     p.add_argument("--limit", type=_limit, default=20, help="most results (default 20)")
+    p.add_argument(
+        "--min-similarity",
+        type=float,
+        metavar="S",
+        help="only faces at least this similar (default: the recognition threshold)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON")
     common(p)
     p = sub.add_parser("history", help="the face history: list sightings, reject a naming")
@@ -132,7 +138,10 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
                 f"the history holds {store.dim}-d faces, this recognizer makes "
                 f"{len(faces[0].embedding)}-d ones: use the models the history was made with"
             )
-        hits = store.search(faces[0].embedding, args.limit, args.since, args.until, args.camera)
+        floor = analyzer.threshold if args.min_similarity is None else args.min_similarity
+        hits = store.search(
+            faces[0].embedding, args.limit, args.since, args.until, args.camera, floor
+        )
     _print([_row(h, h.similarity) for h in hits], args.json, "sighting(s) found")
     return 0
 

@@ -362,6 +362,11 @@ class HistoryStore:
         self._finish_deletes()
         return len(rows), sum(1 for r in rows if r[2])
 
+    def delete(self, ids: Sequence[int]) -> int:
+        """Delete these sightings with their crops (a user's review); how many there were."""
+        marks = ",".join("?" * len(ids))
+        return self._delete(f"id IN ({marks})", tuple(int(i) for i in ids))[0] if ids else 0
+
     def purge(self, now: float | None = None) -> int:
         """Apply retention and the size caps; how many sightings went."""
         now = time.time() if now is None else now

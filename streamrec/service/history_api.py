@@ -1,13 +1,14 @@
 """The face history over HTTP (beside :mod:`.api`, same token, same upload limits):
 
 * ``POST /api/search`` (form: a photo ``file`` with one face; ``since``, ``until``: Unix times,
-  ``camera``, ``limit``): the sightings whose face matches, best first, with time, camera,
-  label, similarity and the crop's URL;
+  ``camera``, ``limit``, ``min_similarity``: default the recognition threshold): the sightings
+  whose face matches, best first, with time, camera, label, similarity and the crop's URL;
 * ``GET /api/sightings`` (``?label=``, ``?limit=``): sightings, newest first;
 * ``GET /api/sightings/{id}/crop``: a sighting's face (JPEG);
 * ``POST /api/sightings/{id}/reject``: "not this person": the sighting loses its name and its
   face becomes a negative of that person; every running matcher takes it in (the gallery's
   revision moves);
+* ``DELETE /api/sightings/{id}``: a sighting and its face are deleted;
 * ``GET /api/history/suggestions``: unknown people that look like one (merge them with
   ``POST /api/unknowns/{id}/merge``).
 
@@ -84,12 +85,15 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
         until: Annotated[float | None, Form(ge=0)] = None,
         camera: Annotated[str | None, Form(max_length=200)] = None,
         limit: Annotated[int, Form(ge=1, le=MAX_RESULTS)] = 20,
+        min_similarity: Annotated[float | None, Form(ge=-1, le=1)] = None,
     ) -> list[SightingOut]:
-        """The sightings whose face is most like the photo's, best first."""
+        """The sightings whose face matches the photo's (similarity at least
+        ``min_similarity``, default the recognition threshold), best first."""
         face = lib.one_face(file.file.read())
         if len(face.embedding) != store.dim:
             raise ApiError(409, "the history was made with another recognizer")
-        hits = store.search(face.embedding, limit, since, until, camera or None)
+        floor = lib.analyzer.threshold if min_similarity is None else min_similarity
+        hits = store.search(face.embedding, limit, since, until, camera or None, floor)
         return [sighting_out(h) for h in hits]
 
     @api.get("/sightings")
@@ -127,6 +131,14 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
             lib.call(lib.gallery.touch)
             lib.changed()
         return RejectOut(id=sighting_id, rejected=label)
+
+    @api.delete("/sightings/{sighting_id:rowid}", responses=missing)
+    def delete(sighting_id: int) -> RejectOut:
+        """Delete a sighting and its face."""
+        found = store.sighting(sighting_id)
+        if found is None or not store.delete([sighting_id]):
+            raise ApiError(404, "no such sighting")
+        return RejectOut(id=sighting_id, rejected=None)
 
     @api.get("/history/suggestions")
     def suggestions() -> list[SuggestionOut]:
