@@ -198,6 +198,7 @@ def startup(spec: Spec) -> Measured:
     from streamrec.analyzer import FaceAnalyzer
     from streamrec.pipeline import Camera, build_pipeline
     from streamrec.pipeline.build import source_options
+    from streamrec.recognition import Recognition
     from streamrec.sources import open_source
 
     imported = time.time()
@@ -207,7 +208,7 @@ def startup(spec: Spec) -> Measured:
     first: list[float] = []
     with open_source(spec["clip"], source_options(cfg)) as source:
         camera = Camera("clip", source, cfg.detector.interval)
-        pipeline = build_pipeline(cfg, [camera], _Null(), analyzer)
+        pipeline = build_pipeline(cfg, [camera], _Null(), Recognition(analyzer))
         done = threading.Event()
 
         def watch() -> None:

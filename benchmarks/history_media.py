@@ -180,14 +180,12 @@ def run_clip(
     gallery (the negatives measurement wraps it in a GuardedMatcher). ``unknown_gate``: the
     rule proposed for phase B, tried without editing the pipeline: a track whose best face is
     below this quality gets no ``unknown-N`` label (nor joins one)."""
-    from streamrec.gallery.session import GallerySession
+    from streamrec.gallery.store import Gallery
 
     patches: list[Any] = []
     if matcher_wrap is not None:
-        real = GallerySession.matcher
-        patches.append(
-            mock.patch.object(GallerySession, "matcher", lambda self: matcher_wrap(real(self)))
-        )
+        real = Gallery.matcher
+        patches.append(mock.patch.object(Gallery, "matcher", lambda self: matcher_wrap(real(self))))
     if unknown_gate > 0:
         label = CameraIdentities.label_unknown
 
@@ -543,12 +541,13 @@ def media_dirs() -> tuple[Path, Path]:
 def enrol_known(analyzer: FaceAnalyzer, media: Path, gallery: Path) -> list[str]:
     """Enrol the Hamilton clip's known people and every other labelled person of the photos
     (more people, more chances of a false name); their names."""
-    from streamrec.gallery.enroll import embed_single_face
+    from streamrec.recognition import Recognition
 
+    recognition = Recognition(analyzer)
     by_person: dict[str, list[np.ndarray]] = {}
     for rel, person in labelled_photos(media):
         try:
-            vector, _ = embed_single_face(analyzer, media / rel)
+            vector = recognition.single_face(read_image(media / rel)).embedding
         except MediaError:  # no face, or several: not a usable photo
             continue
         by_person.setdefault(person, []).append(vector)

@@ -135,6 +135,7 @@ def live(spec: Spec) -> Measured:
     from streamrec.analyzer import FaceAnalyzer
     from streamrec.pipeline import Camera, build_pipeline
     from streamrec.pipeline.build import source_options
+    from streamrec.recognition import Recognition
     from streamrec.sources import open_source
 
     cfg = streamrec_config(spec)
@@ -147,7 +148,9 @@ def live(spec: Spec) -> Measured:
     marks: dict[str, tuple[float, dict[str, tuple[int, int, int]]]] = {}
     try:
         cams = [Camera(f"cam{i}", src, cfg.detector.interval) for i, src in enumerate(sources)]
-        pipeline = build_pipeline(cfg, cams, _NoEvents(), analyzer, observers=[recorder])
+        pipeline = build_pipeline(
+            cfg, cams, _NoEvents(), Recognition(analyzer), observers=[recorder]
+        )
         load = time.perf_counter() - start
 
         def mark() -> tuple[float, dict[str, tuple[int, int, int]]]:

@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 
 import streamrec
-from streamrec.gallery.enroll import import_folder, person_folders
+from streamrec.enrolment import import_folder, person_folders
 
 
 def main() -> None:
@@ -26,8 +26,9 @@ def main() -> None:
     person_folders(args.folder)  # checked before the models load and the gallery is made
     analyzer = streamrec.FaceAnalyzer(args.config)
     with analyzer.open_gallery(args.gallery) as gallery:
+        recognition = streamrec.Recognition(analyzer, gallery)  # who is who, and enrolment
         # the bar goes to stderr, and only when it is a terminal
-        for report in import_folder(analyzer, gallery, args.folder, progress=True):
+        for report in import_folder(recognition, args.folder, progress=True):
             for photo, reason in report.skipped:
                 print(f"skipped {photo}: {reason}")
             print(f"{report.name}: {len(report.added)} photo(s) enrolled, {report.total} in total")

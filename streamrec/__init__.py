@@ -31,6 +31,7 @@ _EXPORTS = {
     "Frame": "streamrec.records",
     "Gallery": "streamrec.gallery.store",
     "Matcher": "streamrec.gallery.matcher",
+    "Recognition": "streamrec.recognition",
     "StreamrecError": "streamrec.errors",
     "Summary": "streamrec.pipeline.summary",
     "VideoEvents": "streamrec.processing",
@@ -69,6 +70,7 @@ if TYPE_CHECKING:  # for type checkers: the names as they are imported on first 
     from streamrec.processing import AnnotatedFrame as AnnotatedFrame
     from streamrec.processing import VideoEvents as VideoEvents
     from streamrec.processing import process as process
+    from streamrec.recognition import Recognition as Recognition
     from streamrec.records import Detections as Detections
     from streamrec.records import Event as Event
     from streamrec.records import Face as Face

@@ -24,6 +24,7 @@ from .version import __version__
 if TYPE_CHECKING:
     from .analyzer import FaceAnalyzer
     from .gallery.store import Gallery, GalleryPolicy
+    from .recognition import Recognition
 
 log = logging.getLogger("streamrec")
 
@@ -95,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _models_commands(sub)
+    _gallery_commands(sub)
+    _video_commands(sub)
+    _config_commands(sub)
+    _eval_command(sub)
+    cli_history.add_parsers(sub, _common)
+    return parser
+
+
+def _models_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """models: list, pull, optimize."""
     p = sub.add_parser("models", help="list, download and optimize models")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     p = msub.add_parser(
@@ -136,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=300, help="calibration samples (default 300)")
     _common(p, gallery=False)
 
+
+def _gallery_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """gallery and unknowns: the people and the unknown people."""
     p = sub.add_parser("gallery", help="manage the gallery of enrolled people")
     gsub = p.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
     p = gsub.add_parser("import", help="enrol every sub-folder of DIR as one person")
@@ -187,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
 
+
+def _video_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """recognize, run and serve: photos, a video, the cameras."""
     p = sub.add_parser("recognize", help="find and name the faces in images")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -218,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the configured cameras as a daemon (until SIGTERM)")
     _common(p)
+
+
+def _config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """config, erase and events: configuration and privacy."""
     p = sub.add_parser("config", help="print the effective config or an example config")
     csub = p.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     p = csub.add_parser("show", help="the effective config as YAML (secrets masked)")
@@ -254,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, gallery=False)
 
+
+def _eval_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """eval: accuracy on photo pairs or labelled clips."""
     p = sub.add_parser(
         "eval",
         help="verification accuracy, ROC and thresholds on photo pairs; with --video, naming "
@@ -276,8 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="write the ROC curve as PNG (needs matplotlib)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _common(p, gallery=False)
-    cli_history.add_parsers(sub, _common)
-    return parser
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -379,7 +402,7 @@ def _models_pull(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _models_optimize(cfg: Config, args: argparse.Namespace) -> int:
-    from .models.optimize import Bounds, optimize
+    from .optimize import Bounds, optimize
 
     bounds = Bounds(
         args.min_cosine, args.max_accuracy_drop, args.min_iou, args.min_face, args.score_margin
@@ -406,6 +429,20 @@ def _analyzer(cfg: Config) -> FaceAnalyzer:
     from .analyzer import FaceAnalyzer
 
     return FaceAnalyzer.from_config(cfg)
+
+
+@contextmanager
+def _recognition(cfg: Config) -> Iterator[Recognition]:
+    """The models of ``cfg`` and its gallery, if it has one (closed after)."""
+    from .recognition import Recognition
+
+    analyzer = _analyzer(cfg)
+    store = analyzer.open_gallery(cfg.gallery) if cfg.gallery else None
+    try:
+        yield Recognition(analyzer, store)
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _print_reports(reports: Sequence[Any]) -> int:
@@ -466,7 +503,7 @@ def _check_enrolment_inputs(args: argparse.Namespace) -> None:
 
         validate_name(args.name)
     if args.gallery_command == "import":
-        from streamrec.gallery.enroll import person_folders
+        from streamrec.enrolment import person_folders
 
         person_folders(Path(args.dir))
     elif args.from_video:
@@ -477,8 +514,9 @@ def _check_enrolment_inputs(args: argparse.Namespace) -> None:
 
 
 def cmd_gallery(args: argparse.Namespace) -> int:
-    from streamrec.gallery.enroll import enroll_images, import_folder
+    from streamrec.enrolment import enroll_images, enroll_video, import_folder
     from streamrec.gallery.store import GalleryPolicy, open_existing
+    from streamrec.recognition import Recognition
 
     cfg = _config(args)
     path = _gallery_path(cfg)
@@ -517,17 +555,17 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     _check_enrolment_inputs(args)
     analyzer = _analyzer(cfg)
     with _gallery_for_enrolment(path, analyzer, policy) as gallery:
+        recognition = Recognition(analyzer, gallery)
         if action == "import":
             return _print_reports(
-                import_folder(analyzer, gallery, Path(args.dir), progress=not args.no_progress)
+                import_folder(recognition, Path(args.dir), progress=not args.no_progress)
             )
         if args.from_video:
-            from streamrec.gallery.enroll_video import enroll_video
-
-            report, pick = enroll_video(analyzer, gallery, args.name, args.from_video)
+            count = cfg.enrollment.video_faces
+            report, pick = enroll_video(recognition, args.name, args.from_video, count)
             print(pick.describe(args.name))
             return _print_reports([report])
-        return _print_reports([enroll_images(analyzer, gallery, args.name, map(Path, args.images))])
+        return _print_reports([enroll_images(recognition, args.name, map(Path, args.images))])
 
 
 def cmd_unknowns(args: argparse.Namespace) -> int:
@@ -582,49 +620,46 @@ def cmd_recognize(args: argparse.Namespace) -> int:
     missing = [name for name in args.images if not Path(name).is_file()]
     if missing:  # a user mistake: said before the models load
         raise MediaError(f"image{'s' * (len(missing) > 1)} not found: {', '.join(missing)}")
-    analyzer = _analyzer(cfg)
-    matcher = None
-    if cfg.gallery:
-        with analyzer.open_gallery(cfg.gallery) as gallery:
-            matcher = gallery.matcher()
-    out_dir = Path(args.output) if args.output else None
-    if out_dir is not None:
-        private_dir(out_dir)
-    results, failed = [], 0
-    for name in args.images:
-        try:
-            image = read_image(name)
-        except StreamrecError as exc:  # unreadable: the others are still recognized
-            failed += 1
-            _print_error(str(exc))
-            continue
-        faces = analyzer.analyze(image, matcher)
-        results.append(
-            {
-                "image": name,
-                "faces": [
-                    {
-                        "bbox": [round(float(v), 1) for v in f.bbox],
-                        "kps": [[round(float(v), 1) for v in p] for p in f.kps],
-                        "det_score": round(f.det_score, 4),
-                        "name": f.name,
-                        "score": None if f.score is None else round(f.score, 4),
-                    }
-                    for f in faces
-                ],
-            }
-        )
-        if not args.json:
-            print(f"{name}: {len(faces)} face(s)")
-            for f in faces:
-                box = ",".join(f"{v:.0f}" for v in f.bbox)
-                score = "-" if f.score is None else f"{f.score:.3f}"
-                print(f"  [{box}] {f.name or 'unknown'} {score}")
+    with _recognition(cfg) as recognition:
+        out_dir = Path(args.output) if args.output else None
         if out_dir is not None:
-            for f in faces:
-                draw_face(image, f.bbox, f.name, f.score)
-            target = out_dir / (Path(name).stem + ".jpg")
-            write_private(target, cv2.imencode(".jpg", image)[1].tobytes())
+            private_dir(out_dir)
+        results, failed = [], 0
+        for name in args.images:
+            try:
+                image = read_image(name)
+            except StreamrecError as exc:  # unreadable: the others are still recognized
+                failed += 1
+                _print_error(str(exc))
+                continue
+            found = recognition.faces(image)
+            faces = list(zip(found, recognition.identify(found), strict=True))
+            results.append(
+                {
+                    "image": name,
+                    "faces": [
+                        {
+                            "bbox": [round(float(v), 1) for v in f.box],
+                            "kps": [[round(float(v), 1) for v in p] for p in f.kps],
+                            "det_score": round(f.det_score, 4),
+                            "name": who,
+                            "score": None if score is None else round(score, 4),
+                        }
+                        for f, (who, score) in faces
+                    ],
+                }
+            )
+            if not args.json:
+                print(f"{name}: {len(faces)} face(s)")
+                for f, (who, score) in faces:
+                    box = ",".join(f"{v:.0f}" for v in f.box)
+                    shown = "-" if score is None else f"{score:.3f}"
+                    print(f"  [{box}] {who or 'unknown'} {shown}")
+            if out_dir is not None:
+                for f, (who, score) in faces:
+                    draw_face(image, f.box, who, score)
+                target = out_dir / (Path(name).stem + ".jpg")
+                write_private(target, cv2.imencode(".jpg", image)[1].tobytes())
     if args.json:
         print(json.dumps(results, indent=2))
     return MediaError.exit_code if failed else 0

@@ -1,7 +1,8 @@
 """Face verification evaluation: labelled photo pairs -> ROC, accuracy, TAR@FAR and thresholds.
 
-Every image is detected, aligned and embedded once (the largest face); a pair's score is the
-cosine similarity of its two embeddings, and "same person" is predicted when score >= threshold.
+Every image is detected, aligned and embedded once by the Recognition service (the largest face
+counts); a pair's score is the cosine similarity of its two embeddings, and "same person" is
+predicted when score >= threshold.
 Pairs come from a pairs file (LFW ``pairs.txt`` or a CSV with two paths and a yes/no label) or
 are built from a folder with one sub-folder per person.
 """
@@ -23,6 +24,7 @@ from streamrec.progress import progress_bar
 
 from .analyzer import FaceAnalyzer
 from .errors import StreamrecError
+from .recognition import Recognition
 
 #: false accept rates reported with their true accept rate
 FARS = (1e-2, 1e-3)
@@ -172,8 +174,8 @@ class EmbeddingCache:
     no face); ``multi_face`` lists images where the largest of several faces was used.
     """
 
-    def __init__(self, analyzer: FaceAnalyzer, root: Path) -> None:
-        self.analyzer = analyzer
+    def __init__(self, recognition: Recognition, root: Path) -> None:
+        self.recognition = recognition
         self.root = root
         self.embeddings: dict[str, np.ndarray | None] = {}
         self.problems: dict[str, str] = {}
@@ -190,15 +192,13 @@ class EmbeddingCache:
         except StreamrecError as exc:
             self.problems[rel] = "not found" if "not found" in str(exc) else "unreadable"
             return None
-        dets = self.analyzer.detect(image)
-        if len(dets) == 0:
+        faces = self.recognition.faces(image)
+        if not faces:
             self.problems[rel] = "no face"
             return None
-        if len(dets) > 1:
+        if len(faces) > 1:
             self.multi_face.append(rel)
-        areas = (dets.boxes[:, 2] - dets.boxes[:, 0]) * (dets.boxes[:, 3] - dets.boxes[:, 1])
-        largest = int(np.argmax(areas))
-        return self.analyzer.embed(image, dets[largest])[0]
+        return max(faces, key=lambda f: f.area).embedding
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -332,7 +332,7 @@ def evaluate(
     if pairs_file is not None and not pairs_file.is_file():
         raise EvalError(f"pairs file not found: {pairs_file}")
     pairs = read_pairs(pairs_file, root) if pairs_file else folder_pairs(root, negatives, seed)
-    cache = EmbeddingCache(analyzer, root)
+    cache = EmbeddingCache(Recognition(analyzer), root)  # pairs of photos: no gallery
     details = []
     for pair in progress_bar(progress, iterable=pairs, unit="pair"):
         ea, eb = cache.get(pair.a), cache.get(pair.b)

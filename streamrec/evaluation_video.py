@@ -25,12 +25,12 @@ from .analyzer import FaceAnalyzer
 from .config import Config
 from .errors import StreamrecError
 from .evaluation import EvalError
-from .gallery.matcher import Matcher
 from .gallery.session import GallerySession
 from .pipeline import Camera, Summary, build_pipeline
 from .pipeline.build import source_options
 from .pipeline.match import EventWriter
 from .pipeline.stage import Stage
+from .recognition import Recognition
 from .records import Event, Frame, FrameWork, Work
 from .sources import open_source
 
@@ -219,7 +219,7 @@ def eval_config(cfg: Config) -> Config:
 
 def run_streamrec(
     cfg: Config,
-    analyzer: FaceAnalyzer,
+    recognition: Recognition,
     gallery: GallerySession,
     clip: Path,
     on_frame: Callable[[int, list[Shown]], None],
@@ -231,21 +231,20 @@ def run_streamrec(
         camera = Camera(source.name, source, cfg.detector.interval)
         writer = events if events is not None else _NoEvents()
         pipeline = build_pipeline(
-            cfg, [camera], writer, analyzer, gallery, taps=[FrameTap(on_frame)]
+            cfg, [camera], writer, recognition, gallery, taps=[FrameTap(on_frame)]
         )
         return pipeline.run()
 
 
-def per_frame_names(
-    cfg: Config, analyzer: FaceAnalyzer, matcher: Matcher, clip: Path
-) -> list[set[str]]:
+def per_frame_names(cfg: Config, recognition: Recognition, clip: Path) -> list[set[str]]:
     """The names per-frame matching gives each frame of ``clip`` (read as streamrec reads it):
     every face named by itself."""
     out = []
     with open_source(str(clip), source_options(cfg)) as source:
         for item in source:
             if isinstance(item, Frame):
-                out.append({f.name for f in analyzer.analyze(item.image, matcher) if f.name})
+                named = recognition.identify(recognition.faces(item.image))
+                out.append({name for name, _ in named if name})
     return out
 
 
@@ -254,7 +253,7 @@ FrameCallback = Callable[[LabelledClip, int, list[Shown]], None]
 
 def evaluate_clip(
     cfg: Config,
-    analyzer: FaceAnalyzer,
+    recognition: Recognition,
     gallery: GallerySession,
     clip: LabelledClip,
     on_frame: FrameCallback | None = None,
@@ -267,13 +266,13 @@ def evaluate_clip(
         if on_frame is not None:
             on_frame(clip, index, shown)
 
-    summary = run_streamrec(cfg, analyzer, gallery, clip.path, seen)
+    summary = run_streamrec(cfg, recognition, gallery, clip.path, seen)
     cam = next(iter(summary.cameras.values()))
     streamrec = Counts()
     for index in sorted(names):
         streamrec.add(names[index], clip.people)
     per_frame = Counts()
-    for found in per_frame_names(cfg, analyzer, gallery.matcher(), clip.path):
+    for found in per_frame_names(cfg, recognition, clip.path):
         per_frame.add(found, clip.people)
     return ClipResult(clip, streamrec, per_frame, cam.tracks, cam.embeddings, cam.detector_runs)
 
@@ -290,7 +289,8 @@ def evaluate_videos(
     cfg = eval_config(cfg)
     result = VideoEvalResult()
     with GallerySession(cfg, analyzer.recognizer) as gallery:
-        known = set(gallery.matcher().names)
+        recognition = Recognition(analyzer, gallery.gallery)
+        known = set(recognition.matcher().names)
         for clip in clips:
             unknown = sorted(clip.people - known)
             if unknown:
@@ -298,5 +298,5 @@ def evaluate_videos(
                     f"{clip.path.name}: not in the gallery {cfg.gallery}: {', '.join(unknown)} "
                     "(the people column takes gallery names)"
                 )
-            result.clips.append(evaluate_clip(cfg, analyzer, gallery, clip, on_frame))
+            result.clips.append(evaluate_clip(cfg, recognition, gallery, clip, on_frame))
     return result

@@ -13,12 +13,13 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
-from streamrec.history.feed import attach, history_feed
+from streamrec.history.feed import guarded_people, history_feed
 from streamrec.pipeline import Camera, Pipeline, Summary, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.progress import progress_bar
+from streamrec.recognition import Recognition
 from streamrec.sinks import EventSink, FanoutSink, SinkErasure, SinkError, event_sinks
 from streamrec.sinks.video import AudioInput, video_output
 from streamrec.sinks.window import window_output
@@ -75,9 +76,13 @@ class VideoJob:
             history = history_feed(cfg, self.analyzer.recognizer, gallery.gallery)
             for feed in history:  # closed by the fan-out too, first (closing is idempotent)
                 stack.callback(feed.close)
+            people = guarded_people(history, gallery.gallery)
+            recognition = Recognition(self.analyzer, gallery.gallery, people=people)
             self.sink = sink = stack.enter_context(
                 FanoutSink([*history, *event_sinks(cfg, events), *sinks])
             )
+            for feed in history:
+                feed.emit = sink.write
             outputs = list(frames)
             if output:
                 outputs.append(video_output(output, source.fps, _audio(source)))
@@ -88,10 +93,9 @@ class VideoJob:
                 cfg,
                 [camera],
                 sink,
-                self.analyzer,
+                recognition,
                 gallery,
                 [SinkErasure(sink)],
-                guard=attach(history, sink.write),
             )
             self._stack = stack.pop_all()
 

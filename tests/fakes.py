@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from streamrec.gallery.matcher import Matcher
+from streamrec.recognition import Recognition
 from streamrec.records import Detections, Frame
 from streamrec.sources import Gap, Source, SourceOptions
 
@@ -101,6 +102,25 @@ def matcher(people: dict[str, tuple[int, int, int]]) -> Matcher:
     names = list(people)
     templates = np.asarray([EMBEDDING[people[n]] for n in names], np.float32)
     return Matcher(names, templates, np.arange(len(names)))
+
+
+@dataclass
+class FakePeople:
+    """A gallery that never changes (a Recognition service's ``people``)."""
+
+    people: Matcher
+    revision: int = 0
+
+    def matcher(self) -> Matcher:
+        return self.people
+
+
+def recognition(
+    models: FakeModels | None = None, people: dict[str, tuple[int, int, int]] | None = None
+) -> Recognition:
+    """A Recognition service of fake models, matching ``people`` (by colour) or nobody."""
+    fixed = FakePeople(matcher(people)) if people else None
+    return Recognition(models or FakeModels(), people=fixed)
 
 
 @dataclass

@@ -18,13 +18,14 @@ import cv2
 import numpy as np
 import pytest
 import requests
+from face_helpers import single_face
 from PIL import Image
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import HttpConfig
-from streamrec.gallery.enroll import embed_single_face
 from streamrec.gallery.store import Gallery
 from streamrec.media import read_image
+from streamrec.recognition import Recognition
 from streamrec.service import api, compreface
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import Metrics
@@ -79,9 +80,10 @@ def serve(analyzer: FaceAnalyzer, tmp_path: Path) -> Iterator[Callable[..., Serv
         store = analyzer.open_gallery(tmp_path / f"gallery{len(started)}.db")
         server = WebServer(status, Metrics(), "127.0.0.1", 0, token, HttpConfig(port=0, **http))
         served = Served(server, store, status)
-        library = api.FaceLibrary(
-            analyzer, store if gallery else None, status, lambda: served.reloads.append(1)
-        )
+        recognition = Recognition(analyzer, store if gallery else None)
+        # the running pipeline's place: every change is handed over at once
+        recognition.subscribe(lambda change: served.reloads.append(change.revision))
+        library = api.FaceLibrary(recognition, status)
         api.mount(server.app, library)
         compreface.mount(server.app, library)
         server.start()
@@ -156,7 +158,8 @@ def test_people_samples_and_faces(serve, photos) -> None:
     assert s.get(f"/api/people/{pid}").status_code == 404
     assert s.get("/api/people").json() == []
     assert s.gallery.people() == []
-    assert len(s.reloads) == 6  # create, add (twice), delete sample, rename, delete
+    # create, add, delete sample, rename, delete (the same photo again changed nothing)
+    assert len(s.reloads) == 5
 
 
 def test_names_are_validated_and_any_name_is_addressable(serve, photos) -> None:
@@ -306,7 +309,7 @@ def seed_unknowns(s: Served, analyzer: FaceAnalyzer, photos: Callable[[str], Pat
         ("unknown-3", "obama2.jpg"),
         ("unknown-4", "alex-lacamoire.png"),
     ):
-        embedding, crop = embed_single_face(analyzer, photos(photo))
+        embedding, crop = single_face(analyzer, photos(photo))
         assert s.gallery.add_unknown(label, embedding[None], [crop], [0.9], "camera door")
 
 
@@ -340,7 +343,7 @@ def test_unknown_people(serve, photos, analyzer) -> None:
 
     seed = s.gallery.next_unknown_index()
     assert seed == 5  # labels are never handed out again
-    embedding, crop = embed_single_face(analyzer, photos("obama3.jpg"))
+    embedding, crop = single_face(analyzer, photos("obama3.jpg"))
     s.gallery.add_unknown("unknown-5", embedding[None], [crop], [0.9])
     (u5,) = s.get("/api/unknowns").json()
     assert s.post(f"/api/unknowns/{u5['id']}/name", json={"name": "\n"}).status_code == 400
@@ -354,8 +357,8 @@ def test_unknown_people(serve, photos, analyzer) -> None:
 
 def test_recent_recognitions_with_faces(serve, photos, analyzer) -> None:
     s = serve()
-    _, lin = embed_single_face(analyzer, photos("lin-manuel-miranda.png"))
-    _, alex = embed_single_face(analyzer, photos("alex-lacamoire.png"))
+    _, lin = single_face(analyzer, photos("lin-manuel-miranda.png"))
+    _, alex = single_face(analyzer, photos("alex-lacamoire.png"))
     s.status.add_recognition("stage", "Someone", 0.61234, 4, crop=lin)
     s.status.add_unknown("door", "unknown-7", 9, crop=alex)
     s.status.add_recognition("stage", "Nobody", 0.5, 5)  # no face

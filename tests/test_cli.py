@@ -107,7 +107,7 @@ def test_enrol_skips_bad_files_with_a_message(models_dir: Path, media_dir: Path,
         *SMALL,
     )
     out = proc.stdout
-    assert "view.jpg: no face found" in out
+    assert "view.jpg: No face is found in the given image" in out
     assert "two_people.jpg: 2 faces found" in out
     assert "corrupt.jpg: not an image or corrupt" in out
     assert "missing.jpg" in out

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import requests
 from cli_helpers import SMALL, streamrec
+from face_helpers import single_face
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import HttpConfig
-from streamrec.gallery.enroll import embed_single_face
 from streamrec.gallery.store import Gallery
+from streamrec.recognition import Recognition
 from streamrec.service import api, compreface
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import Metrics
@@ -49,7 +50,7 @@ def site(analyzer: FaceAnalyzer, tmp_path: Path) -> Iterator[Site]:
     gallery = analyzer.open_gallery(tmp_path / "gallery.db")
     status = LiveStatus()
     server = WebServer(status, Metrics(), "127.0.0.1", 0, None, HttpConfig(port=0))
-    library = api.FaceLibrary(analyzer, gallery, status, lambda: None)
+    library = api.FaceLibrary(Recognition(analyzer, gallery), status)
     api.mount(server.app, library)
     compreface.mount(server.app, library)
     with server:
@@ -67,7 +68,7 @@ def one(path: Path) -> dict[str, tuple[str, bytes, str]]:
 
 def sightings(analyzer: FaceAnalyzer, photo: Path, n: int, seed: int = 0) -> np.ndarray:
     """``n`` camera sightings of the face in ``photo`` (its embedding, slightly perturbed)."""
-    embedding, _ = embed_single_face(analyzer, photo)
+    embedding, _ = single_face(analyzer, photo)
     rng = np.random.default_rng(seed)
     x = embedding[None] + rng.normal(0, 0.02, (n, embedding.size)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -85,7 +86,7 @@ def test_enrolled_photos_are_never_dropped_for_an_unknowns_samples(
     alex_id = r.json()["id"]
     thumbnail = site.get(f"/api/people/{alex_id}")["thumbnail"]
     other = sightings(analyzer, photos / "lin-manuel-miranda.png", 46)  # somebody else
-    _, lin_face = embed_single_face(analyzer, photos / "lin-manuel-miranda.png")
+    _, lin_face = single_face(analyzer, photos / "lin-manuel-miranda.png")
     site.gallery.add_unknown("unknown-1", other, [lin_face] * 46, [0.93] * 46, "camera stage")
     (unknown,) = site.get("/api/unknowns")
 
@@ -123,7 +124,7 @@ def test_sightings_of_the_same_person_join_and_the_thumbnail_stays(
     assert first["thumbnail_face"] == faces["obama-240p.jpg"]
     # ... but an unknown's faces never do, however many and however sharp
     same = sightings(analyzer, photos / "obama2.jpg", 5)
-    _, face = embed_single_face(analyzer, photos / "obama2.jpg")
+    _, face = single_face(analyzer, photos / "obama2.jpg")
     site.gallery.add_unknown("unknown-1", same, [face] * 5, [0.95] * 5, "camera door")
     (unknown,) = site.get("/api/unknowns")
     body = {"name": OBAMA, "merge": True}

@@ -11,11 +11,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from face_helpers import single_face
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import HttpConfig
-from streamrec.gallery.enroll import embed_single_face, enroll_images
+from streamrec.enrolment import enroll_images
 from streamrec.gallery.store import Gallery, Person
+from streamrec.recognition import Recognition
 from streamrec.service import api, compreface
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import Metrics
@@ -50,12 +52,12 @@ def site(
     status = LiveStatus()
     gallery = analyzer.open_gallery(tmp_path / "gallery.db")
     for label, photo in (("unknown-1", "biden.jpg"), ("unknown-2", "alex-lacamoire.png")):
-        embedding, crop = embed_single_face(analyzer, photos / photo)
+        embedding, crop = single_face(analyzer, photos / photo)
         gallery.add_unknown(label, embedding[None], [crop], [0.9], "camera door")
-    _, lin = embed_single_face(analyzer, photos / "lin-manuel-miranda.png")
+    _, lin = single_face(analyzer, photos / "lin-manuel-miranda.png")
     status.add_recognition("stage", "Someone Else", 0.45, 3, crop=lin)
     server = WebServer(status, Metrics(), "127.0.0.1", 0, TOKEN, HttpConfig(port=0))
-    library = api.FaceLibrary(analyzer, gallery, status, lambda: None)
+    library = api.FaceLibrary(Recognition(analyzer, gallery), status)
     api.mount(server.app, library)
     compreface.mount(server.app, library)
     with server:
@@ -202,7 +204,7 @@ def test_names_are_text_and_the_page_fits_a_phone(
     site, browser: WebDriver, analyzer: FaceAnalyzer, media_dir: Path
 ) -> None:
     server, gallery, _ = site
-    embedding, crop = embed_single_face(analyzer, media_dir / "face_recognition/obama.jpg")
+    embedding, crop = single_face(analyzer, media_dir / "face_recognition/obama.jpg")
     gallery.add(HOSTILE, embedding[None], ["photo"], [crop])
     browser.set_window_size(390, 844)
     browser.get(f"http://127.0.0.1:{server.port}/faces?token={TOKEN}")
@@ -268,17 +270,17 @@ def library(analyzer: FaceAnalyzer, media_dir: Path, tmp_path: Path) -> Iterator
         ("Barack", ["obama3.jpg"]),
         ("Alex Lacamoire", ["alex-lacamoire.png", "knn_examples/train/alex_lacamoire/img1.jpg"]),
     ):
-        enroll_images(analyzer, gallery, name, [photos / f for f in files])
-    lin, lin_face = embed_single_face(analyzer, photos / "lin-manuel-miranda.png")
+        enroll_images(Recognition(analyzer, gallery), name, [photos / f for f in files])
+    lin, lin_face = single_face(analyzer, photos / "lin-manuel-miranda.png")
     rng = np.random.default_rng(0)
     sightings = lin[None] + rng.normal(0, 0.02, (46, lin.size)).astype(np.float32)
     gallery.add_unknown("unknown-1", sightings, [lin_face] * 46, [0.93] * 46, "camera stage")
-    biden, biden_face = embed_single_face(analyzer, photos / "biden.jpg")
+    biden, biden_face = single_face(analyzer, photos / "biden.jpg")
     gallery.add_unknown("unknown-2", biden[None], [biden_face], [0.9], "camera door")
     seen: list[tuple[str, str, int]] = []
     server = WebServer(status, Metrics(), "127.0.0.1", 0, TOKEN, HttpConfig(port=0))
     server.app.add_middleware(Requests, seen=seen)
-    library = api.FaceLibrary(analyzer, gallery, status, lambda: None)
+    library = api.FaceLibrary(Recognition(analyzer, gallery), status)
     api.mount(server.app, library)
     compreface.mount(server.app, library)
     with server:
@@ -426,7 +428,7 @@ def test_thumbnail_choice_and_no_black_tiles(
     library: Library, browser: WebDriver, analyzer: FaceAnalyzer, media_dir: Path, tmp_path: Path
 ) -> None:
     # sightings without a stored face join Barack Obama (merged from an unknown)
-    obama, _ = embed_single_face(analyzer, media_dir / "face_recognition/obama-720p.jpg")
+    obama, _ = single_face(analyzer, media_dir / "face_recognition/obama-720p.jpg")
     library.gallery.add_unknown("unknown-3", np.stack([obama] * 3))
     library.gallery.merge("unknown-3", "Barack Obama")
     browser.get(library.page)
@@ -477,7 +479,7 @@ def test_recent_recognitions_are_grouped_by_identity_newest_first(
     library: Library, browser: WebDriver, analyzer: FaceAnalyzer, media_dir: Path, tmp_path: Path
 ) -> None:
     """ "Recent recognitions" was a 4,200 px list of repeated unknowns."""
-    _, face = embed_single_face(analyzer, media_dir / "face_recognition/biden.jpg")
+    _, face = single_face(analyzer, media_dir / "face_recognition/biden.jpg")
     for i in range(60):
         if i % 3:
             library.status.add_unknown("door", "unknown-5", i, crop=face)

@@ -29,8 +29,9 @@ from test_mqtt import Broker, Subscriber, wait_until
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config, load_config
 from streamrec.gallery.session import GallerySession
+from streamrec.recognition import Recognition
 from streamrec.service.frigate import FIRST_TRACK_ID, FrigateBridge
-from streamrec.sinks import FanoutSink, SinkErasure, event_sinks
+from streamrec.sinks import FanoutSink, event_sinks
 
 pytestmark = test_mqtt.pytestmark  # skipped without mosquitto
 
@@ -275,8 +276,9 @@ class Running:
     def __init__(self, cfg: Config, analyzer: FaceAnalyzer) -> None:
         self.gallery = GallerySession(cfg, analyzer.recognizer)
         self.sinks = event_sinks(cfg)
+        self.recognition = Recognition(analyzer, self.gallery.gallery)
         self.bridge = FrigateBridge.from_config(
-            cfg, cfg.cameras[0], analyzer, self.gallery, FanoutSink(self.sinks)
+            cfg, cfg.cameras[0], self.recognition, FanoutSink(self.sinks)
         )
         self.bridge.start()
 
@@ -382,12 +384,11 @@ def test_an_erased_person_leaves_the_objects_the_bridge_follows(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A Frigate object named before its person was erased ended with a track_end naming
-    them (issue 21, item 5): the daemon's pipeline tells the bridge (SinkErasure) at once."""
+    them (issue 21, item 5): the daemon's Recognition service tells the bridge at once."""
     caplog.set_level(logging.INFO, logger="streamrec")
     events, gallery = tmp_path / "events.jsonl", tmp_path / "people.db"
     shutil.copy(lin_gallery, gallery)  # the module's gallery stays as it is
     started = running(bridge_config(frigate, broker, gallery, events))
-    bridge = started.bridge
     wait_until(lambda: READING in caplog.text, "the subscription")
     event_id = f"{START}-erased"
     frigate.snapshots[event_id] = stills["lin"]
@@ -395,7 +396,7 @@ def test_an_erased_person_leaves_the_objects_the_bridge_follows(
     wait_until(lambda: of_event(jsonl(events), event_id, "identified"), "identification", 120)
     assert started.gallery.gallery is not None
     started.gallery.gallery.remove(LIN)  # erased by another process ...
-    SinkErasure(bridge).erased(LIN)  # ... and the daemon's pipeline took it in
+    started.recognition.refresh()  # ... and the daemon took it in (its pipeline's check)
     publisher.publish(frigate_event("end", event_id, START + 2))
     wait_until(lambda: of_event(jsonl(events), event_id, "track_end"), "track_end", 60)
     [end] = of_event(jsonl(events), event_id, "track_end")
@@ -490,7 +491,8 @@ def test_the_queue_is_bounded(
     queued object takes its place instead of queueing twice."""
     cfg = bridge_config(frigate, broker, lin_gallery, tmp_path / "e.jsonl", queue_size=2)
     with GallerySession(cfg, analyzer.recognizer) as gallery:
-        bridge = FrigateBridge.from_config(cfg, cfg.cameras[0], analyzer, gallery, FanoutSink([]))
+        recognition = Recognition(analyzer, gallery.gallery)
+        bridge = FrigateBridge.from_config(cfg, cfg.cameras[0], recognition, FanoutSink([]))
         for i in range(5):  # not started: nothing takes them
             bridge.offer(frigate_event("new", f"{i}.5-q", START + 1))
         bridge.offer(frigate_event("update", "4.5-q", START + 2))

@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 import pytest
 from cli_helpers import SMALL, assert_one_clear_line, streamrec
+from face_helpers import single_face
 
+from streamrec.enrolment import enroll_images
 from streamrec.errors import GalleryError
-from streamrec.gallery.enroll import embed_single_face, enroll_images
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.schema import SCHEMA_VERSION
 from streamrec.gallery.store import (
@@ -24,6 +25,7 @@ from streamrec.gallery.store import (
     Recognizer,
 )
 from streamrec.media import read_image
+from streamrec.recognition import Recognition
 
 FAKE = Recognizer("fake.onnx", "f" * 64, 8)
 
@@ -42,7 +44,7 @@ def unit(*angles_deg: float) -> np.ndarray:
 def photos(analyzer, media_dir: Path) -> dict[str, np.ndarray]:
     """Real embeddings of Obama's photos and Biden's."""
     folder = media_dir / "face_recognition"
-    return {f: embed_single_face(analyzer, folder / f)[0] for f in [*OBAMA, "biden.jpg"]}
+    return {f: single_face(analyzer, folder / f)[0] for f in [*OBAMA, "biden.jpg"]}
 
 
 def test_stray_photo_is_dropped_and_reported(analyzer, media_dir: Path, tmp_path: Path) -> None:
@@ -80,7 +82,8 @@ def test_small_counts_and_older_strays(analyzer, photos, media_dir: Path, tmp_pa
     folder = media_dir / "face_recognition"
     with analyzer.open_gallery(tmp_path / "g.db") as gallery:
         # two photos too far apart: nobody can tell which is wrong; the first one is kept
-        report = enroll_images(analyzer, gallery, "a", [folder / "obama.jpg", folder / "biden.jpg"])
+        files = [folder / "obama.jpg", folder / "biden.jpg"]
+        report = enroll_images(Recognition(analyzer, gallery), "a", files)
         assert report.added == [str(folder / "obama.jpg")] and report.total == 1
         (stray,) = report.dropped
         assert stray.source.endswith("biden.jpg") and stray.ambiguous and stray.angle > 75

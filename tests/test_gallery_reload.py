@@ -17,6 +17,7 @@ from streamrec import load_config
 from streamrec.gallery.session import GallerySession
 from streamrec.gallery.store import Gallery, Recognizer
 from streamrec.pipeline import Camera, build_pipeline
+from streamrec.recognition import Recognition
 
 REC = Recognizer("fake.onnx", "0" * 64, 3)
 
@@ -35,12 +36,13 @@ def test_only_a_reload_that_changes_something_is_logged(
     cfg = load_config(None, {"gallery": str(path)})
     with GallerySession(cfg, REC) as session:
         camera = Camera("cam", FakeSource("cam", [], 1), interval=5)  # type: ignore[arg-type]
-        pipeline = build_pipeline(cfg, [camera], ListWriter(), FakeModels(), session)
+        recognition = Recognition(FakeModels(), session.gallery)
+        build_pipeline(cfg, [camera], ListWriter(), recognition, session)  # it subscribes
 
         def reload() -> list[int]:
             caplog.clear()
             with caplog.at_level(logging.DEBUG, logger="streamrec.pipeline"):
-                assert pipeline.reload_gallery()
+                assert recognition.refresh()
             return [r.levelno for r in caplog.records if "gallery revision" in r.getMessage()]
 
         store.add_unknown("unknown-1", _unit(0, 1, 0))  # as a run writes its strangers

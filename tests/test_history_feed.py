@@ -9,16 +9,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fakes import BLUE, GREEN, RED, Face, FakeModels, FakeSource, ListWriter, matcher
+from fakes import BLUE, EMBEDDING, GREEN, RED, Face, FakeModels, FakeSource, ListWriter, recognition
 
 from streamrec import load_config
 from streamrec.errors import ConfigError
 from streamrec.gallery.store import Gallery, Recognizer
-from streamrec.history.feed import HistoryFeed, existing_history, history_feed
-from streamrec.history.negatives import NegativeStore
+from streamrec.history.feed import GuardedPeople, HistoryFeed, existing_history, history_feed
+from streamrec.history.negatives import GuardedMatcher, NegativeStore
 from streamrec.history.store import HistoryStore, history_folder
+from streamrec.history.writer import HistoryWriter
 from streamrec.pipeline import Camera, build_pipeline
 from streamrec.privacy import erase_files
+from streamrec.recognition import Recognition
 from streamrec.records import TrackSighting
 from streamrec.sinks import FanoutSink
 
@@ -27,21 +29,18 @@ FAKE = Recognizer("fake", "fake-sha", 3)
 CRIMSON = (0, 120, 255)
 
 
-def run(faces: list[Face], sink: object, people: dict | None = None, guard=None) -> list:
+def run(faces: list[Face], sink: object, rec: Recognition) -> list:
     """One fake camera through the pipeline; the events it wrote."""
     cfg = load_config(None, {"gallery": None})
     writer = ListWriter()
     cam = Camera("cam", FakeSource("cam", faces, 40), interval=5)  # type: ignore[arg-type]
     sinks = FanoutSink([sink, writer]) if sink is not None else writer
-    pipeline = build_pipeline(cfg, [cam], sinks, FakeModels(), None, [], guard=guard)
-    if people:
-        pipeline.set_matcher(matcher(people))
-    pipeline.run()
+    build_pipeline(cfg, [cam], sinks, rec, None, []).run()
     return writer.events
 
 
 def test_track_end_carries_the_sighting() -> None:
-    events = run([Face(RED, 20, 60), Face(GREEN, 200, 60)], None, people={"alice": RED})
+    events = run([Face(RED, 20, 60), Face(GREEN, 200, 60)], None, recognition(None, {"alice": RED}))
     ends = [e for e in events if e.event == "track_end"]
     assert len(ends) == 2
     by_label = {e.sighting.label: e.sighting for e in ends}
@@ -60,7 +59,7 @@ def test_track_end_carries_the_sighting() -> None:
 def test_feed_stores_every_track_privately_and_flushes_on_close(tmp_path: Path) -> None:
     folder = history_folder(tmp_path / "faces.db")
     feed = HistoryFeed(HistoryStore(folder, FAKE), None)
-    run([Face(RED, 20, 60), Face(BLUE, 200, 60)], feed, people={"alice": RED})
+    run([Face(RED, 20, 60), Face(BLUE, 200, 60)], feed, recognition(None, {"alice": RED}))
     feed.close()
     feed.close()  # idempotent (the fan-out and the run's exit stack both close it)
     with HistoryStore(folder, FAKE) as store:
@@ -116,24 +115,33 @@ def test_naming_an_unknown_names_its_past_once_with_one_retroactive_event(
     gallery.close()
 
 
-def test_rejecting_a_false_name_guards_the_matcher(tmp_path: Path) -> None:
-    folder = history_folder(tmp_path / "faces.db")
-    feed = HistoryFeed(HistoryStore(folder, FAKE), None)
+def test_rejecting_a_false_name_guards_the_recognition_service(tmp_path: Path) -> None:
+    gallery = Gallery(tmp_path / "faces.db", FAKE)
+    gallery.add("alice", np.asarray([EMBEDDING[RED]], np.float32), ["photo"])
+    store = HistoryStore(history_folder(gallery.path), FAKE)
+    feed = HistoryFeed(store, gallery, poll=3600)
+    people = GuardedPeople(gallery, store)
+    rec = Recognition(FakeModels(), gallery, people=people)
     scene = [Face(CRIMSON, 20, 60)]
-    first = run(scene, feed, people={"alice": RED}, guard=feed.guard)
+    first = run(scene, feed, rec)
     named = [e.fields["name"] for e in first if e.event == "identified"]
     assert named == ["alice"], "the stranger looks enough like alice to be named her"
-    feed.writer.close()
-    feed.writer = type(feed.writer)(feed.store)
-    (wrong,) = feed.store.sightings("alice")
-    assert NegativeStore(feed.store).reject(wrong.id) == "alice"
-    assert feed.store.sighting(wrong.id).label is None  # type: ignore[union-attr]
-    again = run(scene, feed, people={"alice": RED}, guard=feed.guard)
+    feed.writer.close()  # written
+    feed.writer = HistoryWriter(store)
+    (wrong,) = store.sightings("alice")
+    assert NegativeStore(store).reject(wrong.id) == "alice"
+    assert store.sighting(wrong.id).label is None  # type: ignore[union-attr]
+    # the running service takes it in through its change mechanism (the gallery's revision)
+    assert not isinstance(rec.matcher(), GuardedMatcher)
+    gallery.touch()
+    assert isinstance(rec.matcher(), GuardedMatcher)
+    again = run(scene, feed, rec)
     assert [e for e in again if e.event == "identified"] == []
     # alice herself is still named (no loss of correct names)
-    herself = run([Face(RED, 20, 60)], feed, people={"alice": RED}, guard=feed.guard)
+    herself = run([Face(RED, 20, 60)], feed, rec)
     assert [e.fields["name"] for e in herself if e.event == "identified"] == ["alice"]
     feed.close()
+    gallery.close()
 
 
 def test_erase_removes_sightings_crops_and_negatives_of_every_label(tmp_path: Path) -> None:

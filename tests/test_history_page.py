@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from face_helpers import single_face
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from test_faces_page import (  # noqa: F401  (browser: a fixture)
@@ -27,9 +28,10 @@ from test_faces_page import (  # noqa: F401  (browser: a fixture)
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import HttpConfig
-from streamrec.gallery.enroll import embed_single_face
 from streamrec.gallery.store import Gallery
+from streamrec.history.feed import GuardedPeople
 from streamrec.history.store import HistoryStore, history_folder
+from streamrec.recognition import Recognition
 from streamrec.records import TrackSighting
 from streamrec.service import api, history_api
 from streamrec.service.http import WebServer
@@ -63,13 +65,14 @@ def site(analyzer: FaceAnalyzer, media_dir: Path, tmp_path: Path) -> Iterator[tu
     store = HistoryStore(history_folder(gallery.path), analyzer.recognizer)
     now = time.time()
     for label, photo, hours in SIGHTINGS:
-        embedding, crop = embed_single_face(analyzer, photos / photo)
+        embedding, crop = single_face(analyzer, photos / photo)
         if label.startswith("unknown-"):
             gallery.add_unknown(label, embedding[None], [crop], [0.9], "camera door")
         t = now - hours * 3600
         store.add([TrackSighting("door", t, t + 4, embedding, crop, 0.9, label, None)])
     server = WebServer(LiveStatus(), Metrics(), "127.0.0.1", 0, TOKEN, HttpConfig(port=0))
-    library = api.FaceLibrary(analyzer, gallery, LiveStatus(), lambda: None)
+    people = GuardedPeople(gallery, store)
+    library = api.FaceLibrary(Recognition(analyzer, gallery, people=people), LiveStatus())
     api.mount(server.app, library)
     history_api.mount(server.app, library, store)
     with server:

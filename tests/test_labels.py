@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import lin_gallery
-from fakes import BLUE, GREEN, RED, Face, FakeModels, FakeSource, ListWriter, matcher
+from fakes import BLUE, GREEN, RED, Face, FakeModels, FakeSource, ListWriter, recognition
 
 from streamrec import load_config
 from streamrec.config import Config
@@ -25,6 +25,7 @@ from streamrec.geometry import iou_matrix
 from streamrec.pipeline import Camera, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.stage import Stage
+from streamrec.recognition import Recognition
 from streamrec.records import FrameWork, Work
 from streamrec.sources import open_source
 
@@ -92,10 +93,13 @@ def run_fakes(
     writer, tap = ListWriter(), LabelTap()
     session = GallerySession(cfg, Recognizer("fake", "0" * 64, 3)) if gallery else None
     try:
-        pipeline = build_pipeline(cfg, [cam], writer, FakeModels(), session, taps=[tap])
-        if people:
-            pipeline.set_matcher(matcher(people))
-        pipeline.run()
+        assert not (gallery and people), "the people of a gallery are the gallery's"
+        rec = (
+            Recognition(FakeModels(), session.gallery)
+            if session is not None
+            else recognition(people=people)
+        )
+        build_pipeline(cfg, [cam], writer, rec, session, taps=[tap]).run()
     finally:
         if session is not None:
             session.close()
@@ -177,7 +181,8 @@ def run_clip(cfg: Config, clip: Path, analyzer) -> tuple[Shown, list]:  # type: 
         open_source(str(clip), source_options(cfg)) as source,
     ):
         cam = Camera(source.name, source, cfg.detector.interval)
-        build_pipeline(cfg, [cam], writer, analyzer, gallery, taps=[tap]).run()
+        recognition = Recognition(analyzer, gallery.gallery)
+        build_pipeline(cfg, [cam], writer, recognition, gallery, taps=[tap]).run()
     return tap.frames, writer.events
 
 

@@ -12,8 +12,17 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
-from fakes import GREEN, RED, Face, FakeDetector, FakeModels, FakeSource, ListWriter, Scene
-from fakes import matcher as gallery
+from fakes import (
+    GREEN,
+    RED,
+    Face,
+    FakeDetector,
+    FakeModels,
+    FakeSource,
+    ListWriter,
+    Scene,
+    recognition,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec import load_config
@@ -44,11 +53,13 @@ def build(
     models: FakeModels,
     observers: list[Observer] = (),  # type: ignore[assignment]
     taps: list[Stage] = (),  # type: ignore[assignment]
+    people: dict[str, tuple[int, int, int]] | None = None,
     **overrides: Any,
 ) -> tuple[Pipeline, ListWriter]:
     cfg = load_config(None, {"gallery": None, **overrides})
     writer = ListWriter()
-    pipeline = build_pipeline(cfg, cameras, writer, models, None, list(observers), taps=taps)
+    rec = recognition(models, people)
+    pipeline = build_pipeline(cfg, cameras, writer, rec, None, list(observers), taps=taps)
     return pipeline, writer
 
 
@@ -365,8 +376,8 @@ def test_track_end_latency_is_reported_separately() -> None:
     frame whose detection round ended the track (named in the event), not its last sighting."""
     faces = [Face(RED, 40, 60, frames=range(0, 40)), Face(GREEN, 200, 60, frames=range(10, 90))]
     seen, metrics = Latencies(), Metrics()
-    pipeline, writer = build([camera(faces, 100)], FakeModels(), [seen, metrics])
-    pipeline.set_matcher(gallery({"alice": RED}))
+    people = {"alice": RED}
+    pipeline, writer = build([camera(faces, 100)], FakeModels(), [seen, metrics], people=people)
     pipeline.run()
     kinds = [k for k, _ in seen.seen]
     events = [e for e in writer.events if e.event in ("track_start", "identified", "unknown")]

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 from streamrec import FaceAnalyzer, load_config, read_image
+from streamrec.enrolment import enroll_images
 from streamrec.errors import GalleryError, ModelError
-from streamrec.gallery.enroll import enroll_images
 from streamrec.models import registry
-from streamrec.models.optimize import Bounds, Report, optimize
 from streamrec.models.runtime import open_session
+from streamrec.optimize import Bounds, Report, optimize
+from streamrec.recognition import Recognition
 from tests.cli_helpers import SMALL, streamrec
 
 pytest.importorskip("nncf", reason="models optimize needs the optimize extra (nncf)")
@@ -115,8 +116,8 @@ def test_gallery_of_the_parent_stays_valid_for_a_compatible_child(
     photos = media_dir / "face_recognition"
     parent = FaceAnalyzer.from_config(small_config)
     with parent.open_gallery(tmp_path / "parent.db") as gallery:
-        enroll_images(parent, gallery, "obama", [photos / "obama.jpg"])
-        enroll_images(parent, gallery, "biden", [photos / "biden.jpg"])
+        enroll_images(Recognition(parent, gallery), "obama", [photos / "obama.jpg"])
+        enroll_images(Recognition(parent, gallery), "biden", [photos / "biden.jpg"])
     int8_cfg = load_config(
         None,
         {
@@ -132,7 +133,7 @@ def test_gallery_of_the_parent_stays_valid_for_a_compatible_child(
     assert [f.name for f in faces] == ["obama"]
     # a gallery made with the INT8 model is not opened by the parent (one direction only)
     with child.open_gallery(tmp_path / "child.db") as gallery:
-        enroll_images(child, gallery, "obama", [photos / "obama.jpg"])
+        enroll_images(Recognition(child, gallery), "obama", [photos / "obama.jpg"])
     with pytest.raises(GalleryError, match="made with recognizer mobilefacenet_128d_int8"):
         parent.open_gallery(tmp_path / "child.db")
     # nor does the INT8 model open a gallery of an unrelated recognizer

@@ -48,13 +48,15 @@ def check_event_schema(events: list[dict]) -> None:
 def enrolled(analyzer, gallery: Path, people: dict[str, Path], folder: Path | None = None) -> Path:
     """A gallery made with the session's models (as ``gallery import FOLDER`` and ``gallery
     add NAME PHOTO`` make it, without a process and a model load each)."""
-    from streamrec.gallery.enroll import enroll_images, import_folder
+    from streamrec.enrolment import enroll_images, import_folder
+    from streamrec.recognition import Recognition
 
     with analyzer.open_gallery(gallery) as g:
+        recognition = Recognition(analyzer, g)
         if folder is not None:
-            import_folder(analyzer, g, folder)
+            import_folder(recognition, folder)
         for name, photo in people.items():
-            report = enroll_images(analyzer, g, name, [photo])
+            report = enroll_images(recognition, name, [photo])
             assert report.added or report.duplicates, photo
     return gallery
 
@@ -383,6 +385,7 @@ def hamilton_shown(small_config, analyzer, hamilton_gallery: Path, tmp_path_fact
 
     from streamrec.evaluation_video import Shown, run_streamrec
     from streamrec.gallery.session import GallerySession
+    from streamrec.recognition import Recognition
 
     gallery = tmp_path_factory.mktemp("hs") / "g.db"
     shutil.copy(hamilton_gallery, gallery)
@@ -392,7 +395,8 @@ def hamilton_shown(small_config, analyzer, hamilton_gallery: Path, tmp_path_fact
     events = ListEvents()
     clip = Path(os.environ["STREAMREC_MEDIA"]) / "face_recognition/short_hamilton_clip.mp4"
     with GallerySession(cfg, analyzer.recognizer) as session:
-        run_streamrec(cfg, analyzer, session, clip, shown.__setitem__, events)
+        recognition = Recognition(analyzer, session.gallery)
+        run_streamrec(cfg, recognition, session, clip, shown.__setitem__, events)
     return shown, [e.to_dict() for e in events.events]
 
 

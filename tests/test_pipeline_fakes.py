@@ -8,7 +8,17 @@ import time
 
 import numpy as np
 import pytest
-from fakes import BLUE, GREEN, RED, Face, FakeEmbedder, FakeModels, FakeSource, ListWriter, matcher
+from fakes import (
+    BLUE,
+    GREEN,
+    RED,
+    Face,
+    FakeEmbedder,
+    FakeModels,
+    FakeSource,
+    ListWriter,
+    recognition,
+)
 
 from streamrec import load_config
 from streamrec.errors import StreamrecError
@@ -54,9 +64,8 @@ def build(
 ) -> tuple[Pipeline, ListWriter]:
     cfg = load_config(None, {"gallery": None, **overrides})
     writer = ListWriter()
-    pipeline = build_pipeline(cfg, cameras, writer, models or FakeModels(), None, observers or [])
-    if people:
-        pipeline.set_matcher(matcher(people))
+    rec = recognition(models, people)
+    pipeline = build_pipeline(cfg, cameras, writer, rec, None, observers or [])
     return pipeline, writer
 
 

@@ -30,6 +30,7 @@ from streamrec.gallery.store import Gallery, GalleryPolicy, Recognizer
 from streamrec.gallery.unknowns import Sighting
 from streamrec.pipeline import Camera, build_pipeline
 from streamrec.privacy import erase
+from streamrec.recognition import Recognition
 from streamrec.records import Event
 from streamrec.sinks import FanoutSink, JsonlEventSink, MqttEventSink, SinkErasure, WebhookEventSink
 
@@ -275,7 +276,8 @@ def test_a_running_pipeline_forgets_an_erased_person_before_erase_returns(tmp_pa
     source = PacedSource("door", [Face(RED, 40, 60)], 10**6, live=True)
     camera = Camera("door", source, interval=2)
     with GallerySession(cfg, recognizer) as gallery, FanoutSink([JsonlEventSink(events)]) as sink:
-        pipeline = build_pipeline(cfg, [camera], sink, FakeModels(), gallery, [SinkErasure(sink)])
+        recognition = Recognition(FakeModels(), gallery.gallery)
+        pipeline = build_pipeline(cfg, [camera], sink, recognition, gallery, [SinkErasure(sink)])
         runner = threading.Thread(target=pipeline.run)
         runner.start()
         try:

@@ -24,12 +24,14 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from face_helpers import single_face
 
 from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import HttpConfig
+from streamrec.enrolment import enroll_images
 from streamrec.errors import ConfigError
-from streamrec.gallery.enroll import embed_single_face, enroll_images
 from streamrec.gallery.store import Gallery
+from streamrec.recognition import Recognition
 from streamrec.service import api, compreface
 from streamrec.service import http as web
 from streamrec.service.http import WebServer
@@ -97,7 +99,7 @@ def site(analyzer: FaceAnalyzer, tmp_path: Path) -> Iterator[Callable[..., Site]
         status = LiveStatus()
         store = gallery or analyzer.open_gallery(tmp_path / f"gallery{len(started)}.db")
         server = WebServer(status, Metrics(), "127.0.0.1", 0, token, HttpConfig(port=0, **http))
-        library = api.FaceLibrary(analyzer, store, status, lambda: None)
+        library = api.FaceLibrary(Recognition(analyzer, store), status)
         api.mount(server.app, library)
         compreface.mount(server.app, library)
         server.start()
@@ -302,7 +304,7 @@ def test_a_page_of_another_site_cannot_enrol_a_face(
     from selenium.webdriver.support.ui import WebDriverWait
 
     s = site()
-    _, crop = embed_single_face(analyzer, media_dir / "face_recognition/obama.jpg")
+    _, crop = single_face(analyzer, media_dir / "face_recognition/obama.jpg")
     s.status.add_recognition("door", "Barack Obama", 0.9, 7, crop=crop)
     assert s.status.recognition(1) is not None
     _AttackerPage.target = f"http://127.0.0.1:{s.port}/api/people"
@@ -419,7 +421,7 @@ def test_paths_are_taken_out_of_texts() -> None:
 def test_sample_sources_show_only_the_file_name(site, analyzer: FaceAnalyzer, media_dir: Path):
     s = site()
     photo = media_dir / "face_recognition/obama.jpg"
-    enroll_images(analyzer, s.gallery, "Barack Obama", [photo])
+    enroll_images(Recognition(analyzer, s.gallery), "Barack Obama", [photo])
     pid = s.gallery.person("Barack Obama").id  # people are addressed by id
     code, _, body = s.request("GET", f"/api/people/{pid}/samples")
     assert code == 200
@@ -438,14 +440,15 @@ from streamrec.service import api
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import Metrics
 from streamrec.service.status import LiveStatus
+from streamrec.recognition import Recognition
 
 cfg = load_config(None, {"models.detector": "det_500m.onnx",
                          "models.recognizer": "mobilefacenet_128d.onnx", "models.download": False})
 analyzer = FaceAnalyzer.from_config(cfg)
 status = LiveStatus()
 server = WebServer(status, Metrics(), "127.0.0.1", 0, None, HttpConfig(port=0))
-api.mount(server.app, api.FaceLibrary(analyzer, analyzer.open_gallery(Path(sys.argv[1])),
-                                      status, lambda: None))
+recognition = Recognition(analyzer, analyzer.open_gallery(Path(sys.argv[1])))
+api.mount(server.app, api.FaceLibrary(recognition, status))
 server.start()
 print(server.port, flush=True)
 sys.stdin.read()

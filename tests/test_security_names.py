@@ -24,6 +24,7 @@ import pytest
 import requests
 import yaml
 from cli_helpers import SMALL, streamrec
+from face_helpers import single_face
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -32,8 +33,8 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import HttpConfig
 from streamrec.errors import GalleryError
 from streamrec.gallery.crops import CropFolders
-from streamrec.gallery.enroll import embed_single_face
 from streamrec.gallery.store import Gallery, GalleryPolicy, validate_name
+from streamrec.recognition import Recognition
 from streamrec.service import api, compreface
 from streamrec.service.http import WebServer
 from streamrec.service.metrics import Metrics
@@ -181,7 +182,7 @@ def site(analyzer: FaceAnalyzer, sandbox: Sandbox) -> Iterator[Site]:
 
     config = load_config(sandbox.config())
     library = api.FaceLibrary(
-        analyzer, gallery, status, lambda: None, lambda labels: erase_files(config, labels, [])
+        Recognition(analyzer, gallery), status, lambda labels: erase_files(config, labels, [])
     )
     api.mount(server.app, library)
     compreface.mount(server.app, library)
@@ -220,7 +221,7 @@ def test_rest_and_compreface_refuse_path_like_names(
     pid = r.json()["id"]
     r = requests.patch(site.url(f"/api/people/{pid}"), json={"name": "../victim"})
     assert r.status_code == 400 and "path separator" in r.json()["detail"]
-    embedding, crop = embed_single_face(analyzer, media_dir / "face_recognition/biden.jpg")
+    embedding, crop = single_face(analyzer, media_dir / "face_recognition/biden.jpg")
     site.gallery.add_unknown("unknown-1", embedding[None], [crop], [0.9])
     (unknown,) = requests.get(site.url("/api/unknowns")).json()
     r = requests.post(site.url(f"/api/unknowns/{unknown['id']}/name"), json={"name": ".."})
@@ -259,7 +260,7 @@ def test_names_of_older_galleries_are_addressed_by_id_never_as_paths(
     )  # fmt: skip
     obama = r.json()["id"]
     samples_before = requests.get(site.url(f"/api/people/{obama}/samples")).json()
-    biden, _ = embed_single_face(analyzer, photos / "biden.jpg")
+    biden, _ = single_face(analyzer, photos / "biden.jpg")
     ghost = legacy_person(site.gallery, "Ghost/samples/1", biden)
     lookalike = legacy_person(site.gallery, "Barack Obama/samples/2", biden)
     dots = legacy_person(site.gallery, "../../victim", biden)
@@ -286,7 +287,7 @@ def test_cli_erases_a_name_an_older_version_accepted(
     sandbox: Sandbox, analyzer: FaceAnalyzer, media_dir: Path
 ) -> None:
     with analyzer.open_gallery(sandbox.gallery) as gallery:
-        embedding, _ = embed_single_face(analyzer, media_dir / "face_recognition/biden.jpg")
+        embedding, _ = single_face(analyzer, media_dir / "face_recognition/biden.jpg")
         legacy_person(gallery, "../victim", embedding)
     sandbox.events.write_text('{"event": "identified", "name": "../victim"}\n')
     before = sandbox.outside()

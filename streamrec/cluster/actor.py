@@ -25,6 +25,7 @@ from streamrec.errors import StreamrecError
 from streamrec.logs import setup_worker_logging
 from streamrec.pipeline import Pipeline, build_pipeline
 from streamrec.pipeline.build import open_camera, source_options
+from streamrec.recognition import Recognition
 from streamrec.records import Event, Frame
 from streamrec.service.monitor import SourceCounters
 from streamrec.sources import Gap, Source, open_source
@@ -187,6 +188,7 @@ class CameraActor:
         try:
             analyzer = FaceAnalyzer.from_config(cfg)
             self.gallery.check(analyzer.recognizer)
+            recognition = Recognition(analyzer, people=self.gallery)
             assert cam.source is not None  # the driver refuses Frigate bridges
             options = source_options(cfg, cam.rtsp_transport)
             source = open_source(cam.source, options, live_http=cam.live)
@@ -198,7 +200,7 @@ class CameraActor:
                 cfg,
                 [camera],
                 self,
-                analyzer,
+                recognition,
                 self.gallery,
                 [self.recorder],
                 gallery_poll=SNAPSHOT_POLL,

@@ -1,15 +1,17 @@
 """The gallery of a cluster: only the head opens the file, the camera actors get snapshots.
 
 SQLite documents WAL mode as unsafe on network file systems, so no camera actor opens the
-gallery. :class:`GalleryFeed` runs on the head (in the driver): it opens the gallery once, follows
-its revision every ``cluster.gallery_poll`` seconds (and at once on SIGHUP) and makes a new
-:class:`GallerySnapshot` whenever something the actors must take in has changed: the people to
+gallery. :class:`GalleryFeed` runs on the head (in the driver): it opens the gallery once, has the
+head's Recognition service follow its revision every ``cluster.gallery_poll`` seconds (and at
+once on SIGHUP) and makes a new :class:`GallerySnapshot` whenever something the actors must take
+in has changed: the people to
 match (names, templates, owners), the unknown people (labels and their samples), the unknown
 labels that died (erased, merged, promoted, or refused by the store). The driver ships each
 snapshot once through Ray's object store to every actor.
 
 In an actor, :class:`FedGallery` is the pipeline's gallery
-(:class:`~streamrec.gallery.session.PipelineGallery`) made from the latest snapshot. Its unknown
+(:class:`~streamrec.gallery.session.PipelineGallery`) made from the latest snapshot, and where the
+actor's Recognition service takes the people to match from. Its unknown
 people's sightings wait in a bounded buffer until the driver takes them with the events; the
 head's session writes them (gallery samples, crop files) as if the cameras ran on the head.
 """
@@ -25,10 +27,11 @@ import numpy as np
 
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
-from streamrec.gallery.matcher import Matcher, same_people
+from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.session import QUEUE_SIZE, GallerySession
 from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import MAX_SAMPLES, Sighting, UnknownBook
+from streamrec.recognition import GalleryChange, Recognition
 from streamrec.telemetry import Observer
 
 log = logging.getLogger("streamrec.cluster")
@@ -62,8 +65,10 @@ class GallerySnapshot:
 class GalleryFeed:
     """The head's gallery: opened once, followed, turned into snapshots, fed the sightings.
 
-    ``observer`` hears what the pipeline's observers hear on a single-process daemon: the people
-    count (``gallery_loaded``) and every person or label that left the gallery (``erased``).
+    The head's Recognition service (no models: the head embeds nothing) follows the file; every
+    change it hands over becomes a snapshot. ``observer`` hears what the pipeline's observers
+    hear on a single-process daemon: the people count (``gallery_loaded``) and every person or
+    label that left the gallery (``erased``).
     """
 
     def __init__(self, cfg: Config, observer: Observer) -> None:
@@ -73,6 +78,7 @@ class GalleryFeed:
         try:
             # the head assigns no label: the book only mirrors the store's unknown people
             self.book = self.session.unknown_book(threshold=0.0)
+            self.recognition = Recognition(None, self.session.gallery)
         except BaseException:
             self.session.close()
             raise
@@ -83,11 +89,14 @@ class GalleryFeed:
         # checks left that sync even if the revision stays: a refused sighting moves nothing
         self._pending = 0
         self._force = False
+        self._forced = False  # the change being taken in was asked for (logged as a reload)
         self._snapshot: GallerySnapshot | None = None
         self._wake = threading.Event()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gallery feed", daemon=True)
-        self.refresh()
+        rec = self.recognition
+        self._take_in(GalleryChange(rec.revision, rec.matcher(), True, frozenset()))
+        rec.subscribe(self._take_in)
 
     @property
     def snapshot(self) -> GallerySnapshot:
@@ -134,29 +143,45 @@ class GalleryFeed:
 
     def refresh(self) -> bool:
         """A new snapshot if the gallery changed (or a reload was asked for); True if made."""
+        force, self._force = self._force, False
+        written, self._pending = self._pending > 0, max(0, self._pending - 1)
+        self._forced = force
+        try:
+            if self.recognition.refresh(force):
+                return True
+        finally:
+            self._forced = False
+        if not written or self.book is None:
+            return False
+        # the sightings written meanwhile may have been refused (an erased label): that kills
+        # the label without moving the revision
+        dead = self.session.sync(self.book)
+        if not dead:
+            return False
+        rec = self.recognition
+        self._make(GalleryChange(rec.revision, rec.matcher(), False, frozenset()), dead)
+        return True
+
+    def _take_in(self, change: GalleryChange) -> None:
+        """A change handed over by the head's Recognition service."""
+        dead = self.session.sync(self.book) if self.book is not None else set()
+        self._make(change, dead)
+
+    def _make(self, change: GalleryChange, dead: set[str]) -> None:
+        """The next snapshot: ``change``'s people, the store's unknown people, ``dead`` labels."""
+        session, book, forced = self.session, self.book, self._forced
         with self._lock:
-            force, self._force = self._force, False
-            written, self._pending = self._pending > 0, max(0, self._pending - 1)
-            session, book = self.session, self.book
-            revision = session.revision
-            if revision == self._revision and not (force or written):
-                return False
-            dead = session.sync(book) if book is not None else set()
-            if revision == self._revision and not (force or dead):
-                return False
-            self._revision = revision
-            matcher = session.matcher()
+            self._revision = change.revision
             old = self._snapshot
-            changed = old is None or not same_people(old, matcher)
-            if changed:
+            if change.changed or old is None:
                 self._people_version += 1
-            gone = set(old.names) - set(matcher.names) if old is not None else set()
             for label in dead:
                 self._dead.pop(label, None)
                 self._dead[label] = None
             for label in list(self._dead)[:-DEAD_KEPT]:
                 del self._dead[label]
             people = session.people()
+            matcher = change.matcher
             self._snapshot = GallerySnapshot(
                 version=old.version + 1 if old is not None else 1,
                 recognizer=session.gallery.recognizer if session.gallery is not None else None,
@@ -170,16 +195,15 @@ class GalleryFeed:
                 dead=frozenset(self._dead),
                 sightings=book is not None and book.on_sighting is not None,
             )
-        for name in sorted(gone | dead):
+        for name in sorted(change.left | dead):
             self.observer.erased(name)
         self.observer.gallery_loaded(people)
-        if force:
+        if forced:
             log.info("gallery reloaded: %d people", people)
         elif old is not None:
             # unknown people written by the actors move the revision every second or so
-            level = logging.INFO if changed or gone or dead else logging.DEBUG
-            log.log(level, "gallery revision %d loaded: %d people", revision, people)
-        return True
+            level = logging.INFO if change.changed or change.left or dead else logging.DEBUG
+            log.log(level, "gallery revision %d loaded: %d people", change.revision, people)
 
 
 class SlotBook(UnknownBook):

@@ -1,7 +1,8 @@
-"""The gallery as one run or daemon uses it: opened once, watched for changes, fed unknowns.
+"""The gallery as one run or daemon uses it: opened once, fed unknowns, told what was taken in.
 
-- ``matcher()`` and ``revision``: the running pipeline re-reads the matcher whenever the
-  revision moves (a change by the CLI, the API, the web page or another process).
+(The people it matches against come from the process's Recognition service,
+:mod:`streamrec.recognition`, which holds the same opened gallery as its store.)
+
 - ``unknown_book()``: the run's unknown identities; every sighting (a track labelled, a track
   ended) is written at once by a background thread: to the gallery as an unconfirmed person's
   sample with its face (``unknowns.persist``) and, with ``unknowns.crops_dir``, as a JPEG file
@@ -28,19 +29,12 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from streamrec.errors import StreamrecError
+from streamrec.errors import GalleryError, StreamrecError
 from streamrec.gallery.crops import CropFolders
-from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.store import (
-    WATCH_BEAT,
-    Gallery,
-    GalleryError,
-    GalleryPolicy,
-    Recognizer,
-    encode_face,
-    open_existing,
-)
+from streamrec.gallery.store import Gallery, open_existing
+from streamrec.gallery.types import GalleryPolicy, Recognizer, encode_face
 from streamrec.gallery.unknowns import Sighting, UnknownBook
+from streamrec.gallery.watchers import WATCH_BEAT
 
 if TYPE_CHECKING:
     from streamrec.config import Config
@@ -54,14 +48,8 @@ DRAIN_SECONDS = 5.0
 
 
 class PipelineGallery(Protocol):
-    """The gallery as a running pipeline uses it (see :class:`GallerySession`)."""
-
-    @property
-    def revision(self) -> int:
-        """Moves with every change the pipeline must take in."""
-        ...
-
-    def matcher(self) -> Matcher: ...
+    """The gallery as a running pipeline uses it for its unknown people and to say what it has
+    taken in (see :class:`GallerySession`)."""
 
     def people(self) -> int: ...
 
@@ -77,7 +65,8 @@ class PipelineGallery(Protocol):
 
 
 class GallerySession:
-    """``cfg.gallery`` opened once (or no gallery), for the matcher and the unknown people.
+    """``cfg.gallery`` opened once (or no gallery), for the unknown people; ``gallery`` is the
+    store the process's Recognition service matches against and changes.
 
     ``recognizer`` None opens the file with the recognizer it records: for a process that
     embeds nothing itself (a cluster's head, whose actors check their own recognizer).
@@ -97,13 +86,11 @@ class GallerySession:
                 if recognizer is not None
                 else open_existing(cfg.gallery, policy)
             )
-            recognizer = self.gallery.recognizer
             if self.gallery.read_only and cfg.unknowns.persist:
                 log.warning(
                     "gallery %s is read-only: it is used for matching, unknown people are not kept",
                     cfg.gallery,
                 )
-        self.dim = recognizer.dim if recognizer is not None else 0
         self.book: UnknownBook | None = None
         self.dropped = 0  # sightings dropped from a full queue
         self._queue: queue.Queue[Sighting | None] = queue.Queue(maxsize=QUEUE_SIZE)
@@ -140,14 +127,6 @@ class GallerySession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def revision(self) -> int:
-        return self.gallery.revision if self.gallery is not None else 0
-
-    def matcher(self) -> Matcher:
-        """The confirmed people as they are in the file now."""
-        return self.gallery.matcher() if self.gallery is not None else Matcher.empty(self.dim)
 
     def people(self) -> int:
         return len(self.gallery.people()) if self.gallery is not None else 0

@@ -7,9 +7,12 @@ gallery's namings reach the past, and the negatives guard the matcher.
 ``poll`` seconds it looks at the gallery's revision: when it moved, identities the gallery
 named, merged or renamed since (by this process or another: the CLI, the API) are named back
 in time (:func:`~.naming.follow`) and one ``identified`` event with ``retroactive: true`` per
-identity goes to ``emit`` (the run's event sinks). :meth:`HistoryFeed.guard` is what the match
-stage makes of every gallery snapshot: a :class:`~.negatives.GuardedMatcher` with the
-negatives (a rejection moves the gallery's revision, so every running matcher takes it in).
+identity goes to ``emit`` (the run's event sinks).
+
+:class:`GuardedPeople` is where the process's Recognition service takes its people from: the
+gallery's, each snapshot a :class:`~.negatives.GuardedMatcher` with the negatives. A rejection
+moves the gallery's revision (``Gallery.touch``), so every Recognition service of every process
+takes it in through its one change mechanism (the pipeline, the APIs, the Frigate bridge).
 """
 
 from __future__ import annotations
@@ -81,6 +84,27 @@ def follow_gallery(store: HistoryStore, gallery: Gallery, emit: Callable[[Event]
     return len(changes)
 
 
+class GuardedPeople:
+    """A gallery's people as a Recognition service matches them: vetoed by the negatives of
+    the history (see the module). ``revision`` is the gallery's own."""
+
+    def __init__(self, gallery: Gallery, store: HistoryStore) -> None:
+        self.gallery = gallery
+        self.store = store
+
+    @property
+    def revision(self) -> int:
+        return self.gallery.revision
+
+    def matcher(self) -> Matcher:
+        """The gallery's matcher vetoed by its people's negatives (itself when none has any)."""
+        matcher = self.gallery.matcher()
+        negatives = NegativeStore(self.store).all()
+        if not any(name in negatives for name in matcher.names):
+            return matcher
+        return GuardedMatcher(matcher, negatives)
+
+
 class HistoryFeed:
     """The history sink of a run (see the module)."""
 
@@ -102,13 +126,6 @@ class HistoryFeed:
     def write(self, event: Event) -> None:
         if event.event == "track_end" and event.sighting is not None:
             self.writer.put(event.sighting)
-
-    def guard(self, matcher: Matcher) -> Matcher:
-        """``matcher`` vetoed by the negatives of its people (itself when there are none)."""
-        negatives = NegativeStore(self.store).all()
-        if not any(name in negatives for name in matcher.names):
-            return matcher
-        return GuardedMatcher(matcher, negatives)
 
     def follow(self) -> None:
         """Take in the gallery's namings now (once per revision)."""
@@ -172,10 +189,9 @@ def history_feed(cfg: Config, recognizer: Recognizer, gallery: Gallery | None) -
     return [] if store is None else [HistoryFeed(store, gallery)]
 
 
-def attach(
-    feeds: list[HistoryFeed], emit: Callable[[Event], None]
-) -> Callable[[Matcher], Matcher] | None:
-    """Send the feeds' retroactive events to ``emit``; the matcher guard for the match stage."""
-    for feed in feeds:
-        feed.emit = emit
-    return feeds[0].guard if feeds else None
+def guarded_people(feeds: list[HistoryFeed], gallery: Gallery | None) -> GuardedPeople | None:
+    """Where a Recognition service takes its people from when the run keeps a history (None:
+    from the gallery itself)."""
+    if not feeds or gallery is None:
+        return None
+    return GuardedPeople(gallery, feeds[0].store)

@@ -402,11 +402,6 @@ class HistoryStore:
         last = self._value("SELECT last_seen FROM sightings WHERE id = ?", (cut,))
         return self._delete("last_seen < ? OR (last_seen = ? AND id <= ?)", (last, last, cut))[0]
 
-    @property
-    def bytes(self) -> int:
-        total = self._value("SELECT COALESCE(SUM(bytes), 0) FROM sightings")
-        return int(total)
-
     def __len__(self) -> int:
         count = self._value("SELECT COUNT(*) FROM sightings")
         return int(count)

@@ -10,17 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from streamrec.config import CameraConfig, Config
 from streamrec.errors import ConfigError, StreamrecError
-from streamrec.gallery.matcher import Matcher, same_people
 from streamrec.gallery.session import GallerySession, PipelineGallery
 from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import UnknownBook
-from streamrec.models.protocols import FaceModels
 from streamrec.models.runtime import default_threads
 from streamrec.pipeline.annotate import AnnotateStage
 from streamrec.pipeline.detect import (
@@ -38,6 +36,7 @@ from streamrec.pipeline.output import OutputStage
 from streamrec.pipeline.small_faces import SmallFaceSettings
 from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.summary import CameraSummary, Summary
+from streamrec.recognition import GalleryChange, Recognition
 from streamrec.sources import Source, SourceOptions, open_source
 from streamrec.telemetry import EventTee, Observer, Observers
 
@@ -45,7 +44,8 @@ log = logging.getLogger("streamrec.pipeline")
 
 
 class Pipeline:
-    """A wired pipeline: run it, stop it, count its progress; it follows the gallery's changes."""
+    """A wired pipeline: run it, stop it, count its progress; it takes in every change of the
+    gallery that its Recognition service hands it."""
 
     def __init__(
         self,
@@ -54,21 +54,22 @@ class Pipeline:
         output: OutputStage,
         summary: Summary,
         observer: Observer,
+        recognition: Recognition,
         gallery: PipelineGallery,
         unknowns: UnknownBook | None,
         gallery_poll: float,
     ) -> None:
         self.graph = graph
         self.summary = summary
+        self.recognition = recognition
         self.gallery = gallery
         self.unknowns = unknowns
         self.gallery_poll = gallery_poll
         self._observer = observer
         self._match = match
         self._output = output
-        self._revision = gallery.revision
-        self._names = set(match.matcher.names)  # the people matched against, for erasures
-        self._reload = threading.Lock()
+        self._revision = recognition.revision  # the revision taken in
+        self._unsubscribe = recognition.subscribe(self._take_in)
 
     @property
     def cameras(self) -> dict[str, Camera]:
@@ -91,39 +92,29 @@ class Pipeline:
         """
         self.graph.stop(drain)
 
-    def set_matcher(self, matcher: Matcher) -> None:
-        """Match against ``matcher`` from now on (until the gallery's next change)."""
-        self._match.set_matcher(matcher)
-
-    def reload_gallery(self, force: bool = False) -> bool:
-        """Take in the gallery if it changed (or ``force``): its people for matching, the
-        unknown people it erased, merged or named. True if something was reloaded."""
-        with self._reload:
-            revision = self.gallery.revision
-            if revision == self._revision and not force:
-                return False
-            self._revision = revision
-            dead = self.gallery.sync(self.unknowns) if self.unknowns is not None else set()
-            matcher = self.gallery.matcher()
-            changed = bool(dead) or not same_people(self._match.matcher, matcher)
-            self._match.set_matcher(matcher, dead)
-            gone, self._names = self._names - set(matcher.names), set(matcher.names)
-            for name in sorted(gone | dead):
-                self._observer.erased(name)
-            people = self.gallery.people()
-            self._observer.gallery_loaded(people)
-            # nothing of this pipeline names them any more: an erasure may complete
-            self.gallery.confirm(revision)
+    def _take_in(self, change: GalleryChange) -> None:
+        """A change of the gallery: its people for matching, the unknown people it erased,
+        merged or named."""
+        dead = self.gallery.sync(self.unknowns) if self.unknowns is not None else set()
+        self._match.set_matcher(change.matcher, dead)
+        for name in sorted(change.left | dead):
+            self._observer.erased(name)
+        people = self.gallery.people()
+        self._observer.gallery_loaded(people)
+        self._revision = change.revision
+        # nothing of this pipeline names them any more: an erasure may complete
+        self.gallery.confirm(change.revision)
         # the run's own unknown people move the revision about once a second: only a change
         # of who is matched or an erased label is worth a line
-        level = logging.INFO if changed else logging.DEBUG
-        log.log(level, "gallery revision %d loaded: %d people", revision, people)
-        return True
+        level = logging.INFO if change.changed or dead else logging.DEBUG
+        log.log(level, "gallery revision %d loaded: %d people", change.revision, people)
 
     def _watch(self, done: threading.Event) -> None:
+        """The safety net for changes made by other processes: the revision, checked every
+        ``gallery_poll`` seconds (changes made in this process arrive at once)."""
         while not done.wait(self.gallery_poll):
             try:
-                self.reload_gallery()
+                self.recognition.refresh()
                 self.gallery.confirm(self._revision)  # alive (at most every few seconds)
             except Exception as exc:  # a busy or briefly unreadable file: next time
                 log.warning("gallery check failed: %s", exc)
@@ -151,6 +142,7 @@ class Pipeline:
         try:
             graph.run()
         finally:
+            self._unsubscribe()
             done.set()
             watcher.join(5.0)
             for name, cam in graph.cameras.items():
@@ -167,30 +159,32 @@ def build_pipeline(
     cfg: Config,
     cameras: list[Camera],
     events: EventWriter,
-    models: FaceModels,
+    recognition: Recognition,
     gallery: PipelineGallery | None = None,
     observers: Sequence[Observer] = (),
     gallery_poll: float = 1.0,
     taps: Sequence[Stage] = (),
-    guard: Callable[[Matcher], Matcher] | None = None,
 ) -> Pipeline:
     """Wire ``cameras`` through the stages; events go to ``events`` (and the run's summary),
     telemetry to ``observers``.
 
-    ``gallery``: the run's gallery (default: none, everyone is unknown); the running
-    pipeline takes in its changes within ``gallery_poll`` seconds. ``taps``: stages run after
-    the output stage, which see every finished frame (tracks, labels): evaluations use them.
-    ``guard``: what every gallery snapshot becomes before matching (the face history's
-    negatives: :meth:`~streamrec.history.feed.HistoryFeed.guard`).
+    ``recognition``: the process's Recognition service (the models, the people to match and
+    their changes, taken in at once; another process's within ``gallery_poll`` seconds).
+    ``gallery``: the run's unknown people and its record as a running pipeline (default: none;
+    the unknown people are grouped within the run only). ``taps``: stages run after the output
+    stage, which see every finished frame (tracks, labels): evaluations use them.
     """
     rec = cfg.recognition
+    models = recognition.models
+    if models is None:
+        raise StreamrecError("a pipeline needs face models")
     embedder = models.embedder
     if gallery is None:
         gallery = GallerySession(cfg, Recognizer("", "", embedder.dim))
     summary = Summary(cameras={c.name: CameraSummary() for c in cameras})
     observer = Observers([summary, *observers])
     policy = IdentityPolicy(
-        threshold=models.threshold,
+        threshold=recognition.threshold,
         min_embeddings=rec.min_embeddings,
         single_face_margin=rec.single_face_margin,
         confident_after=rec.confident_after,
@@ -201,7 +195,7 @@ def build_pipeline(
         unknown_min_quality=cfg.unknowns.min_quality,
     )
     identities = {c.name: CameraIdentities(policy) for c in cameras}
-    unknowns = gallery.unknown_book(models.threshold)
+    unknowns = gallery.unknown_book(recognition.threshold)
     t, d, g = cfg.tracker, cfg.detector, cfg.degradation
     detect = DetectStage(
         models.detector,
@@ -224,12 +218,11 @@ def build_pipeline(
     )
     match = MatchStage(
         identities,
-        gallery.matcher(),
+        recognition.matcher(),
         EventTee(events, summary),
         {c.name: c.source.name for c in cameras},
         observer,
         unknowns,
-        guard,
     )
     output = OutputStage({c.name: list(c.outputs) for c in cameras}, observer)
     stages = [
@@ -241,7 +234,9 @@ def build_pipeline(
         *taps,
     ]
     graph = Graph(cameras, stages, cfg.pipeline.queue_size)
-    return Pipeline(graph, match, output, summary, observer, gallery, unknowns, gallery_poll)
+    return Pipeline(
+        graph, match, output, summary, observer, recognition, gallery, unknowns, gallery_poll
+    )
 
 
 def camera_settings(cfg: Config, cam: Camera) -> CameraSettings:

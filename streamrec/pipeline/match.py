@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,14 +35,10 @@ class MatchStage(Stage):
         sources: dict[str, str],
         observer: Observer,
         unknowns: UnknownBook | None = None,
-        guard: Callable[[Matcher], Matcher] | None = None,
     ) -> None:
-        """``sources``: each camera's source name (the events' ``source``); ``guard``: what
-        every gallery snapshot becomes before it is matched against (the face history's
-        "not this person" negatives)."""
+        """``sources``: each camera's source name (the events' ``source``)."""
         self.identities = identities
-        self.guard = guard or (lambda m: m)
-        self.matcher = self.guard(matcher)
+        self.matcher = matcher
         self.events = events
         self.sources = sources
         self.observer = observer
@@ -58,7 +53,7 @@ class MatchStage(Stage):
         promoted) lose them. A track that loses its name says so (``renamed``, name null, at
         its last frame)."""
         with self._lock:
-            self.matcher = matcher = self.guard(matcher)
+            self.matcher = matcher
             for camera, idents in self.identities.items():
                 idents.drop_labels(dead_labels or set())
                 for naming in idents.rematch(matcher):

@@ -18,10 +18,12 @@ URLs in answers are relative to the server's root):
 * ``POST /api/recognize`` (form: ``file``): every face with box, landmarks, name and score;
 * ``GET /faces``: the Faces page (``web/faces.html``).
 
-Every write goes through the :class:`~streamrec.gallery.store.Gallery` and then reloads the
-running pipeline, so a change counts from the next frame; an erasure returns once the pipeline
-has forgotten the person and the event files are rewritten. Names are checked by the one rule
-(:func:`~streamrec.gallery.store.validate_name`): a refused name is a 400.
+Every write goes through the process's :class:`~streamrec.recognition.Recognition` service,
+which hands it to the running pipeline before it returns, so a change counts from the next
+frame; an erasure returns once the pipeline has forgotten the person and the event files are
+rewritten. Names are checked by the one rule (:func:`~streamrec.gallery.names.validate_name`): a
+refused name is a 400; a photo for a sample must show exactly one face (else 400, with the
+message of :class:`~streamrec.recognition.FaceCountError`).
 
 Uploads are decoded with Pillow into at most ``MAX_SIDE`` pixels (answers are in the original
 image's coordinates); one upload is analysed at a time, with a few waiting, so uploads cannot
@@ -38,7 +40,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import replace
 from importlib import resources
 from typing import Annotated, Any
 
@@ -49,9 +51,7 @@ from fastapi.responses import Response
 from PIL import Image, ImageOps
 from pydantic import BaseModel, Field
 
-from streamrec.analyzer import FaceAnalyzer
 from streamrec.errors import GalleryError
-from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.store import (
     AddResult,
     Gallery,
@@ -63,8 +63,7 @@ from streamrec.gallery.store import (
     UnknownPerson,
     validate_name,
 )
-from streamrec.models.alignment import align
-from streamrec.models.quality import face_quality
+from streamrec.recognition import FaceCountError, FoundFace, NewSample, Recognition, only_face
 from streamrec.service.http import page_csp
 from streamrec.service.status import LiveStatus
 
@@ -104,22 +103,6 @@ class ApiError(HTTPException):
     def __init__(self, status_code: int, detail: str, code: int = 0) -> None:
         super().__init__(status_code, detail)
         self.code = code
-
-
-@dataclass(frozen=True)
-class FoundFace:
-    """A face of an uploaded image, in the original image's coordinates."""
-
-    box: np.ndarray  # x1, y1, x2, y2
-    kps: np.ndarray  # [5, 2]
-    det_score: float
-    embedding: np.ndarray
-    crop: np.ndarray  # aligned BGR face
-    quality: float  # expected similarity to the person's template (models.quality)
-
-    @property
-    def area(self) -> float:
-        return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
 
 
 def decode_image(data: bytes) -> tuple[np.ndarray, float]:
@@ -189,57 +172,49 @@ def jpeg_response(data: bytes) -> Response:
     return Response(data, media_type="image/jpeg")
 
 
-@dataclass(frozen=True)
-class NewSample:
-    """A sample to enrol: embedding, aligned face, its quality, where it came from, the
-    sha256 of the photo's bytes (None: not a photo)."""
-
-    embedding: np.ndarray
-    crop: np.ndarray
-    quality: float | None
-    source: str
-    sha256: str | None = None
-
-
 class FaceLibrary:
-    """What the face routes share: the analyzer, the gallery, the live status, the reload.
-
-    ``gallery`` is None when the daemon runs without one (the gallery routes answer 409);
-    ``reload`` makes the running pipeline take a change in at once (it returns once it has:
-    the pipeline's tracks and sinks have forgotten who left).
-    """
+    """What the face routes share: the Recognition service, the live status, the erasure of
+    files. The service's gallery is None when the daemon runs without one (the gallery routes
+    answer 409); its changes reach the running pipeline before they return."""
 
     def __init__(
         self,
-        analyzer: FaceAnalyzer,
-        gallery: Gallery | None,
+        recognition: Recognition,
         status: LiveStatus,
-        reload: Callable[[], object],
         erase_files: Callable[[Sequence[str]], object] = lambda labels: None,
     ) -> None:
         """``erase_files``: erases the labels of a person removed through the API from the
         event files and the sinks too (the running pipeline forgets them in memory)."""
-        self.analyzer = analyzer
-        self._gallery = gallery
+        self.recognition = recognition
         self.status = status
-        self._reload = reload
         self._erase_files = erase_files
         self._slots = threading.BoundedSemaphore(MAX_ANALYSES)
         self._analysis = threading.Lock()
-        self._matcher: tuple[int, Matcher] | None = None
 
     @property
     def gallery(self) -> Gallery:
-        if self._gallery is None:
+        if self.recognition.store is None:
             raise ApiError(
                 409, "this daemon has no gallery: set 'gallery:' in its config and restart it"
             )
-        return self._gallery
+        return self.recognition.store
+
+    @contextmanager
+    def refused(self) -> Iterator[None]:
+        """The gallery's refusals as answers: a refused name is a 400, a name clash and its
+        other refusals (the last sample ...) a 409."""
+        try:
+            yield
+        except InvalidName as exc:
+            raise ApiError(400, str(exc), 26) from None
+        except NameConflict as exc:
+            raise ApiError(409, str(exc), 44) from None
+        except GalleryError as exc:
+            raise ApiError(409, str(exc).replace(f" in gallery {self.gallery.path}", "")) from None
 
     def erased(self, removed: Removed) -> None:
-        """After a removal: the pipeline forgets the person (reloaded first, so that nothing
-        running writes them again), then the files and sinks forget every label they had."""
-        self.changed()
+        """After a removal (the pipeline has forgotten the person already, so that nothing
+        running writes them again): the files and sinks forget every label they had."""
         for label in removed.labels:
             self.status.forget(label)
         try:
@@ -247,22 +222,12 @@ class FaceLibrary:
         except Exception as exc:
             log.error("erasing a person from the event files failed: %s", exc)
 
-    def changed(self) -> None:
-        """After a write: the pipeline takes the new revision in now (it would within a
-        second anyway, so a failure here is only logged)."""
-        try:
-            self._reload()
-        except Exception as exc:
-            log.warning("gallery reload after an API change failed: %s", exc)
-
-    def matcher(self) -> Matcher:
-        """The confirmed people, rebuilt only when the gallery's revision moved."""
-        if self._gallery is None:
-            return Matcher.empty(self.analyzer.embedder.dim)
-        revision = self._gallery.revision
-        if self._matcher is None or self._matcher[0] != revision:
-            self._matcher = (revision, self._gallery.matcher())
-        return self._matcher[1]
+    def remove(self, person: int | str) -> Removed:
+        """Erase a person (or an unknown person) everywhere."""
+        with self.refused():
+            removed = self.recognition.remove(person)
+        self.erased(removed)
+        return removed
 
     @contextmanager
     def _analysing(self) -> Iterator[None]:
@@ -275,46 +240,29 @@ class FaceLibrary:
             self._slots.release()
 
     def faces_in(self, data: bytes, min_score: float = 0.0) -> list[FoundFace]:
-        """Every face of an uploaded image scoring at least ``min_score``, biggest first."""
+        """Every face of an uploaded image scoring at least ``min_score``, biggest first, in the
+        original image's coordinates."""
         with self._analysing():
             image, scale = decode_image(data)
-            dets = self.analyzer.detect(image)
-            keep = [i for i in range(len(dets)) if float(dets.scores[i]) >= min_score]
-            size = self.analyzer.embedder.input_size
-            crops = [align(image, dets.kps[i], size) for i in keep]
-            embeddings = self.analyzer.embedder.embed(crops)
-            qualities = [
-                face_quality(dets.boxes[i], dets.kps[i], float(dets.scores[i]), c)
-                for i, c in zip(keep, crops, strict=True)
-            ]
+            found = self.recognition.faces(image, min_score)
         # in the original image's pixels; boxes kept inside it (crops are cut from them)
         height, width = (round(n * scale) for n in image.shape[:2])
         bounds = np.array([width, height, width, height], np.float32)
         faces = [
-            FoundFace(
-                np.clip(dets.boxes[i] * scale, 0, bounds),
-                dets.kps[i] * scale,
-                float(dets.scores[i]),
-                e,
-                crop,
-                q,
-            )
-            for i, e, crop, q in zip(keep, embeddings, crops, qualities, strict=True)
+            replace(f, box=np.clip(f.box * scale, 0, bounds), kps=f.kps * scale) for f in found
         ]
         return sorted(faces, key=lambda f: -f.area)
 
     def one_face(self, data: bytes, min_score: float = 0.0) -> FoundFace:
         """The one face of an uploaded image; 400 saying how many were found otherwise."""
-        faces = self.faces_in(data, min_score)
-        if not faces:
-            raise ApiError(400, "No face is found in the given image", 28)
-        if len(faces) > 1:
-            raise ApiError(400, f"{len(faces)} faces found in the image; exactly one is needed", 31)
-        return faces[0]
+        try:
+            return only_face(self.faces_in(data, min_score))
+        except FaceCountError as exc:
+            raise face_count_refused(exc) from None
 
     def embed_crop(self, crop: np.ndarray) -> np.ndarray:
         with self._analysing():
-            return self.analyzer.embedder.embed([crop])[0]
+            return self.recognition.embed([crop])[0]
 
     def recent_sample(self, recent_id: int) -> NewSample:
         """A recent recognition's face, picked by the user: enrolled on purpose."""
@@ -337,28 +285,9 @@ class FaceLibrary:
         return NewSample(face.embedding, face.crop, face.quality, source, digest)
 
     def enrol(self, name: str, samples: Sequence[NewSample]) -> AddResult:
-        """Add samples to ``name`` (created if new), then reload the pipeline."""
-        result = self.call(
-            self.gallery.add,
-            name,
-            np.stack([s.embedding for s in samples]),
-            [s.source for s in samples],
-            [s.crop for s in samples],
-            [s.quality for s in samples],
-            [s.sha256 for s in samples],
-        )
-        self.changed()
-        return result
-
-    def call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """A gallery call; a refused name is a 400, its other refusals (a clash, the last
-        sample ...) a 409."""
-        try:
-            return method(*args, **kwargs)
-        except InvalidName as exc:
-            raise ApiError(400, str(exc), 26) from None
-        except GalleryError as exc:
-            raise ApiError(409, str(exc).replace(f" in gallery {self.gallery.path}", "")) from None
+        """Add samples to ``name`` (created if new)."""
+        with self.refused():
+            return self.recognition.enrol(name, samples)
 
     def person(self, person_id: int) -> Person:
         """An enrolled person, or 404."""
@@ -384,6 +313,11 @@ class FaceLibrary:
         """The enrolled person of that exact name, if any."""
         found = self._find(name)
         return found if isinstance(found, Person) else None
+
+
+def face_count_refused(exc: FaceCountError) -> ApiError:
+    """No face, or several, where one is needed: a 400 with CompreFace's code (28 / 31)."""
+    return ApiError(400, str(exc), 28 if exc.count == 0 else 31)
 
 
 def valid_name(name: str) -> str:
@@ -506,23 +440,45 @@ def enrol_out(person: Person, sources: Sequence[str], result: AddResult) -> Enro
     )
 
 
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "no such person"}}
+UNKNOWN_404: dict[int | str, dict[str, Any]] = {404: {"description": "no such unknown"}}
+
+
 def router(lib: FaceLibrary) -> APIRouter:
-    """The native routes (see the module's docstring)."""
+    """The native routes (see the module's docstring), a group at a time."""
     api = APIRouter(prefix="/api", tags=["face library"])
-    not_found: dict[int | str, dict[str, Any]] = {404: {"description": "no such person"}}
+    people_routes(api, lib)
+    sample_routes(api, lib)
+    unknown_routes(api, lib)
+    recognize_route(api, lib)
+    return api
 
-    def samples_of(files: Sequence[UploadFile], recent: int | None) -> list[NewSample]:
-        samples = [lib.upload_sample(f) for f in files]
-        if recent is not None:
-            samples.append(lib.recent_sample(recent))
-        if not samples:
-            raise ApiError(422, "send a photo ('file' or 'files') or a recent recognition id")
-        return samples
 
-    def enrolled(name: str, samples: Sequence[NewSample]) -> EnrolOut:
-        result = lib.enrol(name, samples)
-        person = lib.person(lib.gallery.person(name).id)
-        return enrol_out(person, [s.source for s in samples], result)
+def samples_of(
+    lib: FaceLibrary, files: Sequence[UploadFile], recent: int | None
+) -> list[NewSample]:
+    """The samples a request sends: photos (one face each) and/or a recent recognition."""
+    samples = [lib.upload_sample(f) for f in files]
+    if recent is not None:
+        samples.append(lib.recent_sample(recent))
+    if not samples:
+        raise ApiError(422, "send a photo ('file' or 'files') or a recent recognition id")
+    return samples
+
+
+def enrolled(lib: FaceLibrary, name: str, samples: Sequence[NewSample]) -> EnrolOut:
+    """Enrol ``samples`` to ``name``; what it did."""
+    result = lib.enrol(name, samples)
+    person = lib.person(lib.gallery.person(name).id)
+    return enrol_out(person, [s.source for s in samples], result)
+
+
+def removed_out(removed: Removed) -> RemovedOut:
+    return RemovedOut(name=removed.name, samples=removed.samples, faces=removed.faces)
+
+
+def people_routes(api: APIRouter, lib: FaceLibrary) -> None:
+    """``/api/people``: list, create, read, change, merge and erase people."""
 
     @api.get("/people")
     def people(
@@ -545,9 +501,55 @@ def router(lib: FaceLibrary) -> APIRouter:
         name = valid_name(name)
         if lib._find(name) is not None:
             raise ApiError(409, "a person of that name exists: add samples to them instead", 43)
-        return enrolled(name, samples_of(files or [], recent))
+        return enrolled(lib, name, samples_of(lib, files or [], recent))
 
-    @api.get("/people/{person_id:rowid}/samples", responses=not_found)
+    @api.get("/people/{person_id:rowid}", responses=NOT_FOUND)
+    def person(person_id: int) -> PersonOut:
+        """One enrolled person."""
+        return person_out(lib.person(person_id))
+
+    @api.patch(
+        "/people/{person_id:rowid}",
+        responses={**NOT_FOUND, 400: {"description": "refused"}, 409: {"description": "taken"}},
+    )
+    def change_person(person_id: int, body: PersonPatch) -> PersonOut:
+        """Rename a person (``name``) and/or pick their thumbnail (``thumbnail``: one of their
+        face images' ids, or null for the best enrolled photo)."""
+        lib.person(person_id)
+        if "name" in body.model_fields_set:
+            if body.name is None:
+                raise ApiError(400, "name: a person's name must not be empty", 26)
+            with lib.refused():
+                lib.recognition.rename(person_id, valid_name(body.name))
+        if "thumbnail" in body.model_fields_set:
+            with lib.refused():
+                lib.recognition.set_thumbnail(person_id, body.thumbnail)
+        return person_out(lib.person(person_id))
+
+    @api.post(
+        "/people/{person_id:rowid}/merge",
+        responses={**NOT_FOUND, 409: {"description": "the same person, or an unknown"}},
+    )
+    def merge_person(person_id: int, body: MergeIn) -> EnrolOut:
+        """Fold a person into another one (``into``): their samples and faces become the
+        other's, their name joins the other's lineage (an erasure of the other erases it)."""
+        lib.person(person_id)
+        into = lib.person(body.into)
+        with lib.refused():
+            result = lib.recognition.merge(person_id, into.id)
+        return enrol_out(lib.person(into.id), [], result)
+
+    @api.delete("/people/{person_id:rowid}", responses=NOT_FOUND)
+    def delete_person(person_id: int) -> RemovedOut:
+        """Erase a person: every sample, face image and template; every label they had, in
+        the event files and the sinks."""
+        return removed_out(lib.remove(lib.person(person_id).id))
+
+
+def sample_routes(api: APIRouter, lib: FaceLibrary) -> None:
+    """A person's samples, and the stored face images."""
+
+    @api.get("/people/{person_id:rowid}/samples", responses=NOT_FOUND)
     def samples(person_id: int) -> list[SampleOut]:
         """A person's samples, oldest first."""
         lib.person(person_id)
@@ -564,7 +566,7 @@ def router(lib: FaceLibrary) -> APIRouter:
             for s in lib.gallery.samples(person_id)
         ]
 
-    @api.post("/people/{person_id:rowid}/samples", status_code=201, responses=not_found)
+    @api.post("/people/{person_id:rowid}/samples", status_code=201, responses=NOT_FOUND)
     def add_sample(
         person_id: int,
         file: Annotated[UploadFile | None, File(description="a photo with one face")] = None,
@@ -572,66 +574,20 @@ def router(lib: FaceLibrary) -> APIRouter:
     ) -> EnrolOut:
         """Add a sample to a person from a photo (exactly one face) or a recent track's face."""
         name = lib.person(person_id).name
-        return enrolled(name, samples_of([file] if file is not None else [], recent))
+        return enrolled(lib, name, samples_of(lib, [file] if file is not None else [], recent))
 
     @api.delete(
         "/people/{person_id:rowid}/samples/{sample_id:rowid}",
-        responses={**not_found, 409: {"description": "the person's last sample"}},
+        responses={**NOT_FOUND, 409: {"description": "the person's last sample"}},
     )
     def delete_sample(person_id: int, sample_id: int) -> LeftOut:
         """Delete one sample (and its face image); the last one cannot go: delete the person."""
         lib.person(person_id)
         if sample_id not in {s.id for s in lib.gallery.samples(person_id)}:
             raise ApiError(404, "the person has no such sample")
-        left = lib.call(lib.gallery.delete_sample, person_id, sample_id)
-        lib.changed()
+        with lib.refused():
+            left = lib.recognition.delete_sample(person_id, sample_id)
         return LeftOut(samples=left)
-
-    @api.get("/people/{person_id:rowid}", responses=not_found)
-    def person(person_id: int) -> PersonOut:
-        """One enrolled person."""
-        return person_out(lib.person(person_id))
-
-    @api.patch(
-        "/people/{person_id:rowid}",
-        responses={**not_found, 400: {"description": "refused"}, 409: {"description": "taken"}},
-    )
-    def change_person(person_id: int, body: PersonPatch) -> PersonOut:
-        """Rename a person (``name``) and/or pick their thumbnail (``thumbnail``: one of their
-        face images' ids, or null for the best enrolled photo)."""
-        lib.person(person_id)
-        if "name" in body.model_fields_set:
-            if body.name is None:
-                raise ApiError(400, "name: a person's name must not be empty", 26)
-            lib.call(lib.gallery.rename, person_id, valid_name(body.name))
-        if "thumbnail" in body.model_fields_set:
-            lib.call(lib.gallery.set_thumbnail, person_id, body.thumbnail)
-        lib.changed()
-        return person_out(lib.person(person_id))
-
-    @api.post(
-        "/people/{person_id:rowid}/merge",
-        responses={**not_found, 409: {"description": "the same person, or an unknown"}},
-    )
-    def merge_person(person_id: int, body: MergeIn) -> EnrolOut:
-        """Fold a person into another one (``into``): their samples and faces become the
-        other's, their name joins the other's lineage (an erasure of the other erases it)."""
-        lib.person(person_id)
-        into = lib.person(body.into)
-        result = lib.call(lib.gallery.merge, person_id, into.id)
-        lib.changed()
-        return enrol_out(lib.person(into.id), [], result)
-
-    def erase(ref: int) -> RemovedOut:
-        removed: Removed = lib.call(lib.gallery.remove, ref)
-        lib.erased(removed)
-        return RemovedOut(name=removed.name, samples=removed.samples, faces=removed.faces)
-
-    @api.delete("/people/{person_id:rowid}", responses=not_found)
-    def delete_person(person_id: int) -> RemovedOut:
-        """Erase a person: every sample, face image and template; every label they had, in
-        the event files and the sinks."""
-        return erase(lib.person(person_id).id)
 
     @api.get(
         "/faces/{face_id:rowid}.jpg",
@@ -644,6 +600,10 @@ def router(lib: FaceLibrary) -> APIRouter:
         if found is None:
             raise ApiError(404, "no such face image", 11)
         return jpeg_response(found.jpeg)
+
+
+def unknown_routes(api: APIRouter, lib: FaceLibrary) -> None:
+    """``/api/unknowns``: list, name, merge and erase unknown people."""
 
     @api.get("/unknowns")
     def unknowns() -> list[UnknownOut]:
@@ -662,11 +622,9 @@ def router(lib: FaceLibrary) -> APIRouter:
             for u in gallery.unknowns()
         ]
 
-    unknown_404: dict[int | str, dict[str, Any]] = {404: {"description": "no such unknown"}}
-
     @api.post(
         "/unknowns/{unknown_id:rowid}/name",
-        responses={**unknown_404, 409: {"description": "the name is an enrolled person's"}},
+        responses={**UNKNOWN_404, 409: {"description": "the name is an enrolled person's"}},
     )
     def name_unknown(unknown_id: int, body: NameIn) -> EnrolOut:
         """Name an unknown person: confirmed under that name. If the name is an enrolled
@@ -675,24 +633,19 @@ def router(lib: FaceLibrary) -> APIRouter:
         again."""
         lib.unknown(unknown_id)
         name = valid_name(body.name)
-        try:
-            result = lib.gallery.promote(unknown_id, name, merge=body.merge)
-        except NameConflict as exc:
-            raise ApiError(409, str(exc), 44) from None
-        except GalleryError as exc:
-            raise ApiError(409, str(exc).replace(f" in gallery {lib.gallery.path}", "")) from None
-        lib.changed()
+        with lib.refused():
+            result = lib.recognition.promote(unknown_id, name, merge=body.merge)
         return enrol_out(lib.person(lib.gallery.person(name).id), [], result)
 
-    @api.post("/unknowns/{unknown_id:rowid}/merge", responses=unknown_404)
+    @api.post("/unknowns/{unknown_id:rowid}/merge", responses=UNKNOWN_404)
     def merge_unknown(unknown_id: int, body: MergeIn) -> EnrolOut:
         """Fold an unknown person into another unknown or an enrolled person (``into``)."""
         lib.unknown(unknown_id)
         target = lib._find(body.into)
         if target is None:
             raise ApiError(404, "no such person to merge into")
-        result = lib.call(lib.gallery.merge, unknown_id, body.into)
-        lib.changed()
+        with lib.refused():
+            result = lib.recognition.merge(unknown_id, body.into)
         after = lib.gallery.person(body.into)
         name = after.name if isinstance(after, Person) else after.label
         return EnrolOut(
@@ -704,21 +657,19 @@ def router(lib: FaceLibrary) -> APIRouter:
             strays=[s.describe() for s in result.strays],
         )
 
-    @api.delete("/unknowns/{unknown_id:rowid}", responses=unknown_404)
+    @api.delete("/unknowns/{unknown_id:rowid}", responses=UNKNOWN_404)
     def delete_unknown(unknown_id: int) -> RemovedOut:
         """Erase an unknown person with its faces; its label is never used again."""
-        return erase(lib.unknown(unknown_id).id)
+        return removed_out(lib.remove(lib.unknown(unknown_id).id))
+
+
+def recognize_route(api: APIRouter, lib: FaceLibrary) -> None:
+    """``/api/recognize``: who is in a photo."""
 
     @api.post("/recognize", responses={400: {"description": "not an image"}})
     def recognize(file: Annotated[UploadFile, File(description="an image")]) -> RecognizeOut:
         """Every face of an image: box, landmarks, detector score, name (or null) and score."""
         faces = lib.faces_in(file.file.read())
-        matcher = lib.matcher()
-        matches: list[tuple[str | None, float | None]] = (
-            matcher.match(np.stack([f.embedding for f in faces]), lib.analyzer.threshold)
-            if faces and len(matcher)
-            else [(None, None)] * len(faces)
-        )
         return RecognizeOut(
             faces=[
                 RecognizedFace(
@@ -728,11 +679,9 @@ def router(lib: FaceLibrary) -> APIRouter:
                     name=name,
                     score=None if score is None else round(score, 4),
                 )
-                for f, (name, score) in zip(faces, matches, strict=True)
+                for f, (name, score) in zip(faces, lib.recognition.identify(faces), strict=True)
             ]
         )
-
-    return api
 
 
 ICON = (

@@ -37,7 +37,15 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from streamrec.gallery.store import Sample
-from streamrec.service.api import ApiError, FaceLibrary, jpeg_response, sample_uuid, valid_name
+from streamrec.recognition import FaceCountError
+from streamrec.service.api import (
+    ApiError,
+    FaceLibrary,
+    face_count_refused,
+    jpeg_response,
+    sample_uuid,
+    valid_name,
+)
 
 #: how fast ``similarity`` goes from 0 to 1 around the threshold (per unit of distance)
 STEEPNESS = 5.0
@@ -134,19 +142,28 @@ class DeletedOut(BaseModel):
 def router(lib: FaceLibrary) -> APIRouter:
     """The CompreFace routes (see the module's docstring)."""
     cf = APIRouter(prefix=PREFIX, route_class=_CompreFaceRoute, tags=["CompreFace"])
+    recognize_route(cf, lib)
+    example_routes(cf, lib)
+    return cf
 
-    def examples(subject: str | None = None) -> list[tuple[str, Sample]]:
-        """(subject, sample) of every saved example, by subject then age."""
-        people = [p.name for p in lib.gallery.people()]
-        if subject is not None:
-            people = [p for p in people if p == subject]
-        return [(name, s) for name in people for s in lib.gallery.samples(name)]
 
-    def example(uid: str) -> tuple[str, Sample]:
-        found = next(((n, s) for n, s in examples() if sample_uuid(s) == uid), None)
-        if found is None:
-            raise ApiError(404, f"Image {uid} not found", 11)
-        return found
+def examples(lib: FaceLibrary, subject: str | None = None) -> list[tuple[str, Sample]]:
+    """(subject, sample) of every saved example, by subject then age."""
+    people = [p.name for p in lib.gallery.people()]
+    if subject is not None:
+        people = [p for p in people if p == subject]
+    return [(name, s) for name in people for s in lib.gallery.samples(name)]
+
+
+def example(lib: FaceLibrary, uid: str) -> tuple[str, Sample]:
+    found = next(((n, s) for n, s in examples(lib) if sample_uuid(s) == uid), None)
+    if found is None:
+        raise ApiError(404, f"Image {uid} not found", 11)
+    return found
+
+
+def recognize_route(cf: APIRouter, lib: FaceLibrary) -> None:
+    """``/recognize``: who is in a photo, CompreFace's way."""
 
     @cf.post("/recognize", response_model_exclude_none=True)
     def recognize(
@@ -160,12 +177,12 @@ def router(lib: FaceLibrary) -> APIRouter:
         """Recognize the faces of an image (CompreFace's *Recognize Faces from a Given Image*)."""
         faces = lib.faces_in(file.file.read(), det_prob_threshold or 0.0)
         if not faces:
-            raise ApiError(400, "No face is found in the given image", 28)
+            raise face_count_refused(FaceCountError(0))
         faces = faces[:limit] if limit else faces
         plugins = {p.strip().lower() for p in face_plugins.split(",")}
-        matcher = lib.matcher()
+        matcher = lib.recognition.matcher()
         scores = matcher.person_scores(np.stack([f.embedding for f in faces]))
-        sims = similarity(scores, lib.analyzer.threshold)
+        sims = similarity(scores, lib.recognition.threshold)
         result = []
         for i, f in enumerate(faces):
             best = np.argsort(-scores[i], kind="stable")[:prediction_count]
@@ -190,6 +207,10 @@ def router(lib: FaceLibrary) -> APIRouter:
                 )
             )
         return RecognizeOut(result=result)
+
+
+def example_routes(cf: APIRouter, lib: FaceLibrary) -> None:
+    """``/faces``: the saved examples of subjects (a subject is a person)."""
 
     @cf.post("/faces", status_code=201)
     def add_face(
@@ -216,7 +237,7 @@ def router(lib: FaceLibrary) -> APIRouter:
         subject: Annotated[str | None, Query(description="only this subject's")] = None,
     ) -> FacesPage:
         """The saved examples, a page at a time (*List of All Saved Examples of the Subject*)."""
-        rows = examples(subject)
+        rows = examples(lib, subject)
         chosen = rows[page * size : (page + 1) * size]
         return FacesPage(
             faces=[SavedFace(image_id=sample_uuid(s), subject=n) for n, s in chosen],
@@ -235,20 +256,18 @@ def router(lib: FaceLibrary) -> APIRouter:
         person = lib.named(subject)
         if person is None:
             return DeletedOut(deleted=0)
-        removed = lib.call(lib.gallery.remove, person.id)
-        lib.erased(removed)
-        return DeletedOut(deleted=removed.samples)
+        return DeletedOut(deleted=lib.remove(person.id).samples)
 
     @cf.delete("/faces/{image_id}")
     def delete_face(image_id: str) -> SavedFace:
         """Delete one example (*Delete an Example of the Subject by ID*); the subject's last
         example takes the subject with it."""
-        name, sample = example(image_id)
+        name, sample = example(lib, image_id)
         if len(lib.gallery.samples(name)) == 1:
-            lib.erased(lib.call(lib.gallery.remove, name))
+            lib.remove(name)
         else:
-            lib.call(lib.gallery.delete_sample, name, sample.id)
-            lib.changed()
+            with lib.refused():
+                lib.recognition.delete_sample(name, sample.id)
         return SavedFace(image_id=image_id, subject=name)
 
     @cf.get(
@@ -259,11 +278,9 @@ def router(lib: FaceLibrary) -> APIRouter:
     def face_image(image_id: str) -> Response:
         """An example's face as JPEG; empty when there is none (*Download an Image example of
         the Subject by ID*)."""
-        _, sample = example(image_id)
+        _, sample = example(lib, image_id)
         face = lib.gallery.face(sample.face) if sample.face is not None else None
         return jpeg_response(face.jpeg if face is not None else b"")
-
-    return cf
 
 
 def mount(app: FastAPI, lib: FaceLibrary) -> None:

@@ -1,12 +1,13 @@
 """``streamrec serve``: every configured camera, headless, until SIGTERM/SIGINT.
 
-One FaceAnalyzer and one pipeline serve all enabled ``cameras:``; events go to the sinks of
-``events:``; Metrics and LiveStatus observe the pipeline, read its events and are served over
-HTTP when ``http.enabled``. A monitor thread tells the camera monitor each source's counters and
-state (for them and the MQTT camera status) once a second. Changes to the gallery, by any
-process, are taken in within a second; SIGHUP reloads at once. Stopping closes the sources at
-once (a camera that is down would otherwise block its reader), so frames in flight finish, every
-track gets its ``track_end`` and the sinks are flushed and closed.
+One Recognition service (the models and the gallery) and one pipeline serve all enabled
+``cameras:``; the face library's APIs and the Frigate bridges share the service. Events go to the
+sinks of ``events:``; Metrics and LiveStatus observe the pipeline, read its events and are served
+over HTTP when ``http.enabled``. A monitor thread tells the camera monitor each source's counters
+and state (for them and the MQTT camera status) once a second. Changes to the gallery made through
+the APIs are taken in at once, those of other processes within a second; SIGHUP reloads at once.
+Stopping closes the sources at once (a camera that is down would otherwise block its reader), so
+frames in flight finish, every track gets its ``track_end`` and the sinks are flushed and closed.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
-from streamrec.history.feed import HistoryFeed, attach, history_feed
+from streamrec.history.feed import guarded_people, history_feed
 from streamrec.models.runtime import loaded_models
-from streamrec.pipeline import Pipeline, build_pipeline
+from streamrec.pipeline import Camera, Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
+from streamrec.recognition import Recognition
 from streamrec.service.frigate import FrigateBridge
 from streamrec.service.metrics import Metrics
 from streamrec.service.monitor import CameraMonitor, SourceCounters
@@ -132,10 +134,17 @@ class Daemon:
         preload_solver()
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
-        cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
-        self.history: list[HistoryFeed] = []
+        #: the face history's sink (none without a gallery or with history.enabled false)
+        self.history = history_feed(cfg, self.analyzer.recognizer, self.gallery.gallery)
+        #: who is this face, for the pipeline, the face library's APIs and the Frigate bridges
+        self.recognition = Recognition(
+            self.analyzer,
+            self.gallery.gallery,
+            people=guarded_people(self.history, self.gallery.gallery),
+        )
+        cameras: list[Camera] = []
         try:
-            self.history = history_feed(cfg, self.analyzer.recognizer, self.gallery.gallery)
+            cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
             self.sinks = FanoutSink([*self.history, *event_sinks(cfg)])
         except BaseException:
             for cam in cameras:
@@ -143,11 +152,13 @@ class Daemon:
             for feed in self.history:
                 feed.close()
             raise
+        for feed in self.history:
+            feed.emit = self.sinks.write
         # the metrics and the live status read the facts of the events the sinks get
         events = EventTee(self.sinks, self.metrics, self.status)
         try:
             self.bridges = [
-                FrigateBridge.from_config(cfg, c, self.analyzer, self.gallery, events)
+                FrigateBridge.from_config(cfg, c, self.recognition, events)
                 for c in cams
                 if c.frigate is not None
             ]
@@ -160,15 +171,9 @@ class Daemon:
             cfg,
             cameras,
             events,
-            self.analyzer,
+            self.recognition,
             self.gallery,
-            [
-                self.metrics,
-                self.status,
-                SinkErasure(self.sinks),
-                *(SinkErasure(b) for b in self.bridges),
-            ],
-            guard=attach(self.history, self.sinks.write),
+            [self.metrics, self.status, SinkErasure(self.sinks)],
         )
         self.monitor = Poller(
             self.pipeline,
@@ -184,13 +189,7 @@ class Daemon:
         """The face library's REST APIs (native and CompreFace) and the Faces page."""
         from streamrec.service import api, compreface
 
-        library = api.FaceLibrary(
-            self.analyzer,
-            self.gallery.gallery,
-            self.status,
-            self.pipeline.reload_gallery,
-            self.erase_labels,
-        )
+        library = api.FaceLibrary(self.recognition, self.status, self.erase_labels)
         api.mount(web.app, library)
         compreface.mount(web.app, library)
         if self.history:
@@ -222,7 +221,7 @@ class Daemon:
         """Re-read the gallery now (SIGHUP); streams and tracks are kept. Changes are also taken
         in by themselves within a second."""
         try:
-            self.pipeline.reload_gallery(force=True)
+            self.recognition.refresh(force=True)
         except StreamrecError as exc:
             log.error("gallery reload failed, keeping the old one: %s", exc)
             return

@@ -4,8 +4,8 @@ A camera with ``frigate:`` (instead of ``source:``) subscribes to ``<topic_prefi
 Frigate's MQTT broker. For each ``new``/``update``/``end`` message of a followed label (``person``)
 that has a snapshot and is not a false positive, it fetches the snapshot from Frigate's HTTP API
 (``GET /api/events/<id>/snapshot.jpg``, the full frame without Frigate's drawings, or cropped),
-finds and embeds the faces with the daemon's models, matches them against the gallery as it is
-now, and publishes the result as streamrec events through the daemon's sinks. A better snapshot
+finds, embeds and names the faces with the daemon's Recognition service (the gallery as it is
+now), and publishes the result as streamrec events through the daemon's sinks. A better snapshot
 of the same object (an ``update`` with a newer ``snapshot.frame_time``) is checked again, up to
 ``max_snapshots`` per object. With ``sub_label: true`` the name is written back to Frigate
 (``POST /api/events/<id>/sub_label``).
@@ -52,16 +52,13 @@ from urllib3.exceptions import HTTPError, MaxRetryError
 from urllib3.util import Retry
 
 from streamrec.errors import ConfigError
-from streamrec.models.alignment import align
-from streamrec.records import Event, Face
+from streamrec.records import Event
 from streamrec.sinks.mqtt.link import Endpoint, MqttLink, Tls
 from streamrec.sources import redact
 
 if TYPE_CHECKING:
-    from streamrec.analyzer import FaceAnalyzer
     from streamrec.config import CameraConfig, Config, FrigateConfig
-    from streamrec.gallery.matcher import Matcher
-    from streamrec.gallery.session import GallerySession
+    from streamrec.recognition import FoundFace, GalleryChange, Recognition
     from streamrec.telemetry import EventWriter
 
 log = logging.getLogger("streamrec.frigate")
@@ -351,8 +348,7 @@ class FrigateBridge:
         name: str,
         cfg: FrigateConfig,
         broker: Broker,
-        analyzer: FaceAnalyzer,
-        gallery: GallerySession,
+        recognition: Recognition,
         events: EventWriter,
     ) -> None:
         self.name = name
@@ -360,12 +356,11 @@ class FrigateBridge:
         self.broker = broker
         self.stats = FrigateStats()
         self.topic = f"{broker.topic_prefix.strip('/')}/events"
-        self._analyzer = analyzer
-        self._gallery = gallery
+        self._recognition = recognition
         self._events = events
-        self._threshold = cfg.min_score if cfg.min_score is not None else analyzer.threshold
-        self._matcher: Matcher | None = None
-        self._revision = -1
+        self._threshold = cfg.min_score if cfg.min_score is not None else recognition.threshold
+        #: a person who leaves the gallery leaves the objects followed under their name
+        self._unsubscribe = recognition.subscribe(self._gallery_changed)
         self._stop = threading.Event()
         self._api = FrigateApi(
             cfg.url, cfg.headers, cfg.timeout, cfg.retries, self._stop, self.stats
@@ -395,14 +390,13 @@ class FrigateBridge:
         cls,
         cfg: Config,
         cam: CameraConfig,
-        analyzer: FaceAnalyzer,
-        gallery: GallerySession,
+        recognition: Recognition,
         events: EventWriter,
     ) -> FrigateBridge:
         """The bridge of a ``cameras:`` entry with ``frigate:``; ConfigError without a broker."""
         assert cam.frigate is not None
         broker = broker_of(cfg, cam)
-        return cls(cam.name, cam.frigate, broker, analyzer, gallery, events)
+        return cls(cam.name, cam.frigate, broker, recognition, events)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -418,9 +412,13 @@ class FrigateBridge:
             self._api.base,
         )
 
+    def _gallery_changed(self, change: GalleryChange) -> None:
+        for name in change.left:
+            self.forget(name)
+
     def forget(self, name: str) -> None:
-        """A person left the gallery (erased): the objects followed under their name lose it at
-        once (their ``track_end`` names nobody)."""
+        """A person left the gallery (erased, renamed, merged away): the objects followed under
+        their name lose it at once (their ``track_end`` names nobody)."""
         with self._lock:
             for obj in self._objects.values():
                 if obj.name == name:
@@ -432,6 +430,7 @@ class FrigateBridge:
         if self._stop.is_set():
             return
         self._stop.set()
+        self._unsubscribe()
         self._link.close(0.0)
         with self._lock:
             self._lock.notify_all()
@@ -543,16 +542,9 @@ class FrigateBridge:
         self._objects[after.id] = obj
         return obj
 
-    def _current_matcher(self) -> Matcher:
-        """The gallery as it is now (re-read when its revision moved: enrolled, erased)."""
-        revision = self._gallery.revision
-        if self._matcher is None or revision != self._revision:
-            self._matcher, self._revision = self._gallery.matcher(), revision
-        return self._matcher
-
     def _recognise(self, obj: _Object, image: np.ndarray, captured: float) -> None:
-        faces = self._analyzer.analyze(image)
-        best = _best(faces, self._current_matcher(), self._threshold)
+        faces = self._recognition.faces(image)
+        best = _best(faces, self._recognition.identify(faces, self._threshold))
         with self._lock:
             self.stats.snapshots += 1
             obj.snapshots += 1
@@ -570,7 +562,7 @@ class FrigateBridge:
             kind = self._naming(obj, name, score)
             if kind is None:
                 return
-            crop = align(image, face.kps, self._analyzer.embedder.input_size)
+            crop = face.crop
             self._emit(kind, obj, crop, name=name, score=round(score, 4), box=_box(face))
         if self.cfg.sub_label:
             self._api.set_sub_label(str(obj.frigate["frigate_event"]), name, score)
@@ -627,16 +619,15 @@ class FrigateBridge:
 
 
 def _best(
-    faces: list[Face], matcher: Matcher, threshold: float
-) -> tuple[Face, str | None, float | None] | None:
+    faces: list[FoundFace], named: list[tuple[str | None, float | None]]
+) -> tuple[FoundFace, str | None, float | None] | None:
     """The face to report: the best named one, else the one closest to someone (or the first
     one when the gallery is empty), with its name (None: nobody) and similarity."""
     if not faces:
         return None
-    matches = matcher.match(np.stack([f.embedding for f in faces]), threshold)
-    ranked = [(face, name, score) for face, (name, score) in zip(faces, matches, strict=True)]
+    ranked = [(face, name, score) for face, (name, score) in zip(faces, named, strict=True)]
     return max(ranked, key=lambda r: (r[1] is not None, -2.0 if r[2] is None else r[2]))
 
 
-def _box(face: Face) -> list[float]:
-    return [round(float(v), 1) for v in face.bbox]
+def _box(face: FoundFace) -> list[float]:
+    return [round(float(v), 1) for v in face.box]

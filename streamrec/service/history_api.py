@@ -92,7 +92,7 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
         face = lib.one_face(file.file.read())
         if len(face.embedding) != store.dim:
             raise ApiError(409, "the history was made with another recognizer")
-        floor = lib.analyzer.threshold if min_similarity is None else min_similarity
+        floor = lib.recognition.threshold if min_similarity is None else min_similarity
         hits = store.search(face.embedding, limit, since, until, camera or None, floor)
         return [sighting_out(h) for h in hits]
 
@@ -127,9 +127,10 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
         if store.sighting(sighting_id) is None:
             raise ApiError(404, "no such sighting")
         label = NegativeStore(store).reject(sighting_id)
-        if label is not None:
-            lib.call(lib.gallery.touch)
-            lib.changed()
+        if label is not None:  # every Recognition service takes the new negative in
+            with lib.refused():
+                lib.gallery.touch()
+            lib.recognition.refresh()
         return RejectOut(id=sighting_id, rejected=label)
 
     @api.delete("/sightings/{sighting_id:rowid}", responses=missing)
@@ -144,7 +145,7 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
     def suggestions() -> list[SuggestionOut]:
         """Unknown people whose faces say they are one person (strongest first)."""
         ids, labels, vectors = store.labelled(unknown_only=True)
-        groups = UnknownGroups.for_threshold(store.dim, lib.analyzer.threshold)
+        groups = UnknownGroups.for_threshold(store.dim, lib.recognition.threshold)
         by_label: dict[str, list[int]] = {}
         for sid, label, vector in zip(ids.tolist(), labels, vectors, strict=True):
             s = store.sighting(sid)

@@ -54,9 +54,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-from streamrec import __version__
 from streamrec.records import Event
 from streamrec.telemetry import CameraState, Latency, Observer, named_in
+from streamrec.version import __version__
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

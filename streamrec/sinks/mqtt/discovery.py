@@ -16,6 +16,7 @@ from typing import Any
 from streamrec.sinks.mqtt.link import MqttLink
 from streamrec.sinks.mqtt.publisher import Person, Publisher
 from streamrec.sinks.mqtt.topics import ha_id, to_json
+from streamrec.version import __version__
 
 DEFAULT_PREFIX = "homeassistant"
 
@@ -67,8 +68,6 @@ class HomeAssistantDiscovery(Publisher):
     def _entity(
         self, unique: str, name: str, device: dict[str, Any], *availability: str
     ) -> dict[str, Any]:
-        from streamrec import __version__
-
         return {
             "name": name,
             "unique_id": f"{self.node}_{unique}",

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from streamrec.analyzer import FaceAnalyzer
+from streamrec.enrolment.photos import EnrollReport
 from streamrec.errors import MediaError
-from streamrec.gallery.enroll import EnrollReport
-from streamrec.gallery.store import Gallery
-from streamrec.models.alignment import align
 from streamrec.models.quality import geometric_quality, sharpness_factor
 from streamrec.pipeline.tracking import IoUTracker
+from streamrec.recognition import NewSample, Recognition
 from streamrec.records import Frame
 from streamrec.sources import open_source
 
@@ -82,16 +80,17 @@ def _frames(path: str) -> Iterator[Frame]:
                 yield item
 
 
-def _collect_tracks(analyzer: FaceAnalyzer, path: str, step: int) -> tuple[list[_TrackFaces], int]:
+def _collect_tracks(
+    recognition: Recognition, path: str, step: int
+) -> tuple[list[_TrackFaces], int]:
     tracker = IoUTracker(max_missed=5)
     tracks: dict[int, _TrackFaces] = {}
-    size = analyzer.embedder.input_size
     read = 0
     for frame in _frames(path):
         read += 1
         if frame.index % step:
             continue
-        dets = analyzer.detect(frame.image)
+        dets = recognition.detect(frame.image)
         for track in tracker.update(frame.index, dets).active:
             if track.det_index < 0:
                 continue
@@ -101,16 +100,16 @@ def _collect_tracks(analyzer: FaceAnalyzer, path: str, step: int) -> tuple[list[
             faces.detections += 1
             quality = geometric_quality(dets.boxes[i], dets.kps[i], float(dets.scores[i]))
             if quality > 0:
-                crop = align(frame.image, dets.kps[i], size)
+                crop = recognition.crop(frame.image, dets.kps[i])
                 faces.keep(_Candidate(frame.index, quality * sharpness_factor(crop), crop))
     return list(tracks.values()), read
 
 
 def pick_video_faces(
-    analyzer: FaceAnalyzer, path: str | Path, count: int, step: int = 2, similar: float = 0.95
+    recognition: Recognition, path: str | Path, count: int, step: int = 2, similar: float = 0.95
 ) -> VideoPick:
     """Up to ``count`` good, varied faces of the main person in the clip at ``path``."""
-    tracks, read = _collect_tracks(analyzer, str(path), step)
+    tracks, read = _collect_tracks(recognition, str(path), step)
     if not tracks:
         raise MediaError(f"no face found in {path}")
     main = max(tracks, key=lambda t: t.weight)
@@ -130,7 +129,7 @@ def pick_video_faces(
         ]
         if not chunk:
             continue
-        embedded = analyzer.embedder.embed([c.crop for c in chunk])
+        embedded = recognition.embed([c.crop for c in chunk])
         for c, e in zip(chunk, embedded, strict=True):
             if len(chosen) == count:
                 break
@@ -154,17 +153,15 @@ def pick_video_faces(
 
 
 def enroll_video(
-    analyzer: FaceAnalyzer,
-    gallery: Gallery,
-    name: str,
-    path: str | Path,
-    count: int | None = None,
-    step: int = 2,
+    recognition: Recognition, name: str, path: str | Path, count: int, step: int = 2
 ) -> tuple[EnrollReport, VideoPick]:
-    """Enrol ``name`` from the main person of a clip; sources are recorded as ``FILE#frame=N``."""
-    pick = pick_video_faces(
-        analyzer, path, count if count is not None else analyzer.cfg.enrollment.video_faces, step
-    )
+    """Enrol ``name`` from the ``count`` best faces of the main person of a clip; sources are
+    recorded as ``FILE#frame=N``."""
+    pick = pick_video_faces(recognition, path, count, step)
+    samples = [
+        NewSample(e, crop, None, source)
+        for e, crop, source in zip(pick.embeddings, pick.faces, pick.sources, strict=True)
+    ]
     report = EnrollReport(name, added=pick.sources)
-    report.record(gallery.add(name, pick.embeddings, pick.sources, pick.faces))
+    report.record(recognition.enrol(name, samples))
     return report, pick

@@ -42,14 +42,15 @@ from typing import Any, Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from ..config import Config
-from ..errors import StreamrecError
-from ..geometry import iou_matrix
-from ..media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
-from .alignment import align
-from .detector import ScrfdDetector
-from .embedder import ArcFaceEmbedder
-from .registry import (
+from streamrec.config import Config
+from streamrec.errors import StreamrecError
+from streamrec.evaluation import Pair, accuracy_at, best_accuracy, read_pairs, roc_curve
+from streamrec.geometry import box_areas, iou_matrix
+from streamrec.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_image
+from streamrec.models.alignment import align
+from streamrec.models.detector import ScrfdDetector
+from streamrec.models.embedder import ArcFaceEmbedder
+from streamrec.models.registry import (
     Derived,
     ResolvedModel,
     cache_dir,
@@ -223,8 +224,7 @@ def _median_ms(fn: Callable[[], object], per: int, runs: int = 7) -> float:
 
 
 def _largest(dets: Any) -> int:
-    areas = (dets.boxes[:, 2] - dets.boxes[:, 0]) * (dets.boxes[:, 3] - dets.boxes[:, 1])
-    return int(np.argmax(areas))
+    return int(np.argmax(box_areas(dets.boxes)))
 
 
 def _recognizer(
@@ -236,8 +236,6 @@ def _recognizer(
     work: Path,
     max_samples: int,
 ) -> Report:
-    from ..evaluation import accuracy_at, best_accuracy, read_pairs, roc_curve
-
     m = cfg.models
     detector = ScrfdDetector(
         resolve(m.detector, "detector", m.dir, m.download).path, cfg.detector, cfg.runtime
@@ -287,38 +285,9 @@ def _recognizer(
     if cos.mean() < bounds.min_cosine:
         failures.append(f"mean cosine {cos.mean():.4f} < {bounds.min_cosine}")
     drop = 0.0
-    if pairs:
+    if pairs and pairs_file is not None:
         threshold = recognizer_threshold(parent)
-        index = {p: i for i, p in enumerate(pair_crops)}
-        ea, eb = fp32.embed(list(pair_crops.values())), int8.embed(list(pair_crops.values()))
-        usable = [
-            (index[pa], index[pb], q.same)
-            for q in pairs
-            if (pa := (pairs_file.parent / q.a).resolve()) in index  # type: ignore[union-attr]
-            and (pb := (pairs_file.parent / q.b).resolve()) in index  # type: ignore[union-attr]
-        ]
-        same = np.array([s for _, _, s in usable])
-        acc: dict[str, dict[str, float]] = {}
-        for label, e in (("FP32", ea), ("INT8", eb)):
-            scores = np.array([float(e[i] @ e[j]) for i, j, _ in usable])
-            best, best_t = best_accuracy(roc_curve(scores, same))
-            acc[label] = {
-                "best": 100.0 * best,
-                "best_threshold": best_t,
-                "at_threshold": 100.0 * accuracy_at(scores, same, threshold),
-            }
-        drop = max(
-            acc["FP32"]["best"] - acc["INT8"]["best"],
-            acc["FP32"]["at_threshold"] - acc["INT8"]["at_threshold"],
-        )
-        metrics[f"verification accuracy on {len(usable)} held-aside pairs, FP32 (%)"] = {
-            "best": acc["FP32"]["best"],
-            f"at {threshold:.2f}": acc["FP32"]["at_threshold"],
-        }
-        metrics["verification accuracy, INT8 (%)"] = {
-            "best": acc["INT8"]["best"],
-            f"at {threshold:.2f}": acc["INT8"]["at_threshold"],
-        }
+        drop = _verification(pairs, pairs_file, pair_crops, fp32, int8, threshold, metrics)
         if drop > bounds.max_accuracy_drop:
             failures.append(
                 f"verification accuracy drops {drop:.2f} points > {bounds.max_accuracy_drop}"
@@ -338,6 +307,49 @@ def _recognizer(
         embedding_compatible=bool(
             cos.mean() >= COMPATIBLE_COSINE and drop <= COMPATIBLE_ACCURACY_DROP
         ),
+    )
+
+
+def _verification(
+    pairs: list[Pair],
+    pairs_file: Path,
+    crops: dict[Path, np.ndarray],
+    fp32: ArcFaceEmbedder,
+    int8: ArcFaceEmbedder,
+    threshold: float,
+    metrics: dict[str, Any],
+) -> float:
+    """Verification accuracy of both models on the held-aside pairs (into ``metrics``); the
+    points INT8 loses (at the best threshold or at the model's, whichever is more)."""
+    index = {p: i for i, p in enumerate(crops)}
+    ea, eb = fp32.embed(list(crops.values())), int8.embed(list(crops.values()))
+    usable = [
+        (index[pa], index[pb], q.same)
+        for q in pairs
+        if (pa := (pairs_file.parent / q.a).resolve()) in index
+        and (pb := (pairs_file.parent / q.b).resolve()) in index
+    ]
+    same = np.array([s for _, _, s in usable])
+    acc: dict[str, dict[str, float]] = {}
+    for label, e in (("FP32", ea), ("INT8", eb)):
+        scores = np.array([float(e[i] @ e[j]) for i, j, _ in usable])
+        best, best_t = best_accuracy(roc_curve(scores, same))
+        acc[label] = {
+            "best": 100.0 * best,
+            "best_threshold": best_t,
+            "at_threshold": 100.0 * accuracy_at(scores, same, threshold),
+        }
+    metrics[f"verification accuracy on {len(usable)} held-aside pairs, FP32 (%)"] = {
+        "best": acc["FP32"]["best"],
+        f"at {threshold:.2f}": acc["FP32"]["at_threshold"],
+    }
+    metrics["verification accuracy, INT8 (%)"] = {
+        "best": acc["INT8"]["best"],
+        f"at {threshold:.2f}": acc["INT8"]["at_threshold"],
+    }
+    return max(
+        acc["FP32"]["best"] - acc["INT8"]["best"],
+        acc["FP32"]["at_threshold"] - acc["INT8"]["at_threshold"],
     )
 
 

@@ -1,4 +1,4 @@
-"""Enrolment of people into the gallery from photos.
+"""Enrolment of people from photos: each photo with exactly one face is one sample.
 
 A photo is recorded with its path and the sha256 of its bytes: the same photo enrolled again,
 from here or uploaded on the Faces page, adds nothing.
@@ -12,15 +12,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from streamrec.analyzer import FaceAnalyzer
 from streamrec.errors import GalleryError, MediaError
-from streamrec.gallery.store import AddResult, Gallery, InvalidName, Stray, validate_name
+from streamrec.gallery.names import InvalidName, validate_name
+from streamrec.gallery.types import AddResult, Stray
 from streamrec.media import image_files, read_image
-from streamrec.models.alignment import align
-from streamrec.models.quality import face_quality
 from streamrec.progress import progress_bar
+from streamrec.recognition import NewSample, Recognition
 
 log = logging.getLogger("streamrec.enroll")
 
@@ -44,51 +41,30 @@ class EnrollReport:
         self.added = [a for a in self.added if a not in gone]
 
 
-def _single_face(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray, np.ndarray, float]:
-    """Embedding, aligned crop and quality of the one face in an image; MediaError otherwise."""
-    image = read_image(path)
-    dets = analyzer.detect(image)
-    if len(dets) == 0:
-        raise MediaError("no face found")
-    if len(dets) > 1:
-        raise MediaError(f"{len(dets)} faces found, expected one")
-    crop = align(image, dets.kps[0], analyzer.embedder.input_size)
-    quality = face_quality(dets.boxes[0], dets.kps[0], float(dets.scores[0]), crop)
-    return analyzer.embedder.embed([crop])[0], crop, quality
+def photo_sample(recognition: Recognition, path: Path) -> NewSample:
+    """The sample of a photo with exactly one face; MediaError (or OSError) saying why not."""
+    face = recognition.single_face(read_image(path))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return NewSample(face.embedding, face.crop, face.quality, str(path), digest)
 
 
-def embed_single_face(analyzer: FaceAnalyzer, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Embedding and aligned crop of the one face in an image; MediaError saying why otherwise."""
-    embedding, crop, _ = _single_face(analyzer, path)
-    return embedding, crop
-
-
-def enroll_images(
-    analyzer: FaceAnalyzer, gallery: Gallery, name: str, paths: Iterable[Path]
-) -> EnrollReport:
+def enroll_images(recognition: Recognition, name: str, paths: Iterable[Path]) -> EnrollReport:
     """Add every usable photo of ``name``; files without exactly one face are skipped.
 
     Photos far from the person's dominant look are dropped as strays (see ``report.dropped``).
     """
     report = EnrollReport(name)
-    embeddings, sources, faces, qualities, hashes = [], [], [], [], []
+    samples = []
     for path in paths:
         try:
-            embedding, face, quality = _single_face(analyzer, path)
-            embeddings.append(embedding)
-            faces.append(face)
-            qualities.append(quality)
-            hashes.append(hashlib.sha256(path.read_bytes()).hexdigest())
-            sources.append(str(path))
+            samples.append(photo_sample(recognition, path))
             report.added.append(str(path))
         except (MediaError, OSError) as exc:
             reason = str(exc).replace(f"cannot read image {path}: ", "")
             report.skipped.append((str(path), reason))
             log.debug("%s: skipped: %s", path, reason)
-    if embeddings:
-        report.record(
-            gallery.add(name, np.stack(embeddings), sources, faces, qualities, hashes)
-        )
+    if samples:
+        report.record(recognition.enrol(name, samples))
     return report
 
 
@@ -109,7 +85,7 @@ def person_folders(root: Path) -> list[Path]:
 
 
 def import_folder(
-    analyzer: FaceAnalyzer, gallery: Gallery, root: Path, progress: bool = False
+    recognition: Recognition, root: Path, progress: bool = False
 ) -> list[EnrollReport]:
     """Enrol every sub-folder of ``root`` as one person named after the folder; ``progress``:
     a progress bar over the photos (when stderr is a terminal)."""
@@ -121,4 +97,4 @@ def import_folder(
                 yield path
                 bar.update()
 
-        return [enroll_images(analyzer, gallery, n, counted(p)) for n, p in photos.items()]
+        return [enroll_images(recognition, n, counted(p)) for n, p in photos.items()]
