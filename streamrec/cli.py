@@ -540,6 +540,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 print(
                     f"{args.source} merged into {args.target} ({result.total} embedding(s))"
                 )
+                cli_history.name_back_in_time(cfg)
                 return 0
             people = gallery.people()
             if args.json:
@@ -557,15 +558,18 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     with _gallery_for_enrolment(path, analyzer, policy) as gallery:
         recognition = Recognition(analyzer, gallery)
         if action == "import":
-            return _print_reports(
-                import_folder(recognition, Path(args.dir), progress=not args.no_progress)
-            )
-        if args.from_video:
+            reports = import_folder(recognition, Path(args.dir), progress=not args.no_progress)
+        elif args.from_video:
             count = cfg.enrollment.video_faces
             report, pick = enroll_video(recognition, args.name, args.from_video, count)
             print(pick.describe(args.name))
-            return _print_reports([report])
-        return _print_reports([enroll_images(recognition, args.name, map(Path, args.images))])
+            reports = [report]
+        else:
+            reports = [enroll_images(recognition, args.name, map(Path, args.images))]
+        code = _print_reports(reports)
+    enrolled = [r.name for r in reports if r.total]
+    cli_history.name_back_in_time(cfg, enrolled, analyzer.threshold)
+    return code
 
 
 def cmd_unknowns(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -176,9 +176,12 @@ def _touch_gallery(cfg: Config) -> None:
             gallery.touch()
 
 
-def name_back_in_time(cfg: Config) -> None:
-    """After a naming by the CLI: the history follows (retroactive events to the config's
-    sinks; a running daemon would do it within a second otherwise)."""
+def name_back_in_time(
+    cfg: Config, enrolled: Sequence[str] = (), threshold: float | None = None
+) -> None:
+    """After a naming, merge or enrolment by the CLI: the history follows (retroactive events
+    to the config's sinks; a running daemon would do it within a second otherwise); the
+    unknown identities whose sightings match a person ``enrolled`` are named too."""
     from .gallery.store import open_existing
     from .history.feed import existing_history, follow_gallery
     from .sinks import FanoutSink, event_sinks
@@ -187,6 +190,6 @@ def name_back_in_time(cfg: Config) -> None:
     if store is None or not cfg.gallery:
         return
     with store, open_existing(cfg.gallery) as gallery, FanoutSink(event_sinks(cfg)) as sinks:
-        count = follow_gallery(store, gallery, sinks.write)
+        count = follow_gallery(store, gallery, sinks.write, enrolled, threshold)
     if count:
         print(f"face history: {count} identity(ies) named back in time")

@@ -73,7 +73,8 @@ class VideoJob:
                 )
             self.analyzer = analyzer if analyzer is not None else FaceAnalyzer(cfg)
             gallery = stack.enter_context(GallerySession(cfg, self.analyzer.recognizer))
-            history = history_feed(cfg, self.analyzer.recognizer, gallery.gallery)
+            analyzer = self.analyzer
+            history = history_feed(cfg, analyzer.recognizer, gallery.gallery, analyzer.threshold)
             for feed in history:  # closed by the fan-out too, first (closing is idempotent)
                 stack.callback(feed.close)
             people = guarded_people(history, gallery.gallery)

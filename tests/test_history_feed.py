@@ -181,11 +181,11 @@ def test_history_section_is_validated_and_needs_a_gallery(tmp_path: Path) -> Non
         load_config(str(bad))
     message = str(err.value)
     assert "bad.yaml" in message and "retension_days" in message and "retention_days" in message
-    assert history_feed(load_config(None, {"gallery": None}), FAKE, None) == []
+    assert history_feed(load_config(None, {"gallery": None}), FAKE, None, 0.5) == []
     off = load_config(None, {"gallery": str(tmp_path / "g.db"), "history.enabled": False})
-    assert history_feed(off, FAKE, None) == []
+    assert history_feed(off, FAKE, None, 0.5) == []
     on = load_config(None, {"gallery": str(tmp_path / "g.db"), "history.max_sightings": 5})
-    (feed,) = history_feed(on, FAKE, None)
+    (feed,) = history_feed(on, FAKE, None, 0.5)
     assert feed.store.policy.max_sightings == 5 and feed.store.policy.retention_days == 30
     feed.close()
 
@@ -195,7 +195,26 @@ def test_retention_is_applied_at_start(tmp_path: Path) -> None:
     with HistoryStore(folder, FAKE) as store:
         store.add([_sighting("Old", [1, 0, 0], 1000.0), _sighting("New", [0, 1, 0], 4e9)])
     cfg = load_config(None, {"gallery": str(tmp_path / "faces.db")})
-    (feed,) = history_feed(cfg, FAKE, None)
+    (feed,) = history_feed(cfg, FAKE, None, 0.5)
     feed.close()  # the writer purges when it starts; closing waits for it
     with HistoryStore(folder, FAKE) as store:
         assert [s.label for s in store.sightings()] == ["New"]
+
+
+def test_enrolling_a_person_names_their_unknown_past(tmp_path: Path) -> None:
+    gallery = Gallery(tmp_path / "faces.db", FAKE)
+    store = HistoryStore(history_folder(gallery.path), FAKE)
+    store.add([_sighting("unknown-5", [0, 0.2, 1], t) for t in (10.0, 20.0)])
+    store.add([_sighting("unknown-6", [1, 0, 0])])  # someone else
+    feed = HistoryFeed(store, gallery, threshold=0.5, poll=3600)
+    sent: list = []
+    feed.emit = sent.append
+    feed.follow()  # the people at start: nobody new
+    gallery.add("alice", np.asarray([EMBEDDING[RED]], np.float32), ["photo"])
+    feed.follow()
+    assert [(e.fields["name"], e.fields["previous"], e.fields["sightings"]) for e in sent] == [
+        ("alice", "unknown-5", 2)
+    ]
+    assert [s.label for s in store.sightings()] == ["unknown-6", "alice", "alice"]
+    feed.close()
+    gallery.close()

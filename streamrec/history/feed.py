@@ -20,14 +20,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from streamrec.config import Config
 from streamrec.errors import GalleryError
 from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.store import Gallery, Recognizer
-from streamrec.history.naming import follow, retroactive_event
+from streamrec.history.grouping import matching_unknowns
+from streamrec.history.naming import follow, relabel, retroactive_event
 from streamrec.history.negatives import GuardedMatcher, NegativeStore
 from streamrec.history.records import HistoryPolicy
 from streamrec.history.store import HistoryStore, history_folder
@@ -73,9 +74,28 @@ def existing_history(cfg: Config) -> HistoryStore | None:
     return HistoryStore(folder, recognizer, history_policy(cfg))
 
 
-def follow_gallery(store: HistoryStore, gallery: Gallery, emit: Callable[[Event], None]) -> int:
-    """Name back in time what the gallery renamed; one retroactive event each to ``emit``."""
+def follow_gallery(
+    store: HistoryStore,
+    gallery: Gallery,
+    emit: Callable[[Event], None],
+    enrolled: Iterable[str] = (),
+    threshold: float | None = None,
+) -> int:
+    """Name back in time what the gallery renamed, and the unknown identities whose sightings
+    match a person just ``enrolled`` (their templates reach ``threshold``); one retroactive
+    event each to ``emit``. How many identities were named."""
     changes = follow(store, gallery.renamed())
+    new = list(enrolled)
+    if new and threshold is not None:
+        matcher = gallery.matcher()
+        for name in new:
+            if name not in matcher.names:
+                continue
+            own = matcher.templates[matcher.owners == matcher.names.index(name)]
+            for label, _, _ in matching_unknowns(store, own, threshold):
+                done = relabel(store, label, name)
+                if done is not None:
+                    changes.append(done)
     for change in changes:
         log.info(
             "face history: %s named back in time (%d sighting(s))", change.new, change.sightings
@@ -108,10 +128,20 @@ class GuardedPeople:
 class HistoryFeed:
     """The history sink of a run (see the module)."""
 
-    def __init__(self, store: HistoryStore, gallery: Gallery | None, poll: float = 1.0) -> None:
+    def __init__(
+        self,
+        store: HistoryStore,
+        gallery: Gallery | None,
+        threshold: float | None = None,
+        poll: float = 1.0,
+    ) -> None:
+        """``threshold``: an enrolled person names the unknown identities of the history
+        whose sightings reach it (None: only namings, merges and renames reach the past)."""
         self.store = store
         self.gallery = gallery
+        self.threshold = threshold
         self.poll = poll
+        self._people: set[str] | None = None  # the enrolled people at the last look
         #: where retroactive ``identified`` events go (set to the run's event sinks)
         self.emit: Callable[[Event], None] = lambda event: None
         self.writer = HistoryWriter(store)
@@ -135,8 +165,10 @@ class HistoryFeed:
             revision = self.gallery.revision
             if revision == self._revision:
                 return
-            follow_gallery(self.store, self.gallery, self.emit)
-            self._revision = revision
+            people = {p.name for p in self.gallery.people()}
+            new = people - self._people if self._people is not None else set()
+            follow_gallery(self.store, self.gallery, self.emit, sorted(new), self.threshold)
+            self._revision, self._people = revision, people
 
     def _watch(self) -> None:
         while not self._done.wait(self.poll):
@@ -181,12 +213,14 @@ class HistoryFeed:
             self.store.close()
 
 
-def history_feed(cfg: Config, recognizer: Recognizer, gallery: Gallery | None) -> list[HistoryFeed]:
+def history_feed(
+    cfg: Config, recognizer: Recognizer, gallery: Gallery | None, threshold: float
+) -> list[HistoryFeed]:
     """The run's history sink (none without a gallery or with ``history.enabled`` false), as a
     list to put first among the event sinks (closed first: its last retroactive events still
     reach the others)."""
     store = open_history(cfg, recognizer)
-    return [] if store is None else [HistoryFeed(store, gallery)]
+    return [] if store is None else [HistoryFeed(store, gallery, threshold)]
 
 
 def guarded_people(feeds: list[HistoryFeed], gallery: Gallery | None) -> GuardedPeople | None:

@@ -135,7 +135,9 @@ class Daemon:
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
         #: the face history's sink (none without a gallery or with history.enabled false)
-        self.history = history_feed(cfg, self.analyzer.recognizer, self.gallery.gallery)
+        self.history = history_feed(
+            cfg, self.analyzer.recognizer, self.gallery.gallery, self.analyzer.threshold
+        )
         #: who is this face, for the pipeline, the face library's APIs and the Frigate bridges
         self.recognition = Recognition(
             self.analyzer,
