@@ -172,36 +172,29 @@ def run_clip(
     start: float | None = None,
     end: float | None = None,
     matcher_wrap: Any = None,
-    unknown_gate: float = 0.0,
+    unknown_gate: float | None = None,
 ) -> list[RunTrack]:
     """One run of the real pipeline on a clip (or a span of it); its tracks.
 
     ``matcher_wrap``: a function applied to every matcher snapshot the run reads from the
     gallery (the negatives measurement wraps it in a GuardedMatcher). ``unknown_gate``: the
-    rule proposed for phase B, tried without editing the pipeline: a track whose best face is
-    below this quality gets no ``unknown-N`` label (nor joins one)."""
+    pipeline's ``unknowns.min_quality`` (a track whose best face is below it gets no
+    ``unknown-N`` label); None: the config's."""
     from streamrec.gallery.store import Gallery
 
     patches: list[Any] = []
     if matcher_wrap is not None:
         real = Gallery.matcher
         patches.append(mock.patch.object(Gallery, "matcher", lambda self: matcher_wrap(real(self))))
-    if unknown_gate > 0:
-        label = CameraIdentities.label_unknown
-
-        def gated(self: CameraIdentities, track_id: int, book: Any, camera: str) -> Any:
-            with self._lock:
-                ident = self._tracks.get(track_id)
-                poor = ident is not None and ident.best_quality < unknown_gate
-            return None if poor else label(self, track_id, book, camera)
-
-        patches.append(mock.patch.object(CameraIdentities, "label_unknown", gated))
+    cfg = analyzer.cfg
+    if unknown_gate is not None:
+        cfg = replace(cfg, unknowns=replace(cfg.unknowns, min_quality=unknown_gate))
     with capture_tracks() as cap, contextlib.ExitStack() as stack:
         for p in patches:
             stack.enter_context(p)
         list(
             streamrec.process(
-                media / clip, gallery=gallery, analyzer=analyzer, start=start, end=end
+                media / clip, gallery=gallery, config=cfg, analyzer=analyzer, start=start, end=end
             )
         )
     out = []
@@ -256,7 +249,7 @@ class TwoVisits:
 
 
 def two_visits(
-    analyzer: FaceAnalyzer, media: Path, gallery: Path, unknown_gate: float = 0.0
+    analyzer: FaceAnalyzer, media: Path, gallery: Path, unknown_gate: float | None = None
 ) -> TwoVisits:
     tracks: list[RunTrack] = []
     cuts = {clip: round(duration(media / clip) / 2, 2) for _, clip in CLIPS}
