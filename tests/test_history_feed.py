@@ -218,3 +218,4 @@ def test_enrolling_a_person_names_their_unknown_past(tmp_path: Path) -> None:
     assert [s.label for s in store.sightings()] == ["unknown-6", "alice", "alice"]
     feed.close()
     gallery.close()
+
