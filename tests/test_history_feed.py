@@ -103,6 +103,7 @@ def test_naming_an_unknown_names_its_past_once_with_one_retroactive_event(
     assert event["event"] == "identified" and event["retroactive"] is True
     assert event["name"] == "Jane" and event["previous"] == "unknown-4"
     assert event["sightings"] == 3 and event["first_seen"] == 100.0
+    assert event["camera"] == "cam" and event["cameras"] == ["cam"]
     assert [s.label for s in store.sightings()] == ["Jane"] * 3
     # a late sighting of a running pipeline still carrying the old label lands on her
     store.add([_sighting("unknown-4", [0, 0, 1], 400.0)])

@@ -50,8 +50,13 @@ def relabel(store: HistoryStore, old: str, new: str) -> Relabelled | None:
             "SELECT COUNT(*), MIN(first_seen), MAX(last_seen) FROM sightings WHERE identity = ?",
             (dst,),
         ).fetchone()
+        cameras = db.execute(
+            "SELECT c.name FROM sightings s JOIN cameras c ON c.id = s.camera "
+            "WHERE s.identity = ? GROUP BY c.name ORDER BY MAX(s.last_seen)",
+            (dst,),
+        ).fetchall()
         store.bump(db)
-    return Relabelled(dst, label, new, int(count), first, last)
+    return Relabelled(dst, label, new, int(count), first, last, tuple(c for (c,) in cameras))
 
 
 def follow(store: HistoryStore, renamed: dict[str, str]) -> list[Relabelled]:
@@ -70,16 +75,16 @@ def follow(store: HistoryStore, renamed: dict[str, str]) -> list[Relabelled]:
 
 def retroactive_event(change: Relabelled) -> Event:
     """The one ``identified`` event of an identity named back in time (``retroactive: true``):
-    its earlier label, how many sightings and over which times."""
-    now = time.time()
+    its earlier label, how many sightings, over which times and cameras (``camera``: the one
+    it was seen on last)."""
     return Event(
         "identified",
         "history",
         0,
         0,
         0.0,
-        now,
-        None,
+        time.time(),
+        change.cameras[-1] if change.cameras else None,
         {
             "name": change.new,
             "previous": change.old,
@@ -87,5 +92,6 @@ def retroactive_event(change: Relabelled) -> Event:
             "sightings": change.sightings,
             "first_seen": change.first_seen,
             "last_seen": change.last_seen,
+            "cameras": list(change.cameras),
         },
     )

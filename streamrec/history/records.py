@@ -48,6 +48,8 @@ class Relabelled:
     sightings: int
     first_seen: float | None
     last_seen: float | None
+    #: the cameras of its sightings, the one it was seen on last at the end
+    cameras: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
