@@ -23,6 +23,7 @@ from test_faces_page import (  # noqa: F401  (browser: a fixture)
     click,
     find,
     loaded_face,
+    status_text,
     wait_for,
 )
 
@@ -113,6 +114,7 @@ def test_search_route_answers_best_first_with_crops(site, media_dir: Path) -> No
 
 def test_history_review_on_the_faces_page(
     site,
+    analyzer: FaceAnalyzer,
     browser: WebDriver,  # noqa: F811  (the fixture of test_faces_page)
     media_dir: Path,
 ) -> None:
@@ -156,6 +158,30 @@ def test_history_review_on_the_faces_page(
     browser.save_screenshot(str(SHOTS / "history-search.png"))
     hit.find_element(By.CSS_SELECTOR, "button.warn").click()
     wait_for(browser, "the rejection", lambda d: store.sightings("Lin") == [])
+
+    # assign: tick Alex's face (unknown-2) and give it his name
+    (alex,) = store.sightings("unknown-2")
+    box = f'#groups .pick input[data-id="{alex.id}"]'
+    wait_for(browser, "Alex's box", lambda d: click(find(d, box)))
+    browser.find_element(By.ID, "assign-name").send_keys("Alex")
+    browser.find_element(By.CSS_SELECTOR, "#bulk-assign button").click()
+    wait_for(
+        browser, "the assignment", lambda d: [s.id for s in store.sightings("Alex")] == [alex.id]
+    )
+
+    # reprocess: Biden is enrolled now; his unknown group matched again is his
+    embedding, _ = single_face(analyzer, media_dir / "face_recognition" / "biden.jpg")
+    gallery.add("Joe Biden", embedding[None], ["photo"])
+
+    def reprocess(d: WebDriver) -> bool:
+        row = groups(d).get("unknown-1")
+        return row is not None and click(
+            row.find_element(By.XPATH, ".//button[text()='Reprocess']")
+        )
+
+    wait_for(browser, "the Reprocess button", reprocess)
+    wait_for(browser, "unknown-1 matched again", lambda d: store.sightings("Joe Biden") != [])
+    wait_for(browser, "the report", lambda d: "matched again (" in status_text(d))
 
     # multi-select: tick two faces, delete them
     def ticks(d: WebDriver) -> list:

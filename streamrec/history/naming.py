@@ -95,3 +95,20 @@ def retroactive_event(change: Relabelled) -> Event:
             "cameras": list(change.cameras),
         },
     )
+
+
+def assign(store: HistoryStore, sightings: list[int], label: str | None) -> int:
+    """Give these sightings to ``label``'s identity (made if new; None: to nobody), as a user
+    reviewing them decides or as a reprocessing finds; how many changed."""
+    label = valid_label(label) if label is not None else None
+    with store.transaction() as db:
+        ident = store.identity_of(db, label, create=True)
+        marks = ",".join("?" * len(sightings))
+        changed = db.execute(
+            f"UPDATE sightings SET identity = ?, score = NULL WHERE id IN ({marks}) "
+            "AND identity IS NOT ?",
+            (ident, *sightings, ident),
+        ).rowcount
+        if changed:
+            store.bump(db)
+    return int(changed)

@@ -9,6 +9,10 @@
   face becomes a negative of that person; every running matcher takes it in (the gallery's
   revision moves);
 * ``DELETE /api/sightings/{id}``: a sighting and its face are deleted;
+* ``POST /api/sightings/assign`` (``{"ids": [...], "name": ...}``): the sightings are that
+  person's (or ``unknown-N``'s) in the history;
+* ``POST /api/history/reprocess`` (``{"label": ...}``): a group's sightings matched against the
+  gallery as it is now; those that match someone are given to them;
 * ``GET /api/history/suggestions``: unknown people that look like one (merge them with
   ``POST /api/unknowns/{id}/merge``).
 
@@ -21,8 +25,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, File, Form, Query, UploadFile
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from streamrec.history import naming
 from streamrec.history.grouping import UnknownGroups, UnknownSighting
 from streamrec.history.negatives import NegativeStore
 from streamrec.history.records import Hit, StoredSighting
@@ -47,6 +52,20 @@ class SightingOut(BaseModel):
 class RejectOut(BaseModel):
     id: int
     rejected: str | None  # the label it had (null: it had none)
+
+
+class AssignIn(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=MAX_RESULTS)
+    name: str = Field(min_length=1, max_length=200)
+
+
+class ReprocessIn(BaseModel):
+    label: str = Field(min_length=1, max_length=200)
+
+
+class ChangedOut(BaseModel):
+    changed: int
+    names: dict[str, int] = {}  # (reprocess) how many went to each name
 
 
 class SuggestionOut(BaseModel):
@@ -140,6 +159,29 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
         if found is None or not store.delete([sighting_id]):
             raise ApiError(404, "no such sighting")
         return RejectOut(id=sighting_id, rejected=None)
+
+    @api.post("/sightings/assign", responses={400: {"description": "a refused name"}})
+    def assign(body: AssignIn) -> ChangedOut:
+        """These sightings are this person's (or this ``unknown-N``'s), as the user says."""
+        with lib.refused():
+            changed = naming.assign(store, body.ids, body.name)
+        return ChangedOut(changed=changed)
+
+    @api.post("/history/reprocess")
+    def reprocess(body: ReprocessIn) -> ChangedOut:
+        """Match a group's sightings (a name or ``unknown-N``) against the gallery as it is
+        now: those that match someone are given to them."""
+        ids, labels, vectors = store.labelled()
+        mine = [i for i, label in enumerate(labels) if label == body.label]
+        if not mine:
+            raise ApiError(404, "no sightings with that label")
+        matches = lib.recognition.matcher().match(vectors[mine], lib.recognition.threshold)
+        by_name: dict[str, list[int]] = {}
+        for i, (name, _) in zip(mine, matches, strict=True):
+            if name is not None and name != body.label:
+                by_name.setdefault(name, []).append(int(ids[i]))
+        changed = sum(naming.assign(store, group, name) for name, group in by_name.items())
+        return ChangedOut(changed=changed, names={n: len(g) for n, g in by_name.items()})
 
     @api.get("/history/suggestions")
     def suggestions() -> list[SuggestionOut]:
