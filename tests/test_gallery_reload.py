@@ -17,7 +17,7 @@ from streamrec import load_config
 from streamrec.gallery.session import GallerySession
 from streamrec.gallery.store import Gallery, Recognizer
 from streamrec.pipeline import Camera, build_pipeline
-from streamrec.recognition import Recognition
+from streamrec.recognition import NewSample, Recognition
 
 REC = Recognizer("fake.onnx", "0" * 64, 3)
 
@@ -65,3 +65,32 @@ def test_a_run_with_a_gallery_logs_no_revisions(media_dir: Path, tmp_path: Path)
     listed = streamrec("unknowns", "list", "--gallery", str(gallery), "--json", *SMALL).stdout
     assert json.loads(listed), "strangers were seen and written"
     assert "gallery revision" not in proc.stderr, proc.stderr
+
+
+def test_a_change_through_the_service_reaches_the_pipeline_in_one_hop(tmp_path: Path) -> None:
+    """One change mechanism (issue 23): an enrolment or an erasure made through the process's
+    Recognition service is in the running pipeline's matcher when the call returns (no poll:
+    ``gallery_poll`` is an hour); a write by another process is taken in by the revision check,
+    the safety net the pipeline runs every ``gallery_poll`` seconds."""
+    path = tmp_path / "gallery.db"
+    Gallery(path, REC).close()
+    cfg = load_config(None, {"gallery": str(path)})
+    crop = np.zeros((112, 112, 3), np.uint8)
+    with GallerySession(cfg, REC) as session:
+        assert session.gallery is not None
+        recognition = Recognition(FakeModels(), session.gallery)
+        camera = Camera("cam", FakeSource("cam", [], 1), interval=5)  # type: ignore[arg-type]
+        pipeline = build_pipeline(
+            cfg, [camera], ListWriter(), recognition, session, gallery_poll=3600.0
+        )
+        matched = lambda: set(pipeline._match.matcher.names)  # noqa: E731
+        recognition.enrol("Bob", [NewSample(_unit(0, 0, 1)[0], crop, None, "bob.jpg")])
+        assert matched() == {"Bob"}
+        recognition.remove("Bob")
+        assert matched() == set()
+        other = Gallery(path, REC)  # another process (the CLI) enrols Carol
+        other.add("Carol", _unit(1, 0, 0))
+        other.close()
+        assert matched() == set()  # not pushed: only the revision check finds it
+        assert recognition.refresh()
+        assert matched() == {"Carol"}
