@@ -9,10 +9,14 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Config
 from .errors import MediaError, StreamrecError
+
+if TYPE_CHECKING:
+    from .history.records import Hit, StoredSighting
+    from .history.store import HistoryStore
 
 #: most results one search prints
 MAX_LIMIT = 1000
@@ -76,7 +80,7 @@ def add_parsers(sub: Any, common: Callable[[argparse.ArgumentParser], None]) -> 
     common(p)
 
 
-def _history(cfg: Config) -> Any:
+def _history(cfg: Config) -> HistoryStore:
     from .history.feed import existing_history
 
     if not cfg.gallery:
@@ -92,9 +96,11 @@ def _history(cfg: Config) -> Any:
     return store
 
 
-def _row(h: Any, similarity: float | None = None) -> dict[str, Any]:
-    out = {
-        "id": h.id if hasattr(h, "id") else h.sighting,
+def _row(h: StoredSighting | Hit) -> dict[str, Any]:
+    from .history.records import Hit, StoredSighting
+
+    out: dict[str, Any] = {
+        "id": h.id if isinstance(h, StoredSighting) else h.sighting,
         "first_seen": round(h.first_seen, 3),
         "last_seen": round(h.last_seen, 3),
         "camera": h.camera,
@@ -102,8 +108,8 @@ def _row(h: Any, similarity: float | None = None) -> dict[str, Any]:
         "score": None if h.score is None else round(h.score, 4),
         "crop": h.crop,
     }
-    if similarity is not None:
-        out["similarity"] = round(similarity, 4)
+    if isinstance(h, Hit):
+        out["similarity"] = round(h.similarity, 4)
     return out
 
 
@@ -142,7 +148,7 @@ def cmd_search(args: argparse.Namespace, cfg: Config) -> int:
         hits = store.search(
             faces[0].embedding, args.limit, args.since, args.until, args.camera, floor
         )
-    _print([_row(h, h.similarity) for h in hits], args.json, "sighting(s) found")
+    _print([_row(h) for h in hits], args.json, "sighting(s) found")
     return 0
 
 
