@@ -18,15 +18,12 @@ takes it in through its one change mechanism (the pipeline, the APIs, the Frigat
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Iterable
-from urllib.parse import quote
 
 from streamrec.config import Config
-from streamrec.errors import GalleryError
 from streamrec.gallery.matcher import Matcher
-from streamrec.gallery.store import Gallery, Recognizer
+from streamrec.gallery.store import Gallery, Recognizer, recorded_recognizer
 from streamrec.history.grouping import matching_unknowns
 from streamrec.history.naming import follow, relabel, retroactive_event
 from streamrec.history.negatives import GuardedMatcher, NegativeStore
@@ -62,15 +59,7 @@ def existing_history(cfg: Config) -> HistoryStore | None:
     path = folder / "history.db"
     if not path.is_file():
         return None
-    try:
-        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
-        try:
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-        finally:
-            db.close()
-        recognizer = Recognizer("history", meta["recognizer_sha256"], int(meta["dim"]))
-    except (sqlite3.DatabaseError, KeyError, ValueError):
-        raise GalleryError(f"{folder} is not a streamrec face history") from None
+    recognizer = recorded_recognizer(path, "face history")
     return HistoryStore(folder, recognizer, history_policy(cfg))
 
 
