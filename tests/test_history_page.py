@@ -74,7 +74,7 @@ def site(analyzer: FaceAnalyzer, media_dir: Path, tmp_path: Path) -> Iterator[tu
     server = WebServer(LiveStatus(), Metrics(), "127.0.0.1", 0, TOKEN, HttpConfig(port=0))
     people = GuardedPeople(gallery, store)
     library = api.FaceLibrary(Recognition(analyzer, gallery, people=people), LiveStatus())
-    api.mount(server.app, library)
+    api.mount(server.app, library, history=True)
     history_api.mount(server.app, library, store)
     with server:
         yield server, gallery, store

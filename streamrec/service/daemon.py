@@ -192,7 +192,7 @@ class Daemon:
         from streamrec.service import api, compreface
 
         library = api.FaceLibrary(self.recognition, self.status, self.erase_labels)
-        api.mount(web.app, library)
+        api.mount(web.app, library, history=bool(self.history))
         compreface.mount(web.app, library)
         if self.history:
             from streamrec.service import history_api

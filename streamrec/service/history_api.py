@@ -94,6 +94,7 @@ def sighting_out(s: StoredSighting | Hit) -> SightingOut:
 
 
 def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
+    """Search and the sightings: list, crop, reject, delete."""
     api = APIRouter(prefix="/api", tags=["face history"])
     missing: dict[int | str, dict[str, Any]] = {404: {"description": "no such sighting"}}
 
@@ -160,6 +161,13 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
             raise ApiError(404, "no such sighting")
         return RejectOut(id=sighting_id, rejected=None)
 
+    return api
+
+
+def review_router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
+    """The review routes: assign, reprocess, merge suggestions."""
+    api = APIRouter(prefix="/api", tags=["face history"])
+
     @api.post("/sightings/assign", responses={400: {"description": "a refused name"}})
     def assign(body: AssignIn) -> ChangedOut:
         """These sightings are this person's (or this ``unknown-N``'s), as the user says."""
@@ -212,4 +220,7 @@ def router(lib: FaceLibrary, store: HistoryStore) -> APIRouter:
 
 
 def mount(app: FastAPI, lib: FaceLibrary, store: HistoryStore) -> None:
+    """Add the face history's routes (the Faces page shows them with ``api.mount(...,
+    history=True)``)."""
     app.include_router(router(lib, store))
+    app.include_router(review_router(lib, store))
