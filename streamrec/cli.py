@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import cli_history
 from .config import Config, load_config
 from .errors import MediaError, StreamrecError
 from .files import private_dir, write_private
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     _video_commands(sub)
     _config_commands(sub)
     _eval_command(sub)
+    cli_history.add_parsers(sub, _common)
     return parser
 
 
@@ -538,6 +540,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 print(
                     f"{args.source} merged into {args.target} ({result.total} embedding(s))"
                 )
+                cli_history.name_back_in_time(cfg)
                 return 0
             people = gallery.people()
             if args.json:
@@ -555,15 +558,18 @@ def cmd_gallery(args: argparse.Namespace) -> int:
     with _gallery_for_enrolment(path, analyzer, policy) as gallery:
         recognition = Recognition(analyzer, gallery)
         if action == "import":
-            return _print_reports(
-                import_folder(recognition, Path(args.dir), progress=not args.no_progress)
-            )
-        if args.from_video:
+            reports = import_folder(recognition, Path(args.dir), progress=not args.no_progress)
+        elif args.from_video:
             count = cfg.enrollment.video_faces
             report, pick = enroll_video(recognition, args.name, args.from_video, count)
             print(pick.describe(args.name))
-            return _print_reports([report])
-        return _print_reports([enroll_images(recognition, args.name, map(Path, args.images))])
+            reports = [report]
+        else:
+            reports = [enroll_images(recognition, args.name, map(Path, args.images))]
+        code = _print_reports(reports)
+    enrolled = [r.name for r in reports if r.total]
+    cli_history.name_back_in_time(cfg, enrolled, analyzer.threshold)
+    return code
 
 
 def cmd_unknowns(args: argparse.Namespace) -> int:
@@ -583,6 +589,7 @@ def cmd_unknowns(args: argparse.Namespace) -> int:
             for stray in result.strays:
                 print(stray.describe())
             print(f"{args.label} is now {args.name} ({result.total} embedding(s))")
+            cli_history.name_back_in_time(cfg)
             return 0
         if action == "purge":
             days = args.days if args.days is not None else cfg.unknowns.retention_days
@@ -820,6 +827,8 @@ COMMANDS = {
     "config": cmd_config,
     "erase": cmd_erase,
     "events": cmd_events,
+    "search": lambda args: cli_history.cmd_search(args, _config(args)),
+    "history": lambda args: cli_history.cmd_history(args, _config(args)),
 }
 
 

@@ -170,6 +170,27 @@ class UnknownsConfig:
     retention_days: float = Field(default=30.0, ge=0.0, le=36_500.0)
     #: most unknown identities kept (the least recently seen are forgotten first)
     max_identities: int = Field(default=1000, ge=1, le=1_000_000)
+    #: a track whose best face is below this quality (0..1, the expected similarity to the
+    #: person's own template) gets no unknown-N label: poor faces of different people look
+    #: alike, and would share one (measured on the media: docs/history.md)
+    min_quality: float = Field(default=0.3, ge=0.0, le=1.0)
+
+
+@dataclass(config=_STRICT)
+class HistoryConfig:
+    #: keep every track's face in a searchable history beside the gallery (NAME.history/);
+    #: needs a gallery
+    enabled: bool = True
+    #: sightings last seen more than this many days ago are purged (0 = keep forever)
+    retention_days: float = Field(default=30.0, ge=0.0, le=36_500.0)
+    #: most sightings kept (the oldest go first)
+    max_sightings: int = Field(default=1_000_000, ge=1, le=100_000_000)
+    #: most bytes of crops and vectors (the oldest sightings go first); null = no cap
+    max_bytes: int | None = Field(default=None, ge=1_000_000)
+    #: sightings waiting to be written (when full, the worst face is dropped)
+    queue_size: int = Field(default=256, ge=1, le=100_000)
+    #: from this many sightings on, search uses the approximate index (faiss, if installed)
+    ann_min_size: int = Field(default=2_000_000, ge=1_000, le=1_000_000_000)
 
 
 @dataclass(config=_STRICT)
@@ -531,6 +552,8 @@ class Config:
     enrollment: EnrollmentConfig = dataclasses.field(default_factory=EnrollmentConfig)
     #: people who are not in the gallery
     unknowns: UnknownsConfig = dataclasses.field(default_factory=UnknownsConfig)
+    #: the face history: sightings of every track, search by face, "not this person"
+    history: HistoryConfig = dataclasses.field(default_factory=HistoryConfig)
     #: tracker that carries faces between detector runs
     tracker: TrackerConfig = dataclasses.field(default_factory=TrackerConfig)
     #: ONNX Runtime / OpenVINO

@@ -3,10 +3,11 @@
 :func:`erase` removes a person (or an ``unknown-N``) from the gallery (samples, faces, their
 lineage, and for a label a tombstone so nothing brings it back) with their review crop folders,
 waits until every running pipeline of the gallery has taken the erasure in (their open tracks no
-longer carry the name and their sinks dropped the events still waiting), then rewrites the event
-files without any label the person ever had (``unknown-N`` before they were named, names before
-a rename or merge) and clears their retained MQTT topics — only theirs: never the bridge status
-nor anyone else's presence. :func:`erase_files` is the part a running daemon does itself when a
+longer carry the name and their sinks dropped the events still waiting), then erases their face
+history (sightings, crops, rejected faces), rewrites the event files without any label the
+person ever had (``unknown-N`` before they were named, names before a rename or merge) and
+clears their retained MQTT topics — only theirs: never the bridge status nor anyone else's
+presence. :func:`erase_files` is the part a running daemon does itself when a
 person is erased through its API. :func:`purge_events` drops events older than a number of days.
 """
 
@@ -29,6 +30,7 @@ from streamrec.gallery.store import (
     open_existing,
     validate_name,
 )
+from streamrec.history.feed import existing_history
 from streamrec.sinks.events import mentions, rewrite_events
 
 #: how long ``erase`` waits for running pipelines to take the erasure in (they poll every second)
@@ -134,6 +136,15 @@ def erase_files(
     """Rewrite the event files of ``cfg`` (and ``extra_events``) without any event naming one
     of ``labels``; what was done goes to ``report``."""
     report = report if report is not None else Erasure(labels[0] if labels else "")
+    history = existing_history(cfg)
+    if history is not None:
+        with history:
+            gone = history.erase(labels)
+        report.add(
+            f"face history: removed {gone.sightings} sighting(s), {gone.crops} crop(s) and "
+            f"{gone.negatives} rejected face(s)",
+            found=gone.sightings + gone.negatives > 0,
+        )
     wanted = set(labels)
     for path in event_files(cfg, list(extra_events)):
         if not path.is_file():

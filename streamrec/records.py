@@ -290,6 +290,24 @@ class EndOfStream:
 Work = FrameWork | StreamGap | EndOfStream
 
 
+@dataclass(frozen=True)
+class TrackSighting:
+    """What one ended track leaves in the face history (carried by its ``track_end`` event).
+
+    ``embedding`` is the track's L2-normalised quality-weighted mean; ``crop`` its best aligned
+    face (BGR); ``label`` the name or ``unknown-N`` it got (None: neither).
+    """
+
+    camera: str
+    first_seen: float  # wall-clock time of its first frame
+    last_seen: float  # ... and of its last
+    embedding: np.ndarray  # float32 [D], L2-normalised
+    crop: np.ndarray | None
+    quality: float
+    label: str | None
+    score: float | None
+
+
 @dataclass
 class Event:
     """A pipeline event, written one JSON object per line by the event sinks.
@@ -308,6 +326,8 @@ class Event:
     #: the track's best aligned face (BGR) of an identification or an unknown label, for
     #: snapshot sinks and the live view; not in JSON
     snapshot: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: a ``track_end``'s sighting for the face history; not in JSON
+    sighting: TrackSighting | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

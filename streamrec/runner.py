@@ -13,6 +13,7 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
+from streamrec.history.feed import guarded_people, history_feed
 from streamrec.pipeline import Camera, Pipeline, Summary, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
@@ -72,10 +73,17 @@ class VideoJob:
                 )
             self.analyzer = analyzer if analyzer is not None else FaceAnalyzer(cfg)
             gallery = stack.enter_context(GallerySession(cfg, self.analyzer.recognizer))
-            recognition = Recognition(self.analyzer, gallery.gallery)
+            analyzer = self.analyzer
+            history = history_feed(cfg, analyzer.recognizer, gallery.gallery, analyzer.threshold)
+            for feed in history:  # closed by the fan-out too, first (closing is idempotent)
+                stack.callback(feed.close)
+            people = guarded_people(history, gallery.gallery)
+            recognition = Recognition(self.analyzer, gallery.gallery, people=people)
             self.sink = sink = stack.enter_context(
-                FanoutSink([*event_sinks(cfg, events), *sinks])
+                FanoutSink([*history, *event_sinks(cfg, events), *sinks])
             )
+            for feed in history:
+                feed.emit = sink.write
             outputs = list(frames)
             if output:
                 outputs.append(video_output(output, source.fps, _audio(source)))
@@ -83,7 +91,12 @@ class VideoJob:
                 outputs.append(window_output(source.name))
             camera = Camera(source.name, source, cfg.detector.interval, outputs=outputs)
             self.pipeline = build_pipeline(
-                cfg, [camera], sink, recognition, gallery, [SinkErasure(sink)]
+                cfg,
+                [camera],
+                sink,
+                recognition,
+                gallery,
+                [SinkErasure(sink)],
             )
             self._stack = stack.pop_all()
 

@@ -171,7 +171,10 @@ def identified(events: list[dict[str, Any]], after: int = 0) -> list[dict[str, A
     return [
         e
         for e in events[after:]
-        if e["event"] == "identified" and e["name"] == LIN and e["camera"] == "stage"
+        if e["event"] == "identified"
+        and e["name"] == LIN
+        and e["camera"] == "stage"
+        and not e.get("retroactive")
     ]
 
 
@@ -348,6 +351,7 @@ def named(events: list[dict[str, Any]], name: str, after: float = 0.0) -> list[d
         and e["name"] == name
         and e["camera"] == "stage"
         and e["captured"] > after
+        and not e.get("retroactive")  # the face history naming the past is not a sighting
     ]
 
 

@@ -112,13 +112,13 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("base", ["errors", "records", "config", "media", "geometry", "version", "files", "redact",
               "logs", "progress", "telemetry"]),
     ("sources, models", ["sources", "models"]),
-    ("sinks, gallery", ["sinks", "gallery"]),
+    ("sinks, gallery", ["sinks", "gallery", "history"]),
     ("recognition, pipeline", ["recognition", "analyzer", "pipeline"]),
     ("tasks", ["enrolment", "evaluation", "evaluation_video", "optimize", "runner",
                "processing", "privacy"]),
     ("service", ["service"]),
     ("cluster", ["cluster"]),
-    ("cli", ["cli", "__main__", ""]),
+    ("cli", ["cli", "cli_history", "__main__", ""]),
 ]  # fmt: skip
 
 

@@ -172,6 +172,22 @@ class GalleryFile:
     def _bump(self, db: sqlite3.Connection) -> None:
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='revision'")
 
+    def touch(self) -> None:
+        """Move the revision for a change kept outside this file that every running matcher
+        must take in (a face history's "not this person" negatives)."""
+        with self._tx() as db:
+            self._bump(db)
+
+    def renamed(self) -> dict[str, str]:
+        """Each earlier label of a person (their lineage: an ``unknown-N`` named or merged, a
+        name before a rename or merge) -> the label they have now."""
+        return dict(
+            self._read(
+                "SELECT l.label, p.name FROM lineage l JOIN people p ON p.id = l.person_id "
+                "WHERE l.label != p.name"
+            )
+        )
+
     def _vectors(self, embeddings: np.ndarray) -> np.ndarray:
         return np.asarray(embeddings, np.float32).reshape(-1, self.recognizer.dim)
 

@@ -64,6 +64,14 @@ class Matcher:
         np.maximum.at(out.T, self.owners, sims.T)
         return out
 
+    def face_scores(self, faces: np.ndarray, person: int) -> np.ndarray:
+        """[K] best similarity of each face to one person's templates (-1: none, or a face
+        the person may not be given, see :class:`~streamrec.history.negatives.GuardedMatcher`)."""
+        own = self.templates[self.owners == person]
+        if not len(own):
+            return np.full(len(faces), -1.0, np.float32)
+        return np.asarray((faces @ own.T).max(axis=1), np.float32)
+
     def best(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Index of the best person (or -1 with an empty gallery) and its score, per row."""
         # a person's score is their best template's, so the best person owns the best template

@@ -73,18 +73,25 @@ def open_existing(path: str | Path, policy: GalleryPolicy | None = None) -> Gall
     p = Path(path)
     if not p.is_file():
         raise GalleryError(f"gallery not found: {p}")
+    return Gallery(p, recorded_recognizer(p, "gallery"), policy)
+
+
+def recorded_recognizer(path: Path, what: str) -> Recognizer:
+    """The recognizer an existing streamrec file (a gallery, a face history) records, read
+    without changing it; GalleryError saying it is not a streamrec ``what`` otherwise."""
     # a read-only file (or folder) gets no -shm made beside it: it stays readable by anyone
-    frozen = "&immutable=1" if not (os.access(p, os.W_OK) and os.access(p.parent, os.W_OK)) else ""
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    frozen = "" if writable else "&immutable=1"
     try:
-        db = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro{frozen}", uri=True)
+        db = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro{frozen}", uri=True)
         try:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         finally:
             db.close()
     except sqlite3.DatabaseError:
-        raise GalleryError(f"{p} is not a streamrec gallery") from None
+        raise GalleryError(f"{path} is not a streamrec {what}") from None
     try:
-        rec = Recognizer(meta["recognizer_name"], meta["recognizer_sha256"], int(meta["dim"]))
+        name = meta.get("recognizer_name", "recorded")
+        return Recognizer(name, meta["recognizer_sha256"], int(meta["dim"]))
     except (KeyError, ValueError):
-        raise GalleryError(f"{p} is not a streamrec gallery (no recognizer recorded)") from None
-    return Gallery(p, rec, policy)
+        raise GalleryError(f"{path} is not a streamrec {what} (no recognizer recorded)") from None

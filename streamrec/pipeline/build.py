@@ -192,6 +192,7 @@ def build_pipeline(
         max_refresh_interval=rec.max_refresh_interval,
         recheck_gain=rec.recheck_gain,
         relink_frames=rec.relink_frames,
+        unknown_min_quality=cfg.unknowns.min_quality,
     )
     identities = {c.name: CameraIdentities(policy) for c in cameras}
     unknowns = gallery.unknown_book(recognition.threshold)

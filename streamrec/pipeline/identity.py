@@ -75,6 +75,7 @@ class TrackIdentity:
     last_frame: int = -1
     last_time: float = 0.0
     last_captured: float | None = None  # wall-clock capture time of its last frame
+    first_captured: float | None = None  # ... and of its first
     frames: int = 0
     embeddings: int = 0
     total: np.ndarray | None = None  # weighted sum of embeddings
@@ -142,6 +143,9 @@ class IdentityPolicy:
     relink_frames: int = 50
     #: ... at most this many face sizes away, when its evidence matches (threshold)
     relink_distance: float = 2.0
+    #: a track whose best face is below this quality gets no ``unknown-N`` label (nor joins
+    #: one): poor faces of different people look alike (``unknowns.min_quality``)
+    unknown_min_quality: float = 0.0
 
     def request(self, ident: TrackIdentity, frame_index: int, quality: float) -> Request | None:
         """The schedule's request for this face of the track (None: not now), recorded.
@@ -260,7 +264,7 @@ class IdentityPolicy:
         if not ident.kept:
             return -1.0
         faces = np.stack([vector for _, vector in ident.kept])
-        return float((faces @ matcher.templates[matcher.owners == person].T).max())
+        return float(matcher.face_scores(faces, person).max())
 
     def continues(self, new: TrackIdentity, old: TrackIdentity) -> bool:
         """Whether ``new`` (just starting to gather evidence) is ``old`` seen again."""
@@ -360,6 +364,7 @@ class CameraIdentities:
                 ident.frames += 1
                 ident.last_frame, ident.last_time = frame_index, time
                 ident.last_captured = captured or ident.last_captured
+                ident.first_captured = ident.first_captured or captured
             back = set(track_ids)
             for ident in self._tracks.values():
                 if ident.awaits in back:
@@ -478,6 +483,7 @@ class CameraIdentities:
                 or ident.awaits is not None
                 or ident.blocked is not None
                 or ident.embeddings < policy.min_embeddings
+                or ident.best_quality < policy.unknown_min_quality
                 or (ident.score is not None and ident.score >= policy.threshold)
             ):
                 return None

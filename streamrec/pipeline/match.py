@@ -18,7 +18,7 @@ from streamrec.gallery.matcher import Matcher
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.pipeline.identity import CameraIdentities, Naming, TrackIdentity
 from streamrec.pipeline.stage import Stage
-from streamrec.records import Event, Frame, FrameWork, Work
+from streamrec.records import Event, Frame, FrameWork, TrackSighting, Work
 from streamrec.telemetry import EventWriter, Latency, Observer
 
 __all__ = ["EventWriter", "MatchStage"]
@@ -68,10 +68,13 @@ class MatchStage(Stage):
         t: float,
         captured: float | None,
         snapshot: np.ndarray | None = None,
+        sighting: TrackSighting | None = None,
         **fields: Any,
     ) -> None:
         source = self.sources[camera]
-        event = Event(kind, source, track_id, frame, t, captured, camera, fields, snapshot)
+        event = Event(
+            kind, source, track_id, frame, t, captured, camera, fields, snapshot, sighting
+        )
         self.events.write(event)
         if captured and kind in ("track_start", "identified", "unknown"):
             now = time.time()
@@ -173,6 +176,7 @@ class MatchStage(Stage):
             last_frame,
             last_time,
             ident.last_captured,
+            sighting=_sighting(camera, ident, last_time),
             name=ident.name,
             score=None if ident.score is None else round(float(ident.score), 4),
             first_frame=ident.first_frame,
@@ -194,3 +198,23 @@ class MatchStage(Stage):
             for camera, idents in self.identities.items():
                 for track_id in idents.open_tracks():
                     self.end_track(camera, track_id)
+
+
+def _sighting(camera: str, ident: TrackIdentity, last_time: float) -> TrackSighting | None:
+    """What an ended track leaves in the face history (None: it was never embedded). A file
+    has no capture times: its track is placed at the time it ended, as long as it lasted."""
+    mean = ident.mean
+    if mean is None:
+        return None
+    last = ident.last_captured or time.time()
+    first = ident.first_captured or last - max(0.0, last_time - ident.first_time)
+    return TrackSighting(
+        camera,
+        first,
+        last,
+        np.asarray(mean, np.float32),
+        ident.best_crop,
+        float(ident.best_quality),
+        ident.name or ident.unknown,
+        None if ident.score is None or ident.name is None else float(ident.score),
+    )

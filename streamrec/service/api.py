@@ -692,10 +692,13 @@ ICON = (
 )
 
 
-def pages() -> APIRouter:
+def pages(history: bool = False) -> APIRouter:
     """The Faces page and the pages' icon, served from the package (the page's script and
-    style are inline: its CSP allows exactly those, by hash)."""
+    style are inline: its CSP allows exactly those, by hash). ``history``: the face history's
+    routes are there (the page shows its section)."""
     page = (resources.files("streamrec.service") / "web" / "faces.html").read_bytes()
+    if history:
+        page = page.replace(b"<body>", b'<body data-history="1">', 1)
     headers = {"content-security-policy": page_csp(page)}
     ui = APIRouter(include_in_schema=False)
 
@@ -712,10 +715,11 @@ def pages() -> APIRouter:
     return ui
 
 
-def mount(app: FastAPI, lib: FaceLibrary) -> None:
-    """Add the native face-library routes and the Faces page to the web server's app."""
+def mount(app: FastAPI, lib: FaceLibrary, history: bool = False) -> None:
+    """Add the native face-library routes and the Faces page to the web server's app
+    (``history``: the face history's routes are mounted too, :mod:`.history_api`)."""
     pil_log = logging.getLogger("PIL")
     if pil_log.level == logging.NOTSET:  # its debug lines show uploads' EXIF (names, places)
         pil_log.setLevel(logging.INFO)
     app.include_router(router(lib))
-    app.include_router(pages())
+    app.include_router(pages(history))

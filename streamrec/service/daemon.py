@@ -23,8 +23,9 @@ from streamrec.analyzer import FaceAnalyzer
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.gallery.session import GallerySession
+from streamrec.history.feed import guarded_people, history_feed
 from streamrec.models.runtime import loaded_models
-from streamrec.pipeline import Pipeline, build_pipeline
+from streamrec.pipeline import Camera, Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
 from streamrec.pipeline.tracking import preload_solver
 from streamrec.recognition import Recognition
@@ -133,15 +134,28 @@ class Daemon:
         preload_solver()
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
+        #: the face history's sink (none without a gallery or with history.enabled false)
+        self.history = history_feed(
+            cfg, self.analyzer.recognizer, self.gallery.gallery, self.analyzer.threshold
+        )
         #: who is this face, for the pipeline, the face library's APIs and the Frigate bridges
-        self.recognition = Recognition(self.analyzer, self.gallery.gallery)
-        cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
+        self.recognition = Recognition(
+            self.analyzer,
+            self.gallery.gallery,
+            people=guarded_people(self.history, self.gallery.gallery),
+        )
+        cameras: list[Camera] = []
         try:
-            self.sinks = FanoutSink(event_sinks(cfg))
+            cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
+            self.sinks = FanoutSink([*self.history, *event_sinks(cfg)])
         except BaseException:
             for cam in cameras:
                 cam.source.close()
+            for feed in self.history:
+                feed.close()
             raise
+        for feed in self.history:
+            feed.emit = self.sinks.write
         # the metrics and the live status read the facts of the events the sinks get
         events = EventTee(self.sinks, self.metrics, self.status)
         try:
@@ -178,8 +192,12 @@ class Daemon:
         from streamrec.service import api, compreface
 
         library = api.FaceLibrary(self.recognition, self.status, self.erase_labels)
-        api.mount(web.app, library)
+        api.mount(web.app, library, history=bool(self.history))
         compreface.mount(web.app, library)
+        if self.history:
+            from streamrec.service import history_api
+
+            history_api.mount(web.app, library, self.history[0].store)
 
     def erase_labels(self, labels: Sequence[str]) -> None:
         """A person erased through the API (the pipeline has forgotten them already): every

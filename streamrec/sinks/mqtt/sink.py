@@ -173,6 +173,10 @@ class MqttEventSink:
         with self.link.lock:
             if self._closing:
                 raise RuntimeError(f"MQTT sink {self.address} is already closed")
+            if event.fields.get("retroactive"):  # the past named (face history): no presence
+                self.link.queue(f"{self.prefix}/history", payload, mentioned(event.to_dict()))
+                self.link.wake()
+                return
             self._presence.add_camera(camera)
             self.link.queue(f"{self.prefix}/{camera}/events", payload, mentioned(event.to_dict()))
             self._presence.write(camera, event, name, seen)
