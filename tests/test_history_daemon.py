@@ -47,6 +47,16 @@ def test_serve_keeps_the_history_and_names_the_past(
         assert d.get(f"/{sightings[0]['crop']}")[0] == 200
 
         photo = media_dir / "face_recognition/lin-manuel-miranda.png"
+
+        def his_unknown_past() -> list[dict[str, Any]]:
+            """His sightings stored as an unknown-N (how fast depends on the machine's load:
+            a track is stored when it ends)."""
+            with photo.open("rb") as f:
+                r = api_post(d, "/api/search", files={"file": f})
+            assert r.status_code == 200, r.text
+            return [h for h in r.json() if (h["label"] or "").startswith("unknown-")]
+
+        wait_for("his past as an unknown", his_unknown_past, 120, d)
         with photo.open("rb") as f:
             r = api_post(d, "/api/people", data={"name": LIN}, files={"files": f})
         assert r.status_code == 201, r.text

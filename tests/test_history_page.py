@@ -187,9 +187,13 @@ def test_history_review_on_the_faces_page(
     def ticks(d: WebDriver) -> list:
         return d.find_elements(By.CSS_SELECTOR, "#groups .pick input")
 
-    wait_for(browser, "the faces to tick", lambda d: len(ticks(d)) >= 2)
+    def two_ids(d: WebDriver) -> list[int] | None:
+        """The first two boxes' sighting ids, read together (a redraw may replace them)."""
+        ids = [int(t.get_attribute("data-id")) for t in ticks(d)[:2]]
+        return ids if len(ids) == 2 else None
+
     before = len(store)
-    chosen = [int(t.get_attribute("data-id")) for t in ticks(browser)[:2]]
+    chosen = wait_for(browser, "the faces to tick", two_ids)
     for sid in chosen:  # a redraw may replace the boxes: each is looked up until clicked
         wait_for(
             browser,
