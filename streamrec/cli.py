@@ -115,8 +115,11 @@ def _models_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     _common(p, gallery=False)
     p = msub.add_parser("pull", help="download model packs (each once) and verify every file")
     p.add_argument(
-        "packs", metavar="PACK", nargs="*", help="buffalo_l, buffalo_m, buffalo_s, buffalo_sc "
-        "(default: the packs of the configured models)"
+        "packs",
+        metavar="PACK",
+        nargs="*",
+        help="buffalo_l, buffalo_m, buffalo_s, buffalo_sc "
+        "(default: the packs of the configured models)",
     )
     p.add_argument("--dir", metavar="DIR", help="extract here (default: the user model cache)")
     _common(p, gallery=False)
@@ -125,11 +128,16 @@ def _models_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("model", metavar="MODEL", help="detector or recognizer: file name or path")
     p.add_argument(
-        "--calibration", metavar="DIR_OR_VIDEO", action="append", required=True,
+        "--calibration",
+        metavar="DIR_OR_VIDEO",
+        action="append",
+        required=True,
         help="photos (folders are searched recursively) or clips (repeatable)",
     )
     p.add_argument(
-        "--pairs", metavar="FILE", help="recognizer: verification pairs (CSV or LFW pairs.txt, "
+        "--pairs",
+        metavar="FILE",
+        help="recognizer: verification pairs (CSV or LFW pairs.txt, "
         "paths relative to the file); held aside from calibration",
     )
     p.add_argument("--output", metavar="FILE", help="default: MODEL_int8.onnx beside MODEL")
@@ -142,7 +150,9 @@ def _models_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--min-face", type=int, default=32, help="detector: no face this tall may be lost (32)"
     )
     p.add_argument(
-        "--score-margin", type=float, default=0.1,
+        "--score-margin",
+        type=float,
+        default=0.1,
         help="detector: faces scored within this of detector.threshold may flip (0.1)",
     )
     p.add_argument("--samples", type=int, default=300, help="calibration samples (default 300)")
@@ -169,9 +179,7 @@ def _gallery_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p = gsub.add_parser("list", help="list enrolled people")
     p.add_argument("--json", action="store_true")
     _common(p)
-    p = gsub.add_parser(
-        "remove", help="remove a person from the gallery (erase: from everywhere)"
-    )
+    p = gsub.add_parser("remove", help="remove a person from the gallery (erase: from everywhere)")
     p.add_argument("name", metavar="NAME")
     _common(p)
     p = gsub.add_parser(
@@ -344,12 +352,24 @@ def cmd_models(args: argparse.Namespace) -> int:
         )
         if rt.precision == "auto":
             candidate, why = precision_candidate(rt.device)
-            print(f"  auto: {why}" + ("" if candidate is None else
-                  f"; {candidate} is checked once per model against FP32 (speed, cosine)"))
+            print(
+                f"  auto: {why}"
+                + (
+                    ""
+                    if candidate is None
+                    else f"; {candidate} is checked once per model against FP32 (speed, cosine)"
+                )
+            )
     else:
-        print("runtime: CPUExecutionProvider (" + (
-            "runtime.provider is cpu" if rt.provider == "cpu"
-            else "the OpenVINO execution provider is not installed") + ")")
+        print(
+            "runtime: CPUExecutionProvider ("
+            + (
+                "runtime.provider is cpu"
+                if rt.provider == "cpu"
+                else "the OpenVINO execution provider is not installed"
+            )
+            + ")"
+        )
     print(f"{'model':30} {'kind':10} {'packs':22} {'status':9} {'runs as':9} location / sha256")
     for st in registry.list_models(cfg.models.dir):
         packs = ",".join(st.packs) or ("from " + st.derived.parent_file if st.derived else "-")
@@ -362,16 +382,16 @@ def cmd_models(args: argparse.Namespace) -> int:
             if rt.provider == "openvino" and openvino_available() and st.sha256:
                 prec = (
                     choose_precision(st.path, rt, st.sha256, measure=False).precision
-                    if rt.precision == "auto" else rt.precision
+                    if rt.precision == "auto"
+                    else rt.precision
                 )
                 runs = f"INT8+{prec}" if st.derived else prec
             else:
                 runs = "INT8+FP32" if st.derived else "FP32"
         print(f"{st.info.file:30} {st.info.kind:10} {packs:22} {status:9} {runs:9} {where}")
     print(
-        "packs: " + "; ".join(
-            f"{p.name} = {p.detector} + {p.recognizer}" for p in registry.PACKS.values()
-        )
+        "packs: "
+        + "; ".join(f"{p.name} = {p.detector} + {p.recognizer}" for p in registry.PACKS.values())
     )
     return 0
 
@@ -381,8 +401,11 @@ def _models_pull(cfg: Config, args: argparse.Namespace) -> int:
 
     names = list(args.packs) or sorted(
         {n for n in (cfg.models.detector, cfg.models.recognizer) if n in registry.PACKS}
-        or {p.name for p in registry.PACKS.values()
-            if {cfg.models.detector, cfg.models.recognizer} & {p.detector, p.recognizer}}
+        or {
+            p.name
+            for p in registry.PACKS.values()
+            if {cfg.models.detector, cfg.models.recognizer} & {p.detector, p.recognizer}
+        }
     )
     if not names:
         raise StreamrecError(
@@ -537,9 +560,7 @@ def cmd_gallery(args: argparse.Namespace) -> int:
                 result = gallery.merge(args.source, args.target)
                 for stray in result.strays:
                     print(stray.describe())
-                print(
-                    f"{args.source} merged into {args.target} ({result.total} embedding(s))"
-                )
+                print(f"{args.source} merged into {args.target} ({result.total} embedding(s))")
                 cli_history.name_back_in_time(cfg)
                 return 0
             people = gallery.people()

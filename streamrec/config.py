@@ -336,6 +336,19 @@ def _http_address(value: str) -> SplitResult | None:
     return parts if valid and not parts.query and not parts.fragment else None
 
 
+def _time_zone(value: str) -> str:
+    """An IANA time zone name (``UTC``, ``Europe/Paris``) known to this system."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r}: use an IANA name such as UTC or Europe/Paris"
+        ) from None
+    return value
+
+
 def _topic_levels(value: str) -> str:
     """An MQTT topic prefix: one or more levels, no wildcards."""
     if not value.strip("/") or "+" in value or "#" in value:
@@ -375,10 +388,24 @@ class FrigateConfig:
     sub_label: bool = False
     #: similarity a face needs to be named; null = recognition.threshold
     min_score: float | None = Field(default=None, ge=-1.0, le=1.0)
-    #: fetch the snapshot cropped to the object instead of the full frame
+    #: overwrite a sub label someone else set (Frigate's own face recognition, Double Take);
+    #: false: such an event keeps its sub label
+    overwrite: bool = False
+    #: the Frigate user to log in as on Frigate's authenticated port (8971); null = the
+    #: environment's STREAMREC_FRIGATE_USER, else no login (port 5000)
+    user: str | None = Field(default=None, min_length=1, max_length=256)
+    #: that user's password; null = the environment's STREAMREC_FRIGATE_PASSWORD
+    password: str | None = Field(default=None, max_length=1024)
+    #: fetch the snapshot cropped to the object instead of the full frame (in progress only)
     crop: bool = False
-    #: snapshots checked per Frigate object at most (a better one arrives as an update)
-    max_snapshots: int = Field(default=5, ge=1, le=100)
+    #: frames checked per Frigate object at most: its snapshots, or its camera's latest frame
+    #: while it has none (Double Take's attempts)
+    attempts: int = Field(default=10, ge=1, le=100)
+    #: seconds between two latest frames of one object
+    delay: float = Field(default=0.5, ge=0.0, le=60.0)
+    #: stop checking an object after a confident match: the threshold plus
+    #: recognition.single_face_margin (Double Take's stop_on_match)
+    stop_on_match: bool = True
     #: seconds per request to Frigate's API
     timeout: float = Field(default=10.0, gt=0, le=600)
     #: retries of a request that failed (no connection, timeout, 5xx, 429), with backoff
@@ -427,9 +454,7 @@ class CameraConfig:
             or self.rtsp_transport is not None
             or self.motion is not None
         ):
-            raise ValueError(
-                "interval, ignore_zones, motion and rtsp_transport are for a 'source'"
-            )
+            raise ValueError("interval, ignore_zones, motion and rtsp_transport are for a 'source'")
         http = (self.source or "").strip().lower().startswith(("http://", "https://"))
         if not self.live and not http:
             raise ValueError(
@@ -454,12 +479,18 @@ class MqttConfig:
     discovery_prefix: str = "homeassistant"
     #: seconds after a person's last track ended until they are not_home
     presence_timeout: float = Field(default=120.0, gt=0, le=86400 * 365)
+    #: the location a person's Home Assistant device_tracker shows while they are seen on a
+    #: camera (camera name -> a zone name of Home Assistant); cameras not listed show home
+    tracker_zones: dict[str, str] = Field(default_factory=dict, max_length=1000)
     #: JPEG of each identification on <prefix>/<camera>/snapshot
     snapshots: bool = True
     snapshot_max_width: int = Field(default=640, ge=16, le=8192)
     snapshot_quality: int = Field(default=80, ge=1, le=100)
-    #: also publish double-take/matches/<name> and double-take/cameras/<camera>
+    #: also publish Double Take's topics (double-take/matches/<name>, /matches/unknown,
+    #: /cameras/<camera>, /cameras/<camera>/person, /available), as Double Take v1.13.1 does
     double_take_topics: bool = False
+    #: Double Take's time.timezone: the zone of its payloads' timestamp (an IANA name)
+    double_take_timezone: str = "UTC"
     tls: bool = False
     #: PEM files: CA to verify the broker (null = the system's), client certificate and key
     ca_certs: str | None = None
@@ -472,6 +503,22 @@ class MqttConfig:
     @classmethod
     def _topic(cls, value: str) -> str:
         return _topic_levels(value)
+
+    @field_validator("tracker_zones")
+    @classmethod
+    def _zones(cls, value: dict[str, str]) -> dict[str, str]:
+        for camera, zone in value.items():
+            if not zone.strip() or zone in ("not_home", "None") or len(zone) > 255:
+                raise ValueError(
+                    f"camera {camera!r}: a zone name (1 to 255 characters, not 'not_home' "
+                    f"or 'None': those mean away and unknown to Home Assistant), got {zone!r}"
+                )
+        return value
+
+    @field_validator("double_take_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return _time_zone(value)
 
     @model_validator(mode="after")
     def _tls_files(self) -> MqttConfig:
@@ -667,7 +714,6 @@ class _Loader(yaml.SafeLoader):
             )
         return super().construct_yaml_int(node)
 
-
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
@@ -773,6 +819,13 @@ def _section_at(loc: tuple[int | str, ...]) -> Any:
     return cls
 
 
+#: keys an earlier release had, and what replaced them (a config written for it says so)
+RENAMED = {
+    "max_snapshots": "'attempts' (frames checked per Frigate object)",
+    "sharing": "nothing: each model has its own inference thread (runtime.threads)",
+}
+
+
 def _describe(err: Any) -> str:
     loc = tuple(err["loc"])
     key = ".".join(map(str, loc))
@@ -781,6 +834,8 @@ def _describe(err: Any) -> str:
         allowed = _keys(section) if section is not None else []
         guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"did you mean '{guess[0]}'? " if guess else ""
+        if str(loc[-1]) in RENAMED:
+            hint = f"replaced by {RENAMED[str(loc[-1])]} in this release; "
         return f"unknown key '{key}' ({hint}allowed here: {', '.join(allowed)})"
     if err["type"] in ("missing", "missing_argument"):
         return f"missing key '{key}' (required)"

@@ -23,8 +23,7 @@ class _IsoFormatter(logging.Formatter):
         t = time.localtime(record.created)
         zone = time.strftime("%z", t)
         return (
-            time.strftime("%Y-%m-%dT%H:%M:%S", t)
-            + f".{int(record.msecs):03d}{zone[:3]}:{zone[3:]}"
+            time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(record.msecs):03d}{zone[:3]}:{zone[3:]}"
         )
 
 
@@ -98,9 +97,7 @@ class Burst:
         now = time.monotonic()
         if now - self._last >= self._quiet:
             before = f" ({self.count} more in the last burst)" if self.count else ""
-            self._log.log(
-                self._level, message + "; more are counted, not logged" + before, *args
-            )
+            self._log.log(self._level, message + "; more are counted, not logged" + before, *args)
             self.count = 0
         else:
             self.count += 1

@@ -151,9 +151,7 @@ def _video_frames(path: Path, count: int) -> Iterator[np.ndarray]:
         raise StreamrecError(f"calibration clip {path} cannot be read: {exc}") from None
 
 
-def calibration_images(
-    sources: list[Path], exclude: set[Path]
-) -> Iterator[tuple[str, np.ndarray]]:
+def calibration_images(sources: list[Path], exclude: set[Path]) -> Iterator[tuple[str, np.ndarray]]:
     """(name, BGR image) for every photo (recursively) and sampled frame of the sources."""
     for src in sources:
         if src.is_dir():
@@ -201,8 +199,7 @@ def quantize(model: Path, samples: list[np.ndarray], output: Path, careful: bool
         proto = onnx.version_converter.convert_version(proto, 13)
     name = proto.graph.input[0].name
     dataset = nncf.Dataset(samples, lambda blob: {name: blob})
-    log.info("quantizing %s on %d samples with NNCF %s", model.name, len(samples),
-             nncf.__version__)
+    log.info("quantizing %s on %d samples with NNCF %s", model.name, len(samples), nncf.__version__)
     options: dict[str, Any] = (
         {"preset": nncf.QuantizationPreset.MIXED, "fast_bias_correction": False} if careful else {}
     )
@@ -243,9 +240,11 @@ def _recognizer(
     fp32 = ArcFaceEmbedder(parent.path, cfg.embedder, cfg.runtime)
     size = fp32.input_size
     pairs = read_pairs(pairs_file, pairs_file.parent) if pairs_file else []
-    pair_images = {(pairs_file.parent / p).resolve() for q in pairs for p in (q.a, q.b)} if (
-        pairs_file
-    ) else set()
+    pair_images = (
+        {(pairs_file.parent / p).resolve() for q in pairs for p in (q.a, q.b)}
+        if (pairs_file)
+        else set()
+    )
     calib: list[np.ndarray] = []
     held: list[np.ndarray] = []
     for _, image in calibration_images(sources, pair_images):
@@ -357,7 +356,11 @@ def _verification(
 
 
 def _detector(
-    cfg: Config, parent: ResolvedModel, sources: list[Path], bounds: Bounds, work: Path,
+    cfg: Config,
+    parent: ResolvedModel,
+    sources: list[Path],
+    bounds: Bounds,
+    work: Path,
     max_samples: int,
 ) -> Report:
     fp32 = ScrfdDetector(parent.path, cfg.detector, cfg.runtime)
@@ -430,8 +433,12 @@ def _detector(
         "int8_ms": _median_ms(lambda: int8.detect(frame), 1),
     }
     return Report(
-        "detector", parent.name, {"calibration": len(calib), "held_aside": len(held)}, speed,
-        metrics, failures,
+        "detector",
+        parent.name,
+        {"calibration": len(calib), "held_aside": len(held)},
+        speed,
+        metrics,
+        failures,
     )
 
 

@@ -80,10 +80,11 @@ class VideoJob:
             people = guarded_people(history, gallery.gallery)
             recognition = Recognition(self.analyzer, gallery.gallery, people=people)
             self.sink = sink = stack.enter_context(
-                FanoutSink([*history, *event_sinks(cfg, events), *sinks])
+                FanoutSink([*history, *event_sinks(cfg, events, self.analyzer.threshold), *sinks])
             )
             for feed in history:
                 feed.emit = sink.write
+            sink.announce(recognition.matcher().names)
             outputs = list(frames)
             if output:
                 outputs.append(video_output(output, source.fps, _audio(source)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -346,3 +347,52 @@ def test_cli_absurd_input_gives_one_line(
     assert proc.returncode == 2
     assert_one_clear_line(proc, *needles)
     assert len(proc.stderr) < 400
+
+
+def test_issue_24_keys_name_the_file_the_key_and_what_is_allowed(tmp_path: Path) -> None:
+    """The Frigate, Home Assistant tracker and Double Take keys of issue 24."""
+    bad = tmp_path / "bad.yaml"
+    frigate = {"url": "http://frigate:5000"}
+    cases: list[tuple[dict[str, Any], list[str]]] = [
+        (
+            {"cameras": [{"name": "f", "frigate": {**frigate, "attempts": 0}}]},
+            ["bad.yaml", "cameras.0.frigate.attempts", "greater than or equal to 1"],
+        ),
+        (
+            {"cameras": [{"name": "f", "frigate": {**frigate, "delay": -1}}]},
+            ["cameras.0.frigate.delay", "greater than or equal to 0"],
+        ),
+        (
+            {"cameras": [{"name": "f", "frigate": {**frigate, "overwrite": "sometimes"}}]},
+            ["cameras.0.frigate.overwrite", "bool"],
+        ),
+        (
+            {"cameras": [{"name": "f", "frigate": {**frigate, "password": 12, "user": ""}}]},
+            ["cameras.0.frigate.user", "at least 1 character"],
+        ),
+        (
+            {"events": {"mqtt": {"host": "h", "tracker_zones": {"door": "not_home"}}}},
+            ["events.mqtt.tracker_zones", "a zone name", "not 'not_home'"],
+        ),
+        (
+            {"events": {"mqtt": {"host": "h", "double_take_timezone": "Nowhere/Else"}}},
+            ["events.mqtt.double_take_timezone", "IANA name"],
+        ),
+        (  # a config written for the previous release says what replaced its key
+            {"cameras": [{"name": "f", "frigate": {**frigate, "max_snapshots": 3}}]},
+            ["cameras.0.frigate.max_snapshots", "replaced by 'attempts'"],
+        ),
+        (
+            {"runtime": {"sharing": "turns"}},
+            ["runtime.sharing", "replaced by nothing", "runtime.threads"],
+        ),
+    ]
+    for section, needles in cases:
+        bad.write_text(yaml.safe_dump(section))
+        with pytest.raises(ConfigError) as error:
+            load_config(bad)
+        message = str(error.value)
+        assert all(n in message for n in needles), message
+    good = {"cameras": [{"name": "f", "frigate": {**frigate, "user": "u", "password": "p"}}]}
+    bad.write_text(yaml.safe_dump(good))
+    assert load_config(bad).cameras[0].frigate.overwrite is False  # type: ignore[union-attr]

@@ -364,6 +364,9 @@ def test_cli_erase_clears_only_that_persons_retained_topics(broker: Broker, tmp_
         "rec/hall/status": b"online",
         "homeassistant/sensor/rec/person_alice/config": b'{"name": "alice"}',
         "homeassistant/sensor/rec/person_bob/config": b'{"name": "bob"}',
+        "homeassistant/device_tracker/rec/tracker_bob/config": b'{"name": "bob"}',
+        "homeassistant/device_tracker/rec/tracker_alice/config": b'{"name": "alice"}',
+        "homeassistant/image/rec/garage_snapshot/config": b'{"name": "Snapshot"}',
     }
     publish_retained(broker.port, before)
     with Gallery(tmp_path / "g.db", FAKE) as gallery:
@@ -391,7 +394,7 @@ def test_cli_erase_clears_only_that_persons_retained_topics(broker: Broker, tmp_
     try:
         assert ready.wait(WAIT)
         out = streamrec("erase", "bob", "--config", str(cfg)).stdout
-        assert "retained topics cleared of them (6)" in out, out
+        assert "retained topics cleared of them (8)" in out, out
         after = retained(broker.port)
     finally:
         watcher.disconnect()
@@ -400,9 +403,13 @@ def test_cli_erase_clears_only_that_persons_retained_topics(broker: Broker, tmp_
     for topic in ("rec/people/alice", "rec/hall/last_name", "rec/hall/snapshot", "rec/hall/status",
                   "homeassistant/sensor/rec/person_alice/config"):  # fmt: skip
         assert after[topic] == before[topic], topic
-    for topic in ("rec/people/bob", "rec/people/jane_roe", "rec/garage/last_name",
-                  "rec/garage/snapshot", "homeassistant/sensor/rec/person_bob/config"):  # fmt: skip
+    for topic in ("rec/people/bob", "rec/people/jane_roe", "rec/garage/snapshot",
+                  "homeassistant/sensor/rec/person_bob/config",
+                  "homeassistant/device_tracker/rec/tracker_bob/config",
+                  "homeassistant/image/rec/garage_snapshot/config"):  # fmt: skip
         assert topic not in after, topic
+    assert after["homeassistant/device_tracker/rec/tracker_alice/config"] == b'{"name": "alice"}'
+    assert after["rec/garage/last_name"] == b"None"  # Home Assistant's unknown
     assert json.loads(after["rec/hall/people"]) == {
         "camera": "hall", "people": ["alice"], "count": 1, "faces": 3
     }  # fmt: skip

@@ -111,7 +111,7 @@ def test_stages_know_nothing_of_the_graph_or_the_composition_root() -> None:
 LAYERS: list[tuple[str, list[str]]] = [
     ("base", ["errors", "records", "config", "media", "geometry", "version", "files", "redact",
               "logs", "progress", "telemetry"]),
-    ("sources, models", ["sources", "models"]),
+    ("sources, models", ["sources", "models", "scales"]),
     ("sinks, gallery", ["sinks", "gallery", "history"]),
     ("recognition, pipeline", ["recognition", "analyzer", "pipeline"]),
     ("tasks", ["enrolment", "evaluation", "evaluation_video", "optimize", "runner",

@@ -21,6 +21,7 @@ from streamrec.recognition import NewSample, Recognition
 
 log = logging.getLogger("streamrec.enroll")
 
+
 @dataclass
 class EnrollReport:
     name: str

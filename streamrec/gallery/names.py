@@ -42,8 +42,7 @@ def validate_name(name: str, *, label: bool = False) -> str:
         raise InvalidName("a person's name must not be made of dots only ('.', '..')")
     if bool(UNKNOWN_LABEL.match(name)) != label:
         raise InvalidName(
-            f"'{name}' is the label of an unconfirmed person (unknown-N): name the person "
-            "otherwise"
+            f"'{name}' is the label of an unconfirmed person (unknown-N): name the person otherwise"
             if not label
             else f"not an unconfirmed person's label (unknown-N): {name!r}"
         )

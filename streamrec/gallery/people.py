@@ -179,9 +179,12 @@ class PeopleStore(GalleryFile):
         """Show this face image of the person as their thumbnail (None: the best enrolled)."""
         with self._tx() as db:
             pid, name, _ = rows.found(db, person, self.path)
-            if face_id is not None and not db.execute(
-                "SELECT 1 FROM faces WHERE id = ? AND person_id = ?", (face_id, pid)
-            ).fetchone():
+            if (
+                face_id is not None
+                and not db.execute(
+                    "SELECT 1 FROM faces WHERE id = ? AND person_id = ?", (face_id, pid)
+                ).fetchone()
+            ):
                 raise GalleryError(f"'{name}' has no face image {face_id}")
             db.execute("UPDATE people SET thumbnail = ? WHERE id = ?", (face_id, pid))
             self._bump(db)

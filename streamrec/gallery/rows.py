@@ -57,9 +57,7 @@ def person_of(row: tuple) -> Person | UnknownPerson:
     if not confirmed:
         return UnknownPerson(int(pid), name, int(e), int(f), float(created), float(last))
     thumb = chosen if chosen is not None else enrolled if enrolled is not None else best
-    return Person(
-        int(pid), name, int(e), float(created), int(s), int(f), thumb, chosen is not None
-    )
+    return Person(int(pid), name, int(e), float(created), int(s), int(f), thumb, chosen is not None)
 
 
 def face_image(row: tuple) -> FaceImage:
@@ -156,9 +154,7 @@ def keep_best_faces(db: sqlite3.Connection, pid: int, keep: int) -> None:
     )
 
 
-def refresh(
-    db: sqlite3.Connection, pid: int, policy: GalleryPolicy, judge: bool
-) -> list[Stray]:
+def refresh(db: sqlite3.Connection, pid: int, policy: GalleryPolicy, judge: bool) -> list[Stray]:
     """Recompute a person's sub-centers; with ``judge``, drop (and return) their strays.
 
     Samples enrolled on purpose decide the person's look when there are any: samples that
@@ -180,9 +176,7 @@ def refresh(
         policy.outlier_angle if judge else None,
         trusted if trusted.any() else None,
     )
-    db.executemany(
-        "DELETE FROM embeddings WHERE id = ?", [(rows[i][0],) for i, _ in result.strays]
-    )
+    db.executemany("DELETE FROM embeddings WHERE id = ?", [(rows[i][0],) for i, _ in result.strays])
     db.executemany(
         "INSERT INTO subcenters (person_id, vector, members) VALUES (?, ?, ?)",
         [

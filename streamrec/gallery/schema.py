@@ -85,6 +85,7 @@ _SIGHTINGS_3 = (
     "WHERE source LIKE 'camera %' AND source NOT LIKE '% track %'"
 )
 
+
 def create(db: sqlite3.Connection) -> None:
     """The tables and indexes of the current schema, where they are missing."""
     with db:

@@ -144,9 +144,7 @@ class GallerySession:
 
     @property
     def persist(self) -> bool:
-        return (
-            self.gallery is not None and not self.gallery.read_only and self.cfg.unknowns.persist
-        )
+        return self.gallery is not None and not self.gallery.read_only and self.cfg.unknowns.persist
 
     def unknown_book(self, threshold: float) -> UnknownBook | None:
         """The run's book of unknown people (``unknowns.enabled``), continuing the labels of

@@ -44,10 +44,13 @@ class RunningPipelines(GalleryFile):
             return None
         now = time.time()
         with self._tx() as db:
-            if watcher is not None and db.execute(
-                "UPDATE watchers SET beat = ?, revision = ? WHERE id = ?",
-                (now, revision, watcher),
-            ).rowcount:
+            if (
+                watcher is not None
+                and db.execute(
+                    "UPDATE watchers SET beat = ?, revision = ? WHERE id = ?",
+                    (now, revision, watcher),
+                ).rowcount
+            ):
                 return watcher
             db.execute("DELETE FROM watchers WHERE beat < ?", (now - 3600.0,))
             cur = db.execute(

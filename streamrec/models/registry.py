@@ -205,9 +205,7 @@ def insightface_dirs(file: str | None = None) -> list[Path]:
     """InsightFace's own pack folders (``~/.insightface/models/<pack>``) holding ``file``."""
     root = Path("~/.insightface/models").expanduser()
     return [
-        root / p.name
-        for p in PACKS.values()
-        if file is None or file in (p.detector, p.recognizer)
+        root / p.name for p in PACKS.values() if file is None or file in (p.detector, p.recognizer)
     ]
 
 
@@ -484,8 +482,7 @@ def pull_pack(pack: Pack, dest: Path | None = None) -> list[Path]:
             extracted.append(dest / file)
     if bad:
         raise ModelError(
-            f"sha256 mismatch for {'; '.join(bad)} (downloaded from {url}); the file was "
-            f"deleted"
+            f"sha256 mismatch for {'; '.join(bad)} (downloaded from {url}); the file was deleted"
         )
     return extracted
 
@@ -537,6 +534,16 @@ def list_models(extra_dir: str | None = None) -> list[ModelStatus]:
             )
             out.append(ModelStatus(info, [], model, digest, digest == derived.sha256, derived))
     return out
+
+
+def configured_threshold(models: ModelsConfig) -> float:
+    """The calibrated threshold of the configured recognizer as the registry knows it by name
+    (a pack or a known file), without resolving the file; the fallback otherwise. For a
+    process that does not load the models (a cluster's head)."""
+    name = models.recognizer
+    pack = PACKS.get(name)
+    info = MODELS.get(pack.recognizer if pack is not None else Path(name).name)
+    return info.threshold if info is not None and info.threshold else FALLBACK_THRESHOLD
 
 
 def recognizer_threshold(model: ResolvedModel) -> float:

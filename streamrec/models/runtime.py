@@ -273,8 +273,9 @@ def choose_precision(
     if verdict is None:
         if not measure:
             return PrecisionChoice("FP32", f"{why}; not checked yet (checked on first load)")
-        log.info("checking %s against FP32 for %s on %s (once)", candidate, Path(path).name,
-                 cfg.device)
+        log.info(
+            "checking %s against FP32 for %s on %s (once)", candidate, Path(path).name, cfg.device
+        )
         verdict = check_precision(path, cfg, candidate)
         verdicts[key] = verdict
         try:
@@ -483,7 +484,8 @@ def _open(path: str | Path, cfg: RuntimeConfig) -> tuple[ort.InferenceSession, R
         # try once more without the cache; a fault of the model itself shows again there.
         log.warning(
             "loading %s with the OpenVINO model cache failed (%s); retrying without it",
-            path, str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc,
+            path,
+            str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc,
         )
         try:
             session, provider = _openvino_session(path, cfg, choice.precision, cache=False)
@@ -491,7 +493,11 @@ def _open(path: str | Path, cfg: RuntimeConfig) -> tuple[ort.InferenceSession, R
             raise _load_error(path, exc2) from None
     if provider != OPENVINO:
         info = RuntimeInfo(
-            name, provider, None, "FP32", quantized,
+            name,
+            provider,
+            None,
+            "FP32",
+            quantized,
             f"onnxruntime could not create the OpenVINO provider for {cfg.device} "
             f"(precision {choice.precision}) and fell back to {provider}",
         )

@@ -346,9 +346,7 @@ class PersonOut(BaseModel):
 
 class SampleOut(BaseModel):
     id: int
-    source: str = Field(
-        description="where it came from (a file's name, an upload, a camera track)"
-    )
+    source: str = Field(description="where it came from (a file's name, an upload, a camera track)")
     created: float
     face: str | None = Field(description="URL of its face image")
     face_id: int | None = Field(description="id of its face image (to pick it as thumbnail)")

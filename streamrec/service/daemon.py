@@ -147,7 +147,13 @@ class Daemon:
         cameras: list[Camera] = []
         try:
             cameras = open_cameras(cfg, [c for c in cams if c.frigate is None])
-            self.sinks = FanoutSink([*self.history, *event_sinks(cfg)])
+            self.sinks = FanoutSink(
+                [*self.history, *event_sinks(cfg, threshold=self.analyzer.threshold)]
+            )
+            # enrolled people have their entities (Home Assistant) from the start, and from
+            # their enrolment while the daemon runs
+            self.sinks.announce(self.recognition.matcher().names)
+            self.recognition.subscribe(lambda change: self.sinks.announce(change.matcher.names))
         except BaseException:
             for cam in cameras:
                 cam.source.close()

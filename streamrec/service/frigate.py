@@ -1,14 +1,21 @@
-"""Frigate as a source: recognise the people in the snapshots of Frigate's tracked objects.
+"""Frigate as a source: recognise the people in the pictures of Frigate's tracked objects.
 
-A camera with ``frigate:`` (instead of ``source:``) subscribes to ``<topic_prefix>/events`` on
-Frigate's MQTT broker. For each ``new``/``update``/``end`` message of a followed label (``person``)
-that has a snapshot and is not a false positive, it fetches the snapshot from Frigate's HTTP API
-(``GET /api/events/<id>/snapshot.jpg``, the full frame without Frigate's drawings, or cropped),
-finds, embeds and names the faces with the daemon's Recognition service (the gallery as it is
-now), and publishes the result as streamrec events through the daemon's sinks. A better snapshot
-of the same object (an ``update`` with a newer ``snapshot.frame_time``) is checked again, up to
-``max_snapshots`` per object. With ``sub_label: true`` the name is written back to Frigate
-(``POST /api/events/<id>/sub_label``).
+A camera with ``frigate:`` (instead of ``source:``) subscribes to ``<topic_prefix>/events`` and
+``<topic_prefix>/tracked_object_update`` on Frigate's MQTT broker. For each ``new``/``update``/
+``end`` message of a followed label (``person``) that is not a false positive, it fetches the
+object's next frame from Frigate's HTTP API (:mod:`~streamrec.service.frigate_api`: the live
+snapshot without drawings while the object is in progress, the clean copy once it ended, the
+camera's ``latest.jpg`` while it has no snapshot), finds, embeds and names the faces with the
+daemon's Recognition service (the gallery as it is now), and publishes the result as streamrec
+events through the daemon's sinks. A newer snapshot of the same object is checked again, latest
+frames are polled every ``delay`` s while the object is active, up to ``attempts`` frames per
+object; with ``stop_on_match`` none after a confident match (the threshold plus
+``recognition.single_face_margin``). Of several frames the best wins: the highest similarity
+names the object, and a face of the best quality is reported when none is named. With
+``sub_label: true`` the name is written back to Frigate (``POST /api/events/<id>/sub_label``,
+the score on Frigate's face score scale), unless the event has a sub label someone else set
+(Frigate's own face recognition, seen on ``tracked_object_update`` or in the event, Double Take
+...) and ``overwrite`` is off.
 
 Each Frigate object is one streamrec track on the Frigate camera (``camera`` is Frigate's camera
 name, ``source`` the bridge's name): ``identified`` (a face matched: ``name``, ``score``,
@@ -17,8 +24,9 @@ name, ``source`` the bridge's name): ``identified`` (a face matched: ``name``, `
 (Frigate ended the object: the best ``name`` or null, ``snapshots`` checked, most ``faces`` seen;
 ``reason`` when the bridge ended it instead: ``stopped``, ``evicted``). Every event carries
 ``frigate_event`` (Frigate's id), ``frigate_label``, ``frigate_score`` (its ``top_score``) and
-``zones`` (its ``current_zones``); ``frame`` is the snapshot's number within the object, ``time``
-its seconds since the object started, ``captured`` Frigate's capture time of the snapshot.
+``zones`` (its ``current_zones``) and ``frigate_source`` (``snapshot`` or ``latest``: Double
+Take's image types); ``frame`` is the picture's number within the object, ``time`` its seconds
+since the object started, ``captured`` Frigate's capture time of the snapshot.
 Track ids start at ``FIRST_TRACK_ID`` so that they never meet a pipeline track on a streamrec
 camera of the same name (MQTT presence keys tracks by camera and id).
 
@@ -26,35 +34,31 @@ Bounded and never blocking the cameras: messages wait in a queue of ``queue_size
 objects (a newer message of a queued object replaces it; when full the oldest is dropped and
 counted), one worker thread does the HTTP requests (timeout, retries with exponential backoff,
 ``Retry-After`` honoured) and the recognition, the MQTT client reconnects by itself, and a
-Frigate that is down is logged once per outage. The API's credentials (in the URL, or
-``headers``) never reach a log, and names never reach the log either.
+Frigate that is down is logged once per outage, refused credentials in one line. The API's
+credentials (``user``/``password``, the URL, ``headers``) never reach a log, and names never
+reach the log either.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
+import os
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
 
-import cv2
 import numpy as np
-import urllib3
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from urllib3 import HTTPHeaderDict
-from urllib3.exceptions import HTTPError, MaxRetryError
-from urllib3.util import Retry
 
 from streamrec.errors import ConfigError
 from streamrec.records import Event
+from streamrec.scales import FRIGATE_RECOGNITION_THRESHOLD, frigate_face_score
+from streamrec.service.frigate_api import SUB_LABEL_MAX, ApiStats, FrigateApi, Picture, credentials
 from streamrec.sinks.mqtt.link import Endpoint, MqttLink, Tls
-from streamrec.sources import redact
 
 if TYPE_CHECKING:
     from streamrec.config import CameraConfig, Config, FrigateConfig
@@ -69,15 +73,6 @@ FIRST_TRACK_ID = 1_000_000_000
 MAX_OBJECTS = 1000
 #: largest MQTT message read (Frigate's event messages are a few KiB)
 MAX_MESSAGE = 256 * 1024
-#: largest snapshot downloaded
-MAX_SNAPSHOT = 32 * 1024 * 1024
-#: seconds between two attempts at most
-MAX_BACKOFF = 30.0
-#: answers that are retried (with the connection errors and timeouts)
-RETRY_STATUS = (429, 500, 502, 503, 504)
-#: Frigate's limits on a sub label: length, and a score in (0, 1]
-SUB_LABEL_MAX = 100
-MIN_SUB_LABEL_SCORE = 0.01
 
 _LOOSE = ConfigDict(extra="ignore")
 
@@ -98,10 +93,24 @@ class FrigateObject(BaseModel):
     top_score: float | None = None
     false_positive: bool | None = False
     start_time: float
+    end_time: float | None = None
     frame_time: float | None = None
     has_snapshot: bool = False
+    #: [name, score] (0.14+ in MQTT), a name, or None
+    sub_label: list[Any] | str | None = None
     current_zones: list[str] = Field(default_factory=list, max_length=100)
     snapshot: _Snapshot | None = None
+
+
+class FaceUpdate(BaseModel):
+    """A message on ``<topic_prefix>/tracked_object_update`` (Frigate 0.16+); only ``face``
+    results are read."""
+
+    model_config = _LOOSE
+    type: str
+    id: str = Field(max_length=64)
+    name: str | None = None
+    score: float | None = None
 
 
 class FrigateMessage(BaseModel):
@@ -113,21 +122,20 @@ class FrigateMessage(BaseModel):
 
 
 _MESSAGE = TypeAdapter(FrigateMessage)
+_FACE = TypeAdapter(FaceUpdate)
 
 
 @dataclass
-class FrigateStats:
-    """Counters of one bridge (read them at any time)."""
+class FrigateStats(ApiStats):
+    """Counters of one bridge (read them at any time); see also :class:`ApiStats`."""
 
     messages: int = 0  # event messages received
-    ignored: int = 0  # other labels or cameras, false positives, no snapshot yet
+    ignored: int = 0  # other labels or cameras, false positives, ended before any check
     invalid: int = 0  # not a Frigate event message
     dropped: int = 0  # queued objects dropped because the queue was full
-    snapshots: int = 0  # snapshots checked for faces
-    missing: int = 0  # snapshots Frigate did not have (404)
-    failures: int = 0  # requests that failed after their retries (Frigate down, errors)
+    snapshots: int = 0  # pictures checked for faces (snapshots and latest frames)
     identified: int = 0  # objects named
-    sub_labels: int = 0  # sub labels Frigate accepted
+    kept: int = 0  # sub labels left as someone else set them (overwrite: false)
 
 
 @dataclass
@@ -145,179 +153,18 @@ class _Object:
     track_id: int
     camera: str
     start_time: float
-    attempts: int = 0  # snapshots fetched or tried
-    snapshots: int = 0  # snapshots checked
+    attempts: int = 0  # pictures fetched or tried
+    snapshots: int = 0  # pictures checked
     checked: float | None = None  # frame_time of the last snapshot fetched or tried
+    done: bool = False  # a confident match, and stop_on_match: nothing more to check
+    posted: str | None = None  # the sub label streamrec set
+    labelled: bool = False  # someone else set a sub label (Frigate's face recognition ...)
     captured: float | None = None
     name: str | None = None
     score: float | None = None
     faces: int = 0
     unknown: bool = False  # the unknown event was sent
     frigate: dict[str, Any] = field(default_factory=dict)  # frigate_* fields of the events
-
-
-class FrigateApi:
-    """Frigate's HTTP API: snapshots and sub labels, with retries and backoff.
-
-    Credentials in the URL become a Basic ``Authorization`` header; ``headers`` are sent with
-    every request. Logs name the API by its address without credentials, never a header.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        headers: dict[str, str],
-        timeout: float,
-        retries: int,
-        stop: threading.Event,
-        stats: FrigateStats,
-    ) -> None:
-        parsed = urllib3.util.parse_url(url)
-        # credentials in the URL as Basic auth, unless ``headers`` authorise otherwise
-        self._headers = HTTPHeaderDict(urllib3.make_headers(basic_auth=parsed.auth or None))
-        for key, value in headers.items():
-            self._headers[key] = value  # replaces a header of another case
-        self.base = urllib3.util.Url(parsed.scheme, host=parsed.host, port=parsed.port).url + (
-            parsed.path or ""
-        ).rstrip("/")
-        self._http = urllib3.PoolManager(num_pools=2, maxsize=2, timeout=timeout)
-        self._retry = Retry(
-            total=retries,
-            backoff_factor=0.5,
-            backoff_max=MAX_BACKOFF,
-            backoff_jitter=0.2,
-            status_forcelist=RETRY_STATUS,
-            allowed_methods=None,  # the sub label POST is idempotent
-            redirect=False,
-        )
-        self._stop = stop
-        self._stats = stats
-        self._down = False
-        self._warned: set[str] = set()
-
-    def snapshot(self, event_id: str, crop: bool) -> np.ndarray | None:
-        """The snapshot of an event as a BGR image; None if Frigate has none or is down."""
-        fields = {"bbox": "0", "timestamp": "0", "crop": "1" if crop else "0"}
-        answer = self._request("GET", f"/api/events/{quote(event_id)}/snapshot.jpg", fields=fields)
-        if answer is None:
-            return None
-        status, body = answer
-        if status == 404:
-            self._stats.missing += 1
-            self._once(
-                "404", "Frigate had no snapshot for an event (HTTP 404); such events are skipped"
-            )
-            return None
-        if status != 200:
-            self._refused("a snapshot", status)
-            return None
-        image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            self._stats.failures += 1
-            self._once("not an image", "Frigate sent a snapshot that is not an image")
-        return image
-
-    def set_sub_label(self, event_id: str, name: str, score: float) -> bool:
-        """Write ``name`` as the event's sub label; True if Frigate took it."""
-        payload = {
-            "subLabel": name[:SUB_LABEL_MAX],
-            "subLabelScore": round(min(max(score, MIN_SUB_LABEL_SCORE), 1.0), 2),
-        }
-        answer = self._request(
-            "POST",
-            f"/api/events/{quote(event_id)}/sub_label",
-            body=json.dumps(payload).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        if answer is None:
-            return False
-        if answer[0] != 200:
-            self._refused("a sub label", answer[0])
-            return False
-        self._stats.sub_labels += 1
-        return True
-
-    def close(self) -> None:
-        self._http.clear()
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        fields: dict[str, str] | None = None,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, bytes] | None:
-        """(status, body) of the first answer that is not retried; None when every attempt
-        failed (counted, logged once per outage) or the bridge stopped."""
-        retry = self._retry
-        url = self.base + path
-        while True:
-            response = None
-            error: Exception | None = None
-            try:
-                response = self._http.request(
-                    method,
-                    url,
-                    fields=fields,
-                    body=body,
-                    headers=self._headers | (headers or {}),  # they replace the pool's
-                    retries=False,
-                    preload_content=False,
-                )
-                data = response.read(MAX_SNAPSHOT + 1)
-                if len(data) > MAX_SNAPSHOT:
-                    raise ValueError(f"an answer larger than {MAX_SNAPSHOT >> 20} MiB")
-            except (HTTPError, OSError, ValueError) as exc:
-                error = exc
-            finally:
-                if response is not None:
-                    response.release_conn()
-            if response is not None and error is None:
-                retried = retry.is_retry(method, response.status, "Retry-After" in response.headers)
-                if not retried:
-                    self._up()
-                    return response.status, data
-            try:
-                retry = retry.increment(method, path, response=response, error=error)
-            except (MaxRetryError, HTTPError, OSError) as exc:
-                self._stats.failures += 1
-                if error is None and response is not None:
-                    self._unreachable(f"HTTP {response.status}")
-                else:
-                    self._unreachable(redact(" ".join(str(error or exc).split())))
-                return None
-            wait = retry.get_retry_after(response) if response is not None else None
-            delay = wait if wait is not None else retry.get_backoff_time()
-            if self._stop.wait(min(delay, MAX_BACKOFF)):
-                return None
-
-    def _up(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("Frigate %s answers again", self.base)
-
-    def _unreachable(self, reason: str) -> None:
-        if not self._down:
-            self._down = True
-            log.warning(
-                "Frigate %s cannot be reached (%s); its events are skipped until it answers",
-                self.base,
-                reason,
-            )
-
-    def _refused(self, what: str, status: int) -> None:
-        self._stats.failures += 1
-        hint = " (check frigate.headers or the credentials in frigate.url)"
-        self._once(
-            f"{what} {status}",
-            f"Frigate refused {what} with HTTP {status}{hint if status in (401, 403) else ''}",
-        )
-
-    def _once(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("%s (logged once)", message)
 
 
 def broker_of(cfg: Config, cam: CameraConfig) -> Broker:
@@ -350,6 +197,7 @@ class FrigateBridge:
         broker: Broker,
         recognition: Recognition,
         events: EventWriter,
+        margin: float = 0.05,
     ) -> None:
         self.name = name
         self.cfg = cfg
@@ -359,12 +207,16 @@ class FrigateBridge:
         self._recognition = recognition
         self._events = events
         self._threshold = cfg.min_score if cfg.min_score is not None else recognition.threshold
+        #: a match this far above the threshold is confident (stop_on_match): the pipeline's
+        #: rule for naming a track on one face (recognition.single_face_margin)
+        self._confident = self._threshold + margin
         #: a person who leaves the gallery leaves the objects followed under their name
         self._unsubscribe = recognition.subscribe(self._gallery_changed)
         self._stop = threading.Event()
-        self._api = FrigateApi(
-            cfg.url, cfg.headers, cfg.timeout, cfg.retries, self._stop, self.stats
-        )
+        self._api = FrigateApi(cfg, credentials(cfg, dict(os.environ)), self._stop, self.stats)
+        #: Frigate's own face results by event id (tracked_object_update), for objects not
+        #: followed yet
+        self._named_by_frigate: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Condition()  # guards the queue, the objects and the counters
         self._pending: OrderedDict[str, FrigateMessage] = OrderedDict()
         self._objects: OrderedDict[str, _Object] = OrderedDict()
@@ -384,6 +236,8 @@ class FrigateBridge:
             self.offer,
             lambda: log.info("Frigate bridge %s: reading %s on %s", name, self.topic, where),
         )
+        updates = f"{broker.topic_prefix.strip('/')}/tracked_object_update"
+        self._link.subscribe(updates, 1, self.offer_face, lambda: None)
 
     @classmethod
     def from_config(
@@ -396,7 +250,8 @@ class FrigateBridge:
         """The bridge of a ``cameras:`` entry with ``frigate:``; ConfigError without a broker."""
         assert cam.frigate is not None
         broker = broker_of(cfg, cam)
-        return cls(cam.name, cam.frigate, broker, recognition, events)
+        margin = cfg.recognition.single_face_margin
+        return cls(cam.name, cam.frigate, broker, recognition, events, margin)
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -482,13 +337,36 @@ class FrigateBridge:
             self._pending[event_id] = message  # a queued object keeps its place, newest state
             self._lock.notify_all()
 
+    def offer_face(self, payload: bytes) -> None:
+        """Take one message of ``<topic_prefix>/tracked_object_update``: a face Frigate itself
+        named (at its recognition threshold) counts as a sub label set by someone else."""
+        update = None
+        if len(payload) <= MAX_MESSAGE:
+            with contextlib.suppress(ValidationError):
+                update = _FACE.validate_json(payload)
+        if update is None or update.type != "face" or update.name in (None, "", "unknown"):
+            return
+        if (update.score or 0.0) < FRIGATE_RECOGNITION_THRESHOLD:
+            return
+        with self._lock:
+            obj = self._objects.get(update.id)
+            if obj is not None:
+                obj.labelled = True
+            else:
+                self._named_by_frigate[update.id] = str(update.name)
+                while len(self._named_by_frigate) > MAX_OBJECTS:
+                    self._named_by_frigate.popitem(last=False)
+
     def _wanted(self, message: FrigateMessage) -> bool:
         obj, cfg = message.after, self.cfg
         if obj.label not in cfg.labels or (cfg.cameras and obj.camera not in cfg.cameras):
             return False
         if message.type == "end" and obj.id in self._objects:
             return True
-        return obj.has_snapshot and not obj.false_positive
+        if obj.false_positive:
+            return False
+        # a snapshot, or the camera's latest frame while the object is active
+        return obj.has_snapshot or (message.type != "end" and obj.end_time is None)
 
     # -- the worker --------------------------------------------------------------------------
 
@@ -506,7 +384,9 @@ class FrigateBridge:
                 log.exception("Frigate bridge %s: checking an event failed", self.name)
 
     def _handle(self, message: FrigateMessage) -> None:
+        """Check the frames of one object the message makes due (see :meth:`_next`)."""
         after = message.after
+        ended = message.type == "end" or after.end_time is not None
         with self._lock:
             obj = self._objects.get(after.id)
             if obj is None:
@@ -517,20 +397,52 @@ class FrigateBridge:
                 "frigate_score": after.top_score,
                 "zones": list(after.current_zones),
             }
-            shot = after.snapshot.frame_time if after.snapshot is not None else None
-            fresh = obj.attempts == 0 or (shot is not None and shot != obj.checked)
-            check = after.has_snapshot and fresh and obj.attempts < self.cfg.max_snapshots
-            if check:
-                obj.attempts += 1
-                obj.checked = shot  # also when it fails: a newer snapshot is tried, not this one
-        if check:
-            image = self._api.snapshot(after.id, self.cfg.crop)
-            if image is not None:
-                self._recognise(obj, image, shot or after.frame_time or time.time())
+            label = after.sub_label[0] if isinstance(after.sub_label, list) else after.sub_label
+            if label and label != obj.posted:
+                obj.labelled = True
+        while not self._stop.is_set():
+            with self._lock:
+                due = self._next(obj, after, ended)
+            if due is None:
+                break
+            source, shot = due
+            picture = self._api.picture(
+                after.id, after.camera, ended=ended, has_snapshot=source != "latest",
+                crop=self.cfg.crop,
+            )  # fmt: skip
+            if picture is not None:
+                self._recognise(obj, picture, shot or after.frame_time or time.time())
+            if source != "latest" or self._stop.wait(self.cfg.delay):
+                break  # one per snapshot; latest frames until done, out of attempts or ended
+            with self._lock:
+                if after.id in self._pending:  # newer news of the object (a snapshot, its end)
+                    break
         if message.type == "end":
             with self._lock:
                 if self._objects.pop(after.id, None) is not None:
                     self._end(obj, None)
+
+    def _next(
+        self, obj: _Object, after: FrigateObject, ended: bool
+    ) -> tuple[str, float | None] | None:
+        """The next frame of ``obj`` to check, (source, snapshot time), or None (call with the
+        lock held): a snapshot Frigate has not shown before, else while the object is active
+        and has no snapshot its camera's latest frame; nothing once ``attempts`` are used or
+        (``stop_on_match``) a confident match."""
+        if obj.attempts >= self.cfg.attempts or obj.done or self._closed:
+            return None
+        shot = after.snapshot.frame_time if after.snapshot is not None else None
+        if after.has_snapshot:
+            if obj.attempts and (shot is None or shot == obj.checked):
+                return None
+            source = "snapshot"
+        elif not ended:
+            source = "latest"
+        else:
+            return None
+        obj.attempts += 1
+        obj.checked = shot  # also when it fails: a newer snapshot is tried, not this one
+        return source, shot
 
     def _follow(self, after: FrigateObject) -> _Object:
         """Start following a Frigate object (call with the lock held)."""
@@ -538,18 +450,21 @@ class FrigateBridge:
             _, oldest = self._objects.popitem(last=False)
             self._end(oldest, "evicted")
         obj = _Object(self._next_track, after.camera, after.start_time)
+        obj.labelled = self._named_by_frigate.pop(after.id, None) is not None
         self._next_track += 1
         self._objects[after.id] = obj
         return obj
 
-    def _recognise(self, obj: _Object, image: np.ndarray, captured: float) -> None:
-        faces = self._recognition.faces(image)
+    def _recognise(self, obj: _Object, picture: Picture, captured: float) -> None:
+        faces = self._recognition.faces(picture.image)
         best = _best(faces, self._recognition.identify(faces, self._threshold))
         with self._lock:
             self.stats.snapshots += 1
             obj.snapshots += 1
             obj.captured = captured
             obj.faces = max(obj.faces, len(faces))
+            # Double Take's image types: a clean snapshot is a snapshot
+            obj.frigate["frigate_source"] = "latest" if picture.source == "latest" else "snapshot"
             if best is None or self._closed:
                 return
             face, name, score = best
@@ -559,13 +474,28 @@ class FrigateBridge:
                     shown = None if score is None else round(score, 4)
                     self._emit("unknown", obj, None, faces=len(faces), score=shown, box=_box(face))
                 return
+            obj.done = self.cfg.stop_on_match and score >= self._confident
             kind = self._naming(obj, name, score)
             if kind is None:
                 return
-            crop = face.crop
-            self._emit(kind, obj, crop, name=name, score=round(score, 4), box=_box(face))
+            self._emit(kind, obj, face.crop, name=name, score=round(score, 4), box=_box(face))
         if self.cfg.sub_label:
-            self._api.set_sub_label(str(obj.frigate["frigate_event"]), name, score)
+            self._label(obj, name, score)
+
+    def _label(self, obj: _Object, name: str, score: float) -> None:
+        """Write ``name`` as the object's sub label, unless someone else set one (checked in
+        Frigate first) and ``overwrite`` is off."""
+        event_id = str(obj.frigate["frigate_event"])
+        if not self.cfg.overwrite:
+            current = self._api.sub_label(event_id)
+            with self._lock:
+                if obj.labelled or (current is not None and current != obj.posted):
+                    obj.labelled = True
+                    self.stats.kept += 1
+                    return
+        if self._api.set_sub_label(event_id, name, frigate_face_score(score, self._threshold)):
+            with self._lock:
+                obj.posted = name[:SUB_LABEL_MAX]
 
     def _naming(self, obj: _Object, name: str, score: float) -> str | None:
         """The event a match makes (call with the lock held): ``identified`` for the object's
@@ -621,12 +551,15 @@ class FrigateBridge:
 def _best(
     faces: list[FoundFace], named: list[tuple[str | None, float | None]]
 ) -> tuple[FoundFace, str | None, float | None] | None:
-    """The face to report: the best named one, else the one closest to someone (or the first
-    one when the gallery is empty), with its name (None: nobody) and similarity."""
+    """The face to report: the best named one (highest similarity), else the face of the best
+    quality, with its name (None: nobody) and similarity."""
     if not faces:
         return None
     ranked = [(face, name, score) for face, (name, score) in zip(faces, named, strict=True)]
-    return max(ranked, key=lambda r: (r[1] is not None, -2.0 if r[2] is None else r[2]))
+    found = [r for r in ranked if r[1] is not None and r[2] is not None]
+    if found:
+        return max(found, key=lambda r: r[2] or 0.0)
+    return max(ranked, key=lambda r: r[0].quality)
 
 
 def _box(face: FoundFace) -> list[float]:

@@ -108,6 +108,7 @@ class Metrics(Observer):
             buckets=_BATCH_BUCKETS,
             registry=reg,
         )
+
         def latency(name: str, doc: str) -> Histogram:
             return Histogram(name, doc, ["camera"], buckets=_LATENCY_BUCKETS, registry=reg)
 

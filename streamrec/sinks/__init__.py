@@ -36,6 +36,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "EventSink",
     "FanoutSink",
@@ -50,8 +51,12 @@ __all__ = [
 ]
 
 
-def event_sinks(cfg: Config, jsonl: str | None = None) -> list[EventSink]:
-    """The event sinks the config's ``events:`` (and ``--events FILE``) ask for."""
+def event_sinks(
+    cfg: Config, jsonl: str | None = None, threshold: float | None = None
+) -> list[EventSink]:
+    """The event sinks the config's ``events:`` (and ``--events FILE``) ask for; ``threshold``
+    is the recognition threshold in use (default: the configured one, else the registry's for
+    the configured recognizer)."""
     sinks: list[EventSink] = []
     try:
         path = jsonl or cfg.events.jsonl
@@ -60,7 +65,12 @@ def event_sinks(cfg: Config, jsonl: str | None = None) -> list[EventSink]:
         if cfg.events.mqtt is not None:
             from streamrec.sinks.mqtt import MqttEventSink
 
-            sinks.append(MqttEventSink.from_config(cfg.events.mqtt))
+            chosen = threshold if threshold is not None else cfg.recognition.threshold
+            if chosen is None:  # the models are not loaded here: the registry's by name
+                from streamrec.models.registry import configured_threshold
+
+                chosen = configured_threshold(cfg.models)
+            sinks.append(MqttEventSink.from_config(cfg.events.mqtt, chosen))
         if cfg.events.webhook is not None:
             from streamrec.sinks.webhook import WebhookEventSink
 

@@ -48,6 +48,13 @@ class Forgetting(Protocol):
 
 
 @runtime_checkable
+class Announcing(Protocol):
+    """A sink that announces the enrolled people before they are seen (MQTT discovery)."""
+
+    def announce(self, names: list[str]) -> None: ...
+
+
+@runtime_checkable
 class StatusSink(Protocol):
     """A sink that also publishes camera status (MQTT)."""
 
@@ -267,8 +274,7 @@ class FanoutSink:
                 if self._failing[i] is None:
                     self._failing[i] = str(exc)
                     log.error(
-                        "event sink %s failed: %s (further failures are counted until it "
-                        "recovers)",
+                        "event sink %s failed: %s (further failures are counted until it recovers)",
                         sink_name(sink),
                         exc,
                         exc_info=not isinstance(exc, (OSError, SinkError)),
@@ -287,6 +293,15 @@ class FanoutSink:
                     sink.forget(name)
                 except Exception as exc:
                     log.error("event sink %s could not erase a person: %s", sink_name(sink), exc)
+
+    def announce(self, names: list[str]) -> None:
+        """Tell the sinks that announce people who is enrolled (a failure is logged)."""
+        for sink in self.sinks:
+            if isinstance(sink, Announcing):
+                try:
+                    sink.announce(names)
+                except Exception as exc:
+                    log.error("event sink %s could not announce people: %s", sink_name(sink), exc)
 
     def health(self) -> dict[str, dict[str, Any]]:
         """Per sink: ``ok``, ``errors`` (events lost so far: failed writes, plus what a sink

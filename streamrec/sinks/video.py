@@ -327,7 +327,6 @@ class VideoWriter:
         self.close()
 
 
-
 def video_output(
     path: str, fps: float | None, audio: AudioInput | None = None
 ) -> Callable[[Frame], VideoWriter]:

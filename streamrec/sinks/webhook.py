@@ -98,8 +98,7 @@ class WebhookEventSink:
             valid = False
         if not valid:
             raise SinkError(
-                "webhook URL must be http://host/... or https://host/..., "
-                f"got {redact_url(url)!r}"
+                f"webhook URL must be http://host/... or https://host/..., got {redact_url(url)!r}"
             )
         if buffer_max < 1:
             raise SinkError(f"webhook buffer_max must be at least 1, got {buffer_max}")

@@ -31,7 +31,6 @@ class Window:
         cv2.destroyWindow(self.title)
 
 
-
 def window_output(title: str) -> Callable[[Frame], Window]:
     """Factory of the window (opened at the first frame); refuses at once without a display."""
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):

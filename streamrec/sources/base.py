@@ -21,6 +21,7 @@ LOG = logging.getLogger("streamrec.sources")
 #: damage messages kept (and logged) per source; later ones are only counted
 MAX_DAMAGE_MESSAGES = 100
 
+
 @dataclass
 class SourceOptions:
     """How sources are opened and kept alive (the ``live`` section of the config)."""

@@ -320,8 +320,7 @@ class FileSource(Source):
         if expected and read < expected * 0.98 - 1:
             approx = "" if self._exact_total else "~"
             self._damage(
-                f"end of stream, {read} of {approx}{expected} frames decoded"
-                " (truncated or damaged)"
+                f"end of stream, {read} of {approx}{expected} frames decoded (truncated or damaged)"
             )
 
     def _next_item(self) -> Frame | Gap | None:

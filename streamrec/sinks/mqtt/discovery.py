@@ -1,11 +1,16 @@
 """Home Assistant MQTT discovery of the sink's topics.
 
 Under ``<discovery_prefix>/<component>/<node>/<object id>/config`` (retained; ``<node>`` is the
-topic prefix as a discovery id): a sensor per person (their camera or ``not_home``, the JSON as
-attributes), and per camera the last-name sensor, an occupancy ``binary_sensor``, a people-count
-sensor and an ``image`` of the snapshot; with ``device`` and ``origin`` blocks and availability
-(the bridge status, and the camera status: ``availability_mode: all``). Erasing a person clears
-their entity, also when discovery is off (an entity of an earlier run).
+topic prefix as a discovery id): per person a sensor (their camera or ``not_home``, the JSON as
+attributes) and a ``device_tracker`` (``source_type: router``; ``home`` while seen on any camera,
+or the zone name configured for that camera, else ``not_home``: what Home Assistant's ``person``
+accepts), announced for every enrolled person at start and at a first sighting; per camera the
+last-name sensor, an occupancy ``binary_sensor``, a people-count sensor and an ``image`` of the
+snapshot (removed while the camera has no snapshot: an empty image payload would show an empty
+picture); with ``device`` and ``origin`` blocks and availability (the bridge status, and the
+camera status: ``availability_mode: all``). Erasing a person removes their entities, also when
+discovery is off (entities of an earlier run). Every config validates against Home Assistant
+2026.2.3's discovery schemas with no key dropped (``tests/ha_mqtt_schemas.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 from streamrec.sinks.mqtt.link import MqttLink
 from streamrec.sinks.mqtt.publisher import Person, Publisher
-from streamrec.sinks.mqtt.topics import ha_id, to_json
+from streamrec.sinks.mqtt.topics import HOME, NONE, NOT_HOME, ha_id, to_json
 from streamrec.version import __version__
 
 DEFAULT_PREFIX = "homeassistant"
@@ -41,7 +46,8 @@ class HomeAssistantDiscovery(Publisher):
 
     def camera_added(self, camera: str) -> None:
         for component, object_id, config in self._camera_entities(camera):
-            self._announce(component, object_id, config)
+            if component != "image":  # announced with the camera's first snapshot
+                self._announce(component, object_id, config)
 
     def person_added(self, person: Person) -> None:
         topic = f"{self.prefix}/people/{person.slug}"
@@ -49,21 +55,43 @@ class HomeAssistantDiscovery(Publisher):
         config = {
             **self._entity(f"person_{person.slug}", person.name, device, self.bridge_topic),
             "state_topic": topic,
-            "value_template": "{{ value_json.state }}",
+            "value_template": "{{ value_json.presence }}",
             "json_attributes_topic": topic,
             "icon": "mdi:account",
         }
         self._announce("sensor", f"person_{person.slug}", config)
+        tracker = {
+            **self._entity(f"tracker_{person.slug}", person.name, device, self.bridge_topic),
+            "state_topic": topic,
+            "value_template": "{{ value_json.location }}",
+            "json_attributes_topic": topic,
+            "source_type": "router",
+            "payload_home": HOME,
+            "payload_not_home": NOT_HOME,
+            "payload_reset": NONE,
+            "icon": "mdi:account",
+        }
+        self._announce("device_tracker", f"tracker_{person.slug}", tracker)
 
     def forgotten(self, name: str, slug: str | None) -> None:
         if slug is not None:
-            discovery = self.discovery or DEFAULT_PREFIX  # also an entity of an earlier run
-            self.link.set_retained(f"{discovery}/sensor/{self.node}/person_{slug}/config", b"")
+            discovery = self.discovery or DEFAULT_PREFIX  # also entities of an earlier run
+            for component, object_id in (("sensor", "person"), ("device_tracker", "tracker")):
+                topic = f"{discovery}/{component}/{self.node}/{object_id}_{slug}/config"
+                self.link.set_retained(topic, b"")
 
-    def _announce(self, component: str, object_id: str, config: dict[str, Any]) -> None:
+    def snapshot(self, camera: str, shown: bool) -> None:
+        """``camera``'s snapshot was published (``shown``) or cleared: its image entity is
+        announced, or removed (Home Assistant has no "no picture" payload)."""
+        for component, object_id, config in self._camera_entities(camera):
+            if component == "image":
+                self._announce(component, object_id, config if shown else None)
+
+    def _announce(self, component: str, object_id: str, config: dict[str, Any] | None) -> None:
+        """Announce an entity; None: remove it (an empty config)."""
         if self.discovery is not None:
             topic = f"{self.discovery}/{component}/{self.node}/{object_id}/config"
-            self.link.set_retained(topic, to_json(config))
+            self.link.set_retained(topic, to_json(config) if config is not None else b"")
 
     def _entity(
         self, unique: str, name: str, device: dict[str, Any], *availability: str

@@ -3,9 +3,11 @@
 A short connection of its own (its own client id, no last will) reads the retained topics under
 the prefix (subscribe, then a marker on ``<prefix>/bridge/scan``: when it comes back, every
 retained message has arrived) and clears only what is the person's: their ``people/<slug>``
-topic and its Home Assistant entity, a camera's ``last_name`` naming them and that camera's
-snapshot, and their name in a camera's in-view list. It never publishes the bridge status nor
-touches anyone else's state: a running daemon and Home Assistant see nothing but the person go.
+topic and its Home Assistant entities (sensor, device_tracker), a camera's ``last_name`` naming
+them (set to ``None``: unknown to Home Assistant) and that camera's snapshot (with its image
+entity: an empty picture is not "no picture"), and their name in a camera's in-view list. It
+never publishes the bridge status nor touches anyone else's state: a running daemon and Home
+Assistant see nothing but the person go.
 
 A camera's snapshot whose person is no longer named (its last name expired) belongs to whoever
 was last seen on that camera according to the retained people topics; when nobody is, it is
@@ -21,8 +23,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from streamrec.errors import StreamrecError
+from streamrec.sinks.double_take import subject_name
 from streamrec.sinks.mqtt.link import Endpoint, MqttLink, Scan
-from streamrec.sinks.mqtt.topics import ha_id, load_object, to_json
+from streamrec.sinks.mqtt.topics import NONE, ha_id, load_object, to_json
 
 if TYPE_CHECKING:
     from streamrec.config import MqttConfig
@@ -42,6 +45,9 @@ def clear_retained(
         f"{prefix}/+/people",
         f"{prefix}/+/snapshot",
         f"{discovery}/sensor/{node}/+/config",
+        f"{discovery}/device_tracker/{node}/+/config",
+        f"{discovery}/image/{node}/+/config",
+        f"{discovery}/sensor/double-take/+/state",
     ]
     endpoint = Endpoint.of(cfg)
     link = MqttLink(
@@ -66,6 +72,7 @@ def clear_retained(
             raise StreamrecError(f"{where} did not send its retained topics in {timeout:g} s")
         found = {t: v for t, v in retained.items() if v}
         changes = _changes(found, set(names), prefix, discovery, node, unowned_snapshots)
+        changes |= _double_take_changes(found, set(names), discovery)
         with link.lock:
             for topic, value in changes.items():
                 link.set_retained(topic, value)
@@ -74,6 +81,30 @@ def clear_retained(
         return len(changes)
     finally:
         link.close(0.0)
+
+
+def _double_take_changes(
+    retained: dict[str, bytes], names: set[str], discovery: str
+) -> dict[str, bytes]:
+    """The Double Take sensors' retained states (``double_take_topics``) that name one of
+    ``names`` (Double Take lower-cases names): cleared, with a person's sensor config."""
+    subjects = {subject_name(n) for n in names}
+    out: dict[str, bytes] = {}
+    base = f"{discovery}/sensor/double-take/"
+    for topic, payload in retained.items():
+        if not (topic.startswith(base) and topic.endswith("/state")):
+            continue
+        state = load_object(payload)
+        lists = [state.get(key) for key in ("matches", "misses")]
+        faces = [
+            state.get("match"),
+            *(f for faces in lists if isinstance(faces, list) for f in faces),
+        ]
+        if any(isinstance(f, dict) and f.get("name") in subjects for f in faces):
+            out[topic] = b""
+            if "match" in state:  # a person's own sensor: it goes
+                out[topic.removesuffix("/state") + "/config"] = b""
+    return out
 
 
 def _changes(
@@ -98,6 +129,7 @@ def _changes(
         if name in names:
             out[topic] = b""
             out[f"{discovery}/sensor/{node}/person_{leaf}/config"] = b""
+            out[f"{discovery}/device_tracker/{node}/tracker_{leaf}/config"] = b""
         seen = person.get("last_seen_ts")
         if (
             isinstance(camera, str)
@@ -111,7 +143,7 @@ def _changes(
             continue
         camera, _, leaf = topic[len(prefix) + 1 :].partition("/")
         if leaf == "last_name" and payload.decode(errors="replace") in names:
-            out[topic] = b""
+            out[topic] = NONE.encode()
         elif leaf == "people":
             view = load_object(payload)
             people = view.get("people")
@@ -120,7 +152,11 @@ def _changes(
                 out[topic] = to_json({**view, "people": kept, "count": len(kept)})
         elif leaf == "snapshot":
             named = retained.get(f"{prefix}/{camera}/last_name", b"").decode(errors="replace")
+            named = "" if named == NONE else named
             owner = named or last_seen.get(camera, (0.0, ""))[1]
             if owner in names or (not owner and unowned_snapshots):
                 out[topic] = b""
+                image = f"{discovery}/image/{node}/{ha_id(camera)}_snapshot/config"
+                if image in retained:
+                    out[image] = b""
     return out

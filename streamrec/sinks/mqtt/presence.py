@@ -6,13 +6,19 @@ person's slug, see :mod:`~streamrec.sinks.mqtt.topics`):
 - ``<prefix>/<camera>/status``: retained camera state (``set_status``: "online", "offline",
   "reconnecting" ...); a camera that sends events before any status is announced "online".
 - ``<prefix>/<camera>/last_name``: retained, the name of the camera's last identification;
-  cleared (an empty retained payload) ``presence_timeout`` s after the camera's last identified
+  ``None`` (Home Assistant's "unknown") ``presence_timeout`` s after the camera's last identified
   track ended.
 - ``<prefix>/<camera>/people``: retained JSON, who is in view now: ``people`` (names of the open
   identified tracks), ``count`` (their number) and ``faces`` (open tracks, known or not).
-- ``<prefix>/people/<person>``: retained JSON ``{name, state, camera, last_seen, last_seen_ts,
-  score}``; ``state`` is the camera the person is seen on, and ``not_home``
-  ``presence_timeout`` s after their last track ended (a timer, not an event).
+- ``<prefix>/people/<person>``: retained JSON ``{name, presence, location, in_zones, camera,
+  last_seen, last_seen_ts, score}``; ``presence`` is the camera the person is seen on, and
+  ``not_home`` ``presence_timeout`` s after their last track ended (a timer, not an event);
+  ``location`` is what their Home Assistant ``device_tracker`` shows: ``home`` while they are
+  seen on any camera (or the zone name ``zones`` gives that camera), else ``not_home``;
+  ``in_zones`` the same as a list (``["home"]``, ``[]``: the attribute Home Assistant's tracker
+  reads after 2026.3). ``camera``/``last_seen`` are null for an enrolled person never seen
+  (:meth:`Presence.announce`). The key is not ``state``: Home Assistant drops a ``state``
+  attribute.
 
 State of earlier runs (:meth:`Presence.adopt`): people and last names that a run which died left
 "present" expire after the timeout, stale in-view lists are emptied, and :meth:`Presence.forget`
@@ -30,7 +36,7 @@ from collections.abc import Sequence
 from streamrec.records import Event
 from streamrec.sinks.mqtt.link import MqttLink
 from streamrec.sinks.mqtt.publisher import Person, Publisher, Track
-from streamrec.sinks.mqtt.topics import NOT_HOME, iso, person_slug, to_json
+from streamrec.sinks.mqtt.topics import HOME, NONE, NOT_HOME, iso, person_slug, to_json
 
 
 class Presence:
@@ -39,11 +45,17 @@ class Presence:
     changed."""
 
     def __init__(
-        self, link: MqttLink, prefix: str, timeout: float, publishers: Sequence[Publisher]
+        self,
+        link: MqttLink,
+        prefix: str,
+        timeout: float,
+        publishers: Sequence[Publisher],
+        zones: dict[str, str] | None = None,
     ) -> None:
         self.link = link
         self.prefix = prefix
         self.timeout = timeout
+        self.zones = dict(zones or {})  # camera topic level -> the location shown there
         self.publishers = list(publishers)
         self.cameras: set[str] = set()
         self.tracks: dict[tuple[str, int], Track] = {}  # open tracks by (camera, track id)
@@ -121,6 +133,13 @@ class Presence:
             self._deadlines[("last_name", camera)] = 0.0
         self.expire(float("inf"))
 
+    def announce(self, names: Sequence[str]) -> None:
+        """Enrolled people: give each one not yet known a topic (not_home, never seen) so that
+        their entities exist before their first sighting."""
+        for name in names:
+            if name not in self.people:
+                self._person_changed(self._person(name))
+
     def faces(self, camera: str) -> int:
         """Open tracks on ``camera``."""
         return sum(1 for (c, _) in self.tracks if c == camera)
@@ -156,8 +175,10 @@ class Presence:
                 self._adopt_person(leaf, payload, now, forgotten)
             elif leaf == "last_name":
                 named = payload.decode(errors="replace")
+                if payload in (b"", NONE.encode()):
+                    continue  # nobody (None, or an empty payload of an older version)
                 if named in forgotten:
-                    self.link.set_retained(topic, b"")
+                    self.link.set_retained(topic, NONE.encode())
                 else:
                     self.link.adopt(topic, payload)
                     self._last_names[level] = named
@@ -171,6 +192,7 @@ class Presence:
             data = json.loads(payload)
             name, camera = data["name"], data.get("camera") or ""
             last_seen = float(data.get("last_seen_ts") or 0.0)
+            presence = data.get("presence", data.get("state"))  # "state" before issue 24
             score = data.get("score")
         except (ValueError, TypeError, KeyError):
             return  # not one of ours
@@ -181,7 +203,7 @@ class Presence:
             return
         if name in self.people or slug in self._slugs:
             return
-        present = data.get("state") != NOT_HOME
+        present = presence not in (NOT_HOME, None)
         score = float(score) if isinstance(score, (int, float)) else None
         person = Person(name, slug, camera, last_seen, score, present)
         self.link.adopt(f"{self.prefix}/people/{slug}", payload)
@@ -238,13 +260,22 @@ class Presence:
         if not any(t.name for (c, _), t in self.tracks.items() if c == camera):
             self._deadlines[("last_name", camera)] = time.monotonic() + self.timeout
 
+    def location(self, p: Person) -> str:
+        """What ``p``'s device tracker shows: home (or the zone of the camera they were seen on
+        last), else not_home."""
+        return self.zones.get(p.camera, HOME) if p.present else NOT_HOME
+
     def _person_changed(self, p: Person) -> None:
-        last_seen = round(p.last_seen, 3)
+        seen = p.last_seen > 0
+        last_seen = round(p.last_seen, 3) if seen else None
+        location = self.location(p)
         payload = {
             "name": p.name,
-            "state": p.camera if p.present else NOT_HOME,
-            "camera": p.camera,
-            "last_seen": iso(last_seen),
+            "presence": p.camera if p.present else NOT_HOME,
+            "location": location,
+            "in_zones": [] if location == NOT_HOME else [location],
+            "camera": p.camera or None,
+            "last_seen": iso(last_seen) if last_seen is not None else None,
             "last_seen_ts": last_seen,
             "score": p.score,
         }
@@ -257,8 +288,8 @@ class Presence:
             self._last_names.pop(camera, None)
         else:
             self._last_names[camera] = name
-        value = name.encode() if name is not None else b""
-        self.link.set_retained(f"{self.prefix}/{camera}/last_name", value)
+        value = name if name is not None else NONE  # Home Assistant's "unknown"
+        self.link.set_retained(f"{self.prefix}/{camera}/last_name", value.encode())
 
     def _update_view(self, camera: str) -> None:
         """Publish who is in view on ``camera`` now."""

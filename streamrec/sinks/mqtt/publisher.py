@@ -68,6 +68,10 @@ class Publisher:
         first connection; topics this run has written since are left out), and the names
         erased before they were read."""
 
+    def offline(self) -> dict[str, bytes]:
+        """The retained values to publish when the sink closes (topic -> payload)."""
+        return {}
+
     def due(self) -> float | None:
         """When :meth:`expire` wants to run next (monotonic; None: no timer)."""
         return None

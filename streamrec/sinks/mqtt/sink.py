@@ -7,7 +7,9 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from streamrec.models.registry import FALLBACK_THRESHOLD
 from streamrec.records import Event
+from streamrec.sinks.double_take import PERSON_RESET_SECONDS
 from streamrec.sinks.events import SinkError, event_json, mentioned
 from streamrec.sinks.mqtt.discovery import HomeAssistantDiscovery
 from streamrec.sinks.mqtt.double_take import DoubleTakeTopics
@@ -48,10 +50,14 @@ class MqttEventSink:
         ha_discovery: bool = False,
         discovery_prefix: str = "homeassistant",
         presence_timeout: float = 120.0,
+        tracker_zones: dict[str, str] | None = None,
         snapshots: bool = True,
         snapshot_max_width: int = 640,
         snapshot_quality: int = 80,
         double_take_topics: bool = False,
+        threshold: float = FALLBACK_THRESHOLD,
+        double_take_timezone: str = "UTC",
+        double_take_reset: float = PERSON_RESET_SECONDS,
         buffer_max: int = 10000,
         tls: bool = False,
         ca_certs: str | None = None,
@@ -89,23 +95,37 @@ class MqttEventSink:
             tick=self._tick,
         )
         self.link.set_retained(self.bridge_topic, b"online")
-        self._presence = Presence(self.link, prefix, presence_timeout, [])
+        zones = {camera_segment(c): z for c, z in (tracker_zones or {}).items()}
+        self._presence = Presence(self.link, prefix, presence_timeout, [], zones)
+        ha = HomeAssistantDiscovery(
+            self.link, prefix, discovery if ha_discovery else None, self.bridge_topic, snapshots
+        )
         self._publishers: list[Publisher] = [
-            Snapshots(self.link, prefix, snapshots, snapshot_max_width, snapshot_quality),
-            HomeAssistantDiscovery(
-                self.link, prefix, discovery if ha_discovery else None, self.bridge_topic, snapshots
+            Snapshots(
+                self.link, prefix, snapshots, snapshot_max_width, snapshot_quality, ha.snapshot
             ),
+            ha,
         ]
         if double_take_topics:
-            self._publishers.append(DoubleTakeTopics(self.link, self._presence.faces))
+            self._publishers.append(
+                DoubleTakeTopics(
+                    self.link,
+                    threshold,
+                    discovery if ha_discovery else None,
+                    timezone=double_take_timezone,
+                    reset_after=double_take_reset,
+                )
+            )
         self._presence.publishers = self._publishers
         self._forgotten: set[str] | None = set()  # erased before the scan was read (then None)
+        self._enrolled: list[str] = []  # announced before the scan was read
         self._closing = False
         self.link.start()
 
     @classmethod
-    def from_config(cls, cfg: MqttConfig) -> MqttEventSink:
-        """The sink of an ``events.mqtt`` config section."""
+    def from_config(cls, cfg: MqttConfig, threshold: float | None = None) -> MqttEventSink:
+        """The sink of an ``events.mqtt`` config section (``threshold``: the recognition
+        threshold, for Double Take's confidence)."""
         return cls(
             cfg.host,
             cfg.port,
@@ -116,10 +136,13 @@ class MqttEventSink:
             ha_discovery=cfg.ha_discovery,
             discovery_prefix=cfg.discovery_prefix,
             presence_timeout=cfg.presence_timeout,
+            tracker_zones=cfg.tracker_zones,
             snapshots=cfg.snapshots,
             snapshot_max_width=cfg.snapshot_max_width,
             snapshot_quality=cfg.snapshot_quality,
             double_take_topics=cfg.double_take_topics,
+            threshold=FALLBACK_THRESHOLD if threshold is None else threshold,
+            double_take_timezone=cfg.double_take_timezone,
             buffer_max=cfg.buffer_max,
             tls=cfg.tls,
             ca_certs=cfg.ca_certs,
@@ -182,6 +205,19 @@ class MqttEventSink:
             self._presence.write(camera, event, name, seen)
         self.link.wake()
 
+    def announce(self, names: list[str]) -> None:
+        """The enrolled people: each one's topic and Home Assistant entities exist from now on
+        (not_home until seen), not only after a first sighting. Applied once the state of
+        earlier runs has been read (it keeps their last sighting)."""
+        with self.link.lock:
+            if self._closing:
+                return
+            if self._forgotten is None:
+                self._presence.announce(names)
+            else:
+                self._enrolled = list(names)
+        self.link.wake()
+
     def set_status(self, camera: str, status: str) -> None:
         """Publish the retained ``<prefix>/<camera>/status`` (latest value wins)."""
         with self.link.lock:
@@ -224,7 +260,10 @@ class MqttEventSink:
             self.link.lock.wait_for(self._idle, timeout)
             cameras = sorted(self._presence.cameras)
         offline = [self.bridge_topic] + [f"{self.prefix}/{c}/status" for c in cameras]
-        self.link.close(max(deadline - time.monotonic(), 0.0), dict.fromkeys(offline, b"offline"))
+        last = dict.fromkeys(offline, b"offline")
+        for p in self._publishers:
+            last |= p.offline()
+        self.link.close(max(deadline - time.monotonic(), 0.0), last)
 
     def __enter__(self) -> MqttEventSink:
         return self
@@ -263,3 +302,5 @@ class MqttEventSink:
         self._presence.adopt(earlier, forgotten)
         for p in self._publishers:
             p.adopt(earlier, forgotten)
+        enrolled, self._enrolled = self._enrolled, []
+        self._presence.announce([n for n in enrolled if n not in forgotten])

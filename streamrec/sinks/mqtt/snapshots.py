@@ -8,6 +8,8 @@ the pipeline's). Erasing a person clears the snapshots showing them, and those o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -33,9 +35,16 @@ class Snapshots(Publisher):
     publishes none, but still clears those of earlier runs when a person is erased."""
 
     def __init__(
-        self, link: MqttLink, prefix: str, enabled: bool, max_width: int, quality: int
+        self,
+        link: MqttLink,
+        prefix: str,
+        enabled: bool,
+        max_width: int,
+        quality: int,
+        shown: Callable[[str, bool], None] = lambda camera, shown: None,
     ) -> None:
         self.link = link
+        self.shown = shown  # told when a camera's snapshot is published (True) or cleared
         self.prefix = prefix
         self.enabled = enabled
         self.max_width = max_width
@@ -58,6 +67,7 @@ class Snapshots(Publisher):
             if owner in (name, None):
                 del self._owner[camera]
                 self.link.set_retained(f"{self.prefix}/{camera}/snapshot", b"")
+                self.shown(camera, False)
 
     def adopt(self, retained: dict[str, bytes], forgotten: set[str]) -> None:
         for topic in retained:
@@ -78,6 +88,7 @@ class Snapshots(Publisher):
                 if jpeg is not None and name not in self._forgotten:
                     self._owner[camera] = name
                     self.link.set_retained(f"{self.prefix}/{camera}/snapshot", jpeg)
+                    self.shown(camera, True)
                 if not self._encoding:
                     self._forgotten.clear()
 

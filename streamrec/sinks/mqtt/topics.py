@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 from slugify import slugify
 
 NOT_HOME = "not_home"
+HOME = "home"
+#: Home Assistant's payload for "unknown" (sensor, binary_sensor; device_tracker's payload_reset)
+NONE = "None"
 RESERVED_CAMERAS = ("people", "bridge")  # top levels of our own under the prefix
 
 
