@@ -10,59 +10,24 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 import pytest
-import requests
+from api_server import Served, served
 from face_helpers import single_face
 from PIL import Image
 
 from streamrec.analyzer import FaceAnalyzer
-from streamrec.config import HttpConfig
-from streamrec.gallery.store import Gallery
 from streamrec.media import read_image
-from streamrec.recognition import Recognition
-from streamrec.service import api, compreface
-from streamrec.service.http import WebServer
-from streamrec.service.metrics import Metrics
-from streamrec.service.status import LiveStatus
+from streamrec.service import api
 
 TOKEN = "api-test-token"
 OBAMA = "Barack Obama"
 BIDEN = "Joe Biden"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-@dataclass
-class Served:
-    """A real WebServer with the face library mounted, on 127.0.0.1 and a free port."""
-
-    server: WebServer
-    gallery: Gallery
-    status: LiveStatus
-    reloads: list[int] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        headers = {**self.headers, **kwargs.pop("headers", {})}
-        return requests.request(method, self.base + path, headers=headers, timeout=60, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("DELETE", path, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -73,27 +38,8 @@ def photos(media_dir: Path) -> Callable[[str], Path]:
 
 @pytest.fixture
 def serve(analyzer: FaceAnalyzer, tmp_path: Path) -> Iterator[Callable[..., Served]]:
-    started: list[Served] = []
-
-    def start(token: str | None = None, gallery: bool = True, **http: Any) -> Served:
-        status = LiveStatus()
-        store = analyzer.open_gallery(tmp_path / f"gallery{len(started)}.db")
-        server = WebServer(status, Metrics(), "127.0.0.1", 0, token, HttpConfig(port=0, **http))
-        served = Served(server, store, status)
-        recognition = Recognition(analyzer, store if gallery else None)
-        # the running pipeline's place: every change is handed over at once
-        recognition.subscribe(lambda change: served.reloads.append(change.revision))
-        library = api.FaceLibrary(recognition, status)
-        api.mount(server.app, library)
-        compreface.mount(server.app, library)
-        server.start()
-        started.append(served)
-        return served
-
-    yield start
-    for s in started:
-        s.server.stop()
-        s.gallery.close()
+    with served(analyzer, tmp_path) as start:
+        yield start
 
 
 def upload(path: Path, field_name: str = "file") -> dict[str, Any]:
@@ -386,15 +332,17 @@ def test_recent_recognitions_with_faces(serve, photos, analyzer) -> None:
 
 def test_token_rules(serve, photos) -> None:
     s = serve(token=TOKEN)
-    routes = ("/api/people", "/api/unknowns", "/api/v1/recognition/faces", "/faces")
+    routes = ("/api/people", "/api/unknowns", "/faces")
     for path in routes:
         assert s.get(path).status_code == 401, path
         assert s.get(path, headers={"x-api-key": "wrong"}).status_code == 401, path
         assert s.get(path, headers={"x-api-key": TOKEN}).status_code == 200, path
         assert s.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert s.get(f"{path}?token={TOKEN}").status_code == 200, path
+    # CompreFace's routes: its answers (test_compreface_services checks them in full)
     r = s.post("/api/v1/recognition/faces?subject=X", files=upload(photos("obama.jpg")))
-    assert r.status_code == 401 and s.gallery.people() == []
+    assert r.status_code == 400 and r.json()["code"] == 20 and s.gallery.people() == []
+    assert s.get("/api/v1/recognition/faces", headers={"x-api-key": TOKEN}).status_code == 200
     # without a token (loopback only) any key is accepted, as on every route
     open_ = serve()
     assert open_.get("/api/people", headers={"x-api-key": "anything"}).status_code == 200
@@ -431,11 +379,20 @@ def test_openapi_documents_every_route(serve) -> None:
         "/api/v1/recognition/faces": {"get", "post", "delete"},
         "/api/v1/recognition/faces/{image_id}": {"delete"},
         "/api/v1/recognition/faces/{image_id}/img": {"get"},
+        "/api/v1/recognition/faces/{image_id}/verify": {"post"},
+        "/api/v1/recognition/subjects": {"get", "post", "delete"},
+        "/api/v1/recognition/subjects/{subject}": {"put", "delete"},
+        "/api/v1/detection/detect": {"post"},
+        "/api/v1/verification/verify": {"post"},
     }
     for path, methods in expected.items():
         assert set(paths[path]) == methods, path
         for op in paths[path].values():
             assert op.get("description") or op.get("summary"), path
+    # CompreFace's images: a multipart part or base64 in JSON
+    body = paths["/api/v1/verification/verify"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert body["application/json"]["schema"]["required"] == ["source_image", "target_image"]
     assert "/faces" not in paths
 
 
@@ -582,12 +539,16 @@ def test_compreface_options_and_errors(serve, photos) -> None:
         len(r.json()["result"]) == 1
         and r.json()["result"][0]["box"]["x_max"] == result[0]["box"]["x_max"]
     )
-    r = s.post(
-        f"{CF}/recognize",
-        params={"det_prob_threshold": 0.99},
-        files=compreface_file(photos("obama.jpg")),
-    )
-    assert r.status_code == 400 and r.json()["code"] == 28
+    # det_prob_threshold and box.probability are on one scale: a face is kept up to its own
+    low, high = sorted(f["box"]["probability"] for f in result)
+    assert high - low > 0.0005, (low, high)
+    for threshold, kept in ((low - 0.0001, 2), (low + 0.0001, 1), (high + 0.0001, 0)):
+        r = s.post(
+            f"{CF}/recognize",
+            params={"det_prob_threshold": threshold},
+            files=compreface_file(photos("two_people.jpg")),
+        )
+        assert len(r.json().get("result", [])) == kept, (threshold, r.text)
 
     # pages
     page = s.get(f"{CF}/faces", params={"page": 1, "size": 2}).json()
@@ -636,11 +597,3 @@ def test_compreface_options_and_errors(serve, photos) -> None:
     r = s.delete(f"{CF}/faces")
     assert r.status_code == 400 and r.json()["code"] == 33  # never the whole collection at once
     assert [p.name for p in s.gallery.people()] == [OBAMA]
-
-
-def test_similarity_scale() -> None:
-    """0.5 at the recognizer's threshold, rising with the cosine similarity, within 0..1."""
-    cos = np.array([-1.0, 0.0, 0.3, 0.4, 0.5, 0.9, 1.0])
-    sims = compreface.similarity(cos, 0.4)
-    assert sims[3] == pytest.approx(0.5)
-    assert np.all(np.diff(sims) > 0) and sims[0] >= 0 and sims[-1] <= 1

@@ -21,7 +21,6 @@ from streamrec.scales import (
     double_take_confidence,
     frigate_face_score,
 )
-from streamrec.service.compreface import similarity as api_similarity
 
 
 def frigate_similarity_to_confidence(
@@ -48,11 +47,10 @@ def test_frigate_score_is_frigates_curve_centred_on_our_threshold(threshold: flo
     assert frigate_face_score(-1.0, threshold) == 0.0 and frigate_face_score(1.0, threshold) == 1.0
 
 
-def test_compreface_similarity_is_the_apis_and_double_take_reads_it_in_percent() -> None:
+def test_compreface_similarity_and_double_take_reads_it_in_percent() -> None:
     cosines = np.linspace(-1.0, 1.0, 201)
     for threshold in (0.3, 0.45):
         ours = compreface_similarity(cosines, threshold)
-        assert np.array_equal(ours, api_similarity(cosines, threshold))
         assert compreface_similarity(threshold, threshold) == pytest.approx(0.5)
         assert np.all(np.diff(ours) >= 0)
     assert (

@@ -110,8 +110,8 @@ def test_stages_know_nothing_of_the_graph_or_the_composition_root() -> None:
 #: The Frigate bridge (``service.frigate``) is a service that uses the MQTT link of ``sinks``.
 LAYERS: list[tuple[str, list[str]]] = [
     ("base", ["errors", "records", "config", "media", "geometry", "version", "files", "redact",
-              "logs", "progress", "telemetry"]),
-    ("sources, models", ["sources", "models", "scales"]),
+              "logs", "progress", "telemetry", "scales"]),
+    ("sources, models", ["sources", "models"]),
     ("sinks, gallery", ["sinks", "gallery", "history"]),
     ("recognition, pipeline", ["recognition", "analyzer", "pipeline"]),
     ("tasks", ["enrolment", "evaluation", "evaluation_video", "optimize", "runner",

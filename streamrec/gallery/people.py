@@ -255,6 +255,11 @@ class PeopleStore(GalleryFile):
         found = self._read(rows.FACES + " WHERE f.id = ?", (face_id,))
         return rows.face_image(found[0]) if found else None
 
+    def vector(self, sample_id: int) -> np.ndarray | None:
+        """A sample's embedding (normalised), None if there is no such sample."""
+        found = self._read("SELECT vector FROM embeddings WHERE id = ?", (sample_id,))
+        return np.frombuffer(found[0][0], np.float32).copy() if found else None
+
     def matcher(self) -> Matcher:
         """Confirmed people only, one template per sub-center."""
         return self._matcher(True)

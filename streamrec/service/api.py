@@ -37,6 +37,7 @@ import io
 import logging
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -239,12 +240,15 @@ class FaceLibrary:
         finally:
             self._slots.release()
 
-    def faces_in(self, data: bytes, min_score: float = 0.0) -> list[FoundFace]:
+    def faces_in(
+        self, data: bytes, min_score: float = 0.0, timings: dict[str, float] | None = None
+    ) -> list[FoundFace]:
         """Every face of an uploaded image scoring at least ``min_score``, biggest first, in the
-        original image's coordinates."""
+        original image's coordinates; ``timings`` gets the ms the detector and the embedder
+        took (:meth:`Recognition.faces`)."""
         with self._analysing():
             image, scale = decode_image(data)
-            found = self.recognition.faces(image, min_score)
+            found = self.recognition.faces(image, min_score, timings)
         # in the original image's pixels; boxes kept inside it (crops are cut from them)
         height, width = (round(n * scale) for n in image.shape[:2])
         bounds = np.array([width, height, width, height], np.float32)
@@ -252,6 +256,28 @@ class FaceLibrary:
             replace(f, box=np.clip(f.box * scale, 0, bounds), kps=f.kps * scale) for f in found
         ]
         return sorted(faces, key=lambda f: -f.area)
+
+    def whole_face(self, data: bytes, timings: dict[str, float] | None = None) -> FoundFace:
+        """An uploaded image that is a face already, aligned (CompreFace's
+        ``detect_faces=false``): no detection, the whole image resized for the recognizer;
+        its box is the image, its detector score 1, its landmarks (there are none) the image's
+        corners and centre, its quality unmeasured (0); ``timings`` gets the ms the
+        ``calculator`` took (the ``detector``: 0)."""
+        models = self.recognition.models
+        if models is None:
+            raise ApiError(409, "this process has no face models")
+        with self._analysing():
+            image, scale = decode_image(data)
+            size = models.embedder.input_size
+            start = time.perf_counter()
+            crop = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            embedding = self.recognition.embed([crop])[0]
+            if timings is not None:
+                timings |= {"detector": 0.0, "calculator": (time.perf_counter() - start) * 1e3}
+        height, width = (round(n * scale) for n in image.shape[:2])
+        box = np.array([0, 0, width, height], np.float32)
+        points = [[0, 0], [width, 0], [width / 2, height / 2], [0, height], [width, height]]
+        return FoundFace(box, np.array(points, np.float32), 1.0, embedding, crop, 0.0)
 
     def one_face(self, data: bytes, min_score: float = 0.0) -> FoundFace:
         """The one face of an uploaded image; 400 saying how many were found otherwise."""
@@ -277,9 +303,12 @@ class FaceLibrary:
     def upload_sample(self, upload: UploadFile, min_score: float = 0.0) -> NewSample:
         """An uploaded photo with exactly one face; its sha256 identifies it (the same photo
         sent again, or enrolled from the command line, adds nothing)."""
-        data = upload.file.read()
+        return self.photo_sample(upload.file.read(), upload.filename, min_score)
+
+    def photo_sample(self, data: bytes, filename: str | None, min_score: float = 0.0) -> NewSample:
+        """A photo's bytes with exactly one face (``filename``: its source, if printable)."""
         face = self.one_face(data, min_score)
-        name = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+        name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
         source = name if name.isprintable() and 0 < len(name) <= 200 else "upload"
         digest = hashlib.sha256(data).hexdigest()
         return NewSample(face.embedding, face.crop, face.quality, source, digest)

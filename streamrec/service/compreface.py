@@ -1,109 +1,72 @@
-"""The part of CompreFace's REST API that Double Take and other CompreFace clients call.
+"""CompreFace's REST API (v1.2.0, ``docs/Rest-API-description.md`` of exadel-inc/CompreFace)
+as Double Take and CompreFace's own SDKs call it: this module's recognition routes, and
+:func:`mount` adds the subjects (:mod:`.compreface_subjects`), detection
+(:mod:`.compreface_detection`) and verification (:mod:`.compreface_verification`) services.
+What they share (errors, base64 bodies, plugins, ``status``, the detection scale, the key's
+refusals) is :mod:`.compreface_wire`. The API key (``x-api-key``) is the daemon's
+``http.token``, checked like on every route; a missing or wrong one is answered as CompreFace
+answers it.
 
-Same paths, parameters, fields, status codes and errors as CompreFace's published REST API
-(``docs/Rest-API-description.md`` of exadel-inc/CompreFace); the API key (``x-api-key``) is the
-daemon's ``http.token``, checked like on every route:
-
-* ``POST /api/v1/recognition/recognize`` (multipart ``file``; ``limit``, ``prediction_count``,
+* ``POST /api/v1/recognition/recognize`` (``file``; ``limit``, ``prediction_count``,
   ``det_prob_threshold``, ``face_plugins``, ``status``): every face, biggest first, with its
-  ``box`` and the ``prediction_count`` most similar ``subjects``; ``landmarks`` and
-  ``embedding`` with the ``landmarks`` and ``calculator`` plugins (others are ignored, and so
-  is ``status``). No face: 400 ``{"message": "No face is found in the given image", "code": 28}``;
-* ``POST /api/v1/recognition/faces?subject=NAME`` (multipart ``file`` with one face):
+  ``box`` and the ``prediction_count`` most similar ``subjects``. No face: 400
+  ``{"message": "No face is found in the given image", "code": 28}``;
+* ``POST /api/v1/recognition/faces?subject=NAME`` (``file`` with one face; ``det_prob_threshold``):
   201 ``{"image_id", "subject"}``;
 * ``GET /api/v1/recognition/faces`` (``page``, ``size``, ``subject``): the saved examples;
 * ``DELETE /api/v1/recognition/faces?subject=NAME``: ``{"deleted": count}``;
   ``DELETE /api/v1/recognition/faces/{image_id}``: ``{"image_id", "subject"}``;
 * ``GET /api/v1/recognition/faces/{image_id}/img``: the example's face as JPEG (empty if none).
 
-Errors are ``{"message", "code"}`` with CompreFace's codes. Differences: ``similarity`` follows
-CompreFace's scale (0.5 is exactly ``recognition.threshold``, see :func:`similarity`); an
-example's image is its aligned face, not the uploaded photo; ``DELETE .../faces`` without a
-subject (CompreFace: delete every face) is refused; deleting a subject's last example deletes
-the subject.
+Differences: ``similarity`` follows CompreFace's scale (0.5 is exactly
+``recognition.threshold``, :func:`streamrec.scales.compreface_similarity`); an example's image
+is its aligned face, not the uploaded photo; ``DELETE .../faces`` without a subject (CompreFace:
+delete every face) is refused; deleting a subject's last example deletes the subject.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Body, Depends, FastAPI, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from streamrec.gallery.store import Sample
-from streamrec.recognition import FaceCountError
+from streamrec.scales import compreface_similarity
+from streamrec.service import (
+    compreface_detection,
+    compreface_subjects,
+    compreface_verification,
+)
 from streamrec.service.api import (
     ApiError,
     FaceLibrary,
-    face_count_refused,
     jpeg_response,
     sample_uuid,
     valid_name,
 )
+from streamrec.service.compreface_wire import (
+    CompreFaceRoute,
+    Face,
+    FaceOptions,
+    Found,
+    Image,
+    ImageBody,
+    Threshold,
+    answer_key_refusals,
+    face_fields,
+    found_any,
+    min_score,
+    plugins_versions,
+)
 
-#: how fast ``similarity`` goes from 0 to 1 around the threshold (per unit of distance)
-STEEPNESS = 5.0
 PREFIX = "/api/v1/recognition"
-_THRESHOLD = Query(ge=0.0, le=1.0, description="minimum detector confidence that a face is a face")
-
-
-def similarity(cosine: np.ndarray, threshold: float) -> np.ndarray:
-    """CompreFace's similarity scale for cosine similarities: like CompreFace's calculators,
-    ``(tanh((d_t - d) * STEEPNESS) + 1) / 2`` of the distance ``d`` between the normalised
-    embeddings and ``d_t`` the recognizer's threshold distance, so that 0.5 is exactly
-    ``recognition.threshold`` and clients' percentage thresholds (Double Take's match at 60)
-    mean what they mean with CompreFace."""
-    distance = np.sqrt(np.clip(2.0 - 2.0 * np.asarray(cosine, np.float64), 0.0, 4.0))
-    at_threshold = math.sqrt(2.0 - 2.0 * threshold)
-    return np.asarray((np.tanh((at_threshold - distance) * STEEPNESS) + 1.0) / 2.0)
-
-
-def _error(status: int, message: str, code: int) -> JSONResponse:
-    return JSONResponse({"message": message, "code": code}, status_code=status)
-
-
-def _validation(exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 in CompreFace's words: a missing parameter (33) or part (34), or a bad
-    value (26)."""
-    first = exc.errors()[0]
-    where, name = first["loc"][0], str(first["loc"][-1])
-    if first["type"] == "missing":
-        if where == "body":
-            return _error(400, f"Required request part '{name}' is not present", 34)
-        return _error(400, f"Required request parameter '{name}' is not present", 33)
-    return _error(400, f"{name}: {first['msg']}", 26)
-
-
-class _CompreFaceRoute(APIRoute):
-    """Answers every refusal of its routes in CompreFace's shape."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                return _validation(exc)
-            except HTTPException as exc:  # CompreFace answers bad values with 400, never 422
-                status = 400 if exc.status_code == 422 else exc.status_code
-                return _error(status, str(exc.detail), getattr(exc, "code", 0))
-
-        return route
-
-
-class Box(BaseModel):
-    probability: float
-    x_max: int
-    y_max: int
-    x_min: int
-    y_min: int
+#: image ids one ``POST /faces/delete`` may name
+MAX_IDS = 1000
+_FILE = ImageBody("file")
 
 
 class Subject(BaseModel):
@@ -111,15 +74,13 @@ class Subject(BaseModel):
     similarity: float
 
 
-class RecognizedFace(BaseModel):
-    box: Box
+class RecognizedFace(Face):
     subjects: list[Subject]
-    landmarks: list[list[int]] | None = Field(None, description="with face_plugins=landmarks")
-    embedding: list[float] | None = Field(None, description="with face_plugins=calculator")
 
 
 class RecognizeOut(BaseModel):
     result: list[RecognizedFace]
+    plugins_versions: dict[str, str] | None = Field(None, description="with status=true")
 
 
 class SavedFace(BaseModel):
@@ -139,14 +100,6 @@ class DeletedOut(BaseModel):
     deleted: int
 
 
-def router(lib: FaceLibrary) -> APIRouter:
-    """The CompreFace routes (see the module's docstring)."""
-    cf = APIRouter(prefix=PREFIX, route_class=_CompreFaceRoute, tags=["CompreFace"])
-    recognize_route(cf, lib)
-    example_routes(cf, lib)
-    return cf
-
-
 def examples(lib: FaceLibrary, subject: str | None = None) -> list[tuple[str, Sample]]:
     """(subject, sample) of every saved example, by subject then age."""
     people = [p.name for p in lib.gallery.people()]
@@ -156,6 +109,7 @@ def examples(lib: FaceLibrary, subject: str | None = None) -> list[tuple[str, Sa
 
 
 def example(lib: FaceLibrary, uid: str) -> tuple[str, Sample]:
+    """The saved example of that ``image_id``; 404 code 11 (CompreFace's) if none."""
     found = next(((n, s) for n, s in examples(lib) if sample_uuid(s) == uid), None)
     if found is None:
         raise ApiError(404, f"Image {uid} not found", 11)
@@ -165,62 +119,50 @@ def example(lib: FaceLibrary, uid: str) -> tuple[str, Sample]:
 def recognize_route(cf: APIRouter, lib: FaceLibrary) -> None:
     """``/recognize``: who is in a photo, CompreFace's way."""
 
-    @cf.post("/recognize", response_model_exclude_none=True)
+    @cf.post("/recognize", response_model_exclude_none=True, openapi_extra=_FILE.openapi)
     def recognize(
-        file: Annotated[UploadFile, File(description="the image")],
-        limit: Annotated[int, Query(ge=0, description="biggest faces first; 0: all")] = 0,
+        images: Annotated[dict[str, Image], Depends(_FILE)],
+        options: FaceOptions,
         prediction_count: Annotated[int, Query(ge=1, description="subjects per face")] = 1,
-        det_prob_threshold: Annotated[float | None, _THRESHOLD] = None,
-        face_plugins: Annotated[str, Query(description="landmarks, calculator")] = "",
-        status: Annotated[bool, Query(description="accepted; no timings are returned")] = False,
+        detect_faces: Annotated[
+            bool, Query(description="false: the image is one aligned face (no detection)")
+        ] = True,
     ) -> RecognizeOut:
         """Recognize the faces of an image (CompreFace's *Recognize Faces from a Given Image*)."""
-        faces = lib.faces_in(file.file.read(), det_prob_threshold or 0.0)
-        if not faces:
-            raise face_count_refused(FaceCountError(0))
-        faces = faces[:limit] if limit else faces
-        plugins = {p.strip().lower() for p in face_plugins.split(",")}
+        data = images["file"].data
+        if detect_faces:
+            found = found_any(lib, data, options.threshold, options.limit)
+        else:
+            found = Found([])
+            found.faces.append(lib.whole_face(data, found.timings))
         matcher = lib.recognition.matcher()
-        scores = matcher.person_scores(np.stack([f.embedding for f in faces]))
-        sims = similarity(scores, lib.recognition.threshold)
+        scores = matcher.person_scores(np.stack([f.embedding for f in found.faces]))
+        sims = compreface_similarity(scores, lib.recognition.threshold)
         result = []
-        for i, f in enumerate(faces):
+        for i, f in enumerate(found.faces):
             best = np.argsort(-scores[i], kind="stable")[:prediction_count]
-            x1, y1, x2, y2 = (round(float(v)) for v in f.box)
-            result.append(
-                RecognizedFace(
-                    box=Box(
-                        probability=round(f.det_score, 5), x_max=x2, y_max=y2, x_min=x1, y_min=y1
-                    ),
-                    subjects=[
-                        Subject(subject=matcher.names[j], similarity=round(float(sims[i, j]), 5))
-                        for j in best
-                    ],
-                    landmarks=(
-                        [[round(float(x)), round(float(y))] for x, y in f.kps]
-                        if "landmarks" in plugins
-                        else None
-                    ),
-                    embedding=(
-                        [float(v) for v in f.embedding] if "calculator" in plugins else None
-                    ),
-                )
-            )
-        return RecognizeOut(result=result)
+            subjects = [
+                Subject(subject=matcher.names[j], similarity=round(float(sims[i, j]), 5))
+                for j in best
+            ]
+            result.append(RecognizedFace(subjects=subjects, **face_fields(f, found, options)))
+        versions = plugins_versions(lib, options)
+        return RecognizeOut(result=result, plugins_versions=versions)
 
 
 def example_routes(cf: APIRouter, lib: FaceLibrary) -> None:
     """``/faces``: the saved examples of subjects (a subject is a person)."""
 
-    @cf.post("/faces", status_code=201)
+    @cf.post("/faces", status_code=201, openapi_extra=_FILE.openapi)
     def add_face(
         subject: Annotated[str, Query(description="the name of the subject")],
-        file: Annotated[UploadFile, File(description="an image with one face")],
-        det_prob_threshold: Annotated[float | None, _THRESHOLD] = None,
+        images: Annotated[dict[str, Image], Depends(_FILE)],
+        det_prob_threshold: Threshold = None,
     ) -> SavedFace:
         """Save an example of a subject, created if new (*Add an Example of a Subject*)."""
         name = valid_name(subject)
-        sample = lib.upload_sample(file, det_prob_threshold or 0.0)
+        photo = images["file"]
+        sample = lib.photo_sample(photo.data, photo.filename, min_score(det_prob_threshold))
         result = lib.enrol(name, [sample])
         for stray in result.strays:
             if stray.source == sample.source:
@@ -258,17 +200,36 @@ def example_routes(cf: APIRouter, lib: FaceLibrary) -> None:
             return DeletedOut(deleted=0)
         return DeletedOut(deleted=lib.remove(person.id).samples)
 
-    @cf.delete("/faces/{image_id}")
-    def delete_face(image_id: str) -> SavedFace:
-        """Delete one example (*Delete an Example of the Subject by ID*); the subject's last
-        example takes the subject with it."""
-        name, sample = example(lib, image_id)
+    def delete_example(name: str, sample: Sample) -> None:
+        """The subject's last example takes the subject with it."""
         if len(lib.gallery.samples(name)) == 1:
             lib.remove(name)
         else:
             with lib.refused():
                 lib.recognition.delete_sample(name, sample.id)
+
+    @cf.delete("/faces/{image_id}")
+    def delete_face(image_id: str) -> SavedFace:
+        """Delete one example (*Delete an Example of the Subject by ID*); the subject's last
+        example takes the subject with it."""
+        name, sample = example(lib, image_id)
+        delete_example(name, sample)
         return SavedFace(image_id=image_id, subject=name)
+
+    @cf.post("/faces/delete")
+    def delete_faces(
+        image_ids: Annotated[list[str], Body(max_length=MAX_IDS, description="image ids")],
+    ) -> list[SavedFace]:
+        """Delete several examples (*Delete Multiple Examples*); ids of no example are
+        ignored, as CompreFace ignores them."""
+        saved = {sample_uuid(s): (n, s) for n, s in examples(lib)}
+        deleted = []
+        for uid in dict.fromkeys(image_ids):
+            if uid in saved:
+                name, sample = saved[uid]
+                delete_example(name, sample)
+                deleted.append(SavedFace(image_id=uid, subject=name))
+        return deleted
 
     @cf.get(
         "/faces/{image_id}/img",
@@ -283,6 +244,19 @@ def example_routes(cf: APIRouter, lib: FaceLibrary) -> None:
         return jpeg_response(face.jpeg if face is not None else b"")
 
 
+def router(lib: FaceLibrary) -> APIRouter:
+    """The recognition service's recognize and example routes (see the module's docstring)."""
+    cf = APIRouter(prefix=PREFIX, route_class=CompreFaceRoute, tags=["CompreFace"])
+    recognize_route(cf, lib)
+    example_routes(cf, lib)
+    return cf
+
+
 def mount(app: FastAPI, lib: FaceLibrary) -> None:
-    """Add the CompreFace routes to the web server's app."""
+    """Add CompreFace's recognition (with subjects), detection and verification services to
+    the web server's app."""
+    answer_key_refusals(app)
     app.include_router(router(lib))
+    app.include_router(compreface_subjects.router(lib))
+    app.include_router(compreface_verification.router(lib, example))
+    app.include_router(compreface_detection.router(lib))

@@ -49,7 +49,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import parse_qs
@@ -419,6 +419,21 @@ class _MjpegResponse(StreamingResponse):
             web._streams -= 1
 
 
+#: answers a refused key in a route family's own shape: kind is "missing" (no key offered),
+#: "wrong" or "throttled" (too many wrong keys from the address)
+KeyRefusal = Callable[[str], Response]
+
+
+def key_refusals(app: FastAPI) -> dict[str, KeyRefusal]:
+    """The app's key refusals by path prefix (CompreFace's routes register theirs); the
+    default is a 401 (429 when throttled) with ``{"detail"}``."""
+    found: dict[str, KeyRefusal] | None = getattr(app.state, "key_refusals", None)
+    if found is None:
+        found = {}
+        app.state.key_refusals = found
+    return found
+
+
 class _Gate:
     """ASGI middleware before every route: Host allow-list, cross-site writes, token (with a
     throttle on wrong ones); adds the security headers to every response (refusals included)
@@ -492,11 +507,19 @@ class _Gate:
                 return None
             web._throttle.failed(client)
             self.refused.hit("HTTP: refused a wrong token from %s", client)
+        path = str(scope.get("path", ""))
+        shape = next((f for p, f in key_refusals(web.app).items() if path.startswith(p)), None)
         if wait:
             detail = "too many wrong tokens from this address: retry later"
-            return JSONResponse(
-                {"detail": detail}, status_code=429, headers={"retry-after": str(wait)}
+            refusal = (
+                shape("throttled")
+                if shape is not None
+                else JSONResponse({"detail": detail}, status_code=429)
             )
+            refusal.headers["retry-after"] = str(wait)
+            return refusal
+        if shape is not None:
+            return shape("wrong" if offered else "missing")
         detail = "unauthorized: send Authorization: Bearer <token>, x-api-key or ?token="
         return JSONResponse(
             {"detail": detail},
