@@ -6,7 +6,10 @@ The modes are set at creation, whatever the process umask; existing files keep t
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,3 +68,17 @@ def write_private(path: str | Path, data: bytes | str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return p
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction on an SQLite file (the gallery, the face history), taken at once:
+    concurrent writers queue on the file's lock instead of failing half-way; rolled back on
+    any error."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    db.commit()

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import numpy as np
 
 from streamrec.errors import GalleryError
-from streamrec.files import private_file
+from streamrec.files import immediate, private_file
 from streamrec.gallery import schema
 from streamrec.gallery.crops import CropFolders
 from streamrec.gallery.matcher import Matcher
@@ -95,13 +95,8 @@ class GalleryFile:
             )
         with self._lock:
             try:
-                self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self.db
-                except BaseException:
-                    self.db.rollback()
-                    raise
-                self.db.commit()
+                with immediate(self.db) as db:
+                    yield db
             except sqlite3.IntegrityError:
                 raise
             except sqlite3.DatabaseError as exc:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from streamrec.errors import GalleryError
-from streamrec.files import private_dir, private_file
+from streamrec.files import immediate, private_dir, private_file
 from streamrec.gallery.store import Recognizer, validate_name
 from streamrec.history.crops import CropFiles
 from streamrec.history.records import (
@@ -229,14 +229,8 @@ class HistoryStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction on the history file, taken at once (for the history's modules:
         call ``bump`` in it when something changed)."""
-        with self._lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.rollback()
-                raise
-            self.db.commit()
+        with self._lock, immediate(self.db) as db:
+            yield db
 
     def read(self, sql: str, args: Sequence[object] = ()) -> list[tuple]:
         with self._lock:
