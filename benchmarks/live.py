@@ -2,13 +2,13 @@
 
 The suite process serves the streams (:func:`rtsp_streams`: one rtsp-server-perl + ffmpeg
 publisher per camera, reusing ``tests/rtsp_server.py``), so their CPU is charged to neither
-child. Two children run at the same time on the same streams: the pipeline (:func:`live`) and
-PyAV decoding them with nothing else (:func:`live_decode`, the same decoder settings as the
-pipeline's sources). The pipeline child touches ``spec["ready_file"]`` once its first frame is
-through; the suite then writes the measured window (wall clock, after a warm-up) to
-``spec["window_file"]``, and each child measures its own CPU time over it (all its threads,
-``time.process_time``), so the pipeline's CPU per frame is a ratio to decoding's measured under
-the same load, whatever else runs on the machine.
+child. Two children run one after the other on the same streams: PyAV decoding them with
+nothing else (:func:`live_decode`, the same decoder settings as the pipeline's sources), then the
+pipeline (:func:`live`) alone, so that what it drops and how late it is are its own. Each child
+touches ``spec["ready_file"]`` once its first frames are through; the suite then writes its
+measured window (wall clock, after a warm-up) to ``spec["window_file"]``, and the child measures
+its own CPU time over it (all its threads, ``time.process_time``): the pipeline's CPU per frame
+is a ratio to decoding's measured in the same run, a minute apart.
 """
 
 from __future__ import annotations
@@ -251,6 +251,9 @@ def live_decode(spec: Spec) -> Measured:
                for i, u in enumerate(spec["urls"])]  # fmt: skip
     for t in threads:
         t.start()
+    while not all(counts) and not errors and not done.wait(0.05):
+        pass  # every stream decodes
+    Path(spec["ready_file"]).touch()
     t0, t1 = _window(spec)
     _wait_until(t0)
     cpu0, n0 = time.process_time(), sum(counts)

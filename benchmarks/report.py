@@ -179,7 +179,7 @@ def detector_table(cases: list[Case]) -> str:
 
 
 def cpu_ratio(case: Case) -> float | None:
-    """The pipeline's CPU per frame received over PyAV decode-only's, measured side by side."""
+    """The pipeline's CPU per frame received over PyAV decode-only's (same streams, same run)."""
     x, decode = _extra(case), case.result.get("decode")
     if not decode or not x.get("received") or not decode["frames"]:
         return None

@@ -51,6 +51,9 @@ LIVE_R50 = 2
 LIVE_WARMUP = 10.0
 #: seconds a live case's pipeline may take to load its models and process its first frame
 LIVE_START = 600.0
+#: a live case's decode-only window: its length and its start after the first decoded frames
+DECODE_SECONDS = 20.0
+DECODE_WARMUP = 2.0
 #: seconds a case may take beyond its own duration before it is killed
 CASE_TIMEOUT = 3600.0
 
@@ -245,30 +248,36 @@ def _result(proc: subprocess.Popen[bytes], out: Path, log: Path, timeout: float
 
 
 def run_live(spec: dict[str, Any], warmup: float) -> dict[str, Any]:
-    """A live case: its cameras served, the pipeline and PyAV decode-only of the same streams
-    run at the same time over one measured window, which starts ``warmup`` seconds after the
-    pipeline's first frame (models loaded, background learnt, degradation settled); the
-    pipeline's result with the decoder's beside it (``decode``)."""
+    """A live case: its cameras served; PyAV decode-only of the streams over a window of its
+    own (:data:`DECODE_SECONDS` after :data:`DECODE_WARMUP` s), then the pipeline alone over
+    the measured window, which starts ``warmup`` seconds after its first frame (models loaded,
+    background learnt, degradation settled); the pipeline's result with the decoder's beside it
+    (``decode``). One after the other, so that the decoder's CPU is not taken from the pipeline
+    (what it drops and how late it is are its own)."""
     clips = [Path(spec[f"clip_{kind}"]) for kind in spec["clips"]]
     with rtsp_streams(clips) as urls, tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
-        ready, window = Path(tmp) / "ready", Path(tmp) / "window.json"
-        both = {**spec, "urls": urls, "ready_file": str(ready), "window_file": str(window)}
 
-        def open_window() -> None:
-            deadline = time.monotonic() + LIVE_START
-            while not ready.exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            t0 = time.time() + warmup  # not ready in time: the pipeline child says so
-            _write(window, json.dumps([t0, t0 + spec["seconds"]]))
+        def run_alone(kind: str, warm: float, seconds: float) -> dict[str, Any]:
+            ready, window = Path(tmp) / f"{kind}.ready", Path(tmp) / f"{kind}.window.json"
+            child = {**spec, "kind": kind, "urls": urls, "ready_file": str(ready),
+                     "window_file": str(window)}  # fmt: skip
 
-        timeout = LIVE_START + warmup + spec["seconds"] + 180.0
-        result, decode = run_children([both, {**both, "kind": "live_decode"}], timeout,
-                                      open_window)  # fmt: skip
-    if "error" not in result and "skipped" not in result:
+            def open_window() -> None:
+                deadline = time.monotonic() + LIVE_START
+                while not ready.exists() and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                t0 = time.time() + warm  # not ready in time: the child says so
+                _write(window, json.dumps([t0, t0 + seconds]))
+
+            timeout = LIVE_START + warm + seconds + 180.0
+            return run_children([child], timeout, open_window)[0]
+
+        decode = run_alone("live_decode", DECODE_WARMUP, min(DECODE_SECONDS, spec["seconds"]))
         if "measured" not in decode:
-            result["error"] = f"decode-only beside it: {decode.get('error', decode)}"
-        else:
-            result["decode"] = decode["measured"]
+            return {"error": f"decode-only: {decode.get('error', decode)}"}
+        result = run_alone(spec["kind"], warmup, spec["seconds"])
+    if "error" not in result and "skipped" not in result:
+        result["decode"] = decode["measured"]
     return result
 
 

@@ -243,11 +243,11 @@ def test_a_partial_run_refuses_the_results_folder(
     assert "for full runs only" in capsys.readouterr().err
 
 
-def test_a_live_case_measures_the_pipeline_beside_decode_only(
+def test_a_live_case_measures_decode_only_then_the_pipeline(
     models_dir: Path, media_dir: Path, tmp_path: Path
 ) -> None:
-    """A short live case on a real RTSP camera (the static scene): the pipeline and PyAV
-    decoding the same stream are measured over the same window (no figure is judged)."""
+    """A short live case on a real RTSP camera (the static scene): PyAV decoding the stream,
+    then the pipeline alone, each measured over its own window (no figure is judged)."""
     inputs = Inputs(media_dir, models_dir, tmp_path, tmp_path, loops=1, quick=True)
     case = next(c for c in suite.live_cases(models_dir, 4.0) if c.key == "static_1")
     suite.run_case(case, inputs, warmup=2.0)

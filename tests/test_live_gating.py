@@ -31,7 +31,12 @@ from streamrec.pipeline.build import camera_settings
 from streamrec.pipeline.degrade import Degradation, Level, levels
 from streamrec.pipeline.flow import Pyramid, follow, level_for
 from streamrec.pipeline.motion import MotionDetector, MotionSettings
-from streamrec.pipeline.small_faces import SmallFaceSearch, SmallFaceSettings
+from streamrec.pipeline.small_faces import (
+    MAX_WAIT,
+    MAX_WAIT_GATED,
+    SmallFaceSearch,
+    SmallFaceSettings,
+)
 from streamrec.pipeline.stage import Stage
 from streamrec.records import Detections, Track, Work
 from streamrec.service.metrics import Metrics
@@ -234,6 +239,24 @@ def test_a_tile_that_finds_nothing_waits_longer_and_motion_calls_it_back() -> No
     assert detector.region_calls == before  # nothing moves: no tile
     search.detect(detector, image, Detections.empty(), [], moving=[(250, 200, 260, 210)])
     assert detector.region_calls == before + 1  # motion starts in a tile: searched at once
+
+
+def test_with_motion_gating_a_fruitless_tile_waits_up_to_four_times_longer() -> None:
+    """A tile in constant motion that finds nothing: up to 32 rounds apart ungated, 128 gated
+    (where motion starting in a tile calls it back at once)."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    everywhere = [(0, 0, 320, 240)]
+    calls = {}
+    for gated, max_wait in (("ungated", MAX_WAIT), ("gated", MAX_WAIT_GATED)):
+        detector = FakeDetector(scale=0.5)
+        search = SmallFaceSearch(SmallFaceSettings(), 0.4, max_wait)
+        for _ in range(1000):
+            search.detect(detector, image, Detections.empty(), [], moving=everywhere)
+        calls[gated] = detector.region_calls
+    # each tile after 1, 2, 4 ... rounds, then every 32 (ungated: ~31 + 5 looks in 1000 rounds)
+    # or every 128 (gated: ~8 + 6); one tile a round, so the tiles' turns shift a little
+    assert 9 * 32 <= calls["ungated"] <= 9 * 37
+    assert 9 * 10 <= calls["gated"] <= 9 * 14
 
 
 def test_large_faces_are_followed_on_a_smaller_level() -> None:

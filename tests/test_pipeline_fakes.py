@@ -168,6 +168,37 @@ def test_a_failing_stage_aborts_and_still_ends_every_track() -> None:
     assert any(e.event == "track_start" for e in writer.events)
 
 
+def test_light_stages_share_the_thread_before_them() -> None:
+    """Annotate and output run in the match stage's thread: three stage threads, not five."""
+    pipeline, _ = build([camera("cam")])
+    groups = [[s.name for s in g] for g in pipeline.graph.groups]
+    assert groups == [["detect"], ["embed"], ["match", "annotate", "output"]]
+    seen: dict[str, set[str]] = collections.defaultdict(set)
+
+    class Where(Observer):
+        def frame_done(self, camera: str, image: np.ndarray | None) -> None:
+            seen["output"].add(threading.current_thread().name)
+
+    pipeline, writer = build([camera("cam")], observers=[Where()])
+    pipeline.run()
+    assert seen["output"] == {"match"}
+    check_tracks_closed(writer.events)
+
+
+def test_a_failing_joined_stage_is_named_in_the_error() -> None:
+    """An error in a stage that shares a thread names that stage, not the thread's first."""
+
+    class Broken(Observer):
+        def frame_done(self, camera: str, image: np.ndarray | None) -> None:
+            raise RuntimeError("broken output")
+
+    pipeline, writer = build([camera("cam")], observers=[Broken()])
+    with pytest.raises(StreamrecError, match="output"):
+        pipeline.run()
+    assert pipeline.summary.error and pipeline.summary.error.startswith("output")
+    check_tracks_closed(writer.events)
+
+
 def test_stop_finishes_in_flight_frames_and_ends_tracks() -> None:
     class StopAt(Observer):
         def frame_done(self, camera: str, image: np.ndarray | None) -> None:

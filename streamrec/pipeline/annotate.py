@@ -14,6 +14,7 @@ _UNLABELLED = Label(None, None, False)
 
 class AnnotateStage(Stage):
     name = "annotate"
+    joins_previous = True
 
     def __init__(self, outputs: set[str], observer: Observer) -> None:
         """``outputs``: cameras whose every frame is consumed (video file, window); the others

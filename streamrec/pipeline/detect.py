@@ -33,7 +33,13 @@ from streamrec.pipeline.degrade import Degradation, Level, levels
 from streamrec.pipeline.flow import Pyramid, follow
 from streamrec.pipeline.identity import CameraIdentities
 from streamrec.pipeline.motion import Motion, MotionDetector, MotionSettings, Region, overlaps
-from streamrec.pipeline.small_faces import SmallFaceSearch, SmallFaceSettings, merge
+from streamrec.pipeline.small_faces import (
+    MAX_WAIT,
+    MAX_WAIT_GATED,
+    SmallFaceSearch,
+    SmallFaceSettings,
+    merge,
+)
 from streamrec.pipeline.stage import Stage
 from streamrec.pipeline.tracking import IoUTracker, Track
 from streamrec.records import Detections, FaceJob, Frame, FrameWork, Work
@@ -153,7 +159,7 @@ class DetectStage(Stage):
                 cam,
                 identities[name],
                 IoUTracker(self.settings.iou_threshold, self.settings.max_missed),
-                SmallFaceSearch(small, nms_threshold),
+                SmallFaceSearch(small, nms_threshold, MAX_WAIT_GATED if cam.gated else MAX_WAIT),
                 MotionDetector(cam.motion) if cam.gated else None,
                 Degradation(
                     steps, degrade.window, degrade.recover_after, self._degraded(name)

@@ -1,7 +1,8 @@
-"""The threaded graph: one reader thread per camera, then one thread per stage.
+"""The threaded graph: one reader thread per camera, then one thread per stage (light stages
+share the thread of the stage before them).
 
 Readers feed a :class:`FrameMux` (a bounded lane per camera: files block their reader when it is
-full, live cameras drop their oldest frame); the stages follow in a chain joined by bounded
+full, live cameras drop their oldest frame); the stage threads follow in a chain joined by bounded
 :class:`~streamrec.pipeline.stage.Channel` queues. Each camera's stream ends with an
 :class:`~streamrec.records.EndOfStream` record that flows through every stage, so every started
 track gets its ``track_end`` in order, also on Ctrl-C. An error in any stage or source aborts
@@ -23,7 +24,7 @@ from streamrec.config import MotionConfig
 from streamrec.errors import StreamrecError
 from streamrec.pipeline.mux import FrameMux
 from streamrec.pipeline.output import OutputFactory
-from streamrec.pipeline.stage import Aborted, Channel, Stage, run_stage
+from streamrec.pipeline.stage import Aborted, Channel, Stage, StageFailed, run_stage
 from streamrec.records import EndOfStream, FrameWork, StreamGap, Work
 from streamrec.sources import Gap, Source
 
@@ -72,6 +73,13 @@ class Graph:
         """``drain_timeout``: how long a stopping graph may finish in-flight frames."""
         self.cameras = {c.name: c for c in cameras}
         self.stages = stages
+        #: the stages each thread runs, in order
+        self.groups: list[list[Stage]] = []
+        for stage in stages:
+            if stage.joins_previous and self.groups:
+                self.groups[-1].append(stage)
+            else:
+                self.groups.append([stage])
         self.drain_timeout = drain_timeout
         self.interrupted = False  # Ctrl-C
         self.error: BaseException | None = None
@@ -83,7 +91,7 @@ class Graph:
         depth = min(queue_size, 2) if any(c.source.live for c in cameras) else queue_size
         for c in cameras:
             self.mux.add(c.name, c.source.live, depth)
-        self._channels = [Channel[Work](depth, self._abort) for _ in stages[1:]]
+        self._channels = [Channel[Work](depth, self._abort) for _ in self.groups[1:]]
         self._threads: list[threading.Thread] = []
 
     @property
@@ -142,17 +150,21 @@ class Graph:
             self.mux.close(cam.name)
 
     def _stage(self, index: int) -> None:
-        stage = self.stages[index]
+        group = self.groups[index]
         inbox = _MuxInbox(self.mux, self._abort) if index == 0 else self._channels[index - 1]
         outbox = self._channels[index] if index < len(self._channels) else None
         try:
-            run_stage(stage, inbox, outbox, len(self.cameras))
+            run_stage(group, inbox, outbox, len(self.cameras))
         except Aborted:
             pass
-        except Exception as exc:
+        except StageFailed as failed:
+            exc = failed.error
             if not isinstance(exc, StreamrecError):
-                log.exception("stage %s failed", stage.name)
-            self.abort(exc, stage.name)
+                log.error("stage %s failed", failed.stage, exc_info=exc)
+            self.abort(exc, failed.stage)
+        except Exception as exc:
+            log.exception("stage thread %s failed", group[0].name)
+            self.abort(exc, group[0].name)
 
     def run(self) -> None:
         """Process every camera until its stream ends, ``stop()`` or an error; then clean up.
@@ -163,8 +175,8 @@ class Graph:
             threading.Thread(target=self._reader, args=(c,), name=f"read {c.name}", daemon=True)
             for c in self.cameras.values()
         ] + [
-            threading.Thread(target=self._stage, args=(i,), name=s.name, daemon=True)
-            for i, s in enumerate(self.stages)
+            threading.Thread(target=self._stage, args=(i,), name=g[0].name, daemon=True)
+            for i, g in enumerate(self.groups)
         ]
         for t in threads:
             t.start()

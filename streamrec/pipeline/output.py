@@ -33,6 +33,7 @@ OutputFactory = Callable[[Frame], FrameOutput]
 
 class OutputStage(Stage):
     name = "output"
+    joins_previous = True
 
     def __init__(self, factories: dict[str, list[OutputFactory]], observer: Observer) -> None:
         self.factories = factories

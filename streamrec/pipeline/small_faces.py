@@ -10,7 +10,8 @@ back where they matter:
   runs only where a small face can be: a tile that found no face the whole-frame pass missed
   waits twice as many rounds for its next turn (up to :data:`MAX_WAIT` rounds), one that found
   one comes back next round; with motion gating, only tiles where something moves are searched,
-  and a tile where motion starts after :data:`QUIET` still rounds is due at once;
+  a tile where motion starts after :data:`QUIET` still rounds is due at once, and the wait grows
+  up to :data:`MAX_WAIT_GATED` rounds;
 - **regions**: a track whose face is small in the whole-frame pass (``small`` px there) and was
   not found there is looked for again in a region around its predicted box, enlarged so that the
   face is about ``target`` px; and a small face about to be embedded is detected again the same
@@ -35,6 +36,9 @@ from streamrec.records import Detections
 
 #: the most detection rounds a tile that keeps finding nothing waits for its next turn
 MAX_WAIT = 32
+#: ... with motion gating, where a tile is also searched as soon as motion starts in it: the
+#: wait only bounds how long a small face in constant motion (a crowd) can go unsearched
+MAX_WAIT_GATED = 128
 #: motion starting in a tile that was still for this many rounds makes it due at once
 QUIET = 8
 
@@ -103,9 +107,12 @@ def merge(parts: list[Detections], nms_threshold: float) -> Detections:
 class SmallFaceSearch:
     """The extra passes of one camera (it remembers each tile's schedule)."""
 
-    def __init__(self, settings: SmallFaceSettings, nms_threshold: float) -> None:
+    def __init__(
+        self, settings: SmallFaceSettings, nms_threshold: float, max_wait: int = MAX_WAIT
+    ) -> None:
         self.settings = settings
         self.nms_threshold = nms_threshold
+        self.max_wait = max_wait
         self._round = 0
         #: per tile: the round it is due, the rounds it waits after finding nothing, and the
         #: last round something moved in it
@@ -170,7 +177,7 @@ class SmallFaceSearch:
         return min(candidates, key=lambda i: (self._due[i], i)) if candidates else None
 
     def _searched(self, tile: int, found: bool) -> None:
-        self._wait[tile] = 1 if found else min(2 * self._wait[tile], MAX_WAIT)
+        self._wait[tile] = 1 if found else min(2 * self._wait[tile], self.max_wait)
         self._due[tile] = self._round + self._wait[tile]
 
     def refine(self, detector: Detector, image: np.ndarray, box: np.ndarray) -> Detections:

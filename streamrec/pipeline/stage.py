@@ -5,12 +5,16 @@ A stage is a plain object with ``process(work)`` (and, for batching stages, ``ga
 runs each stage in its own thread with :func:`run_stage`, between two :class:`Channel` queues.
 Every camera's stream ends with an :class:`~streamrec.records.EndOfStream` that flows through
 every stage, so a stage's loop ends after it has passed on one per camera.
+
+Light stages (``joins_previous``) run in the thread of the stage before them: a hand-off
+between threads costs a wake-up per frame, more than such a stage's own work.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
 from streamrec.records import EndOfStream, Work
@@ -23,6 +27,14 @@ _TICK = 0.2
 
 class Aborted(Exception):
     """Raised in a stage thread when the graph is aborting (give up on in-flight work)."""
+
+
+class StageFailed(Exception):
+    """A stage raised ``error`` (raised by :func:`run_stage`, which may run several stages)."""
+
+    def __init__(self, stage: str, error: Exception) -> None:
+        super().__init__(f"{stage}: {error!r}")
+        self.stage, self.error = stage, error
 
 
 class Inbox(Protocol):
@@ -62,6 +74,8 @@ class Stage:
 
     #: the stage's name (thread name, error messages)
     name = "stage"
+    #: runs in the thread of the stage before it (its work per frame is small)
+    joins_previous = False
 
     def process(self, work: Work) -> None:
         """Handle one work item in place (fill in this stage's part)."""
@@ -78,15 +92,24 @@ class Stage:
         """Called once after the graph has stopped (normally or not): release, flush, end."""
 
 
-def run_stage(stage: Stage, inbox: Inbox, outbox: Channel[Work] | None, streams: int) -> None:
-    """The stage thread: take, process, pass on, until every stream has ended (or Aborted)."""
+def run_stage(
+    stages: Sequence[Stage], inbox: Inbox, outbox: Channel[Work] | None, streams: int
+) -> None:
+    """A stage thread: take, let each stage process in turn (the first one gathers), pass on,
+    until every stream has ended (or Aborted). An error of a stage is raised as StageFailed."""
     ended = 0
     while ended < streams:
         first = inbox.get(_TICK)
         if first is None:
             continue
-        batch = stage.gather(first, inbox)
-        stage.process_batch(batch)
+        batch = stages[0].gather(first, inbox)
+        for stage in stages:
+            try:
+                stage.process_batch(batch)
+            except Aborted:
+                raise
+            except Exception as exc:
+                raise StageFailed(stage.name, exc) from exc
         for work in batch:
             if outbox is not None:
                 outbox.put(work)
