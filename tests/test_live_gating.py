@@ -29,6 +29,7 @@ from streamrec import load_config
 from streamrec.pipeline import Camera, Pipeline, build_pipeline
 from streamrec.pipeline.build import camera_settings
 from streamrec.pipeline.degrade import Degradation, Level, levels
+from streamrec.pipeline.detect import DetectStage
 from streamrec.pipeline.flow import Pyramid, follow, level_for
 from streamrec.pipeline.motion import MotionDetector, MotionSettings
 from streamrec.pipeline.small_faces import (
@@ -298,6 +299,27 @@ def test_a_burst_of_new_faces_is_embedded_over_several_frames() -> None:
 
 
 # ------------------------------------------------------------------------------ degradation
+
+
+@pytest.mark.parametrize("new_face", [True, False])
+def test_a_degraded_camera_does_not_stretch_a_new_faces_first_looks(new_face: bool) -> None:
+    """At interval ×4 a new face gets its second look one camera interval after its first (its
+    name is awaited); a face that has had its looks waits the stretched interval."""
+    jobs = Jobs()
+    face = Face(GREEN, 100, 90, size=60, frames=range(0, 200))
+    pipeline, _ = build([camera([face], 120, live=True)], FakeModels(), taps=[jobs],
+                        **{"degradation.window": 3600.0})  # fmt: skip
+    pipeline.graph.mux._lanes["cam"].live = False  # every frame is taken: no drop, no timing
+    detect = pipeline.graph.stages[0]
+    assert isinstance(detect, DetectStage)
+    cam = detect.cameras["cam"]
+    assert cam.degradation is not None
+    cam.degradation.level = Level(5, extras=False, interval_factor=4)
+    if not new_face:
+        cam.identities.policy.min_embeddings = 1  # the first look is all it needs
+    pipeline.run()
+    looks = [i for i, n in enumerate(jobs.per_frame) if n]
+    assert looks[:2] == ([0, INTERVAL] if new_face else [0, 4 * INTERVAL]), looks
 
 
 def test_degradation_levels_are_declared_in_order() -> None:

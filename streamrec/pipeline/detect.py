@@ -9,8 +9,9 @@ that costs no more than the whole-frame pass (else the whole frame is). A whole-
 the whole-frame pass plus the small-face passes (:mod:`.small_faces`). Between rounds, faces are
 followed by optical flow (:mod:`.flow`).
 
-A live camera that falls behind degrades (:mod:`.degrade`): the extras off, a longer interval, a
-smaller detection pass. A detection round also decides which faces to embed (the track's
+A live camera that falls behind degrades (:mod:`.degrade`): the extras off, a longer interval
+(except while a new face has had fewer looks than its first decision needs: its name is
+awaited), a smaller detection pass. A detection round also decides which faces to embed (the track's
 identity policy, by each face's expected quality; no face is excluded for good) and asks for
 them as :class:`~streamrec.records.FaceJob` records, at most ``embeddings_per_frame`` with one
 frame: a burst of new faces goes with the next frames, new tracks first.
@@ -252,6 +253,10 @@ class DetectStage(Stage):
         """The regions to detect on this frame (the whole frame is one), or None: no round."""
         whole = [(0, 0, frame.width, frame.height)]
         interval = cam.settings.interval * level.interval_factor
+        if level.interval_factor > 1 and cam.identities.first_looks(
+            [t.track_id for t in cam.tracker.present]
+        ):
+            interval = cam.settings.interval  # a new face's first looks are not stretched
         if cam.since_detect is None:
             return whole
         due = cam.since_detect + 1 >= interval

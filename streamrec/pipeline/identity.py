@@ -334,6 +334,17 @@ class CameraIdentities:
                 return None  # settled: the match stage would drop it
             return kind
 
+    def first_looks(self, track_ids: list[int]) -> bool:
+        """Whether any of these tracks (not settled) was asked for fewer faces than its first
+        decision needs (``min_embeddings``)."""
+        need = self.policy.min_embeddings
+        with self._lock:
+            for track_id in track_ids:
+                ident = self._tracks.get(track_id)
+                if ident is not None and not ident.settled and len(ident.asked) < need:
+                    return True
+            return False
+
     def announce(self, track_id: int) -> None:
         """The track's start was emitted: its end must be too."""
         with self._lock:
