@@ -99,6 +99,35 @@ def test_precision_check_is_measured_once_and_cached(
     assert runtime.choose_precision(model, cfg, sha) == first
 
 
+def test_two_models_checked_at_once_both_keep_their_verdict(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detector and the recognizer load at the same time: both checks finish after both
+    read the (empty) cache, and neither verdict is lost (the next start measures nothing)."""
+    import threading
+
+    monkeypatch.setattr(runtime, "precision_candidate", lambda device: ("BF16", "test"))
+    both_read = threading.Barrier(2, timeout=30)
+
+    def check(path: object, cfg: object, candidate: str) -> dict[str, object]:
+        both_read.wait()  # each has read the cache before either writes
+        return {"candidate": candidate, "fp32_ms": 2.0, "candidate_ms": 1.0,
+                "min_cosine": 1.0, "accepted": True, "checked": "now"}  # fmt: skip
+
+    monkeypatch.setattr(runtime, "check_precision", check)
+    cfg = load_config(None, {"runtime.cache_dir": str(tmp_path / "ov")}).runtime
+    threads = [
+        threading.Thread(target=runtime.choose_precision, args=(f"m{i}.onnx", cfg, str(i) * 64))
+        for i in (1, 2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    verdicts = json.loads((tmp_path / "ov" / "precision.json").read_text())
+    assert len(verdicts) == 2
+
+
 def test_fallback_to_another_provider_is_reported(
     models_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

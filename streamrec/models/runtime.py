@@ -239,6 +239,17 @@ def _precision_cache(cfg: RuntimeConfig) -> Path:
     return (compiled_cache(cfg) or cache_dir().parent) / "precision.json"
 
 
+_verdicts_lock = threading.Lock()
+
+
+def _verdicts(cache: Path) -> dict[str, Any]:
+    try:
+        verdicts = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    return verdicts if isinstance(verdicts, dict) else {}
+
+
 def precision_candidate(device: str) -> tuple[str | None, str]:
     """The faster precision worth trying on ``device``, or None with the reason."""
     if device.split(".")[0] not in ("CPU", "GPU"):
@@ -265,11 +276,7 @@ def choose_precision(
         return PrecisionChoice("FP32", why)
     key = f"{sha256}|{cfg.device}|{ort.__version__}|{candidate}"
     cache = _precision_cache(cfg)
-    try:
-        verdicts = json.loads(cache.read_text())
-    except (OSError, ValueError):
-        verdicts = {}
-    verdict = verdicts.get(key)
+    verdict = _verdicts(cache).get(key)
     if verdict is None:
         if not measure:
             return PrecisionChoice("FP32", f"{why}; not checked yet (checked on first load)")
@@ -277,11 +284,15 @@ def choose_precision(
             "checking %s against FP32 for %s on %s (once)", candidate, Path(path).name, cfg.device
         )
         verdict = check_precision(path, cfg, candidate)
-        verdicts[key] = verdict
-        try:
-            write_private(cache, json.dumps(verdicts, indent=1))  # atomic, per-process temp
-        except OSError as exc:
-            log.warning("cannot cache the precision check in %s: %s", cache, exc)
+        # the detector and the recognizer are checked at the same time: each adds its verdict to
+        # the file as it is then, or the last one to finish would drop the other's
+        with _verdicts_lock:
+            verdicts = _verdicts(cache)
+            verdicts[key] = verdict
+            try:
+                write_private(cache, json.dumps(verdicts, indent=1))  # atomic, per-process temp
+            except OSError as exc:
+                log.warning("cannot cache the precision check in %s: %s", cache, exc)
     measured = (
         f"{candidate} {verdict['candidate_ms']:.1f} ms vs FP32 {verdict['fp32_ms']:.1f} ms, "
         f"cosine {verdict['min_cosine']:.4f}"
