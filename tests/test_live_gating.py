@@ -17,6 +17,7 @@ from fakes import (
     RED,
     Face,
     FakeDetector,
+    FakeEmbedder,
     FakeModels,
     FakeSource,
     ListWriter,
@@ -27,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamrec import load_config
 from streamrec.pipeline import Camera, Pipeline, build_pipeline
+from streamrec.pipeline.budget import EmbedBudget
 from streamrec.pipeline.build import camera_settings
 from streamrec.pipeline.degrade import Degradation, Level, levels
 from streamrec.pipeline.detect import DetectStage
@@ -296,6 +298,46 @@ def test_a_burst_of_new_faces_is_embedded_over_several_frames() -> None:
     summary = pipeline.run()
     assert max(jobs.per_frame) == 2 and jobs.per_frame[:2] == [2, 2]  # not 4 with frame 0
     assert summary.cameras["cam"].embeddings == sum(jobs.per_frame) >= 4
+
+
+def test_the_recognizer_budget_spreads_faces_at_its_pace() -> None:
+    now = [0.0]
+    budget = EmbedBudget(share=0.5, clock=lambda: now[0])
+    assert all(budget.take() for _ in range(50))  # not measured yet: no limit
+    budget.took(4, 0.4)  # 0.1 s a face
+    sent = 0
+    for _ in range(250):  # 10 s of frames at 25 fps
+        now[0] += 0.04
+        sent += budget.take()
+    assert 45 <= sent <= 51  # half of 10 s of recognizer time: ~50 faces, not 250
+    small = EmbedBudget(share=0.5, clock=lambda: now[0])
+    small.took(10, 0.05)  # 5 ms a face: a frame's two faces always go
+    for _ in range(100):
+        now[0] += 0.04
+        assert small.take() and small.take()
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_slow_recognizer_gets_live_faces_at_its_pace_and_every_file_face(live: bool) -> None:
+    """A burst of eight new faces (frame 20) and a recognizer that takes 40 ms a face, measured on
+    a first face: a live camera sends them at the recognizer's pace (the frames are not held
+    back), a file two with every frame (the same evidence whatever the timing)."""
+
+    class Slow(FakeEmbedder):
+        def embed(self, crops: list[np.ndarray]) -> np.ndarray:
+            time.sleep(0.04 * len(crops))
+            return super().embed(crops)
+
+    first = Face(GREEN, 260, 180, size=40)
+    burst = [Face(c, 10 + 60 * (i % 4), 20 + 100 * (i // 4), size=40, frames=range(20, 40))
+             for i, c in enumerate((RED, GREEN) * 4)]  # fmt: skip
+    jobs = Jobs()
+    models = FakeModels(embedder=Slow())
+    pipeline, _ = build([camera([first, *burst], 40, live=live)], models, taps=[jobs])
+    pipeline.graph.mux._lanes["cam"].live = False  # every frame is taken: no drop
+    pipeline.run()
+    sent = jobs.per_frame[20:24]
+    assert (sum(sent) < 6) if live else (sent == [2, 2, 2, 2]), jobs.per_frame
 
 
 # ------------------------------------------------------------------------------ degradation

@@ -21,6 +21,7 @@ from streamrec.gallery.store import Recognizer
 from streamrec.gallery.unknowns import UnknownBook
 from streamrec.models.runtime import default_threads
 from streamrec.pipeline.annotate import AnnotateStage
+from streamrec.pipeline.budget import EmbedBudget
 from streamrec.pipeline.detect import (
     CameraSettings,
     DegradationSettings,
@@ -197,6 +198,7 @@ def build_pipeline(
     identities = {c.name: CameraIdentities(policy) for c in cameras}
     unknowns = gallery.unknown_book(recognition.threshold)
     t, d, g = cfg.tracker, cfg.detector, cfg.degradation
+    budget = EmbedBudget()
     detect = DetectStage(
         models.detector,
         {c.name: camera_settings(cfg, c) for c in cameras},
@@ -215,6 +217,7 @@ def build_pipeline(
             g.window,
             g.recover_after,
         ),
+        budget=budget,
     )
     match = MatchStage(
         identities,
@@ -227,7 +230,7 @@ def build_pipeline(
     output = OutputStage({c.name: list(c.outputs) for c in cameras}, observer)
     stages = [
         detect,
-        EmbedStage(embedder, rec.batch_size, observer),
+        EmbedStage(embedder, rec.batch_size, observer, budget),
         match,
         AnnotateStage({c.name for c in cameras if c.outputs}, observer),
         output,

@@ -14,7 +14,8 @@ A live camera that falls behind degrades (:mod:`.degrade`): the extras off, a lo
 awaited), a smaller detection pass. A detection round also decides which faces to embed (the track's
 identity policy, by each face's expected quality; no face is excluded for good) and asks for
 them as :class:`~streamrec.records.FaceJob` records, at most ``embeddings_per_frame`` with one
-frame: a burst of new faces goes with the next frames, new tracks first.
+frame: a burst of new faces goes with the next frames, new tracks first (on live cameras no
+faster than the recognizer embeds them, :mod:`.budget`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 
 from streamrec.models.protocols import Detector
 from streamrec.models.quality import face_quality
+from streamrec.pipeline.budget import EmbedBudget
 from streamrec.pipeline.degrade import Degradation, Level, levels
 from streamrec.pipeline.flow import Pyramid, follow
 from streamrec.pipeline.identity import CameraIdentities
@@ -146,12 +148,15 @@ class DetectStage(Stage):
         max_skip: float = 5.0,
         embeddings_per_frame: int = 2,
         degradation: DegradationSettings | None = None,
+        budget: EmbedBudget | None = None,
     ) -> None:
+        """``budget``: how fast live cameras may send faces to the recognizer (None: no limit)."""
         self.detector = detector
         self.observer = observer
         self.settings = tracker or TrackerSettings()
         self.max_skip = max_skip
         self.embeddings_per_frame = embeddings_per_frame
+        self.budget = budget
         small = small_faces or SmallFaceSettings()
         degrade = degradation or DegradationSettings()
         steps = levels(degrade.input_size, degrade.max_interval_factor, degrade.min_input_size)
@@ -352,10 +357,13 @@ class DetectStage(Stage):
 
     def _send_faces(self, cam: _Camera, work: FrameWork) -> None:
         """The oldest queued faces of live tracks go with this frame, ``embeddings_per_frame``
-        at most."""
+        at most (on a live camera, as far as the recognizer's budget allows)."""
         for t in work.ended:
             cam.deferred.pop(t.track_id, None)
+        budget = self.budget if cam.settings.live else None
         while cam.deferred and len(work.jobs) < self.embeddings_per_frame:
+            if budget is not None and not budget.take():
+                break  # the recognizer is busy: the faces wait for a later frame
             work.jobs.append(cam.deferred.pop(next(iter(cam.deferred))))
 
 

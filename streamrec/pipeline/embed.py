@@ -9,6 +9,7 @@ import numpy as np
 from streamrec.models.alignment import align
 from streamrec.models.protocols import Embedder
 from streamrec.models.quality import face_quality
+from streamrec.pipeline.budget import EmbedBudget
 from streamrec.pipeline.stage import Inbox, Stage
 from streamrec.records import FaceJob, FrameWork, Work
 from streamrec.telemetry import Observer
@@ -17,10 +18,18 @@ from streamrec.telemetry import Observer
 class EmbedStage(Stage):
     name = "embed"
 
-    def __init__(self, embedder: Embedder, batch_size: int, observer: Observer) -> None:
+    def __init__(
+        self,
+        embedder: Embedder,
+        batch_size: int,
+        observer: Observer,
+        budget: EmbedBudget | None = None,
+    ) -> None:
+        """``budget``: told the recognizer's time per face (live cameras' pace)."""
         self.embedder = embedder
         self.batch_size = batch_size
         self.observer = observer
+        self.budget = budget
 
     def gather(self, first: Work, inbox: Inbox) -> list[Work]:
         """Take more queued frames (without waiting) while the batch has room."""
@@ -50,6 +59,8 @@ class EmbedStage(Stage):
             embeddings = self.embedder.embed([job.crop for job in chunk if job.crop is not None])
             took = time.perf_counter() - t1
             self.observer.embedded(len(chunk), took)
+            if self.budget is not None:
+                self.budget.took(len(chunk), took)
             self.observer.busy("embed", took)
             for job, embedding in zip(chunk, np.asarray(embeddings), strict=True):
                 job.embedding = embedding
