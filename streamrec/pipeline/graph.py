@@ -30,6 +30,11 @@ from streamrec.sources import Gap, Source
 
 log = logging.getLogger("streamrec.pipeline")
 
+#: frames queued per live camera and between stages: enough for the frames that arrive while a
+#: detection call (up to ~0.1 s with the larger detectors) holds its stage, so they wait instead
+#: of being dropped; few enough that a camera's frames stay recent
+LIVE_DEPTH = 4
+
 
 @dataclass
 class Camera:
@@ -88,7 +93,7 @@ class Graph:
         self._stop = threading.Event()  # finish reading; drain what is in flight
         self._abort = threading.Event()  # give up on in-flight work
         self.mux: FrameMux[Work] = FrameMux()
-        depth = min(queue_size, 2) if any(c.source.live for c in cameras) else queue_size
+        depth = min(queue_size, LIVE_DEPTH) if any(c.source.live for c in cameras) else queue_size
         for c in cameras:
             self.mux.add(c.name, c.source.live, depth)
         self._channels = [Channel[Work](depth, self._abort) for _ in self.groups[1:]]
