@@ -706,6 +706,10 @@ class _Limits:
             oldest._drop()
 
 
+#: seconds a refused request's body is read and discarded before its connection closes
+LINGER = 2.0
+
+
 class _Connection(H11Protocol):
     """uvicorn's HTTP/1.1 protocol plus what uvicorn leaves out.
 
@@ -713,7 +717,8 @@ class _Connection(H11Protocol):
     * deadlines on what the client owes, counted from when it started to owe it (trickling
       bytes does not extend them): the headers (also between keep-alive requests), the body;
     * a request answered before its body arrived (a refusal, 413) closes the connection
-      instead of reading a body nobody wants;
+      instead of parsing a body nobody wants (what still comes is discarded for a moment, so
+      that the client gets the answer);
     * a send deadline: a client that leaves the send buffer full for ``SEND_TIMEOUT`` s is cut.
     """
 
@@ -723,6 +728,7 @@ class _Connection(H11Protocol):
         self._phase = ""
         self._deadline: asyncio.TimerHandle | None = None
         self._send_deadline: asyncio.TimerHandle | None = None
+        self._lingering = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -740,9 +746,24 @@ class _Connection(H11Protocol):
     def on_response_complete(self) -> None:
         if self.conn.their_state is h11.SEND_BODY and not self.transport.is_closing():
             self._forget()
-            self.transport.close()  # after the answer is flushed; the rest is never read
+            self._linger()
+            return
         super().on_response_complete()
         self._track()
+
+    def _linger(self) -> None:
+        """Close after an answer given before the body arrived (a refusal): the answer's end is
+        sent (half-close), what the client still sends is discarded unparsed for at most
+        :data:`LINGER` s, then the connection closes. Closing at once with its data unread
+        would reset the connection, and the client could lose the answer."""
+        self._lingering = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER, self.transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._lingering:
+            super().data_received(data)
 
     def pause_writing(self) -> None:
         super().pause_writing()
