@@ -18,6 +18,7 @@ import numpy as np
 from ..config import DetectorConfig, RuntimeConfig
 from ..errors import ModelError
 from ..records import Detections
+from .blob import nchw
 from .runtime import open_session
 
 log = logging.getLogger("streamrec.detector")
@@ -100,10 +101,7 @@ class ScrfdDetector:
         scale = new_h / h
         canvas = np.zeros((in_h, in_w, 3), dtype=np.uint8)
         canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
-        blob = cv2.dnn.blobFromImage(
-            canvas, 1.0 / 128.0, (in_w, in_h), (127.5, 127.5, 127.5), swapRB=True
-        )
-        return blob, scale
+        return nchw([canvas], 127.5, 128.0, rgb=True), scale
 
     def _anchors(self, fh: int, fw: int, stride: int, per_cell: int) -> np.ndarray:
         key = (fh, fw, stride, per_cell)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..config import EmbedderConfig, RuntimeConfig
 from ..errors import ModelError
+from .blob import nchw
 from .runtime import open_session
 
 
@@ -44,13 +45,8 @@ class ArcFaceEmbedder:
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """NCHW float32 blob from BGR crops with the configured channel order and mean/std."""
         size = (self.input_size, self.input_size)
-        return cv2.dnn.blobFromImages(
-            crops,
-            1.0 / self.cfg.std,
-            size,
-            (self.cfg.mean, self.cfg.mean, self.cfg.mean),
-            swapRB=self.cfg.color == "rgb",
-        )
+        crops = [c if c.shape[1::-1] == size else cv2.resize(c, size) for c in crops]
+        return nchw(crops, self.cfg.mean, self.cfg.std, rgb=self.cfg.color == "rgb")
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         """L2-normalised float32 embeddings [N, D] of aligned BGR crops."""
