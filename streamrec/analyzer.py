@@ -17,6 +17,7 @@ from .config import Config, as_config
 from .models.detector import ScrfdDetector
 from .models.embedder import ArcFaceEmbedder
 from .models.registry import recognizer_threshold, resolve_all
+from .models.runtime import use_opencv_threads
 from .records import Detections, Face
 
 
@@ -51,6 +52,7 @@ class FaceAnalyzer:
                 ),
             )
         self.cfg = cfg
+        use_opencv_threads(cfg.runtime)
         self.detector_model, self.recognizer_model = resolve_all(cfg.models)
         # the two models compile (or load from the OpenVINO cache) at the same time
         with ThreadPoolExecutor(2, thread_name_prefix="load") as pool:

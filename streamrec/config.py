@@ -281,6 +281,11 @@ class RuntimeConfig:
     #: the recognizer run at the same time); 0 = one on up to 4 cores, a quarter of the cores
     #: above (a second thread costs more CPU than it saves time on small machines)
     threads: int = Field(default=0, ge=0, le=256)
+    #: OpenCV's threads for the image work (resizing, colours, optical flow, motion); 1 = each
+    #: call in its caller's thread. OpenCV's pool wakes for every call however small and spins
+    #: while waiting: on 2 cores it cost a live camera a third of its CPU; 0 = OpenCV's default
+    #: (every core)
+    opencv_threads: int = Field(default=1, ge=0, le=256)
 
 
 @dataclass(config=_STRICT)

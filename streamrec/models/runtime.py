@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 
@@ -114,6 +115,18 @@ def model_threads(cfg: RuntimeConfig) -> int:
         return cfg.threads
     n = cores()
     return 1 if n <= 4 else n // 4
+
+
+def use_opencv_threads(cfg: RuntimeConfig) -> None:
+    """OpenCV's thread count for the whole process: ``runtime.opencv_threads``.
+
+    Measured on a 2-core Xeon, one live 720p camera: 13.1-14.6 ms of CPU a frame with OpenCV's
+    pool of 2 threads, 8.9-9.2 ms with none; the detect stage's thread alone 18.5-21 % of a core
+    against 10.6-11 %. Its calls are small (a face's optical flow, a thumbnail, a resize) and the
+    pool's threads and their caller spin-wait around each one; the cameras' parallelism comes
+    from the stages' threads and the decoder's.
+    """
+    cv2.setNumThreads(cfg.opencv_threads or -1)  # OpenCV: 0 = none, -1 = its default
 
 
 class Session:
