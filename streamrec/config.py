@@ -283,8 +283,8 @@ class RuntimeConfig:
     threads: int = Field(default=0, ge=0, le=256)
     #: OpenCV's threads for the image work (resizing, colours, optical flow, motion); 1 = each
     #: call in its caller's thread. OpenCV's pool wakes for every call however small and spins
-    #: while waiting: on 2 cores it cost a live camera a third of its CPU; 0 = OpenCV's default
-    #: (every core)
+    #: while waiting (on 2 cores ~2 % of a core per live camera, for no gain); 0 = OpenCV's
+    #: default (every core)
     opencv_threads: int = Field(default=1, ge=0, le=256)
 
 

@@ -120,11 +120,11 @@ def model_threads(cfg: RuntimeConfig) -> int:
 def use_opencv_threads(cfg: RuntimeConfig) -> None:
     """OpenCV's thread count for the whole process: ``runtime.opencv_threads``.
 
-    Measured on a 2-core Xeon, one live 720p camera: 13.1-14.6 ms of CPU a frame with OpenCV's
-    pool of 2 threads, 8.9-9.2 ms with none; the detect stage's thread alone 18.5-21 % of a core
-    against 10.6-11 %. Its calls are small (a face's optical flow, a thumbnail, a resize) and the
-    pool's threads and their caller spin-wait around each one; the cameras' parallelism comes
-    from the stages' threads and the decoder's.
+    The pipeline's calls are small (a face's optical flow, a thumbnail, a resize): OpenCV's pool
+    wakes for each and its threads spin-wait after it. Measured on a 2-core Xeon, one live 720p
+    camera with people: the pool's threads took 1.6-2.5 % of a core (0.6-1 ms a frame of 11-14),
+    with none the stage threads took no more. The cameras' parallelism comes from the stages'
+    threads and the decoder's.
     """
     cv2.setNumThreads(cfg.opencv_threads or -1)  # OpenCV: 0 = none, -1 = its default
 
