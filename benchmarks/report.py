@@ -187,6 +187,14 @@ def cpu_ratio(case: Case) -> float | None:
     return (x["cpu_s"] / x["received"]) / dec if dec > 0 else None
 
 
+def decode_spread(case: Case) -> str:
+    """Decode-only CPU ms a frame before and after the pipeline: "2.71 / 2.93" (the VM's drift
+    during the case; the ratio's reference is the two together)."""
+    runs = case.result.get("decode_runs") or []
+    per_frame = [1000 * r["extra"]["cpu_s"] / r["frames"] for r in runs if r["frames"]]
+    return " / ".join(f"{v:.2f}" for v in per_frame) if per_frame else "–"
+
+
 def _ms(x: dict[str, Any], kind: str) -> str:
     """p95 of a latency, with its count: "120 (34)"."""
     n = x.get(f"{kind}_count", 0)
@@ -195,8 +203,8 @@ def _ms(x: dict[str, Any], kind: str) -> str:
 
 def live_table(cases: list[Case]) -> str:
     head = ["case", f"fps per camera (of {LIVE_FPS})", "dropped %", "CPU ms/frame",
-            "× decode-only CPU", "CPU % (window)", "detector runs/s",
-            "degradation level max", "p95 ms (count): frame", "decision",
+            "× decode-only CPU", "decode-only ms/frame before / after", "CPU % (window)",
+            "detector runs/s", "degradation level max", "p95 ms (count): frame", "decision",
             "event", "event by third", "track_end", "precision", "load 1m"]  # fmt: skip
 
     def row(c: Case) -> list[str]:
@@ -210,6 +218,7 @@ def live_table(cases: list[Case]) -> str:
             _fmt(_dropped(cams)),
             _fmt(1000 * x["cpu_s"] / x["received"] if x["received"] else None, 2),
             _fmt(cpu_ratio(c), 2),
+            decode_spread(c),
             _fmt(100 * x["cpu_s"] / seconds if seconds else None, 0),
             _fmt(sum(cam["detector_runs"] for cam in cams.values()) / seconds, 1),
             " ".join(str(cam["max_level"]) for cam in cams.values()),

@@ -251,9 +251,11 @@ def run_live(spec: dict[str, Any], warmup: float) -> dict[str, Any]:
     """A live case: its cameras served; PyAV decode-only of the streams over a window of its
     own (:data:`DECODE_SECONDS` after :data:`DECODE_WARMUP` s), then the pipeline alone over
     the measured window, which starts ``warmup`` seconds after its first frame (models loaded,
-    background learnt, degradation settled); the pipeline's result with the decoder's beside it
-    (``decode``). One after the other, so that the decoder's CPU is not taken from the pipeline
-    (what it drops and how late it is are its own)."""
+    background learnt, degradation settled), then decode-only again; the pipeline's result
+    with the two decoders' beside it (``decode_runs``, and ``decode``: both together, the
+    reference of its ratio). One after the other, so that the decoder's CPU is not taken from
+    the pipeline (what it drops and how late it is are its own); before and after, so that the
+    VM's speed drifting during the case shows as the two references' spread."""
     clips = [Path(spec[f"clip_{kind}"]) for kind in spec["clips"]]
     with rtsp_streams(clips) as urls, tempfile.TemporaryDirectory(prefix="bench-live-") as tmp:
 
@@ -272,12 +274,26 @@ def run_live(spec: dict[str, Any], warmup: float) -> dict[str, Any]:
             timeout = LIVE_START + warm + seconds + 180.0
             return run_children([child], timeout, open_window)[0]
 
-        decode = run_alone("live_decode", DECODE_WARMUP, min(DECODE_SECONDS, spec["seconds"]))
-        if "measured" not in decode:
-            return {"error": f"decode-only: {decode.get('error', decode)}"}
-        result = run_alone(spec["kind"], warmup, spec["seconds"])
-    if "error" not in result and "skipped" not in result:
-        result["decode"] = decode["measured"]
+        def decode_only() -> dict[str, Any]:
+            run = run_alone("live_decode", DECODE_WARMUP, min(DECODE_SECONDS, spec["seconds"]))
+            if "measured" not in run:
+                raise RuntimeError(f"decode-only: {run.get('error', run)}")
+            return dict(run["measured"])
+
+        try:
+            before = decode_only()
+            result = run_alone(spec["kind"], warmup, spec["seconds"])
+            if "error" in result or "skipped" in result:
+                return result
+            after = decode_only()
+        except RuntimeError as exc:
+            return {"error": str(exc)}
+    result["decode_runs"] = [before, after]
+    result["decode"] = {
+        "frames": before["frames"] + after["frames"],
+        "wall_s": before["wall_s"] + after["wall_s"],
+        "extra": {"cpu_s": before["extra"]["cpu_s"] + after["extra"]["cpu_s"]},
+    }
     return result
 
 

@@ -247,7 +247,8 @@ def test_a_live_case_measures_decode_only_then_the_pipeline(
     models_dir: Path, media_dir: Path, tmp_path: Path
 ) -> None:
     """A short live case on a real RTSP camera (the static scene): PyAV decoding the stream,
-    then the pipeline alone, each measured over its own window (no figure is judged)."""
+    then the pipeline alone, then decoding again, each measured over its own window (no figure
+    is judged)."""
     inputs = Inputs(media_dir, models_dir, tmp_path, tmp_path, loops=1, quick=True)
     case = next(c for c in suite.live_cases(models_dir, 4.0) if c.key == "static_1")
     suite.run_case(case, inputs, warmup=2.0)
@@ -255,13 +256,16 @@ def test_a_live_case_measures_decode_only_then_the_pipeline(
         pytest.skip(case.result["skipped"])
     assert "error" not in case.result, case.result
     x = case.result["measured"]["extra"]
-    decode = case.result["decode"]
-    assert x["received"] > 0 and decode["frames"] > 0 and x["cpu_s"] > 0
+    decode, (before, after) = case.result["decode"], case.result["decode_runs"]
+    assert x["received"] > 0 and before["frames"] > 0 and after["frames"] > 0 and x["cpu_s"] > 0
+    assert decode["frames"] == before["frames"] + after["frames"]
     assert set(x["cameras"]["cam0"]) >= {"fps", "dropped", "detector_runs", "max_level",
                                           "frame_p95_ms", "track_end_count"}  # fmt: skip
     assert x["frame_count"] > 0
     text = render([case], _meta(), [])
     assert "| 1× 720p@25 RTSP static scene, small | " in text and "× decode-only CPU" in text
+    spread = f"{1000 * before['extra']['cpu_s'] / before['frames']:.2f} / "
+    assert spread in text
 
 
 def test_help_lists_every_case_and_target() -> None:
