@@ -131,6 +131,8 @@ class Face:
     size: int = 60
     dx: float = 0.0  # pixels per frame
     frames: range = range(0, 10**9)  # frames in which it is visible
+    #: its colour shaded by a fixed texture (optical flow finds corners to follow on it)
+    textured: bool = False
 
 
 @dataclass
@@ -163,8 +165,25 @@ def render(
         if index in f.frames:
             x = round(f.x + f.dx * index)
             y = round(f.y)
-            cv2.rectangle(image, (x, y), (x + f.size, y + f.size), f.color, -1)
+            if f.textured:
+                _paint(image, x, y, f)
+            else:
+                cv2.rectangle(image, (x, y), (x + f.size, y + f.size), f.color, -1)
     return image
+
+
+def _paint(image: np.ndarray, x: int, y: int, face: Face) -> None:
+    """The face's square in its colour times a texture of 0.6-1 (brightest channel > 127, the
+    colour's direction kept), clipped to the image."""
+    rng = np.random.default_rng(face.size)
+    shade = cv2.GaussianBlur(rng.random((face.size + 1, face.size + 1)), (0, 0), 2)
+    shade = 0.6 + 0.4 * (shade - shade.min()) / max(float(np.ptp(shade)), 1e-6)
+    patch = shade[..., None] * np.asarray(face.color, np.float64)
+    h, w = image.shape[:2]
+    x1, y1 = max(0, x), max(0, y)
+    x2, y2 = min(w, x + face.size + 1), min(h, y + face.size + 1)
+    if x1 < x2 and y1 < y2:
+        image[y1:y2, x1:x2] = patch[y1 - y : y2 - y, x1 - x : x2 - x].astype(np.uint8)
 
 
 class FakeSource(Source):

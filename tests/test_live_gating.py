@@ -185,6 +185,21 @@ def test_a_person_walking_into_a_static_scene_is_detected_within_one_interval() 
     assert models.detector.calls + models.detector.region_calls > (120 - 40) // INTERVAL
 
 
+@pytest.mark.parametrize("textured", [True, False])
+def test_faces_kept_by_flow_are_detected_at_twice_the_interval(textured: bool) -> None:
+    """Once a face has had its first looks and flow follows it on every frame, a gated camera's
+    next round waits two intervals; a face flow cannot follow (a flat square: no corners) is
+    detected every interval."""
+    models = FakeModels()
+    face = Face(GREEN, 100, 90, size=60, dx=1.0, frames=range(0, 400), textured=textured)
+    pipeline, writer = build([camera([face], 200, scene=Scene())], models,
+                             **{"motion.enabled": True})  # fmt: skip
+    pipeline.run()
+    assert [e.event for e in writer.events] == ["track_start", "unknown", "track_end"]  # one track
+    calls = models.detector.calls + models.detector.region_calls
+    assert (calls <= 200 // (2 * INTERVAL) + 4) if textured else (calls == 200 // INTERVAL), calls
+
+
 def test_moving_regions_are_detected_alone_when_smaller_than_the_frame() -> None:
     detector = FakeDetector()
     walker = Face(GREEN, 200, 90, size=40, dx=0.0, frames=range(30, 200))

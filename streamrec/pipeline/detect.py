@@ -3,9 +3,12 @@
 A detection round is due every N frames per camera. With motion gating (live cameras by
 default, :mod:`.motion`) a due round runs only when something moved, a face is tracked (present
 or lost), the light changed, or the whole frame was last detected ``max_skip`` seconds ago; a
-camera where nothing moves and nobody is tracked costs no detector call. When something moves
-and nobody is tracked, the moving regions alone are detected at the frame's own resolution when
-that costs no more than the whole-frame pass (else the whole frame is). A whole-frame round is
+camera where nothing moves and nobody is tracked costs no detector call; one whose faces flow
+follows on every frame, once they have had their first looks, detects every other interval (a
+round would only re-anchor them; on a live 720p camera with people it cut the rounds by a
+third). When something moves and nobody is tracked, the moving regions alone are detected at
+the frame's own resolution when that costs no more than the whole-frame pass (else the whole
+frame is). A whole-frame round is
 the whole-frame pass plus the small-face passes (:mod:`.small_faces`). Between rounds, faces are
 followed by optical flow (:mod:`.flow`).
 
@@ -54,6 +57,8 @@ log = logging.getLogger("streamrec.pipeline")
 MAX_MOTION_REGIONS = 4
 #: deferred embeddings kept per camera (the oldest go first beyond)
 MAX_DEFERRED = 64
+#: the interval's factor on a gated camera while flow keeps every face (see ``_factor``)
+KEPT_FACTOR = 2
 _NORMAL = Level(0)
 
 
@@ -121,6 +126,8 @@ class _Camera:
     pyramid: Pyramid | None = None  # the last frame's grey levels (optical flow)
     #: faces asked for but not yet sent to the recognizer, by track, oldest first
     deferred: dict[int, FaceJob] = field(default_factory=dict)
+    #: every face present since the last detection was followed by flow on every frame
+    followed: bool = False
 
     def restart(self) -> None:
         """The stream ended or dropped: everything learnt about its pictures goes."""
@@ -219,7 +226,7 @@ class DetectStage(Stage):
             cam.motion.update(thumb, frame.width, frame.height) if cam.motion is not None else None
         )
         tracked = [box for _, box in cam.tracker.predicted(frame.index)]
-        plan = self._plan(cam, frame, level, motion, bool(tracked))
+        plan = self._plan(cam, frame, level, motion, len(tracked))
         cam.since_detect = 0 if plan is not None else (cam.since_detect or 0) + 1
         dets: Detections | None = None
         took = 0.0
@@ -237,6 +244,10 @@ class DetectStage(Stage):
         if dets is None and level.extras and cam.pyramid is not None and present:
             pyramid = Pyramid(frame.luma(full_range=False))
             followed = follow(cam.pyramid, pyramid, present)
+        if dets is not None:
+            cam.followed = True
+        elif followed is None or len(followed) < len(present):
+            cam.followed = False
         update = cam.tracker.update(frame.index, dets, followed)
         # the next frame follows the faces present now from this frame's grey levels
         cam.pyramid = None
@@ -253,17 +264,14 @@ class DetectStage(Stage):
         self.observer.busy("track", time.perf_counter() - t0 - took)
 
     def _plan(
-        self, cam: _Camera, frame: Frame, level: Level, motion: Motion | None, tracked: bool
+        self, cam: _Camera, frame: Frame, level: Level, motion: Motion | None, tracked: int
     ) -> list[Region] | None:
-        """The regions to detect on this frame (the whole frame is one), or None: no round."""
+        """The regions to detect on this frame (the whole frame is one), or None: no round.
+        ``tracked``: the camera's reported tracks, present or lost."""
         whole = [(0, 0, frame.width, frame.height)]
-        interval = cam.settings.interval * level.interval_factor
-        if level.interval_factor > 1 and cam.identities.first_looks(
-            [t.track_id for t in cam.tracker.present]
-        ):
-            interval = cam.settings.interval  # a new face's first looks are not stretched
         if cam.since_detect is None:
             return whole
+        interval = cam.settings.interval * self._factor(cam, level, motion is not None, tracked)
         due = cam.since_detect + 1 >= interval
         if motion is None:
             return whole if due else None
@@ -275,6 +283,22 @@ class DetectStage(Stage):
         if not due or not motion.regions:
             return None
         return self._regions(motion.regions, frame.width, frame.height, level) or whole
+
+    def _factor(self, cam: _Camera, level: Level, gated: bool, tracked: int) -> int:
+        """How many intervals the camera's next round waits: the degradation's factor, but one
+        while a new face has its first looks (its name is awaited); at level 0 on a gated
+        camera, :data:`KEPT_FACTOR` while every tracked face is present and has been followed by
+        flow on every frame since the last round, and none has its first looks (the round
+        would only re-anchor faces that flow keeps; a face flow loses, a lost track, a new
+        face or the first looks bring the interval back)."""
+        present = cam.tracker.present
+        if level.interval_factor > 1:
+            looking = cam.identities.first_looks([t.track_id for t in present])
+            return 1 if looking else level.interval_factor
+        kept = gated and cam.followed and bool(present) and len(present) == tracked
+        if kept and not cam.identities.first_looks([t.track_id for t in present]):
+            return KEPT_FACTOR
+        return 1
 
     def _regions(
         self, moving: list[Region], width: int, height: int, level: Level
