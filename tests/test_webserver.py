@@ -492,6 +492,22 @@ def test_body_size_limit(live):
         assert request(server, "POST", "/echo", body=chunked)[0] == 413
 
 
+def test_a_refused_upload_gets_its_413_while_the_client_still_sends(live):
+    """The server answers a body over ``http.max_body`` before it arrives; the client, still
+    sending, must get that answer rather than a reset (what it still sends is discarded)."""
+    size = 8 << 20
+    head = f"POST /health HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n\r\n"
+    answer = b""
+    with serving(live, max_body=1000) as server:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with sock:
+            sock.sendall(head.encode())
+            sock.sendall(b"x" * size)
+            while chunk := sock.recv(65536):  # until the server's half-close
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:100]
+
+
 def test_idle_connections_do_not_lock_out_clients(live):
     """300 connections that never send a request: /health still answers, the camera state
     keeps updating, and the server closes them all (cap, then the header deadline)."""
