@@ -30,15 +30,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cli_helpers import SMALL  # this script's folder is first on sys.path
+
 HERE = Path(__file__).resolve().parent.parent
-SMALL = [
-    "--set",
-    "models.detector=det_500m.onnx",
-    "--set",
-    "models.recognizer=mobilefacenet_128d.onnx",
-    "--set",
-    "runtime.precision=FP32",
-]
 PEOPLE = {
     "Lin-Manuel Miranda": "lin-manuel-miranda.png",
     "Alex Lacamoire": "alex-lacamoire.png",
