@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import cli_history
-from .config import Config, load_config
+from .config import MAX_SECONDS, Config, load_config
 from .errors import MediaError, StreamrecError
 from .files import private_dir, write_private
 from .logs import configure_logging, setup_logging
@@ -48,8 +48,6 @@ def _common(p: argparse.ArgumentParser, gallery: bool = True) -> None:
         p.add_argument("--gallery", metavar="FILE", help="gallery file (SQLite)")
 
 
-#: the longest time into a video --start/--end accept (about 31 years)
-MAX_SECONDS = 1e9
 #: the most days --days accepts (a century, as unknowns.retention_days)
 MAX_DAYS = 36_500.0
 

@@ -42,6 +42,8 @@ from .redact import MASK, is_secret_key, redact_url, register_config
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, coerce_numbers_to_str=True)
 
+#: the longest time into a video a span (``--start``, ``--end``) may name: about 31 years
+MAX_SECONDS = 1e9
 #: a config file is a few KiB; anything larger is refused before it is parsed
 MAX_FILE_BYTES = 1 << 20
 #: YAML nesting levels (the deepest key, cameras[].ignore_zones, needs 5)

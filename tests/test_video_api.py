@@ -159,6 +159,9 @@ def test_mistakes_raise_at_once_and_leave_no_file(
         sr.process(media_dir / CLIP, analyzer=analyzer, start=60, output=out)
     with pytest.raises(ConfigError, match="end"):
         sr.process(media_dir / CLIP, analyzer=analyzer, start=5, end=2, output=out)
+    for span in ({"start": 1e308}, {"start": float("nan")}, {"start": 1, "end": 1e308}):
+        with pytest.raises(ConfigError, match=r"--(start|end)\) must be .* 1e\+09"):
+            sr.process(media_dir / CLIP, analyzer=analyzer, output=out, **span)
     assert not list(tmp_path.iterdir())
     wait_until_gone()
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Generic, TypeVar
 
+from ..config import MAX_SECONDS
 from ..errors import ConfigError
 from ..records import Frame
 from ..redact import redact
@@ -59,10 +60,15 @@ class SourceOptions:
             raise ConfigError(f"decoder_threads must be >= 0, not {self.decoder_threads}")
         if self.prefetch < 1:
             raise ConfigError(f"prefetch must be >= 1, not {self.prefetch}")
-        if not 0 <= self.start < float("inf"):
-            raise ConfigError(f"start (--start) must be seconds >= 0, not {self.start!r}")
-        if self.end is not None and not self.start < self.end < float("inf"):
-            raise ConfigError(f"end (--end) must be after start ({self.start:g}), not {self.end!r}")
+        if not 0 <= self.start <= MAX_SECONDS:
+            raise ConfigError(
+                f"start (--start) must be seconds from 0 to {MAX_SECONDS:.0e}, not {self.start!r}"
+            )
+        if self.end is not None and not self.start < self.end <= MAX_SECONDS:
+            raise ConfigError(
+                f"end (--end) must be after start ({self.start:g}) and at most {MAX_SECONDS:.0e} "
+                f"s, not {self.end!r}"
+            )
 
 
 @dataclass
