@@ -759,6 +759,9 @@ class _Connection(H11Protocol):
         self._lingering = True
         if self.transport.can_write_eof():
             self.transport.write_eof()
+        # the body that came before the answer may have paused reading (uvicorn's flow
+        # control): unread, the rest would fill the buffers and the close would reset
+        self.flow.resume_reading()
         self.loop.call_later(LINGER, self.transport.close)
 
     def data_received(self, data: bytes) -> None:
