@@ -226,7 +226,8 @@ class DetectStage(Stage):
             cam.motion.update(thumb, frame.width, frame.height) if cam.motion is not None else None
         )
         tracked = [box for _, box in cam.tracker.predicted(frame.index)]
-        plan = self._plan(cam, frame, level, motion, len(tracked))
+        present = cam.tracker.present
+        plan = self._plan(cam, frame, level, motion, present, len(tracked))
         cam.since_detect = 0 if plan is not None else (cam.since_detect or 0) + 1
         dets: Detections | None = None
         took = 0.0
@@ -240,7 +241,6 @@ class DetectStage(Stage):
             self.observer.detected(work.camera, len(dets), took)
             self.observer.busy("detect", took)
         followed, pyramid = None, None
-        present = cam.tracker.present
         if dets is None and level.extras and cam.pyramid is not None and present:
             pyramid = Pyramid(frame.luma(full_range=False))
             followed = follow(cam.pyramid, pyramid, present)
@@ -264,15 +264,25 @@ class DetectStage(Stage):
         self.observer.busy("track", time.perf_counter() - t0 - took)
 
     def _plan(
-        self, cam: _Camera, frame: Frame, level: Level, motion: Motion | None, tracked: int
+        self,
+        cam: _Camera,
+        frame: Frame,
+        level: Level,
+        motion: Motion | None,
+        present: list[Track],
+        tracked: int,
     ) -> list[Region] | None:
         """The regions to detect on this frame (the whole frame is one), or None: no round.
-        ``tracked``: the camera's reported tracks, present or lost."""
+        ``present``: the tracks present on the last frame; ``tracked``: the camera's reported
+        tracks, present or lost."""
         whole = [(0, 0, frame.width, frame.height)]
         if cam.since_detect is None:
             return whole
-        interval = cam.settings.interval * self._factor(cam, level, motion is not None, tracked)
-        due = cam.since_detect + 1 >= interval
+        waited, interval = cam.since_detect + 1, cam.settings.interval
+        # the factor (a lock and a look at each track) only once the camera's interval is up
+        due = waited >= interval and waited >= interval * self._factor(
+            cam, level, motion is not None, present, tracked
+        )
         if motion is None:
             return whole if due else None
         if motion.lightning:
@@ -284,14 +294,15 @@ class DetectStage(Stage):
             return None
         return self._regions(motion.regions, frame.width, frame.height, level) or whole
 
-    def _factor(self, cam: _Camera, level: Level, gated: bool, tracked: int) -> int:
+    def _factor(
+        self, cam: _Camera, level: Level, gated: bool, present: list[Track], tracked: int
+    ) -> int:
         """How many intervals the camera's next round waits: the degradation's factor, but one
         while a new face has its first looks (its name is awaited); at level 0 on a gated
         camera, :data:`KEPT_FACTOR` while every tracked face is present and has been followed by
         flow on every frame since the last round, and none has its first looks (the round
         would only re-anchor faces that flow keeps; a face flow loses, a lost track, a new
         face or the first looks bring the interval back)."""
-        present = cam.tracker.present
         if level.interval_factor > 1:
             looking = cam.identities.first_looks([t.track_id for t in present])
             return 1 if looking else level.interval_factor
