@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from streamrec.assignment import linear_sum_assignment
 from streamrec.config import Config
 from streamrec.errors import StreamrecError
 from streamrec.evaluation import Pair, accuracy_at, best_accuracy, read_pairs, roc_curve

@@ -17,7 +17,6 @@ from streamrec.history.feed import guarded_people, history_feed
 from streamrec.pipeline import Camera, Pipeline, Summary, build_pipeline
 from streamrec.pipeline.build import source_options
 from streamrec.pipeline.output import OutputFactory
-from streamrec.pipeline.tracking import preload_solver
 from streamrec.progress import progress_bar
 from streamrec.recognition import Recognition
 from streamrec.sinks import EventSink, FanoutSink, SinkErasure, SinkError, event_sinks
@@ -60,7 +59,6 @@ class VideoJob:
         start: float | None = None,
         end: float | None = None,
     ) -> None:
-        preload_solver()
         options = replace(source_options(cfg), start=start or 0.0, end=end)
         with ExitStack() as stack:
             self.source = source = stack.enter_context(

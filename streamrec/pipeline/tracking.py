@@ -27,13 +27,12 @@ are replaced, never mutated, so a box taken from an earlier frame keeps its valu
 
 from __future__ import annotations
 
-import importlib
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from streamrec.assignment import linear_sum_assignment
 from streamrec.geometry import iou_matrix
 from streamrec.records import Detections, Track
 
@@ -280,9 +279,6 @@ class IoUTracker:
         # Forbidden pairs get a cost larger than any difference of allowed sums, so the solver
         # maximises the number of allowed pairs first; they are filtered out afterwards.
         forbidden = float(np.abs(cost[allowed]).sum()) + 1.0
-        # Imported here: scipy.optimize takes ~1 s to import, paid only once tracking runs.
-        from scipy.optimize import linear_sum_assignment
-
         rows, cols = linear_sum_assignment(np.where(allowed, cost, forbidden))
         keep = allowed[rows, cols]
         return rows[keep], cols[keep]
@@ -329,14 +325,3 @@ def _present(
     track.last_frame = frame_index
     track.frames += 1
     track.det_index = det_index
-
-
-def preload_solver() -> None:
-    """Import the assignment solver in a background thread.
-
-    scipy.optimize takes about a second to import; started while the models load, it is ready
-    by the first detection round instead of stalling it.
-    """
-    threading.Thread(
-        target=importlib.import_module, args=("scipy.optimize",), name="preload", daemon=True
-    ).start()

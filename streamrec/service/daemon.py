@@ -27,7 +27,6 @@ from streamrec.history.feed import guarded_people, history_feed
 from streamrec.models.runtime import loaded_models
 from streamrec.pipeline import Camera, Pipeline, build_pipeline
 from streamrec.pipeline.build import enabled_cameras, open_cameras
-from streamrec.pipeline.tracking import preload_solver
 from streamrec.recognition import Recognition
 from streamrec.service.frigate import FrigateBridge
 from streamrec.service.metrics import Metrics
@@ -131,7 +130,6 @@ class Daemon:
             from streamrec.service.http import WebServer
 
             self.web = WebServer.from_config(self.status, self.metrics, cfg.http)
-        preload_solver()
         self.analyzer = FaceAnalyzer.from_config(cfg)
         self.gallery = GallerySession(cfg, self.analyzer.recognizer)
         #: the face history's sink (none without a gallery or with history.enabled false)
