@@ -185,6 +185,27 @@ def test_a_person_walking_into_a_static_scene_is_detected_within_one_interval() 
     assert models.detector.calls + models.detector.region_calls > (120 - 40) // INTERVAL
 
 
+@pytest.mark.parametrize(("fps", "judged"), [(25.0, 60), (30.0, 60), (15.0, 120), (10.0, 120)])
+def test_motion_is_judged_on_frames_at_least_the_gap_apart(
+    fps: float, judged: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every other frame of a 25 or 30 fps camera, each frame of a 15 fps one; a walker who
+    comes in between two judged frames is still detected within one interval."""
+    updates = []
+    update = MotionDetector.update
+    monkeypatch.setattr(
+        MotionDetector, "update", lambda self, *a: updates.append(1) or update(self, *a)
+    )
+    models = FakeModels()
+    walker = Face(GREEN, -60, 90, size=60, dx=3.0, frames=range(41, 400))
+    cam = Camera("cam", FakeSource("cam", [walker], 120, scene=Scene(), fps=fps), INTERVAL)  # type: ignore[arg-type]
+    pipeline, writer = build([cam], models, **{"motion.enabled": True})
+    pipeline.run()
+    assert len(updates) == judged
+    starts = [e.frame for e in writer.events if e.event == "track_start"]
+    assert len(starts) == 1 and 41 <= starts[0] < 41 + INTERVAL, starts
+
+
 @pytest.mark.parametrize("textured", [True, False])
 def test_faces_kept_by_flow_are_detected_at_twice_the_interval(textured: bool) -> None:
     """Once a face has had its first looks and flow follows it on every frame, a gated camera's

@@ -8,7 +8,10 @@ follows on every frame, once they have had their first looks, detects every othe
 round would only re-anchor them; on a live 720p camera with people it cut the rounds by a
 third). When something moves and nobody is tracked, the moving regions alone are detected at
 the frame's own resolution when that costs no more than the whole-frame pass (else the whole
-frame is). A whole-frame round is
+frame is). Motion is judged on frames at least :data:`MOTION_GAP` apart (every other frame
+of a 25 fps camera, each of a 15 fps one; Frigate judges it at its 5 fps detect rate): a
+round is due only every N frames anyway, and the thumbnail and the background's update were
+most of a static camera's cost beyond decoding. A whole-frame round is
 the whole-frame pass plus the small-face passes (:mod:`.small_faces`). Between rounds, faces are
 followed by optical flow (:mod:`.flow`).
 
@@ -59,6 +62,10 @@ MAX_MOTION_REGIONS = 4
 MAX_DEFERRED = 64
 #: the interval's factor on a gated camera while flow keeps every face (see ``_factor``)
 KEPT_FACTOR = 2
+#: seconds of media time from one frame whose motion is judged to the next, at least
+MOTION_GAP = 0.06
+#: what a gated camera's frame between two judged ones brings: nothing new
+_UNJUDGED = Motion([])
 _NORMAL = Level(0)
 
 
@@ -122,16 +129,25 @@ class _Camera:
     since_detect: int | None = None
     #: media time of the last whole-frame detection (motion gating's max_skip)
     last_full: float | None = None
-    thumb: np.ndarray | None = None  # the last frame's thumbnail (scene cuts)
+    thumb: np.ndarray | None = None  # the last thumbnail made (scene cuts)
+    #: media time of the last frame whose motion was judged (``MOTION_GAP``)
+    judged: float | None = None
     pyramid: Pyramid | None = None  # the last frame's grey levels (optical flow)
     #: faces asked for but not yet sent to the recognizer, by track, oldest first
     deferred: dict[int, FaceJob] = field(default_factory=dict)
     #: every face present since the last detection was followed by flow on every frame
     followed: bool = False
 
+    def judge(self, t: float) -> bool:
+        """Whether the motion of the frame at media time ``t`` is judged (``MOTION_GAP``)."""
+        if self.judged is not None and self.judged <= t < self.judged + MOTION_GAP:
+            return False
+        self.judged = t
+        return True
+
     def restart(self) -> None:
         """The stream ended or dropped: everything learnt about its pictures goes."""
-        self.since_detect = self.last_full = None
+        self.since_detect = self.last_full = self.judged = None
         self.thumb = self.pyramid = None
         self.deferred.clear()
         if self.motion is not None:
@@ -217,14 +233,15 @@ class DetectStage(Stage):
         level = _NORMAL
         if cam.degradation is not None:
             level = cam.degradation.frame(frame.index, frame.captured, time.time() - frame.captured)
-        thumb = frame.thumbnail(cam.settings.motion.frame_height)
         cut: list[Track] = []
-        if self.is_cut(cam, thumb):
-            cut = cam.tracker.end_all()
-            cam.since_detect = None
-        motion = (
-            cam.motion.update(thumb, frame.width, frame.height) if cam.motion is not None else None
-        )
+        motion = None if cam.motion is None else _UNJUDGED
+        if motion is None or cam.judge(frame.time):
+            thumb = frame.thumbnail(cam.settings.motion.frame_height)
+            if self.is_cut(cam, thumb):
+                cut = cam.tracker.end_all()
+                cam.since_detect = None
+            if cam.motion is not None:
+                motion = cam.motion.update(thumb, frame.width, frame.height)
         tracked = [box for _, box in cam.tracker.predicted(frame.index)]
         present = cam.tracker.present
         plan = self._plan(cam, frame, level, motion, present, len(tracked))

@@ -24,9 +24,10 @@ import numpy as np
 #: a rectangle of a frame: x1, y1, x2, y2 in pixels
 Region = tuple[int, int, int, int]
 
-#: the background follows each frame by this fraction (a time constant of 50 frames)
+#: the background follows each judged frame by this fraction (a time constant of 50 judged
+#: frames: 4 s on a 25 fps camera, whose motion is judged on every other frame)
 LEARN = 0.02
-#: ... and a moving pixel by this many times less (a person who stops melts in after ~20 s)
+#: ... and a moving pixel by this many times less (a person who stops melts in after ~40 s)
 STILL_SLOWDOWN = 10.0
 #: a pixel moves only beyond this many times its usual deviation from the background
 NOISE_FACTOR = 5.0
