@@ -262,8 +262,10 @@ def test_empty_detections_count_as_missed_rounds() -> None:
     assert track.missed == 1 and track.det_index == -1 and track.last_frame == 2
     np.testing.assert_array_equal(track.box, box[0])
     assert [(t.track_id, list(b)) for t, b in tracker.predicted(4)] == [(1, list(box[0]))]
+    assert tracker.reported == 1  # lost tracks are still reported
     update = tracker.update(4, Detections.empty())
     assert update.active == [] and update.ended == [track]
+    assert tracker.reported == 0
     assert track.last_frame == 2 and track.frames == 1
     assert tracker.end_all() == []
 
@@ -364,6 +366,9 @@ def test_min_hits_hides_tentative_tracks() -> None:
         "blip": lambda t: square(400, 400) if t == 4 else None,  # one-frame false positive
         "late": lambda t: square(400, 50) if t >= 10 else None,
     }
+    tracker = IoUTracker(min_hits=3)
+    run = simulate(tracker, scene, range(11), lambda f: True)
+    assert tracker.reported == 1  # "late" is tentative (one hit)
     run = simulate(IoUTracker(min_hits=3), scene, range(20), lambda f: True)
     assert run.ids["blip"] == set()  # never reported
     started = [(f, t.track_id) for f, u in run.updates.items() for t in u.started]

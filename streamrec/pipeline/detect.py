@@ -242,15 +242,14 @@ class DetectStage(Stage):
                 cam.since_detect = None
             if cam.motion is not None:
                 motion = cam.motion.update(thumb, frame.width, frame.height)
-        tracked = [box for _, box in cam.tracker.predicted(frame.index)]
         present = cam.tracker.present
-        plan = self._plan(cam, frame, level, motion, present, len(tracked))
+        plan = self._plan(cam, frame, level, motion, present, cam.tracker.reported)
         cam.since_detect = 0 if plan is not None else (cam.since_detect or 0) + 1
         dets: Detections | None = None
         took = 0.0
         if plan is not None:
             t1 = time.perf_counter()
-            dets = self._detect(cam, frame, level, plan, motion, tracked)
+            dets = self._detect(cam, frame, level, plan, motion)
             took = time.perf_counter() - t1
             if len(dets) and cam.zones:
                 centers = (dets.boxes[:, :2] + dets.boxes[:, 2:]) / 2
@@ -358,7 +357,6 @@ class DetectStage(Stage):
         level: Level,
         plan: list[Region],
         motion: Motion | None,
-        tracked: list[np.ndarray],
     ) -> Detections:
         image = frame.image
         height, width = image.shape[:2]
@@ -375,6 +373,7 @@ class DetectStage(Stage):
         if not level.extras:
             return dets
         moving = motion.regions if motion is not None else None
+        tracked = [box for _, box in cam.tracker.predicted(frame.index)]
         return cam.small.detect(self.detector, image, dets, tracked, moving)
 
     def _ask_for_faces(self, cam: _Camera, work: FrameWork, level: Level) -> float:

@@ -212,6 +212,11 @@ class IoUTracker:
         ]
 
     @property
+    def reported(self) -> int:
+        """How many reported tracks there are, present or lost."""
+        return sum(live.track.hits >= self._min_hits for live in self._live)
+
+    @property
     def present(self) -> list[Track]:
         """The tracks present on the last frame."""
         return self._active()
