@@ -445,6 +445,36 @@ def test_degradation_steps_down_on_drops_and_back_after_a_quiet_while() -> None:
     assert d.level.number == 1
 
 
+def test_the_first_second_of_a_stream_does_not_degrade_it() -> None:
+    """The frames lost while a stream starts (the models' first runs) are its backlog, at
+    start-up and after a reconnect; the same loss a window later takes the camera down."""
+    now = [100.0]
+    changes: list[Level] = []
+    d = Degradation(levels(640, 4, 320), 1.0, 10.0, changes.append, clock=lambda: now[0])
+    index = 0
+
+    def run(seconds: float, lost: int = 0) -> None:
+        """25 fps, each frame taken a frame late; ``lost`` frames lost after the first."""
+        nonlocal index
+        for i in range(int(seconds * 25)):
+            now[0] += 0.04
+            index += 1 + (lost if i == 1 else 0)
+            d.frame(index, now[0] - 0.04, 0.04)
+
+    now[0] += 3.0  # the models load: the stream's first frame comes seconds after the start
+    run(1.0, lost=26)
+    run(2.0)
+    assert changes == []
+    d.restart()
+    index += 1000  # a reconnect: the indices jump
+    run(1.0, lost=26)
+    run(2.0)
+    assert changes == []
+    run(1.0, lost=26)
+    run(0.5)  # past the window's end
+    assert changes and changes[-1].number >= 2
+
+
 def test_degradation_engages_and_recovers_under_a_slow_detector() -> None:
     """A live 25 fps camera with a face and a detector far too slow for it: the camera degrades
     (shown in /health and /metrics), and comes back to normal once the detector is fast."""

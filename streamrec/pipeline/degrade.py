@@ -10,9 +10,13 @@ up detection would not bring them back.) A ``window`` of seconds is overloaded w
 :data:`DROP_LIMIT` of the frames were lost and the frames taken had waited at least
 :data:`WAITED` of a frame interval (median); each overloaded window takes the camera one step
 down (more steps at once for heavy losses); after ``recover_after`` seconds without an
-overloaded window it goes one step back up. A step back that has to be given up again within
-:data:`RELAPSE` seconds doubles the wait before the next one (up to :data:`MAX_WAIT_FACTOR`
-times), so a machine at the edge settles instead of oscillating.
+overloaded window it goes one step back up. The first window of a stream, from its first frame
+(at start-up or after a reconnect), is not judged: the frames lost then are the backlog of the
+stream's first seconds (the models' first runs, the first key frame), not a lack of CPU, and
+judging them took every camera of a starting daemon four levels down for 40 s. A step back
+that has to be given up again within :data:`RELAPSE` seconds doubles the wait before the next
+one (up to :data:`MAX_WAIT_FACTOR` times), so a machine at the edge settles instead of
+oscillating.
 
 The levels (:func:`levels`), in order: normal; the extras off (small-face tiles and regions,
 optical flow: boxes coast on their velocity); the detection interval stretched, one camera
@@ -95,6 +99,7 @@ class Degradation:
         self.clock = clock
         self.level = steps[0]
         self._last: tuple[int, float] | None = None  # the last frame's index and capture time
+        self._warming = True  # the window that starts with the stream's first frame is not judged
         self._received = self._lost = 0
         self._waits: list[float] = []  # seconds each frame waited before it was taken
         self._intervals: list[float] = []  # seconds between two frames the camera sent
@@ -107,17 +112,20 @@ class Degradation:
     def restart(self) -> None:
         """The camera's stream restarted (a reconnect): its frame indices may jump."""
         self._last = None
+        self._warming = True
 
     def frame(self, index: int, captured: float, waited: float) -> Level:
         """Count the frame with this index, captured at ``captured`` (wall clock), taken
         ``waited`` seconds later (and the frames lost before it); the level to use."""
+        now = self.clock()
+        if self._warming and self._last is None:  # the stream's first frame opens the window
+            self._open_window(now)
         last, self._last = self._last, (index, captured)
         if last is not None and index > last[0]:
             self._lost += index - last[0] - 1
             self._intervals.append((captured - last[1]) / (index - last[0]))
         self._received += 1
         self._waits.append(waited)
-        now = self.clock()
         if now - self._window_start >= self.window:
             self._judge(now)
         return self.level
@@ -126,9 +134,10 @@ class Degradation:
         sent = self._received + self._lost
         lost = self._lost / sent if sent else 0.0
         waited = _median(self._waits) >= WAITED * _median(self._intervals)
-        self._received = self._lost = 0
-        self._waits, self._intervals = [], []
-        self._window_start = now
+        self._open_window(now)
+        if self._warming:
+            self._warming = False
+            return
         number = self.level.number
         if lost > DROP_LIMIT and waited:
             if self._last_step_back is not None and now - self._last_step_back < RELAPSE:
@@ -145,6 +154,11 @@ class Degradation:
         if number != self.level.number:
             self.level = self.steps[number]
             self.on_change(self.level)
+
+    def _open_window(self, now: float) -> None:
+        self._received = self._lost = 0
+        self._waits, self._intervals = [], []
+        self._window_start = now
 
 
 def _median(values: list[float]) -> float:
