@@ -99,6 +99,33 @@ def test_precision_check_is_measured_once_and_cached(
     assert runtime.choose_precision(model, cfg, sha) == first
 
 
+def test_a_candidate_precision_openvino_cannot_build_leaves_the_model_at_fp32(
+    models_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenVINO on an AMX CPU refuses BF16 for an INT8 model at compile time: the check records
+    the error, the model runs at FP32 (before, the model did not load)."""
+    monkeypatch.setattr(
+        runtime, "precision_candidate", lambda device: ("BF16", "test candidate")
+    )
+    build = runtime._openvino_session
+
+    def refuse_bf16(path: object, cfg: object, precision: str, cache: bool = True) -> object:
+        if precision == "BF16":
+            raise RuntimeError("Check '!implementations.empty()' failed at executor_factory.hpp")
+        return build(path, cfg, precision, cache)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime, "_openvino_session", refuse_bf16)
+    cfg = load_config(None, {"runtime.cache_dir": str(tmp_path / "ov")}).runtime
+    model = models_dir / "mobilefacenet_128d.onnx"
+    choice = runtime.choose_precision(model, cfg, registry.sha256_of(model))
+    assert choice.precision == "FP32"
+    assert "OpenVINO failed at BF16: Check '!implementations.empty()'" in choice.reason
+    (verdict,) = json.loads((tmp_path / "ov" / "precision.json").read_text()).values()
+    assert verdict["accepted"] is False and "implementations" in verdict["error"]
+    _, info = open_session(model, cfg)
+    assert info.precision == "FP32"
+
+
 def test_two_models_checked_at_once_both_keep_their_verdict(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

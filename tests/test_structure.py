@@ -110,7 +110,7 @@ def test_stages_know_nothing_of_the_graph_or_the_composition_root() -> None:
 #: The Frigate bridge (``service.frigate``) is a service that uses the MQTT link of ``sinks``.
 LAYERS: list[tuple[str, list[str]]] = [
     ("base", ["errors", "records", "config", "media", "geometry", "version", "files", "redact",
-              "logs", "progress", "telemetry", "scales"]),
+              "logs", "progress", "telemetry", "scales", "assignment"]),
     ("sources, models", ["sources", "models"]),
     ("sinks, gallery", ["sinks", "gallery", "history"]),
     ("recognition, pipeline", ["recognition", "analyzer", "pipeline"]),

@@ -306,6 +306,9 @@ def choose_precision(
                 write_private(cache, json.dumps(verdicts, indent=1))  # atomic, per-process temp
             except OSError as exc:
                 log.warning("cannot cache the precision check in %s: %s", cache, exc)
+    if "error" in verdict:
+        failed = f"OpenVINO failed at {candidate}: {verdict['error']}"
+        return PrecisionChoice("FP32", f"{why}, but {failed}")
     measured = (
         f"{candidate} {verdict['candidate_ms']:.1f} ms vs FP32 {verdict['fp32_ms']:.1f} ms, "
         f"cosine {verdict['min_cosine']:.4f}"
@@ -338,11 +341,19 @@ def _timed(session: ort.InferenceSession, feeds: dict[str, np.ndarray], runs: in
 
 
 def check_precision(path: str | Path, cfg: RuntimeConfig, candidate: str) -> dict[str, Any]:
-    """Compare ``candidate`` with FP32 on a fixed input: output cosine and median time."""
+    """Compare ``candidate`` with FP32 on a fixed input: output cosine and median time. A
+    candidate OpenVINO cannot build or run for this model (BF16 of an INT8 model on an AMX CPU:
+    "Check '!implementations.empty()' failed") is refused with its error."""
     ref, _ = _openvino_session(path, cfg, "FP32")
-    other, _ = _openvino_session(path, cfg, candidate)
     feeds = _fixed_input(ref)
-    a, b = ref.run(None, feeds), other.run(None, feeds)
+    a = ref.run(None, feeds)
+    try:
+        other, _ = _openvino_session(path, cfg, candidate)
+        b = other.run(None, feeds)
+    except Exception as exc:  # onnxruntime raises its own exception types
+        error = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        checked = time.strftime("%Y-%m-%dT%H:%M:%S")
+        return {"candidate": candidate, "accepted": False, "error": error, "checked": checked}
     cosines: list[float] = []
     for x, y in zip(a, b, strict=True):
         x = np.asarray(x, np.float64).reshape(x.shape[0] if x.ndim > 1 else 1, -1)
