@@ -351,7 +351,7 @@ def check_precision(path: str | Path, cfg: RuntimeConfig, candidate: str) -> dic
         other, _ = _openvino_session(path, cfg, candidate)
         b = other.run(None, feeds)
     except Exception as exc:  # onnxruntime raises its own exception types
-        error = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        error = _last_line(exc)
         checked = time.strftime("%Y-%m-%dT%H:%M:%S")
         return {"candidate": candidate, "accepted": False, "error": error, "checked": checked}
     cosines: list[float] = []
@@ -461,8 +461,13 @@ def _remove_stale_stages(folder: Path) -> None:
 
 
 def _load_error(path: str | Path, exc: Exception) -> ModelError:
-    msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-    return ModelError(f"cannot load model {path}: {msg[:300]}")
+    return ModelError(f"cannot load model {path}: {_last_line(exc, 300)}")
+
+
+def _last_line(exc: Exception, limit: int = 200) -> str:
+    """The last line of an error (onnxruntime's carry OpenVINO's whole trace before it)."""
+    text = str(exc).strip()
+    return (text.splitlines()[-1] if text else type(exc).__name__)[:limit]
 
 
 def open_session(path: str | Path, cfg: RuntimeConfig) -> tuple[Session, RuntimeInfo]:
@@ -520,7 +525,7 @@ def _open(path: str | Path, cfg: RuntimeConfig) -> tuple[ort.InferenceSession, R
         log.warning(
             "loading %s with the OpenVINO model cache failed (%s); retrying without it",
             path,
-            str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else exc,
+            _last_line(exc),
         )
         try:
             session, provider = _openvino_session(path, cfg, choice.precision, cache=False)
