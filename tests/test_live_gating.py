@@ -47,6 +47,8 @@ from streamrec.service.status import LiveStatus
 from streamrec.telemetry import Latency, Observer
 
 INTERVAL = 5
+#: a live camera's round for a new face's second look (half the interval, rounded up)
+HALF = 3
 
 
 def wait_for(what: str, condition: Callable[[], bool], timeout: float = 60.0) -> None:
@@ -381,8 +383,8 @@ def test_a_slow_recognizer_gets_live_faces_at_its_pace_and_every_file_face(live:
 
 @pytest.mark.parametrize("new_face", [True, False])
 def test_a_degraded_camera_does_not_stretch_a_new_faces_first_looks(new_face: bool) -> None:
-    """At interval ×4 a new face gets its second look one camera interval after its first (its
-    name is awaited); a face that has had its looks waits the stretched interval."""
+    """At interval ×4 a new face gets its second look half a camera interval after its first
+    (its name is awaited); a face that has had its looks waits the stretched interval."""
     jobs = Jobs()
     face = Face(GREEN, 100, 90, size=60, frames=range(0, 200))
     pipeline, _ = build([camera([face], 120, live=True)], FakeModels(), taps=[jobs],
@@ -397,7 +399,30 @@ def test_a_degraded_camera_does_not_stretch_a_new_faces_first_looks(new_face: bo
         cam.identities.policy.min_embeddings = 1  # the first look is all it needs
     pipeline.run()
     looks = [i for i, n in enumerate(jobs.per_frame) if n]
-    assert looks[:2] == ([0, INTERVAL] if new_face else [0, 4 * INTERVAL]), looks
+    assert looks[:2] == ([0, HALF] if new_face else [0, 4 * INTERVAL]), looks
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_a_new_face_on_a_live_camera_has_its_second_look_after_half_the_interval(
+    live: bool,
+) -> None:
+    """Its name, decided on its second look, comes half an interval sooner; the rounds after
+    keep the interval. A file keeps its interval (its evidence does not change)."""
+    jobs = Jobs()
+    models = FakeModels()
+    faces = [Face(GREEN, 100, 90, size=60), Face(RED, 300, 90, size=60, frames=range(12, 200))]
+    pipeline, writer = build([camera(faces, 40, live=live)], models, taps=[jobs])
+    pipeline.graph.mux._lanes["cam"].live = False  # every frame is taken: no drop, no timing
+    pipeline.run()
+    looks = [i for i, n in enumerate(jobs.per_frame) if n]
+    rounds = [0, HALF] if live else [0, INTERVAL]
+    assert looks[:2] == rounds, looks
+    # the face that comes at frame 12 (found on the round after it) has its second look at
+    # half an interval too, or the interval
+    start = next(e.frame for e in writer.events if e.event == "track_start" and e.frame > 0)
+    assert start + rounds[1] in looks, (start, looks)
+    decided = [e.frame for e in writer.events if e.event == "unknown"]
+    assert decided == [rounds[1], start + rounds[1]], decided
 
 
 def test_degradation_levels_are_declared_in_order() -> None:

@@ -15,9 +15,10 @@ most of a static camera's cost beyond decoding. A whole-frame round is
 the whole-frame pass plus the small-face passes (:mod:`.small_faces`). Between rounds, faces are
 followed by optical flow (:mod:`.flow`).
 
-A live camera that falls behind degrades (:mod:`.degrade`): the extras off, a longer interval
-(except while a new face has had fewer looks than its first decision needs: its name is
-awaited), a smaller detection pass. A detection round also decides which faces to embed (the track's
+While a new face on a live camera has had fewer looks than its first decision needs, its
+camera's rounds come after half the interval (its name is awaited). A live camera that falls
+behind degrades (:mod:`.degrade`): the extras off, a longer interval (but not for those first
+looks), a smaller detection pass. A detection round also decides which faces to embed (the track's
 identity policy, by each face's expected quality; no face is excluded for good) and asks for
 them as :class:`~streamrec.records.FaceJob` records, at most ``embeddings_per_frame`` with one
 frame: a burst of new faces goes with the next frames, new tracks first (on live cameras no
@@ -299,6 +300,8 @@ class DetectStage(Stage):
         due = waited >= interval and waited >= interval * self._factor(
             cam, level, motion is not None, present, tracked
         )
+        if not due and waited >= (interval + 1) // 2:
+            due = self._first_look_due(cam, present)
         if motion is None:
             return whole if due else None
         if motion.lightning:
@@ -326,6 +329,15 @@ class DetectStage(Stage):
         if kept and not cam.identities.first_looks([t.track_id for t in present]):
             return KEPT_FACTOR
         return 1
+
+    @staticmethod
+    def _first_look_due(cam: _Camera, present: list[Track]) -> bool:
+        """Whether a live camera's round comes after half its interval: a new face awaits its
+        first looks (its name, decided on the second, comes that much sooner; degraded or not,
+        as the interval's factor spares first looks). Files keep their interval and evidence."""
+        if not (cam.settings.live and present):
+            return False
+        return cam.identities.first_looks([t.track_id for t in present])
 
     def _regions(
         self, moving: list[Region], width: int, height: int, level: Level
