@@ -292,7 +292,8 @@ class RuntimeConfig:
 
 @dataclass(config=_STRICT)
 class PipelineConfig:
-    #: bound of the queues between pipeline stages (frames); files block, live sources drop
+    #: bound of each camera's queue and of those between stages (frames); files block,
+    #: live cameras drop their oldest (8: 0.32 s at 25 fps, a loaded machine's stalls)
     queue_size: int = Field(default=8, ge=1, le=1024)
     #: faces sent to the recognizer with one frame at most; a burst (a crowd walks in, a
     #: scene cut) is spread over the next frames, so no frame waits for all of them

@@ -30,12 +30,6 @@ from streamrec.sources import Gap, Source
 
 log = logging.getLogger("streamrec.pipeline")
 
-#: frames queued per live camera and between stages: enough for the frames that arrive while a
-#: detection call (up to ~0.1 s with the larger detectors) holds its stage, so they wait instead
-#: of being dropped; few enough that a camera's frames stay recent
-LIVE_DEPTH = 4
-
-
 @dataclass
 class Camera:
     """One input of the graph."""
@@ -75,7 +69,10 @@ class Graph:
         queue_size: int = 8,
         drain_timeout: float = 30.0,
     ) -> None:
-        """``drain_timeout``: how long a stopping graph may finish in-flight frames."""
+        """``queue_size``: the frames each camera's lane and each queue between stages hold (a
+        live lane drops its oldest frame when full; 8 frames, 0.32 s at 25 fps, ride out the
+        stalls of a loaded machine). ``drain_timeout``: how long a stopping graph may finish
+        in-flight frames."""
         self.cameras = {c.name: c for c in cameras}
         self.stages = stages
         #: the stages each thread runs, in order
@@ -93,10 +90,9 @@ class Graph:
         self._stop = threading.Event()  # finish reading; drain what is in flight
         self._abort = threading.Event()  # give up on in-flight work
         self.mux: FrameMux[Work] = FrameMux()
-        depth = min(queue_size, LIVE_DEPTH) if any(c.source.live for c in cameras) else queue_size
         for c in cameras:
-            self.mux.add(c.name, c.source.live, depth)
-        self._channels = [Channel[Work](depth, self._abort) for _ in self.groups[1:]]
+            self.mux.add(c.name, c.source.live, queue_size)
+        self._channels = [Channel[Work](queue_size, self._abort) for _ in self.groups[1:]]
         self._threads: list[threading.Thread] = []
 
     @property
