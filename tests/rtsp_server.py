@@ -33,6 +33,7 @@ _LAUNCHER = (
     f'use RTSP::Server; $RTSP::Server::RTP_START_PORT = shift @ARGV; do "{SERVER}"; die $@ if $@;'
 )
 _RTP_PORTS = 128  # UDP ports reserved per server: 2 per published stream and per reader
+_BIND_ATTEMPTS = 5  # server starts when its TCP port was taken meanwhile (see start_server)
 
 
 def unavailable() -> str | None:
@@ -108,6 +109,7 @@ class RtspStream:
         self.rtp_start_port = _free_udp_range(_RTP_PORTS)
         self._server: subprocess.Popen[bytes] | None = None
         self._publisher: subprocess.Popen[bytes] | None = None
+        self._served = False  # the server ran once: its URL may be known, its ports are kept
         self._logdir = tempfile.TemporaryDirectory(prefix="rtsp-test-")
 
     @property
@@ -135,9 +137,28 @@ class RtspStream:
             time.sleep(0.1)
 
     def start_server(self, timeout: float = 30.0) -> None:
-        """Start the server and wait until it accepts readers."""
+        """Start the server and wait until it accepts readers.
+
+        A port found free may be taken before the server binds it (another process's outgoing
+        connection gets it as its ephemeral port): then the server is started again, on new
+        ports if it never ran (its URL is not known to anyone yet), else on the same ones."""
         if self._server is not None and self._server.poll() is None:
             return
+        for attempt in range(_BIND_ATTEMPTS):
+            start = self._log("server").stat().st_size if self._log("server").exists() else 0
+            try:
+                self._start_server(timeout)
+                self._served = True
+                return
+            except RuntimeError:
+                text = self._log("server").read_bytes()[start:].decode(errors="replace")
+                if "Address already in use" not in text or attempt == _BIND_ATTEMPTS - 1:
+                    raise
+            if not self._served:
+                self.client_port, self.source_port = _free_tcp_port(), _free_tcp_port()
+            time.sleep(0.5)
+
+    def _start_server(self, timeout: float) -> None:
         args = [
             "perl", "-e", _LAUNCHER, str(self.rtp_start_port),
             "--clientport", str(self.client_port), "--serverport", str(self.source_port),

@@ -7,6 +7,7 @@ import logging
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +25,7 @@ import pytest
 import test_daemon
 from cli_helpers import LIN, ROOT, SMALL, read_events
 from mjpeg_server import MjpegCamera, jpeg_frames
-from rtsp_server import RtspStream, unavailable
+from rtsp_server import RtspStream, describe_status, unavailable
 from test_daemon import Daemon, identified, open_tracks, wait_for
 
 from streamrec.errors import ConfigError, SourceError
@@ -397,6 +398,22 @@ def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if reason:
         pytest.skip(reason)
     return make_clip(tmp_path_factory.mktemp("rtsp") / "cam.mp4", n=100, gop=25)
+
+
+def test_the_test_rtsp_server_moves_off_a_port_taken_before_it_binds(rtsp_clip: Path) -> None:
+    """The test camera's TCP port, found free, is taken by someone else before the server
+    binds it (benchmarks met this): the server starts on other ports."""
+    camera = RtspStream(rtsp_clip)
+    taken = camera.client_port
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        camera.start_server()
+        try:
+            assert camera.client_port != taken
+            assert describe_status(camera.url) is not None
+        finally:
+            camera.stop()
 
 
 def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
