@@ -109,12 +109,16 @@ class RtspStream:
         self.rtp_start_port = _free_udp_range(_RTP_PORTS)
         self._server: subprocess.Popen[bytes] | None = None
         self._publisher: subprocess.Popen[bytes] | None = None
-        self._served = False  # the server ran once: its URL may be known, its ports are kept
+        self._told = False  # its URL was asked for: its ports are kept
         self._logdir = tempfile.TemporaryDirectory(prefix="rtsp-test-")
 
     @property
     def url(self) -> str:
         """What readers open."""
+        self._told = True
+        return self._address()
+
+    def _address(self) -> str:
         return f"rtsp://127.0.0.1:{self.client_port}{self.path}"
 
     @property
@@ -141,20 +145,19 @@ class RtspStream:
 
         A port found free may be taken before the server binds it (another process's outgoing
         connection gets it as its ephemeral port): then the server is started again, on new
-        ports if it never ran (its URL is not known to anyone yet), else on the same ones."""
+        ports if nobody has asked for its URL yet, else on the same ones."""
         if self._server is not None and self._server.poll() is None:
             return
         for attempt in range(_BIND_ATTEMPTS):
             start = self._log("server").stat().st_size if self._log("server").exists() else 0
             try:
                 self._start_server(timeout)
-                self._served = True
                 return
             except RuntimeError:
                 text = self._log("server").read_bytes()[start:].decode(errors="replace")
                 if "Address already in use" not in text or attempt == _BIND_ATTEMPTS - 1:
                     raise
-            if not self._served:
+            if not self._told:
                 self.client_port, self.source_port = _free_tcp_port(), _free_tcp_port()
             time.sleep(0.5)
 
@@ -170,7 +173,7 @@ class RtspStream:
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         self._wait_until(
-            "server", self._server, lambda: describe_status(self.url) is not None, timeout
+            "server", self._server, lambda: describe_status(self._address()) is not None, timeout
         )
 
     def start_publisher(self, timeout: float = 30.0) -> None:
@@ -188,7 +191,7 @@ class RtspStream:
                 args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         self._wait_until(
-            "publisher", self._publisher, lambda: describe_status(self.url) == 200, timeout
+            "publisher", self._publisher, lambda: describe_status(self._address()) == 200, timeout
         )
 
     def pause_publisher(self) -> None:

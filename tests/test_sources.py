@@ -402,18 +402,23 @@ def rtsp_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_test_rtsp_server_moves_off_a_port_taken_before_it_binds(rtsp_clip: Path) -> None:
     """The test camera's TCP port, found free, is taken by someone else before the server
-    binds it (benchmarks met this): the server starts on other ports."""
-    camera = RtspStream(rtsp_clip)
-    taken = camera.client_port
-    with socket.socket() as squatter:
-        squatter.bind(("127.0.0.1", taken))
-        squatter.listen()
+    binds it (benchmarks met this): the server starts on other ports, unless its URL was given
+    out (then it keeps trying that one)."""
+    camera, told = RtspStream(rtsp_clip), RtspStream(rtsp_clip)
+    url = told.url
+    with socket.socket() as squatter, socket.socket() as other:
+        squatter.bind(("127.0.0.1", camera.client_port))
+        other.bind(("127.0.0.1", told.client_port))
+        taken = camera.client_port
         camera.start_server()
         try:
             assert camera.client_port != taken
             assert describe_status(camera.url) is not None
         finally:
             camera.stop()
+        with pytest.raises(RuntimeError, match="Address already in use"):
+            told.start_server()
+        assert told.url == url
 
 
 def test_rtsp_camera_lost_and_back(rtsp_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
