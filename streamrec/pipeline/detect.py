@@ -61,7 +61,7 @@ log = logging.getLogger("streamrec.pipeline")
 MAX_MOTION_REGIONS = 4
 #: deferred embeddings kept per camera (the oldest go first beyond)
 MAX_DEFERRED = 64
-#: the interval's factor on a gated camera while flow keeps every face (see ``_factor``)
+#: the interval's factor on a gated camera while flow keeps every face (see ``_wait``)
 KEPT_FACTOR = 2
 #: seconds of media time from one frame whose motion is judged to the next, at least
 MOTION_GAP = 0.06
@@ -295,13 +295,11 @@ class DetectStage(Stage):
         whole = [(0, 0, frame.width, frame.height)]
         if cam.since_detect is None:
             return whole
-        waited, interval = cam.since_detect + 1, cam.settings.interval
-        # the factor (a lock and a look at each track) only once the camera's interval is up
-        due = waited >= interval and waited >= interval * self._factor(
+        waited = cam.since_detect + 1
+        # the wait (a lock and a look at each track) only once half the interval is up
+        due = waited >= (cam.settings.interval + 1) // 2 and waited >= self._wait(
             cam, level, motion is not None, present, tracked
         )
-        if not due and waited >= (interval + 1) // 2:
-            due = self._first_look_due(cam, present)
         if motion is None:
             return whole if due else None
         if motion.lightning:
@@ -313,31 +311,23 @@ class DetectStage(Stage):
             return None
         return self._regions(motion.regions, frame.width, frame.height, level) or whole
 
-    def _factor(
+    def _wait(
         self, cam: _Camera, level: Level, gated: bool, present: list[Track], tracked: int
     ) -> int:
-        """How many intervals the camera's next round waits: the degradation's factor, but one
-        while a new face has its first looks (its name is awaited); at level 0 on a gated
-        camera, :data:`KEPT_FACTOR` while every tracked face is present and has been followed by
-        flow on every frame since the last round, and none has its first looks (the round
-        would only re-anchor faces that flow keeps; a face flow loses, a lost track, a new
-        face or the first looks bring the interval back)."""
+        """How many frames the camera's next round waits. While a new face has its first looks
+        (its name is awaited), half the interval on a live camera (its name comes that much
+        sooner) and the interval on a file (its evidence does not change), degraded or not.
+        Else the interval times the degradation's factor; at level 0 on a gated camera,
+        :data:`KEPT_FACTOR` times while every tracked face is present and has been followed by
+        flow on every frame since the last round (the round would only re-anchor faces that
+        flow keeps; a face flow loses, a lost track or a new face bring the interval back)."""
+        interval = cam.settings.interval
+        if present and cam.identities.first_looks([t.track_id for t in present]):
+            return (interval + 1) // 2 if cam.settings.live else interval
         if level.interval_factor > 1:
-            looking = cam.identities.first_looks([t.track_id for t in present])
-            return 1 if looking else level.interval_factor
+            return interval * level.interval_factor
         kept = gated and cam.followed and bool(present) and len(present) == tracked
-        if kept and not cam.identities.first_looks([t.track_id for t in present]):
-            return KEPT_FACTOR
-        return 1
-
-    @staticmethod
-    def _first_look_due(cam: _Camera, present: list[Track]) -> bool:
-        """Whether a live camera's round comes after half its interval: a new face awaits its
-        first looks (its name, decided on the second, comes that much sooner; degraded or not,
-        as the interval's factor spares first looks). Files keep their interval and evidence."""
-        if not (cam.settings.live and present):
-            return False
-        return cam.identities.first_looks([t.track_id for t in present])
+        return interval * (KEPT_FACTOR if kept else 1)
 
     def _regions(
         self, moving: list[Region], width: int, height: int, level: Level
