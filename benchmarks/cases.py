@@ -193,8 +193,9 @@ def detector(spec: Spec) -> Measured:
 
 def startup(spec: Spec) -> Measured:
     """Time from process start (``spec["t0"]``, taken by the parent just before spawning this
-    process) to the first frame leaving the pipeline: imports, config, model loading (from the
-    OpenVINO cache when warm), opening the source and one frame through every stage."""
+    process) to the first frame leaving the pipeline: imports, config, model loading (the
+    precision checks' verdicts read from the cache when warm), opening the source and one frame
+    through every stage."""
     from streamrec.analyzer import FaceAnalyzer
     from streamrec.pipeline import Camera, build_pipeline
     from streamrec.pipeline.build import source_options

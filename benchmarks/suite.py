@@ -173,7 +173,9 @@ def live_cases(models: Path, seconds: float) -> list[Case]:
 
 
 def startup_cases(models: Path, work: Path) -> list[Case]:
-    """Each kind twice with its own fresh OpenVINO cache dir: first cold (empty), then warm."""
+    """Each kind twice with its own fresh ``runtime.cache_dir``: first empty (the precision
+    checks run), then warm (their verdicts read; OpenVINO's compiled models too where it can
+    read them back, not with the onnxruntime-openvino wheels: docs/models.md)."""
     cases = []
     for kind, what in (
         ("startup", "first frame"),
@@ -183,7 +185,7 @@ def startup_cases(models: Path, work: Path) -> list[Case]:
         clip = {"clip": "clip_short" if kind == "whole_run" else "clip_360p"}
         for key, cache_state in (("cold", "empty"), ("warm", "warm")):
             spec = {"kind": kind, "models": str(models), "set": cache}
-            name = f"{what}, {cache_state} OpenVINO cache"
+            name = f"{what}, {cache_state} cache"
             cases.append(Case("startup", f"{kind}_{key}", name, spec, clip))
     return cases
 
