@@ -276,9 +276,9 @@ class RuntimeConfig:
     #: and a one-time check finds it faster and as accurate as FP32, else FP32
     precision: Literal["auto", "FP32", "BF16", "FP16", "ACCURACY"] = "auto"
     performance_hint: Literal["LATENCY", "THROUGHPUT"] = "LATENCY"
-    #: compiled-model cache (speeds up start-up where OpenVINO can read it back, which the
-    #: onnxruntime-openvino wheels cannot: docs/models.md) and the precision checks' verdicts: a
-    #: folder, auto ($XDG_CACHE_HOME or ~/.cache, then streamrec/ov_cache), or null (no cache)
+    #: the precision checks' verdicts and OpenVINO's compiled models (these speed up start-up only
+    #: where OpenVINO can read them back, not with onnxruntime-openvino's wheels: docs/models.md):
+    #: a folder, auto ($XDG_CACHE_HOME or ~/.cache, then streamrec/ov_cache), or null (no cache)
     cache_dir: str | None = "auto"
     #: inference threads per model (each model runs one inference at a time; the detector and
     #: the recognizer run at the same time); 0 = one on up to 4 cores, a quarter of the cores
