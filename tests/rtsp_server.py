@@ -157,9 +157,10 @@ class RtspStream:
                 text = self._log("server").read_bytes()[start:].decode(errors="replace")
                 if "Address already in use" not in text or attempt == _BIND_ATTEMPTS - 1:
                     raise
-            if not self._told:
+            if self._told:
+                time.sleep(0.5)  # the same ports: give their holder a moment
+            else:
                 self.client_port, self.source_port = _free_tcp_port(), _free_tcp_port()
-            time.sleep(0.5)
 
     def _start_server(self, timeout: float) -> None:
         args = [

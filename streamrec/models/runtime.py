@@ -169,10 +169,15 @@ def openvino_expected() -> bool:
 # ------------------------------------------------------------------------ device capabilities
 
 
+def _ort_libs() -> Path:
+    """onnxruntime's folder of native libraries, where onnxruntime-openvino bundles OpenVINO."""
+    return Path(ort.__file__).parent / "capi"
+
+
 @functools.cache
 def _openvino_c() -> ctypes.CDLL | None:
     """OpenVINO's C library as shipped inside onnxruntime-openvino (None where absent)."""
-    capi = Path(ort.__file__).parent / "capi"
+    capi = _ort_libs()
     for pattern in ("libopenvino_c.so*", "openvino_c.dll", "libopenvino_c*.dylib"):
         for candidate in sorted(capi.glob(pattern)):
             try:
@@ -260,7 +265,7 @@ def cache_readable(capi: Path | None = None) -> tuple[bool, str]:
     built for the other C++ ABI. Where OpenVINO is not bundled in ``capi`` (onnxruntime's own
     folder) its frontends cannot be seen from here: the cache is used.
     """
-    capi = capi if capi is not None else Path(ort.__file__).parent / "capi"
+    capi = capi if capi is not None else _ort_libs()
     bundled = [*capi.glob("libopenvino.so*"), *capi.glob("openvino.dll")]
     if not bundled or [*capi.glob("*openvino_ir_frontend*")]:
         return True, ""
